@@ -1,0 +1,36 @@
+"""cvcraft: a computer-vision toolkit on PyTorch.
+
+Public API (imported lazily so ``import cvcraft`` stays cheap in data workers)::
+
+    cvcraft.create_model("resnet50", num_classes=10)
+    cvcraft.list_models("resnet*")
+    cvcraft.load_dataset("path/to/imagefolder")   # -> DataSplits(train, val, classes)
+    cvcraft.Trainer(task, cfg).fit()
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "create_model": ("cvcraft.models", "create_model"),
+    "list_models": ("cvcraft.models", "list_models"),
+    "load_dataset": ("cvcraft.data", "load_classification"),
+    "Trainer": ("cvcraft.engine.trainer", "Trainer"),
+    "ClassifyTask": ("cvcraft.engine.classify", "ClassifyTask"),
+    "build_config": ("cvcraft.config", "build_config"),
+    "Sample": ("cvcraft.structures", "Sample"),
+}
+
+__all__ = [*_LAZY, "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name]
+        return getattr(importlib.import_module(module), attr)
+    raise AttributeError(f"module 'cvcraft' has no attribute {name!r}")

@@ -1,0 +1,3 @@
+from cvcraft.cli import main
+
+raise SystemExit(main())
