@@ -1,0 +1,9 @@
+"""Models by name: ``create_model("resnet50", num_classes=10)``, ``list_models("resnet*")``.
+
+Importing this package imports every model module so that each registers itself.
+"""
+
+from cvcraft.models import classification  # noqa: F401  (registers the models)
+from cvcraft.models.registry import MODELS, create_model, list_models, model_info, register_model
+
+__all__ = ["MODELS", "create_model", "list_models", "model_info", "register_model"]
