@@ -1,0 +1,147 @@
+"""Epoch-aware sampling, classification collate and the DataLoader factory.
+
+The sampler yields ``(epoch, index)`` pairs, and the dataset seeds each item's augmentation
+from ``(seed, epoch, index)``. That per-item generator — not the worker seeds — is what makes
+batches identical for any number of workers and across a resume: which worker happens to
+load an item does not change what it draws. Worker processes are still seeded (torch, numpy,
+random) from ``(seed, epoch, worker_id)`` for any code that uses the global generators.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler
+
+from cvcraft.errors import DataError
+from cvcraft.structures import Sample
+
+
+class EpochSampler(Sampler):
+    """Yields ``(epoch, index)``; the order is ``default_rng([seed, epoch]).permutation(n)``.
+
+    With ``num_replicas > 1`` (DDP) every rank gets ``ceil(n / num_replicas)`` items: the
+    permutation is padded by repeating its start (as ``DistributedSampler`` does) and rank
+    ``r`` takes positions ``r, r + num_replicas, ...``.
+    """
+
+    def __init__(
+        self, n: int, shuffle: bool = True, seed: int = 0, *, num_replicas: int = 1, rank: int = 0
+    ) -> None:
+        if not 0 <= rank < num_replicas:
+            raise ValueError(f"rank {rank} must be in [0, num_replicas={num_replicas})")
+        self.n, self.shuffle, self.seed = n, shuffle, seed
+        self.num_replicas, self.rank = num_replicas, rank
+        self.epoch = 0
+        self.num_samples = math.ceil(n / num_replicas) if n else 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose permutation the next iteration uses."""
+        self.epoch = int(epoch)
+
+    def indices(self) -> np.ndarray:
+        """This rank's item indices for the current epoch, int64 (num_samples,)."""
+        if self.shuffle:
+            order = np.random.default_rng([self.seed, self.epoch]).permutation(self.n)
+        else:
+            order = np.arange(self.n)
+        total = self.num_samples * self.num_replicas
+        if total > self.n:  # pad (DistributedSampler style) so every rank has equal length
+            order = np.resize(order, total)
+        return order[self.rank : total : self.num_replicas]
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        epoch = self.epoch
+        return ((epoch, int(i)) for i in self.indices())
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+
+def collate_classify(samples: Sequence[Sample]) -> dict[str, torch.Tensor]:
+    """Samples -> ``{"images": uint8 (N, C, H, W), "labels": int64 (N,), "index": int64 (N,)}``.
+
+    Images stay uint8 (a quarter of float32's bytes through worker pipes); conversion to float
+    and normalization happen on the device.
+    """
+    if not samples:
+        raise DataError("collate_classify got an empty batch")
+    shape = samples[0].image.shape
+    for s in samples:
+        if s.image.shape != shape:
+            raise DataError(
+                f"images in a batch differ in size: {shape} ({samples[0].meta.get('path')}) vs "
+                f"{s.image.shape} ({s.meta.get('path')}); add a resize/crop transform so "
+                "every image has the same size"
+            )
+    images = torch.from_numpy(np.stack([s.image for s in samples])).permute(0, 3, 1, 2)
+    labels = torch.tensor([-1 if s.label is None else s.label for s in samples], dtype=torch.int64)
+    index = torch.tensor([s.meta.get("index", -1) for s in samples], dtype=torch.int64)
+    return {"images": images.contiguous(), "labels": labels, "index": index}
+
+
+class WorkerSeeder:
+    """``worker_init_fn``: seeds torch/numpy/random from (seed, sampler epoch, worker_id).
+
+    Holds the sampler so the epoch is the one current when the workers start. Also pins
+    each worker to one torch/OpenCV thread so workers don't oversubscribe the cores.
+    """
+
+    def __init__(self, seed: int, sampler: EpochSampler) -> None:
+        self.seed, self.sampler = seed, sampler
+
+    def __call__(self, worker_id: int) -> None:
+        ss = np.random.SeedSequence([self.seed, self.sampler.epoch, worker_id])
+        words = ss.generate_state(4, dtype=np.uint32)
+        torch.manual_seed(int(words[0]) << 32 | int(words[1]))
+        np.random.seed(words)
+        random.seed(int(words[2]) << 32 | int(words[3]))
+        torch.set_num_threads(1)
+        try:
+            import cv2
+
+            cv2.setNumThreads(1)
+        except ImportError:  # pragma: no cover
+            pass
+
+
+def build_loader(
+    dataset: Dataset,
+    batch_size: int,
+    *,
+    shuffle: bool,
+    workers: int = 0,
+    seed: int = 0,
+    drop_last: bool = False,
+    collate_fn: Any = collate_classify,
+    pin_memory: bool = False,
+    **sampler_kwargs: Any,
+) -> DataLoader:
+    """A DataLoader whose batches are lists of ``(epoch, index)`` from an ``EpochSampler``.
+
+    ``sampler_kwargs`` go to ``EpochSampler`` (``num_replicas``, ``rank`` for DDP). Workers
+    persist across epochs when ``workers > 0``; call ``set_epoch(loader, e)`` before each epoch.
+    """
+    sampler = EpochSampler(len(dataset), shuffle, seed, **sampler_kwargs)  # type: ignore[arg-type]
+    return DataLoader(
+        dataset,
+        batch_sampler=BatchSampler(sampler, batch_size, drop_last),
+        num_workers=workers,
+        collate_fn=collate_fn,
+        pin_memory=pin_memory,
+        worker_init_fn=WorkerSeeder(seed, sampler) if workers > 0 else None,
+        persistent_workers=workers > 0,
+    )
+
+
+def set_epoch(loader: DataLoader, epoch: int) -> None:
+    """Set the epoch of a loader made by ``build_loader`` (its ``EpochSampler``)."""
+    sampler = getattr(loader.batch_sampler, "sampler", None)
+    if not isinstance(sampler, EpochSampler):
+        raise TypeError("set_epoch needs a DataLoader built by cvcraft.data.build_loader")
+    sampler.set_epoch(epoch)
