@@ -53,7 +53,7 @@ class TrainConfig:
     schedule: str = _opt(
         "cosine",
         "LR schedule, stepped per iteration",
-        ("constant", "step", "multistep", "linear", "cosine", "poly", "cyclic", "onecycle"),
+        ("constant", "step", "multistep", "linear", "cosine", "poly", "cyclic", "one_cycle"),
     )
     warmup_epochs: float = _opt(1.0, "linear warmup length in epochs (fractions allowed)")
     min_lr_ratio: float = _opt(0.0, "final LR as a fraction of lr (cosine/linear)")

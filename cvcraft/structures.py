@@ -120,7 +120,12 @@ def clip_boxes(boxes: BoxArray, height: int, width: int) -> BoxArray:
         )
     return _stack(
         boxes,
-        [np.clip(x1, 0, width), np.clip(y1, 0, height), np.clip(x2, 0, width), np.clip(y2, 0, height)],
+        [
+            np.clip(x1, 0, width),
+            np.clip(y1, 0, height),
+            np.clip(x2, 0, width),
+            np.clip(y2, 0, height),
+        ],
     )
 
 

@@ -6,7 +6,9 @@ from cvcraft.errors import ConfigError
 
 
 def test_overrides_are_typed():
-    cfg = build_config("classify", parse_overrides(["lr=1e-3", "epochs=3", "amp=true", "freeze=[conv1]"]))
+    cfg = build_config(
+        "classify", parse_overrides(["lr=1e-3", "epochs=3", "amp=true", "freeze=[conv1]"])
+    )
     assert isinstance(cfg, ClassifyConfig)
     assert cfg.lr == 1e-3 and cfg.epochs == 3 and cfg.amp is True and cfg.freeze == ["conv1"]
 
@@ -52,7 +54,18 @@ def test_bad_yaml_file(tmp_path):
 
 def test_help_lists_every_key():
     text = config_help("classify")
-    for key in ("data", "model", "epochs", "batch", "imgsz", "lr", "optimizer", "schedule", "out", "seed"):
+    for key in (
+        "data",
+        "model",
+        "epochs",
+        "batch",
+        "imgsz",
+        "lr",
+        "optimizer",
+        "schedule",
+        "out",
+        "seed",
+    ):
         assert f"  {key} " in text
     with pytest.raises(ConfigError, match="not key=value"):
         parse_overrides(["epochs"])

@@ -55,7 +55,9 @@ def test_area_and_clip_match_torchvision():
     torch.testing.assert_close(
         box_area(clip_boxes(b, 60, 80)), tvops.box_area(tvops.clip_boxes_to_image(b, (60, 80)))
     )
-    np.testing.assert_allclose(box_area(clip_boxes(b.numpy(), 60, 80)), box_area(clip_boxes(b, 60, 80)).numpy())
+    np.testing.assert_allclose(
+        box_area(clip_boxes(b.numpy(), 60, 80)), box_area(clip_boxes(b, 60, 80)).numpy()
+    )
 
 
 def test_sample_validation():

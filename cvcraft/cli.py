@@ -1,0 +1,198 @@
+"""The ``cvcraft`` command line, ultralytics style: ``cvcraft <command> [task] key=value ...``.
+
+Commands: train, val, predict, demo, models. ``--config FILE.yaml`` supplies keys, and
+``key=value`` arguments override them; ``cvcraft <command> --help`` lists every key.
+Errors raised on purpose (``CvcraftError``) print as one clear message and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from cvcraft.config import TASK_CONFIGS, build_config, config_help, parse_overrides
+from cvcraft.errors import ConfigError, CvcraftError
+from cvcraft.registry import did_you_mean
+
+COMMANDS = ("train", "val", "predict", "demo", "models")
+TASKS = tuple(TASK_CONFIGS)
+
+# The embedded default: a small ResNet on 32x32 synthetic shapes, sized so the whole run
+# (data generation, training, evaluation, plots) fits in about two minutes on 2 CPU cores.
+DEMO_PRESETS: dict[str, dict[str, Any]] = {
+    "classify": {
+        "data": "shapes:5000",
+        "model": "resnet20",
+        "imgsz": 32,
+        "epochs": 5,
+        "batch": 64,
+        "lr": 0.1,
+        "optimizer": "sgd",
+        "schedule": "one_cycle",
+        "warmup_epochs": 0.0,
+        "weight_decay": 5e-4,
+        "workers": 1,
+        "degrees": 0.0,
+        "hflip": 0.5,
+        "name": "demo",
+    }
+}
+
+USAGE = """\
+cvcraft <command> [task] [key=value ...] [--config FILE.yaml]
+
+commands:
+  train   classify     train a model; writes a run folder (config, metrics, checkpoints, plots)
+  val     classify     evaluate weights= on the val split of data=
+  predict classify     predict source=<file|dir> with weights=
+  demo    [classify]   train on the embedded synthetic shapes dataset
+  models  [pattern]    list registered models (e.g. cvcraft models 'resnet*')
+
+examples:
+  cvcraft demo
+  cvcraft train classify data=path/to/imagefolder model=resnet18 epochs=20 imgsz=224
+  cvcraft val classify data=path/to/imagefolder weights=runs/classify/train/best.pt
+  cvcraft predict classify weights=runs/classify/train/best.pt source=images/
+"""
+
+
+def _parse(argv: list[str]) -> tuple[str, str | None, list[str], str | None, bool]:
+    ap = argparse.ArgumentParser(prog="cvcraft", usage=USAGE, add_help=False)
+    ap.add_argument("command", nargs="?")
+    ap.add_argument("rest", nargs=argparse.REMAINDER)
+    ns = ap.parse_args(argv)
+    if ns.command in (None, "-h", "--help", "help"):
+        print(USAGE)
+        raise SystemExit(0)
+    if ns.command not in COMMANDS:
+        raise ConfigError(
+            f"unknown command {ns.command!r}.{did_you_mean(ns.command, COMMANDS)} "
+            f"Commands: {', '.join(COMMANDS)}"
+        )
+    rest = list(ns.rest)
+    want_help = any(a in ("-h", "--help") for a in rest)
+    rest = [a for a in rest if a not in ("-h", "--help")]
+    config_file = None
+    if "--config" in rest:
+        i = rest.index("--config")
+        if i + 1 >= len(rest):
+            raise ConfigError("--config needs a file: --config run.yaml")
+        config_file = rest[i + 1]
+        del rest[i : i + 2]
+    task = None
+    if rest and "=" not in rest[0]:
+        task = rest.pop(0)
+    return ns.command, task, rest, config_file, want_help
+
+
+def _check_task(command: str, task: str | None) -> str:
+    task = task or "classify"
+    if task not in TASKS:
+        raise ConfigError(
+            f"unknown task {task!r} for {command}.{did_you_mean(task, TASKS)} "
+            f"Tasks available now: {', '.join(TASKS)}"
+        )
+    return task
+
+
+def _print_help(command: str, task: str) -> None:
+    print(f"cvcraft {command} {task} [key=value ...] [--config FILE.yaml]\n\nkeys:")
+    print(config_help(task))
+
+
+# Keys that may differ on resume: they change where/how the run executes, not what it
+# computes. Everything else comes from the run's own config.yaml so the resumed run
+# continues the same experiment (same schedule length, same data, same seed).
+RESUME_OVERRIDABLE = ("workers", "device", "progress", "plots", "resume", "out", "name")
+
+
+def resume_config(task: str, cfg: Any, overrides: dict[str, str]) -> Any:
+    from cvcraft.engine.trainer import resolve_run_dir
+
+    out = resolve_run_dir(task, cfg)
+    saved = out / "config.yaml"
+    if not saved.exists():
+        raise ConfigError(f"resume=true but {saved} does not exist; nothing to resume in {out}")
+    keep = {k: v for k, v in overrides.items() if k in RESUME_OVERRIDABLE}
+    ignored = sorted(set(overrides) - set(keep))
+    if ignored:
+        print(f"resume: using {saved}; ignoring {', '.join(ignored)} given now")
+    resumed = build_config(task, {**keep, "resume": "true", "out": str(out)}, yaml_file=saved)
+    return resumed
+
+
+def run(argv: list[str]) -> Any:
+    command, task, rest, config_file, want_help = _parse(argv)
+    if command == "models":
+        from cvcraft.models import list_models
+
+        pattern = task or "*"
+        if want_help:
+            print("cvcraft models [pattern]   list registered model names, e.g. 'resnet*'")
+            return None
+        names = list_models(pattern)
+        print("\n".join(names))
+        return names
+    task = _check_task(command, task)
+    if want_help:
+        _print_help(command, task)
+        return None
+    overrides = parse_overrides(rest)
+    defaults = DEMO_PRESETS.get(task, {}) if command == "demo" else None
+    cfg = build_config(task, overrides, yaml_file=config_file, defaults=defaults)
+    if command in ("train", "demo") and cfg.resume:
+        cfg = resume_config(task, cfg, overrides)
+
+    from cvcraft.engine.classify import ClassifyTask, predict_classifier, validate_classifier
+    from cvcraft.engine.trainer import Trainer, ensure_writable, resolve_run_dir, write_atomic
+
+    if command in ("train", "demo"):
+        metrics = Trainer(ClassifyTask(cfg), cfg).fit()  # type: ignore[arg-type]
+        summary = {
+            k: metrics[k] for k in ("top1", "top5", "best_epoch", "train_seconds") if k in metrics
+        }
+        print(json.dumps(summary))
+        return metrics
+    if not cfg.weights:
+        raise ConfigError(f"{command} needs weights=path/to/best.pt")
+    if not Path(cfg.weights).exists():
+        raise ConfigError(f"weights={cfg.weights}: no such file")
+    if cfg.name == "train":
+        cfg.name = command
+    out = resolve_run_dir(task, cfg)
+    ensure_writable(out)
+    if command == "val":
+        metrics = validate_classifier(cfg, out)  # type: ignore[arg-type]
+        write_atomic(out / "metrics.json", json.dumps(metrics, indent=2, default=float))
+        print(json.dumps({k: metrics[k] for k in ("top1", "top5", "val_loss") if k in metrics}))
+        print(f"results saved to {out}")
+        return metrics
+    if not cfg.source:
+        raise ConfigError("predict needs source=<image file or folder>")
+    results = predict_classifier(cfg, out)  # type: ignore[arg-type]
+    for r in results[:20]:
+        print(f"{r['path']}: {r['class']} {r['score']:.3f}")
+    if len(results) > 20:
+        print(f"... {len(results) - 20} more")
+    print(f"results saved to {out}")
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        run(argv)
+    except CvcraftError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; the last completed epoch is in last.pt (resume=true)", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

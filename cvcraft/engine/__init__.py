@@ -1,0 +1,1 @@
+"""The training engine: Trainer, optimizers, schedules, EMA, checkpoints, task modules."""

@@ -1,0 +1,381 @@
+"""Image classification as a Trainer task, plus its val and predict entry points.
+
+Data flow: reader -> ``ClassifyDataset`` (augmentation on uint8 HWC with a per-sample
+generator) -> collate to a uint8 NCHW batch -> device -> float + normalization with the
+training set's statistics (``Normalizer``) -> model. Normalization runs on the device
+because moving uint8 is 4x cheaper than float32 and the op is trivially parallel there.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from cvcraft.config import ClassifyConfig
+from cvcraft.data import (
+    ClassifyDataset,
+    build_loader,
+    load_classification,
+    read_image,
+)
+from cvcraft.data.io import IMAGE_EXTENSIONS
+from cvcraft.engine.checkpoint import load_checkpoint, load_model_weights
+from cvcraft.engine.device import autocast, select_device
+from cvcraft.engine.trainer import weights_of
+from cvcraft.errors import CheckpointError, DataError
+from cvcraft.losses import build_loss
+from cvcraft.metrics.classification import ClassificationMetrics
+from cvcraft.models import create_model
+from cvcraft.structures import Sample
+from cvcraft.transforms import default_classify_transforms
+from cvcraft.transforms.normalize import IMAGENET_STATS, Normalizer, compute_stats
+from cvcraft.viz.plots import plot_confusion_matrix, plot_curves, plot_prediction_grid
+
+STATS_SAMPLES = 5000  # images used to estimate normalization statistics
+
+
+def build_transforms(cfg: ClassifyConfig, train: bool) -> Any:
+    crop = cfg.crop if cfg.crop != "auto" else ("pad" if cfg.imgsz <= 64 else "rrc")
+    return default_classify_transforms(
+        cfg.imgsz,
+        train=train,
+        crop=crop,
+        scale=(cfg.scale_min, 1.0),
+        hflip=cfg.hflip,
+        vflip=cfg.vflip,
+        degrees=cfg.degrees,
+        translate=cfg.translate,
+        hsv=(cfg.hsv_h, cfg.hsv_s, cfg.hsv_v),
+        cutout=cfg.cutout,
+    )
+
+
+class Preprocess(nn.Module):
+    """uint8 NCHW RGB batch -> float normalized batch (grayscale first if in_chans == 1)."""
+
+    def __init__(self, stats: dict[str, Any] | None, mode: str, in_chans: int) -> None:
+        super().__init__()
+        self.in_chans = in_chans
+        self.norm = Normalizer(stats, mode) if mode != "none" and stats else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.float()
+        if self.norm is not None:
+            x = self.norm(x)
+        else:
+            x = x / 255.0
+        if self.in_chans == 1 and x.shape[1] == 3:
+            x = x.mean(dim=1, keepdim=True)  # after normalization: mean of normalized channels
+        return x
+
+
+class ClassifyTask:
+    """Everything classification-specific the Trainer delegates."""
+
+    name = "classify"
+    monitor = "top1"
+
+    def __init__(self, cfg: ClassifyConfig) -> None:
+        self.cfg = cfg
+        self.classes: list[str] = []
+        self.stats: dict[str, Any] | None = None
+
+    # -- setup
+    def setup(self, trainer: Any) -> None:
+        cfg = self.cfg
+        splits = load_classification(
+            cfg.data,
+            val_fraction=cfg.val_fraction,
+            seed=cfg.seed,
+            cache=cfg.cache,
+            cache_dir=cfg.cache_dir or None,
+            skip_bad=cfg.skip_bad,
+        )
+        train, val = splits.train, splits.val
+        if cfg.fraction < 1.0:
+            k = max(len(train.classes), int(len(train) * cfg.fraction))
+            idx = np.sort(np.random.default_rng([cfg.seed, 7]).permutation(len(train))[:k])
+            train = train.subset(idx)
+        self.classes = list(splits.classes)
+        resume = getattr(trainer, "resume_state", None)
+        if resume is not None and resume.get("classes") != self.classes:
+            raise CheckpointError(
+                f"the checkpoint in {trainer.out} was trained on classes {resume.get('classes')}, "
+                f"the data has {self.classes}; resume with the same data="
+            )
+        self.stats = self._stats(train, trainer.out, resume)
+        self.train_data, self.val_data = train, val
+        ds_train = ClassifyDataset(train, build_transforms(cfg, True), seed=cfg.seed)
+        ds_val = ClassifyDataset(val, build_transforms(cfg, False), seed=cfg.seed)
+        trainer.train_loader = build_loader(
+            ds_train, cfg.batch, shuffle=True, workers=cfg.workers, seed=cfg.seed, drop_last=True
+        )
+        if len(trainer.train_loader) == 0:
+            raise DataError(
+                f"{cfg.data}: {len(train)} training images is fewer than batch={cfg.batch}; "
+                "lower batch="
+            )
+        self.val_loader = build_loader(
+            ds_val, cfg.batch, shuffle=False, workers=cfg.workers, seed=cfg.seed
+        )
+        self.device = trainer.device
+        model = create_model(cfg.model, num_classes=len(self.classes), in_chans=cfg.in_chans)
+        trainer.model = model.to(trainer.device)
+        self.pre = Preprocess(self.stats, cfg.normalize, cfg.in_chans).to(trainer.device)
+        self.criterion = build_loss(cfg.loss, label_smoothing=cfg.label_smoothing)
+        self.channels_last = cfg.channels_last
+        (Path(trainer.out) / "classes.json").write_text(json.dumps(self.classes))
+
+    def _stats(self, train: Any, out: Path, resume: dict[str, Any] | None) -> dict[str, Any] | None:
+        mode = self.cfg.normalize
+        if mode == "none":
+            return None
+        if resume is not None and resume.get("norm_stats") is not None:
+            return resume["norm_stats"]
+        if mode == "imagenet":
+            stats = dict(IMAGENET_STATS)
+        else:
+            n = len(train)
+            rng = np.random.default_rng([self.cfg.seed, 11])
+            idx = np.sort(rng.choice(n, size=min(n, STATS_SAMPLES), replace=False))
+            stats = compute_stats(train.load_image(int(i)) for i in idx)
+            stats["samples"] = len(idx)
+        (Path(out) / "norm_stats.json").write_text(json.dumps(stats, indent=1))
+        return stats
+
+    def checkpoint_meta(self) -> dict[str, Any]:
+        return {
+            "model_name": self.cfg.model,
+            "num_classes": len(self.classes),
+            "in_chans": self.cfg.in_chans,
+            "classes": self.classes,
+            "imgsz": self.cfg.imgsz,
+            "normalize": self.cfg.normalize,
+            "norm_stats": self.stats,
+        }
+
+    # -- train / eval
+    def _inputs(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        x = self.pre(batch["images"].to(self.device, non_blocking=True))
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def train_loss(
+        self, model: nn.Module, batch: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, int]:
+        x = self._inputs(batch)
+        y = batch["labels"].to(self.device, non_blocking=True)
+        logits = model(x)
+        return self.criterion(logits.float(), y), int(y.shape[0])
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, loader: Any = None) -> dict[str, Any]:
+        return evaluate_classifier(
+            model,
+            loader or self.val_loader,
+            self.pre,
+            len(self.classes),
+            self.device,
+            amp=self.cfg.amp,
+            topk=self.cfg.topk,
+            channels_last=self.channels_last,
+        )
+
+    # -- plots at the end of a run
+    def finish(self, trainer: Any, model: nn.Module, metrics: dict[str, Any]) -> None:
+        if not self.cfg.plots:
+            return
+        write_plots(
+            Path(trainer.out),
+            trainer.history,
+            metrics,
+            model,
+            self.val_data,
+            self.pre,
+            self.classes,
+            self.device,
+            build_transforms(self.cfg, False),
+        )
+
+
+@torch.no_grad()
+def evaluate_classifier(
+    model: nn.Module,
+    loader: Any,
+    pre: nn.Module,
+    num_classes: int,
+    device: torch.device,
+    *,
+    amp: bool = False,
+    topk: int = 5,
+    channels_last: bool = False,
+) -> dict[str, Any]:
+    """The eval paradigm: eval mode, no_grad, streaming metrics over the loader."""
+    was_training = model.training
+    model.eval()
+    metrics = ClassificationMetrics(num_classes, topk=(1, min(topk, num_classes)))
+    loss_sum, n = 0.0, 0
+    for batch in loader:
+        x = pre(batch["images"].to(device))
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        y = batch["labels"].to(device)
+        with autocast(device, amp):
+            logits = model(x)
+        logits = logits.float()
+        loss_sum += float(nn.functional.cross_entropy(logits, y, reduction="sum"))
+        n += int(y.shape[0])
+        metrics.update(logits, y)
+    model.train(was_training)
+    out = metrics.compute()
+    out["val_loss"] = loss_sum / max(n, 1)
+    k = min(topk, num_classes)
+    if f"top{k}" in out and k != 5:
+        out["top5"] = out[f"top{k}"]  # metrics.json always has top5 (= top-k when k < 5)
+    return out
+
+
+def write_plots(
+    out: Path,
+    history: list[dict[str, Any]],
+    metrics: dict[str, Any],
+    model: nn.Module,
+    val_data: Any,
+    pre: nn.Module,
+    classes: list[str],
+    device: torch.device,
+    val_transform: Any,
+    n_grid: int = 32,
+) -> None:
+    """Curves, confusion matrix and a grid of predictions on the first val images."""
+    plots = out / "plots"
+    plots.mkdir(parents=True, exist_ok=True)
+    if history:
+        plot_curves(history, plots)
+    if "confusion_matrix" in metrics:
+        plot_confusion_matrix(
+            np.asarray(metrics["confusion_matrix"]), classes, plots / "confusion_matrix.png"
+        )
+    idx = np.linspace(0, len(val_data) - 1, num=min(n_grid, len(val_data))).astype(int)
+    rng = np.random.default_rng(0)
+    images = np.stack([val_transform(Sample(val_data.load_image(int(i))), rng).image for i in idx])
+    labels = val_data.labels[idx]
+    model.eval()
+    with torch.no_grad():
+        x = pre(torch.from_numpy(images).permute(0, 3, 1, 2).to(device))
+        probs = model(x).float().softmax(1).cpu().numpy()
+    plot_prediction_grid(
+        images, labels, probs.argmax(1), probs.max(1), classes, plots / "predictions.png"
+    )
+
+
+def load_classifier(weights: str | Path, device: torch.device) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild a classifier from a cvcraft checkpoint (architecture, classes, normalization)."""
+    state = load_checkpoint(weights)
+    if state.get("task", "classify") != "classify" or "model_name" not in state:
+        raise CheckpointError(
+            f"{weights}: not a cvcraft classification checkpoint (task={state.get('task')!r}); "
+            "pass a best.pt/last.pt written by `cvcraft train classify`"
+        )
+    model = create_model(
+        state["model_name"], num_classes=state["num_classes"], in_chans=state["in_chans"]
+    )
+    load_model_weights(model, weights_of(state), strict=True, source=str(weights))
+    return model.to(device).eval(), state
+
+
+def validate_classifier(cfg: ClassifyConfig, out: Path) -> dict[str, Any]:
+    """``cvcraft val classify``: evaluate a checkpoint on the val split of ``data``."""
+    device = select_device(cfg.device)
+    model, state = load_classifier(cfg.weights, device)
+    splits = load_classification(
+        cfg.data,
+        val_fraction=cfg.val_fraction,
+        seed=cfg.seed,
+        cache=cfg.cache,
+        cache_dir=cfg.cache_dir or None,
+        skip_bad=cfg.skip_bad,
+    )
+    if list(splits.classes) != list(state["classes"]):
+        raise CheckpointError(
+            f"{cfg.weights} was trained on {state['num_classes']} classes "
+            f"{state['classes'][:10]}..., but {cfg.data} has {len(splits.classes)} classes "
+            f"{list(splits.classes)[:10]}...; "
+            "evaluate on data with the same classes"
+        )
+    imgsz = int(state.get("imgsz", cfg.imgsz))
+    cfg.imgsz = imgsz
+    pre = Preprocess(state.get("norm_stats"), state.get("normalize", "none"), state["in_chans"]).to(
+        device
+    )
+    tf = build_transforms(cfg, False)
+    ds = ClassifyDataset(splits.val, tf, seed=cfg.seed)
+    loader = build_loader(ds, cfg.batch, shuffle=False, workers=cfg.workers, seed=cfg.seed)
+    metrics = evaluate_classifier(
+        model, loader, pre, state["num_classes"], device, amp=cfg.amp, topk=cfg.topk
+    )
+    metrics["weights"] = str(cfg.weights)
+    metrics["images"] = len(splits.val)
+    if cfg.plots:
+        write_plots(out, [], metrics, model, splits.val, pre, list(state["classes"]), device, tf)
+    return metrics
+
+
+def list_images(source: str | Path) -> list[Path]:
+    p = Path(source)
+    if p.is_file():
+        return [p]
+    if p.is_dir():
+        files = sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_EXTENSIONS)
+        if not files:
+            raise DataError(f"no images ({', '.join(sorted(IMAGE_EXTENSIONS))}) found under {p}")
+        return files
+    raise DataError(f"source={source}: no such file or folder")
+
+
+@torch.no_grad()
+def predict_classifier(cfg: ClassifyConfig, out: Path) -> list[dict[str, Any]]:
+    """``cvcraft predict classify``: top-k classes for every image in ``source``."""
+    device = select_device(cfg.device)
+    model, state = load_classifier(cfg.weights, device)
+    classes = list(state["classes"])
+    cfg.imgsz = int(state.get("imgsz", cfg.imgsz))
+    pre = Preprocess(state.get("norm_stats"), state.get("normalize", "none"), state["in_chans"]).to(
+        device
+    )
+    tf = build_transforms(cfg, False)
+    rng = np.random.default_rng(0)
+    k = min(cfg.topk, len(classes))
+    results: list[dict[str, Any]] = []
+    files = list_images(cfg.source)
+    for start in range(0, len(files), cfg.batch):
+        chunk = files[start : start + cfg.batch]
+        imgs = np.stack(
+            [tf(Sample(read_image(f), meta={"path": str(f)}), rng).image for f in chunk]
+        )
+        x = pre(torch.from_numpy(imgs).permute(0, 3, 1, 2).to(device))
+        with autocast(device, cfg.amp):
+            probs = model(x).float().softmax(1)
+        top_p, top_i = probs.topk(k, dim=1)
+        for f, p_row, i_row in zip(chunk, top_p.tolist(), top_i.tolist()):
+            results.append(
+                {
+                    "path": str(f),
+                    "class": classes[i_row[0]],
+                    "score": p_row[0],
+                    "topk": [{"class": classes[i], "score": p} for i, p in zip(i_row, p_row)],
+                }
+            )
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "predictions.json").write_text(json.dumps(results, indent=1))
+    with open(out / "predictions.csv", "w") as fh:
+        fh.write("path,class,score\n")
+        for r in results:
+            fh.write(f"{r['path']},{r['class']},{r['score']:.6f}\n")
+    return results

@@ -1,0 +1,414 @@
+"""The training engine: one loop for every task.
+
+The train paradigm per iteration is zero_grad -> forward -> loss -> backward -> step (with
+gradient accumulation, clipping, AMP, EMA and a per-iteration LR schedule around it); the
+eval paradigm is eval mode + no_grad. What differs between tasks (data, model, loss,
+metrics, plots) lives in a ``Task`` object (``engine/classify.py``); the Trainer owns the
+run folder, checkpoints, resume, early stopping and logging.
+
+Exact resume: checkpoints are written at the end of every epoch with the model, optimizer,
+schedule, EMA, history and torch RNG state. Data order and augmentation depend only on
+(seed, epoch, index), so a run resumed at epoch k replays epochs k+1.. exactly as the
+uninterrupted run would have.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+from cvcraft.config import TrainConfig, config_to_dict, save_config
+from cvcraft.engine.checkpoint import (
+    load_checkpoint,
+    load_latest_valid,
+    load_model_weights,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from cvcraft.engine.device import autocast, seed_everything, select_device, set_deterministic
+from cvcraft.engine.ema import ModelEMA
+from cvcraft.engine.optim import build_optimizer, freeze, freeze_bn_stats
+from cvcraft.engine.regularization import clip_gradients, l1_penalty, l2_penalty
+from cvcraft.engine.schedules import build_scheduler
+from cvcraft.errors import CheckpointError, ConfigError, TrainingError
+from cvcraft.nn.init import init_weights
+
+try:
+    from tqdm.auto import tqdm
+except ImportError:  # pragma: no cover
+    tqdm = None  # type: ignore[assignment]
+
+
+class Task(Protocol):
+    """What the Trainer needs from a task (classification, detection, ...)."""
+
+    name: str
+    monitor: str  # default metric for best.pt, higher is better
+
+    def setup(self, trainer: Trainer) -> None: ...  # data, loaders, model (on trainer.device)
+    def train_loss(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, int]: ...
+    def evaluate(self, model: nn.Module) -> dict[str, Any]: ...
+    def checkpoint_meta(self) -> dict[str, Any]: ...
+    def finish(self, trainer: Trainer, model: nn.Module, metrics: dict[str, Any]) -> None: ...
+
+
+def resolve_run_dir(task: str, cfg: TrainConfig, *, root: str | Path = "runs") -> Path:
+    """``out`` if given; else runs/<task>/<name>, numbered (name2, name3, ...) if taken.
+
+    With ``resume=true`` and no ``out``, the newest existing runs/<task>/<name>* is reused.
+    """
+    if cfg.out:
+        return Path(cfg.out)
+    base = Path(root) / task
+    candidates = [base / cfg.name] + [base / f"{cfg.name}{i}" for i in range(2, 10_000)]
+    if cfg.resume:
+        existing = [p for p in candidates[:1000] if p.exists()]
+        if not existing:
+            raise ConfigError(f"resume=true but no run folder {base / cfg.name}* exists; pass out=")
+        return existing[-1]
+    for p in candidates:
+        if not p.exists():
+            return p
+    raise ConfigError(f"too many runs named {cfg.name!r} under {base}; pick another name=")
+
+
+def ensure_writable(folder: Path) -> None:
+    """Create the folder and prove it is writable before any work starts."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / ".write_test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as e:
+        raise TrainingError(
+            f"run folder {folder} is not writable ({e.strerror}); choose another with out=DIR"
+        ) from None
+
+
+def weights_of(state: dict[str, Any]) -> dict[str, Any]:
+    """The weights to use from a checkpoint: its EMA if it has one, else the raw model's.
+
+    A bare state_dict (e.g. torchvision's) is returned unchanged.
+    """
+    if "model" not in state:
+        return state
+    return state["ema"] if state.get("ema") is not None else state["model"]
+
+
+def write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def write_metrics_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Rewrite the whole CSV atomically (so a crash never leaves a half row)."""
+    keys: list[str] = []
+    for r in rows:
+        keys += [k for k in r if k not in keys]
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=keys)
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
+    write_atomic(path, buf.getvalue())
+
+
+@dataclass
+class EpochStats:
+    loss: float
+    images: int
+    seconds: float
+
+
+class Trainer:
+    """Runs ``cfg.epochs`` epochs of ``task`` and writes the run folder.
+
+    Use: ``Trainer(ClassifyTask(cfg), cfg).fit()`` -> final metrics dict.
+    """
+
+    def __init__(self, task: Task, cfg: TrainConfig, out_dir: str | Path | None = None) -> None:
+        self.task = task
+        self.cfg = cfg
+        self.out = Path(out_dir) if out_dir else resolve_run_dir(task.name, cfg)
+        self.device = select_device(cfg.device)
+        self.history: list[dict[str, Any]] = []
+        self.best_fitness = -math.inf
+        self.best_epoch = -1
+        self.start_epoch = 0
+        self.global_step = 0
+        self.model: nn.Module
+        self.train_loader: Any = None
+        self.steps_per_epoch = 0
+
+    # ----------------------------------------------------------------- setup
+    def _setup(self) -> None:
+        cfg = self.cfg
+        ensure_writable(self.out)
+        set_deterministic(cfg.deterministic)
+        seed_everything(cfg.seed)
+        resume_state = self._find_resume_state() if cfg.resume else None
+        if resume_state is None:
+            save_config(cfg, self.out / "config.yaml", self.task.name)
+        self.resume_state = resume_state
+        self.task.setup(self)  # sets self.model, self.train_loader (and task-owned val data)
+        model = self.model
+        if cfg.init != "default" and resume_state is None:
+            torch.manual_seed(cfg.seed)
+            init_weights(model, scheme=cfg.init)
+        if cfg.weights and resume_state is None:
+            state = load_checkpoint(cfg.weights)
+            load_model_weights(model, weights_of(state), strict=True, source=cfg.weights)
+        if cfg.freeze:
+            freeze(model, cfg.freeze)
+        if cfg.channels_last:
+            model.to(memory_format=torch.channels_last)
+        self.steps_per_epoch = max(1, len(self.train_loader) // cfg.accumulate)
+        total = self.steps_per_epoch * cfg.epochs
+        self.optimizer = build_optimizer(
+            model,
+            cfg.optimizer,
+            cfg.lr,
+            weight_decay=cfg.weight_decay,
+            momentum=cfg.momentum,
+            nesterov=cfg.nesterov,
+            lr_mults=cfg.lr_mults or None,
+        )
+        sched_kw: dict[str, Any] = {}
+        if cfg.schedule in ("cosine", "linear"):
+            sched_kw["min_factor"] = cfg.min_lr_ratio
+        elif cfg.schedule == "step":
+            sched_kw = {
+                "step_size": max(1, round(cfg.step_size * self.steps_per_epoch)),
+                "gamma": cfg.gamma,
+            }
+        elif cfg.schedule == "multistep":
+            sched_kw = {
+                "milestones": [round(m * self.steps_per_epoch) for m in cfg.milestones],
+                "gamma": cfg.gamma,
+            }
+        elif cfg.schedule == "poly":
+            sched_kw["power"] = cfg.power
+        warmup = round(cfg.warmup_epochs * self.steps_per_epoch)
+        warmup = min(warmup, max(0, total - 1))
+        self.scheduler = build_scheduler(
+            self.optimizer, cfg.schedule, total, warmup_steps=warmup, **sched_kw
+        )
+        self.ema = (
+            ModelEMA(model, decay=cfg.ema_decay, warmup_tau=cfg.ema_tau or None)
+            if cfg.ema
+            else None
+        )
+        use_scaler = cfg.amp and self.device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
+        if resume_state is not None:
+            self._restore(resume_state)
+
+    def _find_resume_state(self) -> dict[str, Any] | None:
+        last = self.out / "last.pt"
+        prev = self.out / "last.prev.pt"
+        if not last.exists() and not prev.exists():
+            raise ConfigError(f"resume=true but {last} does not exist; nothing to resume")
+        path, state, warnings = load_latest_valid([last, prev])
+        for w in warnings:
+            print(f"warning: {w}")
+        print(f"resuming from {path} (epoch {state['epoch'] + 1} done)")
+        return state
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        load_model_weights(self.model, state["model"], strict=True, source="last.pt")
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.ema is not None:
+            if state.get("ema_state") is None:
+                raise CheckpointError(
+                    "the checkpoint has no EMA state but ema=true; resume with ema=false"
+                )
+            self.ema.load_state_dict(state["ema_state"])
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        self.start_epoch = int(state["epoch"]) + 1
+        self.global_step = int(state.get("global_step", 0))
+        self.history = list(state.get("history", []))
+        self.best_fitness = float(state.get("best_fitness", -math.inf))
+        self.best_epoch = int(state.get("best_epoch", -1))
+        set_rng_state(state["rng"])
+        write_metrics_csv(self.out / "metrics.csv", self.history)
+
+    # ----------------------------------------------------------------- loop
+    def fit(self) -> dict[str, Any]:
+        """Train, evaluate every epoch, checkpoint, and return the final metrics."""
+        self._setup()
+        cfg = self.cfg
+        monitor = cfg.monitor or self.task.monitor
+        bad_epochs = 0
+        if self.history:
+            since_best = len(self.history) - 1 - self.best_epoch
+            bad_epochs = max(0, since_best)
+        print(f"run folder: {self.out}")
+        for epoch in range(self.start_epoch, cfg.epochs):
+            stats = self.train_one_epoch(epoch)
+            row: dict[str, Any] = {
+                "epoch": epoch + 1,
+                "train_loss": stats.loss,
+                "lr": self.optimizer.param_groups[0]["lr"],
+                "train_ips": stats.images / max(stats.seconds, 1e-9),
+                "epoch_time": stats.seconds,
+            }
+            metrics = self.evaluate()
+            row.update({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
+            if monitor not in row:
+                raise ConfigError(
+                    f"monitor={monitor!r} is not a metric of this task; "
+                    f"choose one of {', '.join(k for k in row if k != 'epoch')}"
+                )
+            self.history.append(row)
+            improved = row[monitor] > self.best_fitness
+            if improved:
+                self.best_fitness, self.best_epoch = float(row[monitor]), epoch
+                bad_epochs = 0
+            else:
+                bad_epochs += 1
+            self._save(epoch, improved)
+            write_metrics_csv(self.out / "metrics.csv", self.history)
+            msg = "  ".join(
+                f"{k}={v:.4g}"
+                for k, v in row.items()
+                if k in ("epoch", "train_loss", monitor, "val_loss")
+            )
+            print(f"epoch {epoch + 1}/{cfg.epochs}  {msg}")
+            if cfg.patience and bad_epochs >= cfg.patience:
+                print(f"early stopping: {monitor} did not improve for {cfg.patience} epochs")
+                break
+        return self._finish(monitor)
+
+    def train_one_epoch(self, epoch: int) -> EpochStats:
+        cfg, model, opt = self.cfg, self.model, self.optimizer
+        model.train()
+        if cfg.freeze:
+            freeze_bn_stats(model, cfg.freeze)
+        if hasattr(self.train_loader, "set_epoch"):
+            self.train_loader.set_epoch(epoch)
+        sampler = getattr(self.train_loader, "batch_sampler", None)
+        if sampler is not None and hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)
+        n_batches = self.steps_per_epoch * cfg.accumulate
+        bar = None
+        if cfg.progress and tqdm is not None:
+            bar = tqdm(total=n_batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False)
+        total_loss, seen, t0 = 0.0, 0, time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        for i, batch in enumerate(self.train_loader):
+            if i >= n_batches:
+                break
+            with autocast(self.device, cfg.amp):
+                loss, n = self.task.train_loss(model, batch)
+                if cfg.l1:
+                    loss = loss + l1_penalty(model, cfg.l1)
+                if cfg.l2:
+                    loss = loss + l2_penalty(model, cfg.l2)
+            lv = float(loss.detach())
+            if not math.isfinite(lv):
+                last = self.out / "last.pt"
+                kept = f"; the last good checkpoint is {last}" if last.exists() else ""
+                raise TrainingError(
+                    f"loss is {lv} at epoch {epoch + 1}, step {i + 1} (global step "
+                    f"{self.global_step + 1}){kept}. Lower lr, enable grad_clip, or check the data."
+                )
+            self.scaler.scale(loss / cfg.accumulate).backward()
+            if (i + 1) % cfg.accumulate == 0:
+                if cfg.grad_clip or cfg.grad_clip_value:
+                    self.scaler.unscale_(opt)
+                    clip_gradients(
+                        model.parameters(),
+                        max_norm=cfg.grad_clip or None,
+                        max_value=cfg.grad_clip_value or None,
+                    )
+                self.scaler.step(opt)
+                self.scaler.update()
+                opt.zero_grad(set_to_none=True)
+                self.scheduler.step()
+                self.global_step += 1
+                if self.ema is not None:
+                    self.ema.update(model)
+            total_loss += lv * n
+            seen += n
+            if bar is not None:
+                el = time.perf_counter() - t0
+                bar.set_postfix(loss=f"{total_loss / seen:.4f}", ips=f"{seen / max(el, 1e-9):.0f}")
+                bar.update(1)
+        if bar is not None:
+            bar.close()
+        if seen == 0:
+            raise TrainingError("the training loader produced no batches; is the dataset empty?")
+        return EpochStats(total_loss / seen, seen, time.perf_counter() - t0)
+
+    def evaluate(self) -> dict[str, Any]:
+        """Metrics of the raw weights; with EMA on, the EMA's are primary, raw ones prefixed."""
+        raw = self.task.evaluate(self.model)
+        if self.ema is None:
+            return raw
+        ema = self.task.evaluate(self.ema.module)
+        out = dict(ema)
+        out.update({f"raw_{k}": v for k, v in raw.items() if isinstance(v, (int, float))})
+        return out
+
+    @property
+    def eval_model(self) -> nn.Module:
+        return self.ema.module if self.ema is not None else self.model
+
+    def _save(self, epoch: int, improved: bool) -> None:
+        state = {
+            "task": self.task.name,
+            "epoch": epoch,
+            "global_step": self.global_step,
+            "model": self.model.state_dict(),
+            "ema": self.ema.module.state_dict() if self.ema is not None else None,
+            "ema_state": self.ema.state_dict() if self.ema is not None else None,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
+            "history": self.history,
+            "best_fitness": self.best_fitness,
+            "best_epoch": self.best_epoch,
+            "rng": rng_state(),
+            "config": config_to_dict(self.cfg),
+            **self.task.checkpoint_meta(),
+        }
+        save_checkpoint(self.out / "last.pt", state, keep_previous=True)
+        if improved:
+            # best.pt holds only what inference needs: no optimizer, no history
+            slim = {k: v for k, v in state.items() if k not in ("optimizer", "scheduler", "rng")}
+            save_checkpoint(self.out / "best.pt", slim)
+
+    def _finish(self, monitor: str) -> dict[str, Any]:
+        best = self.out / "best.pt"
+        if best.exists():
+            state = load_checkpoint(best)
+            load_model_weights(self.eval_model, weights_of(state), strict=True, source=str(best))
+        metrics = self.evaluate() if self.history else {}
+        final = {k: v for k, v in metrics.items() if isinstance(v, (int, float, list, dict))}
+        final.update(
+            {
+                "best_epoch": self.best_epoch + 1,
+                "epochs_run": len(self.history),
+                "monitor": monitor,
+                "train_ips": sum(r["train_ips"] for r in self.history) / max(len(self.history), 1),
+                "train_seconds": sum(r["epoch_time"] for r in self.history),
+            }
+        )
+        self.task.finish(self, self.eval_model, final)
+        write_atomic(self.out / "metrics.json", json.dumps(final, indent=2, default=float))
+        print(f"results saved to {self.out}")
+        return final

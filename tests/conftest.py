@@ -1,0 +1,17 @@
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+# Two cores on CI: one intra-op thread per test keeps parallel helpers and data workers sane.
+torch.set_num_threads(int(os.environ.get("CVCRAFT_TEST_THREADS", "1")))
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    if not SHARED_DATA.exists():
+        pytest.skip(f"shared data folder {SHARED_DATA} is absent (only on the project machines)")
+    return SHARED_DATA
