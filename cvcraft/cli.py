@@ -181,12 +181,21 @@ def run(argv: list[str]) -> Any:
     return results
 
 
+def _one_line(msg: str) -> str:
+    """A DataLoader worker re-raises our error with its traceback inside the message; the
+    user needs only the last line (the original message)."""
+    if "Original Traceback" in msg:
+        last = [ln for ln in msg.strip().splitlines() if ln.strip()][-1]
+        return last.split(": ", 1)[1] if last.startswith("cvcraft.errors.") else last
+    return msg
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
         run(argv)
     except CvcraftError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {_one_line(str(e))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; the last completed epoch is in last.pt (resume=true)", file=sys.stderr)

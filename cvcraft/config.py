@@ -80,6 +80,7 @@ class TrainConfig:
     resume: bool = _opt(False, "resume the run in `out` from its last valid checkpoint")
     out: str = _opt("", "run folder (default runs/<task>/<name>, numbered if it exists)")
     name: str = _opt("train", "run name under runs/<task>/")
+    classes: list = _opt([], "class names in label order (default: found in the data)")
     val_fraction: float = _opt(0.1, "validation share when the dataset has no val split")
     fraction: float = _opt(1.0, "use this fraction of the training set (quick runs)")
     cache: bool = _opt(False, "decode every image once into a memory-mapped cache")

@@ -85,13 +85,17 @@ def load_classification(
     cache_dir: str | os.PathLike[str] | None = None,
     skip_bad: bool = False,
     shapes_n: tuple[int, int] = (10_000, 2_000),
+    classes: list[str] | None = None,
 ) -> DataSplits:
     """Detect the format of ``data`` and return ``DataSplits(train, val, classes)``.
 
     ``val_fraction``/``seed`` drive the stratified split when the source has no validation
     split. ``imgsz_hint`` sets the synthetic shapes' size (default 32). ``cache`` decodes file
     datasets once into a ``DecodedCache`` under ``cache_dir``; ``skip_bad`` then drops (and
-    counts) unreadable images instead of failing.
+    counts) unreadable images instead of failing (``skip_bad`` alone also builds the cache,
+    because only decoding every image finds the bad ones). ``classes`` fixes the class list:
+    a CSV label outside it is an error naming ``file:line``; for the other formats the
+    classes found must be exactly these.
     """
     spec = os.fspath(data)
     m = re.fullmatch(r"shapes(?::(\d+))?", spec)
@@ -103,8 +107,17 @@ def load_classification(
         val = make_shapes(n_val, size, seed, "val")
         return DataSplits(train, val, train.classes, "shapes")
 
-    splits = _detect(spec, val_fraction, seed)
-    if cache:
+    splits = _detect(spec, val_fraction, seed, classes)
+    if classes and list(splits.classes) != list(classes):
+        unknown = sorted(set(splits.classes) - set(classes))
+        missing = sorted(set(classes) - set(splits.classes))
+        raise DataError(
+            f"{spec}: its classes differ from classes=[...]: not in the list {unknown}, "
+            f"absent from the data {missing}; fix the list or the data (order matters)"
+        )
+    # Finding the bad images means decoding them all once, which is what the cache does;
+    # so skip_bad implies the cache.
+    if cache or skip_bad:
         parts = []
         for part in (splits.train, splits.val):
             if isinstance(part, FileListData):
@@ -119,9 +132,11 @@ def load_classification(
     return splits
 
 
-def _detect(spec: str, val_fraction: float, seed: int) -> DataSplits:
+def _detect(
+    spec: str, val_fraction: float, seed: int, classes: list[str] | None = None
+) -> DataSplits:
     if os.path.isfile(spec) and spec.lower().endswith(".csv"):
-        full = read_csv_list(spec)
+        full = read_csv_list(spec, classes=classes or None)
         train, val = _split(full, val_fraction, seed)
         return DataSplits(train, val, full.classes, "csv")
     if not os.path.isdir(spec):

@@ -136,6 +136,10 @@ def build_loader(
         pin_memory=pin_memory,
         worker_init_fn=WorkerSeeder(seed, sampler) if workers > 0 else None,
         persistent_workers=workers > 0,
+        # Workers' base seed is drawn from this generator, not from torch's global one, so
+        # starting the loader never shifts the global stream that dropout etc. draw from
+        # (a resumed run would otherwise diverge by one draw).
+        generator=torch.Generator().manual_seed(seed),
     )
 
 

@@ -95,8 +95,11 @@ class ClassifyTask:
             cache=cfg.cache,
             cache_dir=cfg.cache_dir or None,
             skip_bad=cfg.skip_bad,
+            classes=[str(c) for c in cfg.classes] or None,
         )
         train, val = splits.train, splits.val
+        for note in splits.notes:
+            print(f"data: {note}")
         if cfg.fraction < 1.0:
             k = max(len(train.classes), int(len(train) * cfg.fraction))
             idx = np.sort(np.random.default_rng([cfg.seed, 7]).permutation(len(train))[:k])

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from cvcraft.config import TrainConfig, config_to_dict, save_config
+from cvcraft.data.loader import EpochSampler
 from cvcraft.engine.checkpoint import (
     load_checkpoint,
     load_latest_valid,
@@ -123,6 +124,18 @@ def write_metrics_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     for r in rows:
         w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
     write_atomic(path, buf.getvalue())
+
+
+def set_loader_epoch(loader: Any, epoch: int) -> None:
+    """Tell a loader which epoch it serves (the order and augmentation depend on it)."""
+    if hasattr(loader, "set_epoch"):
+        loader.set_epoch(epoch)
+        return
+    for holder in (getattr(loader, "batch_sampler", None), getattr(loader, "sampler", None)):
+        for s in (holder, getattr(holder, "sampler", None)):
+            if isinstance(s, EpochSampler) or hasattr(s, "set_epoch"):
+                s.set_epoch(epoch)  # type: ignore[union-attr]
+                return
 
 
 @dataclass
@@ -298,11 +311,7 @@ class Trainer:
         model.train()
         if cfg.freeze:
             freeze_bn_stats(model, cfg.freeze)
-        if hasattr(self.train_loader, "set_epoch"):
-            self.train_loader.set_epoch(epoch)
-        sampler = getattr(self.train_loader, "batch_sampler", None)
-        if sampler is not None and hasattr(sampler, "set_epoch"):
-            sampler.set_epoch(epoch)
+        set_loader_epoch(self.train_loader, epoch)
         n_batches = self.steps_per_epoch * cfg.accumulate
         bar = None
         if cfg.progress and tqdm is not None:

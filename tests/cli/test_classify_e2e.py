@@ -210,3 +210,96 @@ def test_help_and_models(capsys):
 def test_demo_reaches_target(tmp_path):
     metrics = run(["demo", f"out={tmp_path / 'demo'}"])
     assert metrics["top1"] >= 0.90
+
+
+def _folder_with_odd_images(root, corrupt=True):
+    """Two classes of PNGs, including 16-bit, RGBA and grayscale files, plus a corrupt JPEG."""
+    rng = np.random.default_rng(0)
+    for c, level in (("dark", 40), ("light", 210)):
+        (root / c).mkdir(parents=True)
+        for i in range(12):
+            img = np.clip(rng.normal(level, 20, (36, 36, 3)), 0, 255).astype(np.uint8)
+            cv2.imwrite(str(root / c / f"{i}.png"), img)
+        cv2.imwrite(str(root / c / "deep.png"), (np.full((36, 36, 3), level, np.uint16) * 257))
+        cv2.imwrite(
+            str(root / c / "alpha.png"),
+            np.dstack([np.full((36, 36, 3), level, np.uint8), np.full((36, 36), 128, np.uint8)]),
+        )
+        cv2.imwrite(str(root / c / "gray.png"), np.full((36, 36), level, np.uint8))
+    if corrupt:
+        ok, buf = cv2.imencode(".jpg", np.zeros((36, 36, 3), np.uint8))
+        (root / "dark" / "broken.jpg").write_bytes(buf.tobytes()[:60])
+    return root
+
+
+FOLDER_ARGS = [
+    "model=lenet5",
+    "imgsz=32",
+    "batch=8",
+    "workers=0",
+    "epochs=1",
+    "progress=false",
+    "plots=false",
+]
+
+
+def test_corrupt_image_names_the_file(tmp_path, capsys):
+    root = _folder_with_odd_images(tmp_path / "data")
+    assert (
+        main(
+            [
+                "train",
+                "classify",
+                f"data={root}",
+                *FOLDER_ARGS,
+                f"out={tmp_path / 'r'}",
+                "val_fraction=0.3",
+            ]
+        )
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert "broken.jpg" in err and "Traceback" not in err
+
+
+def test_skip_bad_counts_and_trains(tmp_path, capsys):
+    root = _folder_with_odd_images(tmp_path / "data")
+    metrics = run(
+        [
+            "train",
+            "classify",
+            f"data={root}",
+            *FOLDER_ARGS,
+            f"out={tmp_path / 'r'}",
+            "skip_bad=true",
+            f"cache_dir={tmp_path / 'cache'}",
+            "val_fraction=0.3",
+        ]
+    )
+    out = capsys.readouterr().out
+    assert "skipped 1 unreadable image" in out and "broken.jpg" in out
+    assert 0.0 <= metrics["top1"] <= 1.0
+
+
+def test_empty_dataset_and_class_folder(tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["train", "classify", f"data={empty}", *FOLDER_ARGS]) == 2
+    assert str(empty) in capsys.readouterr().err
+    root = _folder_with_odd_images(tmp_path / "d", corrupt=False)
+    (root / "nothing_here").mkdir()
+    assert main(["train", "classify", f"data={root}", *FOLDER_ARGS, f"out={tmp_path / 'o'}"]) == 2
+    assert "nothing_here" in capsys.readouterr().err
+
+
+def test_csv_label_outside_class_list(tmp_path, capsys):
+    root = _folder_with_odd_images(tmp_path / "d", corrupt=False)
+    csv = tmp_path / "list.csv"
+    csv.write_text(
+        "path,label\n"
+        + "".join(f"{root}/dark/{i}.png,0\n" for i in range(6))
+        + f"{root}/light/0.png,7\n"
+    )
+    assert main(["train", "classify", f"data={csv}", *FOLDER_ARGS, "classes=[dark, light]"]) == 2
+    err = capsys.readouterr().err
+    assert "list.csv:8" in err and "'7'" in err
