@@ -146,8 +146,15 @@ def run(argv: list[str]) -> Any:
     if command in ("train", "demo") and cfg.resume:
         cfg = resume_config(task, cfg, overrides)
 
+    from cvcraft.config import save_config
     from cvcraft.engine.classify import ClassifyTask, predict_classifier, validate_classifier
-    from cvcraft.engine.trainer import Trainer, ensure_writable, resolve_run_dir, write_atomic
+    from cvcraft.engine.trainer import (
+        Trainer,
+        ensure_writable,
+        resolve_run_dir,
+        write_atomic,
+        write_metrics_csv,
+    )
 
     if command in ("train", "demo"):
         metrics = Trainer(ClassifyTask(cfg), cfg).fit()  # type: ignore[arg-type]
@@ -165,8 +172,11 @@ def run(argv: list[str]) -> Any:
     out = resolve_run_dir(task, cfg)
     ensure_writable(out)
     if command == "val":
+        save_config(cfg, out / "config.yaml", task)
         metrics = validate_classifier(cfg, out)  # type: ignore[arg-type]
         write_atomic(out / "metrics.json", json.dumps(metrics, indent=2, default=float))
+        scalars = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
+        write_metrics_csv(out / "metrics.csv", [scalars])
         print(json.dumps({k: metrics[k] for k in ("top1", "top5", "val_loss") if k in metrics}))
         print(f"results saved to {out}")
         return metrics

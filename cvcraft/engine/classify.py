@@ -39,6 +39,22 @@ from cvcraft.viz.plots import plot_confusion_matrix, plot_curves, plot_predictio
 STATS_SAMPLES = 5000  # images used to estimate normalization statistics
 
 
+def load_splits(cfg: ClassifyConfig) -> Any:
+    """The train/val data the config names; notes (e.g. skipped images) are printed."""
+    splits = load_classification(
+        cfg.data,
+        val_fraction=cfg.val_fraction,
+        seed=cfg.seed,
+        cache=cfg.cache,
+        cache_dir=cfg.cache_dir or None,
+        skip_bad=cfg.skip_bad,
+        classes=[str(c) for c in cfg.classes] or None,
+    )
+    for note in splits.notes:
+        print(f"data: {note}")
+    return splits
+
+
 def build_transforms(cfg: ClassifyConfig, train: bool) -> Any:
     crop = cfg.crop if cfg.crop != "auto" else ("pad" if cfg.imgsz <= 64 else "rrc")
     return default_classify_transforms(
@@ -88,18 +104,8 @@ class ClassifyTask:
     # -- setup
     def setup(self, trainer: Any) -> None:
         cfg = self.cfg
-        splits = load_classification(
-            cfg.data,
-            val_fraction=cfg.val_fraction,
-            seed=cfg.seed,
-            cache=cfg.cache,
-            cache_dir=cfg.cache_dir or None,
-            skip_bad=cfg.skip_bad,
-            classes=[str(c) for c in cfg.classes] or None,
-        )
+        splits = load_splits(cfg)
         train, val = splits.train, splits.val
-        for note in splits.notes:
-            print(f"data: {note}")
         if cfg.fraction < 1.0:
             k = max(len(train.classes), int(len(train) * cfg.fraction))
             idx = np.sort(np.random.default_rng([cfg.seed, 7]).permutation(len(train))[:k])
@@ -297,14 +303,7 @@ def validate_classifier(cfg: ClassifyConfig, out: Path) -> dict[str, Any]:
     """``cvcraft val classify``: evaluate a checkpoint on the val split of ``data``."""
     device = select_device(cfg.device)
     model, state = load_classifier(cfg.weights, device)
-    splits = load_classification(
-        cfg.data,
-        val_fraction=cfg.val_fraction,
-        seed=cfg.seed,
-        cache=cfg.cache,
-        cache_dir=cfg.cache_dir or None,
-        skip_bad=cfg.skip_bad,
-    )
+    splits = load_splits(cfg)
     if list(splits.classes) != list(state["classes"]):
         raise CheckpointError(
             f"{cfg.weights} was trained on {state['num_classes']} classes "

@@ -85,7 +85,8 @@ def test_val_and_predict(tmp_path, trained):
         ]
     )
     assert val["top1"] == pytest.approx(metrics["top1"], abs=1e-6)
-    assert (tmp_path / "val" / "metrics.json").exists()
+    for f in ("metrics.json", "metrics.csv", "config.yaml", "plots/confusion_matrix.png"):
+        assert (tmp_path / "val" / f).exists(), f
     src = tmp_path / "imgs"
     src.mkdir()
     rng = np.random.default_rng(0)
