@@ -1,7 +1,16 @@
-"""Classification architectures; importing this package registers them."""
+"""Classification architectures; importing this package registers every module in it.
 
-from cvcraft.models.classification import lenet, resnet
+Each architecture is one file here; new files register themselves without an edit to this
+package (their ``@register_model`` runs when the module is imported below).
+"""
+
+import importlib
+import pkgutil
+
 from cvcraft.models.classification.lenet import LeNet5
 from cvcraft.models.classification.resnet import BasicBlock, Bottleneck, ResNet
 
-__all__ = ["BasicBlock", "Bottleneck", "LeNet5", "ResNet", "lenet", "resnet"]
+for _mod in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_mod.name}")
+
+__all__ = ["BasicBlock", "Bottleneck", "LeNet5", "ResNet"]
