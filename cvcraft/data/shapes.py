@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 
 from cvcraft.data.classification import ArrayData
+from cvcraft.ops.masks import masks_to_boxes
 from cvcraft.structures import Sample
 
 SHAPE_CLASSES = ("circle", "square", "triangle", "star", "cross", "ring")
@@ -115,15 +116,6 @@ def _contrasting_color(rng: np.random.Generator, under: np.ndarray) -> np.ndarra
     dist = np.linalg.norm(cand - under, axis=1)
     ok = np.flatnonzero(dist > 100)
     return cand[ok[0] if ok.size else int(np.argmax(dist))]
-
-
-def masks_to_boxes(masks: np.ndarray) -> np.ndarray:
-    """Tight xyxy boxes (pixel edges) of bool masks (N, H, W) -> float32 (N, 4); all non-empty."""
-    n, h, w = masks.shape
-    rows, cols = masks.any(axis=2), masks.any(axis=1)  # (N, H), (N, W)
-    y1, y2 = rows.argmax(1), h - rows[:, ::-1].argmax(1)
-    x1, x2 = cols.argmax(1), w - cols[:, ::-1].argmax(1)
-    return np.stack([x1, y1, x2, y2], axis=1).astype(np.float32)
 
 
 def render_scene(

@@ -1,5 +1,21 @@
 """Losses by name: ``build_loss("focal", gamma=2.0)`` (floor 2)."""
 
+from cvcraft.losses.box import (
+    CIoULoss,
+    DIoULoss,
+    DistributionFocalLoss,
+    GIoULoss,
+    IoULoss,
+    SigmoidFocalLoss,
+    SIoULoss,
+    SmoothL1Loss,
+    VarifocalLoss,
+    distribution_focal_loss,
+    iou_loss,
+    sigmoid_focal_loss,
+    smooth_l1_loss,
+    varifocal_loss,
+)
 from cvcraft.losses.classification import (
     CrossEntropyLoss,
     FocalLoss,
@@ -10,9 +26,23 @@ from cvcraft.losses.registry import LOSSES, build_loss
 
 __all__ = [
     "LOSSES",
+    "CIoULoss",
     "CrossEntropyLoss",
+    "DIoULoss",
+    "DistributionFocalLoss",
     "FocalLoss",
+    "GIoULoss",
+    "IoULoss",
+    "SIoULoss",
+    "SigmoidFocalLoss",
+    "SmoothL1Loss",
     "SoftTargetCrossEntropy",
+    "VarifocalLoss",
     "build_loss",
     "cross_entropy",
+    "distribution_focal_loss",
+    "iou_loss",
+    "sigmoid_focal_loss",
+    "smooth_l1_loss",
+    "varifocal_loss",
 ]

@@ -1,4 +1,4 @@
-"""Evaluation metrics (floor 2)."""
+"""Evaluation metrics (floor 2): classification, COCO/VOC detection, detection confusion."""
 
 from cvcraft.metrics.classification import (
     ClassificationMetrics,
@@ -6,5 +6,19 @@ from cvcraft.metrics.classification import (
     confusion_matrix,
     roc_auc_ovr,
 )
+from cvcraft.metrics.coco import SUMMARY_KEYS, COCOEvaluator, evaluate_coco_files
+from cvcraft.metrics.detection_confusion import DetectionConfusionMatrix
+from cvcraft.metrics.voc import VOCEvaluator, voc_ap
 
-__all__ = ["ClassificationMetrics", "accuracy_topk", "confusion_matrix", "roc_auc_ovr"]
+__all__ = [
+    "SUMMARY_KEYS",
+    "COCOEvaluator",
+    "ClassificationMetrics",
+    "DetectionConfusionMatrix",
+    "VOCEvaluator",
+    "accuracy_topk",
+    "confusion_matrix",
+    "evaluate_coco_files",
+    "roc_auc_ovr",
+    "voc_ap",
+]

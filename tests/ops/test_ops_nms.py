@@ -1,0 +1,285 @@
+"""NMS family: greedy/batched against torchvision, the rest against loops written here from
+the papers' pseudo-code (Bodla 2017 Soft-NMS, YOLACT Fast NMS, SOLOv2 Matrix NMS, DIoU-NMS,
+weighted NMS)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torchvision
+
+from cvcraft.errors import ConfigError
+from cvcraft.ops import nms as nms_module
+from cvcraft.ops.nms import NMS_METHODS, batched_nms, nms
+
+
+def clustered_boxes(
+    n: int, seed: int, dtype=torch.float64, objects: int = 8
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Detector-like output: jittered copies of a few objects, so boxes really overlap."""
+    gen = torch.Generator().manual_seed(seed)
+    centre = torch.rand(objects, 2, generator=gen, dtype=dtype) * 200
+    size = torch.rand(objects, 2, generator=gen, dtype=dtype) * 60 + 10
+    which = torch.randint(0, objects, (n,), generator=gen)
+    c = centre[which] + torch.randn(n, 2, generator=gen, dtype=dtype) * 6
+    s = size[which] * (1 + 0.2 * torch.randn(n, 2, generator=gen, dtype=dtype)).clamp(min=0.3)
+    boxes = torch.cat([c - s / 2, c + s / 2], 1)
+    return boxes, torch.rand(n, generator=gen, dtype=dtype)
+
+
+# --- references, one box pair at a time in plain Python --------------------------------
+
+
+def iou(a: list[float], b: list[float]) -> float:
+    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = iw * ih
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union
+
+
+def diou(a: list[float], b: list[float]) -> float:
+    cw = max(a[2], b[2]) - min(a[0], b[0])
+    ch = max(a[3], b[3]) - min(a[1], b[1])
+    dx = (a[0] + a[2] - b[0] - b[2]) / 2
+    dy = (a[1] + a[3] - b[1] - b[3]) / 2
+    return iou(a, b) - (dx * dx + dy * dy) / (cw * cw + ch * ch)
+
+
+def by_score(scores: list[float]) -> list[int]:
+    return sorted(range(len(scores)), key=lambda i: -scores[i])  # stable: ties by index
+
+
+def soft_nms_ref(boxes, scores, nt, sigma, thresh, linear):
+    """Bodla et al. 2017, Algorithm 1."""
+    b, s = boxes.tolist(), scores.tolist()
+    remaining = list(range(len(b)))
+    kept, kept_scores = [], []
+    while remaining:
+        m = max(remaining, key=lambda i: s[i])  # first of equal maxima
+        kept.append(m)
+        kept_scores.append(s[m])
+        remaining.remove(m)
+        for i in remaining:
+            o = iou(b[m], b[i])
+            if linear:
+                s[i] *= (1 - o) if o >= nt else 1.0
+            else:
+                s[i] *= math.exp(-(o * o) / sigma)
+        remaining = [i for i in remaining if s[i] >= thresh]
+    return kept, kept_scores
+
+
+def greedy_ref(boxes, scores, thr, overlap):
+    """Classic greedy NMS with a pluggable overlap measure; returns kept ids and clusters."""
+    b, s = boxes.tolist(), scores.tolist()
+    alive = by_score(s)
+    kept, clusters = [], []
+    while alive:
+        m = alive.pop(0)
+        cluster = [m] + [i for i in alive if overlap(b[m], b[i]) > thr]
+        alive = [i for i in alive if i not in cluster]
+        kept.append(m)
+        clusters.append(cluster)
+    return kept, clusters
+
+
+def matrix_ref(boxes, scores, sigma, gaussian):
+    """SOLOv2: decay_j = min over higher-scored i of f(iou_ij) / f(max_k iou_ki)."""
+    b, s = boxes.tolist(), scores.tolist()
+    order = by_score(s)
+
+    def f(x):
+        return math.exp(-(x * x) / sigma) if gaussian else 1 - x
+
+    cmax = {}
+    for r, i in enumerate(order):
+        cmax[i] = max([iou(b[k], b[i]) for k in order[:r]], default=0.0)
+    decayed = {}
+    for r, j in enumerate(order):
+        ratios = [f(iou(b[i], b[j])) / f(cmax[i]) for i in order[:r]]
+        decayed[j] = s[j] * min(ratios + [1.0])
+    return decayed
+
+
+# --- greedy and batched against torchvision ---------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_greedy_matches_torchvision(seed: int) -> None:
+    boxes, scores = clustered_boxes(300, seed, torch.float32)
+    r = nms(boxes, scores, 0.5)
+    expected = torchvision.ops.nms(boxes, scores, 0.5)
+    assert torch.equal(r.keep, expected)
+    assert torch.equal(r.scores, scores[expected]) and torch.equal(r.boxes, boxes[expected])
+
+
+@pytest.mark.parametrize("seed", range(10))
+@pytest.mark.parametrize("n", [60, 1200])  # 1200 boxes: torchvision switches to its class loop
+def test_batched_greedy_matches_torchvision_with_ties(seed: int, n: int) -> None:
+    gen = torch.Generator().manual_seed(seed)
+    boxes, _ = clustered_boxes(n, seed, torch.float32, objects=12)
+    scores = torch.randint(0, 6, (n,), generator=gen).float() / 5  # many exact ties
+    labels = torch.randint(0, 4, (n,), generator=gen)
+    thr = [0.3, 0.5, 0.7][seed % 3]
+    expected = torchvision.ops.batched_nms(boxes, scores, labels, thr)
+    got = batched_nms(boxes, scores, labels, thr).keep
+    # Same set; torchvision's per-class path re-sorts with an unstable sort, so the order
+    # among exactly tied scores may differ — ours breaks ties by input index.
+    assert sorted(got.tolist()) == sorted(expected.tolist())
+    assert torch.equal(scores[got], scores[expected])
+    order = [(-float(scores[i]), int(i)) for i in got]
+    assert order == sorted(order)
+    agnostic = batched_nms(boxes, scores, labels, thr, class_agnostic=True).keep
+    assert torch.equal(agnostic, torchvision.ops.nms(boxes, scores, thr))
+
+
+def test_score_threshold_max_det_and_top_k() -> None:
+    boxes, scores = clustered_boxes(200, 11, torch.float32)
+    r = nms(boxes, scores, 0.5, score_threshold=0.4, max_det=5)
+    high = torch.nonzero(scores >= 0.4).squeeze(1)
+    expected = high[torchvision.ops.nms(boxes[high], scores[high], 0.5)][:5]
+    assert torch.equal(r.keep, expected)
+    top = torch.sort(scores, descending=True).indices[:50]
+    r = nms(boxes, scores, 0.5, top_k=50)
+    assert torch.equal(r.keep, top[torchvision.ops.nms(boxes[top], scores[top], 0.5)])
+
+
+# --- Soft-NMS ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("method", ["soft_linear", "soft_gaussian"])
+def test_soft_nms_matches_bodla_pseudocode(seed: int, method: str) -> None:
+    boxes, scores = clustered_boxes(80, seed)
+    thr, sigma, floor = 0.3, 0.5, 0.05
+    kept, kept_scores = soft_nms_ref(boxes, scores, thr, sigma, floor, method == "soft_linear")
+    r = nms(boxes, scores, thr, method, sigma=sigma, score_threshold=floor)
+    assert r.keep.tolist() == kept
+    torch.testing.assert_close(r.scores, torch.tensor(kept_scores, dtype=torch.float64))
+    assert (r.scores[:-1] >= r.scores[1:]).all()  # best first
+    assert len(kept) < len(boxes)  # the floor really removed boxes
+
+
+# --- Fast NMS -------------------------------------------------------------------------
+
+
+def test_fast_nms_hand_case() -> None:
+    # B overlaps A, C overlaps B but not A: greedy keeps A and C, Fast NMS only A because
+    # B (itself suppressed) still suppresses C.
+    boxes = torch.tensor([[0.0, 0, 10, 10], [3, 0, 13, 10], [7, 0, 17, 10], [30, 30, 40, 40]])
+    scores = torch.tensor([0.9, 0.8, 0.7, 0.6])
+    assert nms(boxes, scores, 0.4).keep.tolist() == [0, 2, 3]
+    assert nms(boxes, scores, 0.4, "fast").keep.tolist() == [0, 3]
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_fast_nms_keeps_a_subset_of_greedy(seed: int) -> None:
+    boxes, scores = clustered_boxes(150, seed, torch.float32)
+    greedy = set(nms(boxes, scores, 0.5).keep.tolist())
+    fast = nms(boxes, scores, 0.5, "fast")
+    assert set(fast.keep.tolist()) <= greedy
+    assert (fast.scores[:-1] >= fast.scores[1:]).all()
+    # and it is exactly "no higher-scored box overlaps more than t"
+    b, s = boxes.tolist(), scores.tolist()
+    ref = [
+        j for j in by_score(s) if all(iou(b[i], b[j]) <= 0.5 for i in range(len(b)) if s[i] > s[j])
+    ]
+    assert fast.keep.tolist() == ref
+
+
+# --- Matrix NMS -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("kernel", ["gaussian", "linear"])
+def test_matrix_nms_matches_solov2_formula(seed: int, kernel: str) -> None:
+    boxes, scores = clustered_boxes(60, seed)
+    decayed = matrix_ref(boxes, scores, sigma=0.5, gaussian=kernel == "gaussian")
+    r = nms(boxes, scores, method="matrix", kernel=kernel, sigma=0.5, score_threshold=0.05)
+    expected = sorted((j for j in decayed if decayed[j] >= 0.05), key=lambda j: -decayed[j])
+    assert r.keep.tolist() == expected
+    torch.testing.assert_close(r.scores, torch.tensor([decayed[j] for j in expected]).double())
+
+
+@pytest.mark.parametrize("method", ["fast", "matrix"])
+@pytest.mark.parametrize("kernel", ["gaussian", "linear"])
+def test_blocked_upper_triangle_equals_one_block(
+    method: str, kernel: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    boxes, scores = clustered_boxes(90, 5)
+    labels = torch.randint(0, 2, (90,), generator=torch.Generator().manual_seed(1))
+    whole = batched_nms(boxes, scores, labels, 0.5, method, kernel=kernel)
+    monkeypatch.setattr(nms_module, "IOU_BLOCK_ROWS", 7)  # 13 uneven row blocks
+    blocked = batched_nms(boxes, scores, labels, 0.5, method, kernel=kernel)
+    assert torch.equal(whole.keep, blocked.keep)
+    torch.testing.assert_close(whole.scores, blocked.scores, atol=0, rtol=0)
+
+
+# --- DIoU-NMS and weighted NMS -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_diou_nms_matches_reference_loop(seed: int) -> None:
+    boxes, scores = clustered_boxes(120, seed)
+    kept, _ = greedy_ref(boxes, scores, 0.4, diou)
+    assert nms(boxes, scores, 0.4, "diou").keep.tolist() == kept
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_weighted_nms_matches_reference_loop(seed: int) -> None:
+    boxes, scores = clustered_boxes(120, seed)
+    kept, clusters = greedy_ref(boxes, scores, 0.5, iou)
+    b, s = boxes.tolist(), scores.tolist()
+    merged = []
+    for m, cluster in zip(kept, clusters, strict=True):
+        w = [s[i] * iou(b[m], b[i]) for i in cluster]
+        merged.append([sum(wi * b[i][c] for wi, i in zip(w, cluster)) / sum(w) for c in range(4)])
+    r = nms(boxes, scores, 0.5, "weighted")
+    assert r.keep.tolist() == kept
+    torch.testing.assert_close(r.boxes, torch.tensor(merged, dtype=torch.float64))
+    torch.testing.assert_close(r.scores, scores[r.keep])
+
+
+# --- every method: class-aware = per class, empty input, bad names -------------------
+
+
+@pytest.mark.parametrize("method", NMS_METHODS)
+def test_batched_equals_per_class_runs(method: str) -> None:
+    boxes, scores = clustered_boxes(120, 21)
+    labels = torch.randint(0, 3, (120,), generator=torch.Generator().manual_seed(0))
+    kw = {"score_threshold": 0.02}
+    got = batched_nms(boxes, scores, labels, 0.5, method, **kw)
+    parts = []
+    for c in range(3):
+        idx = torch.nonzero(labels == c).squeeze(1)
+        r = nms(boxes[idx], scores[idx], 0.5, method, **kw)
+        parts += [(sc, int(idx[k]), bx) for k, sc, bx in zip(r.keep, r.scores, r.boxes)]
+    parts.sort(key=lambda p: -float(p[0]))
+    assert got.keep.tolist() == [p[1] for p in parts]
+    torch.testing.assert_close(got.scores, torch.stack([p[0] for p in parts]))
+    torch.testing.assert_close(got.boxes, torch.stack([p[2] for p in parts]))
+
+
+@pytest.mark.parametrize("method", NMS_METHODS)
+def test_empty_input(method: str) -> None:
+    r = nms(torch.zeros(0, 4), torch.zeros(0), method=method)
+    assert r.keep.shape == (0,) and r.scores.shape == (0,) and r.boxes.shape == (0, 4)
+    r = batched_nms(
+        torch.zeros(0, 4), torch.zeros(0), torch.zeros(0, dtype=torch.long), 0.5, method
+    )
+    assert r.keep.numel() == 0
+
+
+def test_bad_arguments_raise() -> None:
+    boxes, scores = clustered_boxes(5, 0)
+    with pytest.raises(ConfigError, match="unknown NMS method"):
+        nms(boxes, scores, method="softer")
+    with pytest.raises(ConfigError, match="kernel"):
+        nms(boxes, scores, method="matrix", kernel="cosine")
+    with pytest.raises(ValueError, match=r"\(N, 4\)"):
+        nms(boxes[:, :3], scores)
+    with pytest.raises(ValueError, match="labels"):
+        batched_nms(boxes, scores, torch.zeros(4, dtype=torch.long))
