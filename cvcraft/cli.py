@@ -17,7 +17,7 @@ from cvcraft.config import TASK_CONFIGS, build_config, config_help, parse_overri
 from cvcraft.errors import ConfigError, CvcraftError
 from cvcraft.registry import did_you_mean
 
-COMMANDS = ("train", "val", "predict", "demo", "models")
+COMMANDS = ("train", "val", "predict", "demo", "models", "convert", "check", "eval")
 TASKS = tuple(TASK_CONFIGS)
 
 # The embedded default: a small ResNet on 32x32 synthetic shapes, sized so the whole run
@@ -49,7 +49,10 @@ commands:
   val     classify     evaluate weights= on the val split of data=
   predict classify     predict source=<file|dir> with weights=
   demo    [classify]   train on the embedded synthetic shapes dataset
-  models  [pattern]    list registered models (e.g. cvcraft models 'resnet*')
+  models  [pattern]    registered models with params and GMACs (latency=true adds CPU ms)
+  convert from=voc to=coco src=DIR dst=DIR    convert a detection dataset (coco|yolo|voc)
+  check   data=PATH [format=coco|yolo|voc]    list every problem in a detection dataset
+  eval    detect gt=coco.json pred=results.json   COCO bbox metrics (equal to pycocotools)
 
 examples:
   cvcraft demo
@@ -98,6 +101,137 @@ def _check_task(command: str, task: str | None) -> str:
     return task
 
 
+def _tool_args(
+    command: str, rest: list[str], allowed: dict[str, str], need: tuple[str, ...]
+) -> dict:
+    """key=value arguments of the tool commands, checked against ``allowed``."""
+    args = parse_overrides(rest)
+    for k in args:
+        if k not in allowed:
+            raise ConfigError(
+                f"unknown key {k!r} for {command}.{did_you_mean(k, allowed)} "
+                f"Keys: {', '.join(allowed)}"
+            )
+    missing = [k for k in need if not args.get(k)]
+    if missing:
+        raise ConfigError(f"{command} needs {', '.join(f'{k}=' for k in missing)}")
+    return args
+
+
+def _tool_help(command: str, allowed: dict[str, str]) -> None:
+    print(f"cvcraft {command} key=value ...\n\nkeys:")
+    for k, h in allowed.items():
+        print(f"  {k:<10} {h}")
+
+
+MODELS_KEYS = {
+    "imgsz": "square input size for the MACs count (default: each model's own)",
+    "latency": "true: also time a batch-1 CPU forward (slow for big models)",
+}
+
+
+def cmd_models(pattern: str | None, rest: list[str], want_help: bool) -> list[str]:
+    from cvcraft.models import list_models
+    from cvcraft.models.profile import model_table
+
+    if want_help:
+        print("cvcraft models [pattern] [key=value]  e.g. cvcraft models 'resnet*'")
+        _tool_help("models", MODELS_KEYS)
+        return []
+    args = _tool_args("models", rest, MODELS_KEYS, ())
+    names = list_models(pattern or "*")
+    size = (3, int(args["imgsz"]), int(args["imgsz"])) if args.get("imgsz") else None
+    latency = str(args.get("latency", "false")).lower() in ("1", "true", "yes")
+    print(
+        f"{'model':<32} {'input':<14} {'params':>10} {'GMACs':>8}"
+        + ("  latency ms" if latency else "")
+    )
+    for row in model_table(names, size, latency=latency):
+        line = (
+            f"{row['name']:<32} {'x'.join(map(str, row['input_size'])):<14} "
+            f"{row['params'] / 1e6:>9.2f}M {row['gmacs']:>8.3f}"
+        )
+        if latency:
+            line += f"  {row['latency_ms']:.1f}"
+        print(line)
+    return names
+
+
+CONVERT_KEYS = {
+    "from": "source format: coco | yolo | voc | auto (default auto)",
+    "to": "destination format: coco | yolo | voc",
+    "src": "source dataset path",
+    "dst": "destination folder",
+    "split": "split to convert (default train)",
+    "images": "copy | symlink | none (default copy)",
+}
+
+
+def cmd_convert(_: str | None, rest: list[str], want_help: bool) -> Any:
+    from cvcraft.data.detection import convert_dataset
+
+    if want_help:
+        return _tool_help("convert", CONVERT_KEYS)
+    a = _tool_args("convert", rest, CONVERT_KEYS, ("to", "src", "dst"))
+    report = convert_dataset(
+        a["src"],
+        a.get("from") or None,
+        a["dst"],
+        a["to"],
+        split=a.get("split", "train"),
+        images=a.get("images", "copy"),
+    )
+    print(report)
+    return report
+
+
+CHECK_KEYS = {
+    "data": "dataset path (COCO json, YOLO data yaml or folder, VOC folder)",
+    "format": "coco | yolo | voc (default: detected)",
+    "decode": "true: also decode every image (default true)",
+}
+
+
+class ProblemsFound(CvcraftError):
+    """``cvcraft check`` found problems (exit code 1, the list is already printed)."""
+
+
+def cmd_check(_: str | None, rest: list[str], want_help: bool) -> Any:
+    from cvcraft.data.detection import check_dataset
+
+    if want_help:
+        return _tool_help("check", CHECK_KEYS)
+    a = _tool_args("check", rest, CHECK_KEYS, ("data",))
+    decode = str(a.get("decode", "true")).lower() not in ("0", "false", "no")
+    problems = check_dataset(a["data"], a.get("format") or None, decode_images=decode)
+    for p in problems:
+        print(p)
+    if problems:
+        raise ProblemsFound(f"{len(problems)} problem(s) in {a['data']}")
+    print(f"{a['data']}: no problems found")
+    return problems
+
+
+EVAL_KEYS = {"gt": "COCO ground-truth JSON", "pred": "COCO results JSON (bbox)"}
+
+
+def cmd_eval(task: str | None, rest: list[str], want_help: bool) -> Any:
+    from cvcraft.metrics.coco import SUMMARY_KEYS, evaluate_coco_files
+
+    if task not in (None, "detect"):
+        raise ConfigError(f"eval supports the detect task; got {task!r}")
+    if want_help:
+        return _tool_help("eval detect", EVAL_KEYS)
+    a = _tool_args("eval", rest, EVAL_KEYS, ("gt", "pred"))
+    res = evaluate_coco_files(a["gt"], a["pred"])
+    summary = {k: float(res[k]) for k in SUMMARY_KEYS}
+    print(json.dumps(summary))
+    return summary
+
+
+TOOL_COMMANDS = {"models": cmd_models, "convert": cmd_convert, "check": cmd_check, "eval": cmd_eval}
+
+
 def _print_help(command: str, task: str) -> None:
     print(f"cvcraft {command} {task} [key=value ...] [--config FILE.yaml]\n\nkeys:")
     print(config_help(task))
@@ -126,16 +260,8 @@ def resume_config(task: str, cfg: Any, overrides: dict[str, str]) -> Any:
 
 def run(argv: list[str]) -> Any:
     command, task, rest, config_file, want_help = _parse(argv)
-    if command == "models":
-        from cvcraft.models import list_models
-
-        pattern = task or "*"
-        if want_help:
-            print("cvcraft models [pattern]   list registered model names, e.g. 'resnet*'")
-            return None
-        names = list_models(pattern)
-        print("\n".join(names))
-        return names
+    if command in TOOL_COMMANDS:
+        return TOOL_COMMANDS[command](task, rest, want_help)
     task = _check_task(command, task)
     if want_help:
         _print_help(command, task)
@@ -204,6 +330,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
         run(argv)
+    except ProblemsFound as e:
+        print(str(e), file=sys.stderr)
+        return 1
     except CvcraftError as e:
         print(f"error: {_one_line(str(e))}", file=sys.stderr)
         return 2

@@ -37,6 +37,7 @@ from cvcraft.transforms.normalize import IMAGENET_STATS, Normalizer, compute_sta
 from cvcraft.viz.plots import plot_confusion_matrix, plot_curves, plot_prediction_grid
 
 STATS_SAMPLES = 5000  # images used to estimate normalization statistics
+AUX_WEIGHT = 0.3  # weight of each auxiliary classifier's loss (GoogLeNet)
 
 
 def load_splits(cfg: ClassifyConfig) -> Any:
@@ -180,8 +181,17 @@ class ClassifyTask:
     ) -> tuple[torch.Tensor, int]:
         x = self._inputs(batch)
         y = batch["labels"].to(self.device, non_blocking=True)
-        logits = model(x)
-        return self.criterion(logits.float(), y), int(y.shape[0])
+        out = model(x)
+        if isinstance(out, tuple):
+            # Auxiliary heads (GoogLeNet): main logits first, then the auxiliary logits,
+            # weighted 0.3 each as in Szegedy et al. 2015; they exist only in train mode.
+            logits, *aux = out
+            loss = self.criterion(logits.float(), y)
+            for a in aux:
+                if a is not None:
+                    loss = loss + AUX_WEIGHT * self.criterion(a.float(), y)
+            return loss, int(y.shape[0])
+        return self.criterion(out.float(), y), int(y.shape[0])
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, loader: Any = None) -> dict[str, Any]:
