@@ -114,6 +114,7 @@ class ClassifyConfig(TrainConfig):
     hsv_v: float = _opt(0.0, "HSV value gain")
     cutout: float = _opt(0.0, "Cutout probability (one hole of half the image side)")
     in_chans: int = _opt(3, "input channels of the model")
+    model_kwargs: dict = _opt({}, "extra model options, e.g. {drop_rate: 0.2, hidden: [256]}")
 
 
 TASK_CONFIGS: dict[str, type[TrainConfig]] = {"classify": ClassifyConfig}

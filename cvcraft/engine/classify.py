@@ -27,7 +27,7 @@ from cvcraft.data.io import IMAGE_EXTENSIONS
 from cvcraft.engine.checkpoint import load_checkpoint, load_model_weights
 from cvcraft.engine.device import autocast, select_device
 from cvcraft.engine.trainer import weights_of
-from cvcraft.errors import CheckpointError, DataError
+from cvcraft.errors import CheckpointError, ConfigError, DataError
 from cvcraft.losses import build_loss
 from cvcraft.metrics.classification import ClassificationMetrics
 from cvcraft.models import create_model
@@ -134,7 +134,9 @@ class ClassifyTask:
             ds_val, cfg.batch, shuffle=False, workers=cfg.workers, seed=cfg.seed
         )
         self.device = trainer.device
-        model = create_model(cfg.model, num_classes=len(self.classes), in_chans=cfg.in_chans)
+        model = build_classifier(
+            cfg.model, len(self.classes), cfg.in_chans, cfg.imgsz, cfg.model_kwargs
+        )
         trainer.model = model.to(trainer.device)
         self.pre = Preprocess(self.stats, cfg.normalize, cfg.in_chans).to(trainer.device)
         self.criterion = build_loss(cfg.loss, label_smoothing=cfg.label_smoothing)
@@ -165,6 +167,7 @@ class ClassifyTask:
             "in_chans": self.cfg.in_chans,
             "classes": self.classes,
             "imgsz": self.cfg.imgsz,
+            "model_kwargs": dict(self.cfg.model_kwargs),
             "normalize": self.cfg.normalize,
             "norm_stats": self.stats,
         }
@@ -294,6 +297,23 @@ def write_plots(
     )
 
 
+def build_classifier(
+    name: str, num_classes: int, in_chans: int, imgsz: int, model_kwargs: dict[str, Any]
+) -> nn.Module:
+    """``create_model`` plus the input size for models whose layers depend on it (MLP's
+    first layer, ViT's position table); models without an ``img_size`` option ignore it."""
+    kw = dict(model_kwargs)
+    if "img_size" not in kw:
+        try:
+            return create_model(
+                name, num_classes=num_classes, in_chans=in_chans, img_size=imgsz, **kw
+            )
+        except ConfigError as e:
+            if "'img_size'" not in str(e):
+                raise
+    return create_model(name, num_classes=num_classes, in_chans=in_chans, **kw)
+
+
 def load_classifier(weights: str | Path, device: torch.device) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild a classifier from a cvcraft checkpoint (architecture, classes, normalization)."""
     state = load_checkpoint(weights)
@@ -302,8 +322,12 @@ def load_classifier(weights: str | Path, device: torch.device) -> tuple[nn.Modul
             f"{weights}: not a cvcraft classification checkpoint (task={state.get('task')!r}); "
             "pass a best.pt/last.pt written by `cvcraft train classify`"
         )
-    model = create_model(
-        state["model_name"], num_classes=state["num_classes"], in_chans=state["in_chans"]
+    model = build_classifier(
+        state["model_name"],
+        state["num_classes"],
+        state["in_chans"],
+        int(state.get("imgsz", 224)),
+        state.get("model_kwargs") or {},
     )
     load_model_weights(model, weights_of(state), strict=True, source=str(weights))
     return model.to(device).eval(), state

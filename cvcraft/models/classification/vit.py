@@ -174,6 +174,7 @@ _SIZES = {"tiny": (192, 12, 3), "small": (384, 12, 6), "base": (768, 12, 12)}
 
 def _vit(size: str, patch: int, img: int, num_classes: int, in_chans: int, **kw):
     dim, depth, heads = _SIZES[size]
+    img = kw.pop("img_size", img)  # the input size the position table is built for
     return VisionTransformer(
         img, patch, num_classes, in_chans, embed_dim=dim, depth=depth, num_heads=heads, **kw
     )
