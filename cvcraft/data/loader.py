@@ -14,6 +14,7 @@ import random
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler
@@ -102,12 +103,9 @@ class WorkerSeeder:
         np.random.seed(words)
         random.seed(int(words[2]) << 32 | int(words[3]))
         torch.set_num_threads(1)
-        try:
-            import cv2
-
-            cv2.setNumThreads(1)
-        except ImportError:  # pragma: no cover
-            pass
+        # No cv2.setNumThreads here: touching OpenCV's thread pool in a forked child can
+        # deadlock on a lock the parent's pool held at fork time. build_loader stops the
+        # parent's pool before the workers fork instead.
 
 
 def build_loader(
@@ -128,6 +126,12 @@ def build_loader(
     persist across epochs when ``workers > 0``; call ``set_epoch(loader, e)`` before each epoch.
     """
     sampler = EpochSampler(len(dataset), shuffle, seed, **sampler_kwargs)  # type: ignore[arg-type]
+    if workers > 0:
+        # OpenCV's worker-thread pool does not survive fork(): a child that uses cv2 can
+        # hang on a mutex a pool thread held. With the pool stopped in the parent (0 = no
+        # extra threads, as ultralytics does) the forked workers start clean; each worker
+        # then decodes/augments single-threaded, which is what we want with N workers.
+        cv2.setNumThreads(0)
     return DataLoader(
         dataset,
         batch_sampler=BatchSampler(sampler, batch_size, drop_last),
