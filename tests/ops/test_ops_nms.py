@@ -4,6 +4,7 @@ weighted NMS)."""
 
 from __future__ import annotations
 
+import importlib
 import math
 
 import pytest
@@ -11,8 +12,10 @@ import torch
 import torchvision
 
 from cvcraft.errors import ConfigError
-from cvcraft.ops import nms as nms_module
 from cvcraft.ops.nms import NMS_METHODS, batched_nms, nms
+
+# the module itself: the package attribute cvcraft.ops.nms is the nms() function
+nms_module = importlib.import_module("cvcraft.ops.nms")
 
 
 def clustered_boxes(
