@@ -19,6 +19,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from cvcraft.errors import ConfigError
 from cvcraft.nn.conv import ConvBNAct
@@ -34,7 +35,12 @@ class DenseLayer(nn.Module):
     """
 
     def __init__(
-        self, in_ch: int, growth_rate: int, bn_size: int = 4, drop_rate: float = 0.0
+        self,
+        in_ch: int,
+        growth_rate: int,
+        bn_size: int = 4,
+        drop_rate: float = 0.0,
+        memory_efficient: bool = False,
     ) -> None:
         super().__init__()
         mid = bn_size * growth_rate
@@ -45,11 +51,19 @@ class DenseLayer(nn.Module):
         self.relu2 = nn.ReLU(inplace=True)
         self.conv2 = nn.Conv2d(mid, growth_rate, 3, padding=1, bias=False)
         self.drop_rate = drop_rate
+        self.memory_efficient = memory_efficient
+
+    def bottleneck(self, *inputs: torch.Tensor) -> torch.Tensor:
+        """concat -> BN -> ReLU -> 1x1 conv: (B, Σc_i, H, W) -> (B, bn_size·k, H, W)."""
+        return self.conv1(self.relu1(self.norm1(torch.cat(inputs, dim=1))))
 
     def forward(self, x: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
-        if isinstance(x, (list, tuple)):
-            x = torch.cat(x, dim=1)  # (B, in_ch, H, W)
-        y = self.conv1(self.relu1(self.norm1(x)))  # (B, bn_size·k, H, W)
+        inputs = list(x) if isinstance(x, (list, tuple)) else [x]
+        if self.memory_efficient and self.training and any(t.requires_grad for t in inputs):
+            # recompute concat + bottleneck in backward: O(L) activation memory, not O(L²)
+            y = checkpoint(self.bottleneck, *inputs, use_reentrant=False)
+        else:
+            y = self.bottleneck(*inputs)
         y = self.conv2(self.relu2(self.norm2(y)))  # (B, k, H, W)
         return F.dropout(y, self.drop_rate, self.training) if self.drop_rate > 0 else y
 
@@ -67,10 +81,13 @@ class DenseBlock(nn.ModuleDict):
         growth_rate: int,
         bn_size: int = 4,
         drop_rate: float = 0.0,
+        memory_efficient: bool = False,
     ) -> None:
         super().__init__()
         for i in range(num_layers):
-            layer = DenseLayer(in_ch + i * growth_rate, growth_rate, bn_size, drop_rate)
+            layer = DenseLayer(
+                in_ch + i * growth_rate, growth_rate, bn_size, drop_rate, memory_efficient
+            )
             self[f"denselayer{i + 1}"] = layer
         self.out_channels = in_ch + num_layers * growth_rate
 

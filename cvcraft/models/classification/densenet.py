@@ -25,67 +25,11 @@ from collections.abc import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
-import torch.utils.checkpoint as cp
 from torch import nn
 
 from cvcraft.errors import ConfigError
 from cvcraft.models.registry import register_model
-
-
-class DenseLayer(nn.Module):
-    """BN-ReLU-Conv1x1 bottleneck then BN-ReLU-Conv3x3 producing ``growth_rate`` channels.
-
-    Takes the list of all earlier maps [(B, c_i, H, W), ...] -> (B, growth_rate, H, W).
-    ``memory_efficient`` recomputes the concat + bottleneck in the backward pass
-    (gradient checkpointing) instead of storing it: O(L) instead of O(L²) activation memory.
-    """
-
-    def __init__(
-        self,
-        c_in: int,
-        growth_rate: int,
-        bn_size: int,
-        drop_rate: float = 0.0,
-        memory_efficient: bool = False,
-    ) -> None:
-        super().__init__()
-        self.norm1 = nn.BatchNorm2d(c_in)
-        self.relu1 = nn.ReLU(inplace=True)
-        self.conv1 = nn.Conv2d(c_in, bn_size * growth_rate, 1, bias=False)
-        self.norm2 = nn.BatchNorm2d(bn_size * growth_rate)
-        self.relu2 = nn.ReLU(inplace=True)
-        self.conv2 = nn.Conv2d(bn_size * growth_rate, growth_rate, 3, padding=1, bias=False)
-        self.drop_rate = drop_rate
-        self.memory_efficient = memory_efficient
-
-    def bottleneck(self, *inputs: torch.Tensor) -> torch.Tensor:
-        """concat -> BN -> ReLU -> 1x1 conv: (B, sum c_i, H, W) -> (B, bn_size*k, H, W)."""
-        return self.conv1(self.relu1(self.norm1(torch.cat(inputs, 1))))
-
-    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
-        if self.memory_efficient and self.training and any(f.requires_grad for f in features):
-            x = cp.checkpoint(self.bottleneck, *features, use_reentrant=False)
-        else:
-            x = self.bottleneck(*features)
-        x = self.conv2(self.relu2(self.norm2(x)))  # (B, growth_rate, H, W)
-        return F.dropout(x, p=self.drop_rate, training=self.training) if self.drop_rate else x
-
-
-class DenseBlock(nn.ModuleDict):
-    """``num_layers`` DenseLayers (``denselayer1..n``); (B, c, H, W) -> (B, c + n*k, H, W)."""
-
-    def __init__(self, num_layers: int, c_in: int, growth_rate: int, bn_size: int, **kw) -> None:
-        super().__init__()
-        for i in range(num_layers):
-            self[f"denselayer{i + 1}"] = DenseLayer(
-                c_in + i * growth_rate, growth_rate, bn_size, **kw
-            )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        features = [x]
-        for layer in self.values():
-            features.append(layer(features))
-        return torch.cat(features, 1)
+from cvcraft.nn.blocks import DenseBlock
 
 
 class Transition(nn.Sequential):

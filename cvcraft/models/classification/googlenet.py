@@ -38,6 +38,7 @@ from torch import nn
 
 from cvcraft.errors import ConfigError
 from cvcraft.models.registry import register_model
+from cvcraft.nn.blocks import InceptionBlock
 from cvcraft.nn.conv import ConvBNAct
 
 AUX_LOSS_WEIGHT = 0.3  # weight of each auxiliary classifier's loss (paper, section 5)
@@ -54,31 +55,6 @@ class GoogLeNetOutputs(NamedTuple):
 def conv_bn(c_in: int, c_out: int, kernel: int, stride: int = 1) -> ConvBNAct:
     """conv (no bias, "same" padding) -> BatchNorm (eps 1e-3) -> ReLU; keys ``conv.*``, ``bn.*``."""
     return ConvBNAct(c_in, c_out, kernel, stride, norm_kw={"eps": 1e-3}, act_kw={"inplace": True})
-
-
-class Inception(nn.Module):
-    """Four parallel branches concatenated on channels.
-
-    (B, c_in, H, W) -> (B, c1 + c3 + c5 + pool_proj, H, W):
-    ``branch1`` 1x1; ``branch2`` 1x1 reduce -> 3x3; ``branch3`` 1x1 reduce -> 3x3 (the
-    paper's 5x5; see module docstring); ``branch4`` 3x3 max-pool -> 1x1 projection.
-    """
-
-    def __init__(
-        self, c_in: int, c1: int, c3_red: int, c3: int, c5_red: int, c5: int, pool_proj: int
-    ) -> None:
-        super().__init__()
-        self.branch1 = conv_bn(c_in, c1, 1)
-        self.branch2 = nn.Sequential(conv_bn(c_in, c3_red, 1), conv_bn(c3_red, c3, 3))
-        self.branch3 = nn.Sequential(conv_bn(c_in, c5_red, 1), conv_bn(c5_red, c5, 3))
-        self.branch4 = nn.Sequential(
-            nn.MaxPool2d(3, stride=1, padding=1, ceil_mode=True), conv_bn(c_in, pool_proj, 1)
-        )
-        self.out_channels = c1 + c3 + c5 + pool_proj
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        branches = (self.branch1, self.branch2, self.branch3, self.branch4)
-        return torch.cat([b(x) for b in branches], dim=1)
 
 
 class InceptionAux(nn.Module):
@@ -150,7 +126,8 @@ class GoogLeNet(nn.Module):
         self.maxpool2 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
         c = 192
         for name, cfg in _INCEPTION_CFG.items():
-            block = Inception(c, *cfg)
+            # torchvision layout: 3x3 in the "5x5" branch, BN eps 1e-3 (see module docstring)
+            block = InceptionBlock(c, *cfg, k5=3, norm_kw={"eps": 1e-3})
             self.add_module(f"inception{name}", block)
             c = block.out_channels
             if name == "3b":
