@@ -171,6 +171,13 @@ def load_checkpoint(
                 f"copy, full disk). Use {previous_path(path).name} or best.pt if present, or "
                 f"re-copy the file; pass verify=False only if you changed it on purpose."
             )
+    # torch.save writes a zip (PK..); legacy files start with a pickle opcode (0x80). Anything
+    # else is not a checkpoint at all, and torch's own message would blame weights_only.
+    if not data.startswith((b"PK", b"\x80")):
+        raise CheckpointError(
+            f"{path} is not a torch checkpoint (it is neither a zip archive nor a pickle); "
+            "pass a .pt file written by cvcraft or torch.save"
+        )
     try:
         state = torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:

@@ -165,3 +165,13 @@ def test_rng_state_round_trip(tmp_path):
     np.testing.assert_array_equal(want[1], got[1])
     assert want[2] == got[2]
     np.testing.assert_array_equal(want[3], got[3])
+
+
+def test_non_checkpoint_file_is_named(tmp_path):
+    from cvcraft.engine.checkpoint import load_checkpoint as _load
+    from cvcraft.errors import CheckpointError as _CkptError
+
+    f = tmp_path / "notes.json"
+    f.write_text('{"images": []}')
+    with pytest.raises(_CkptError, match="notes.json is not a torch checkpoint"):
+        _load(f, verify=False)
