@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,18 @@ from cvcraft.config import TASK_CONFIGS, build_config, config_help, parse_overri
 from cvcraft.errors import ConfigError, CvcraftError
 from cvcraft.registry import did_you_mean
 
-COMMANDS = ("train", "val", "predict", "demo", "models", "convert", "check", "eval")
+COMMANDS = (
+    "train",
+    "val",
+    "predict",
+    "demo",
+    "models",
+    "convert",
+    "check",
+    "eval",
+    "augment",
+    "pack",
+)
 TASKS = tuple(TASK_CONFIGS)
 
 # The embedded default: a small ResNet on 32x32 synthetic shapes, sized so the whole run
@@ -229,7 +241,50 @@ def cmd_eval(task: str | None, rest: list[str], want_help: bool) -> Any:
     return summary
 
 
-TOOL_COMMANDS = {"models": cmd_models, "convert": cmd_convert, "check": cmd_check, "eval": cmd_eval}
+def _module_tool(command: str, module: str, keys: str, runner: str, need: tuple[str, ...]) -> Any:
+    """A tool command whose keys and work live in a library module (lazy import)."""
+
+    def cmd(_: str | None, rest: list[str], want_help: bool) -> Any:
+        import importlib
+
+        mod = importlib.import_module(module)
+        allowed = getattr(mod, keys)
+        if want_help:
+            return _tool_help(command, allowed)
+        return getattr(mod, runner)(_tool_args(command, rest, allowed, need))
+
+    return cmd
+
+
+TOOL_COMMANDS = {
+    "models": cmd_models,
+    "convert": cmd_convert,
+    "check": cmd_check,
+    "eval": cmd_eval,
+    # cvcraft augment data=... pipeline=aug.yaml out=grid.png n=16
+    "augment": _module_tool(
+        "augment", "cvcraft.viz.augment_grid", "AUGMENT_KEYS", "run_augment", ("data",)
+    ),
+    # cvcraft pack data=... out=shards/ [task=classify|detect|segment]
+    "pack": _module_tool(
+        "pack", "cvcraft.data.webdataset", "PACK_KEYS", "run_pack", ("data", "out")
+    ),
+}
+
+# Each task's engine module provides: TASK_CLASS (the Trainer's Task), validate(cfg, out) ->
+# metrics dict, predict(cfg, out) -> list of result dicts (with "path" and "summary"),
+# SUMMARY_KEYS (printed after training) and, optionally, DEMO_PRESET.
+TASK_MODULES = {
+    "classify": "cvcraft.engine.classify",
+    "detect": "cvcraft.engine.detect",
+    "segment": "cvcraft.engine.segment",
+}
+
+
+def task_module(task: str) -> Any:
+    import importlib
+
+    return importlib.import_module(TASK_MODULES[task])
 
 
 def _print_help(command: str, task: str) -> None:
@@ -267,13 +322,19 @@ def run(argv: list[str]) -> Any:
         _print_help(command, task)
         return None
     overrides = parse_overrides(rest)
-    defaults = DEMO_PRESETS.get(task, {}) if command == "demo" else None
+    mod = task_module(task)
+    defaults = None
+    if command == "demo":
+        defaults = DEMO_PRESETS.get(task) or getattr(mod, "DEMO_PRESET", None)
     cfg = build_config(task, overrides, yaml_file=config_file, defaults=defaults)
     if command in ("train", "demo") and cfg.resume:
         cfg = resume_config(task, cfg, overrides)
+    if command in ("train", "demo") and cfg.devices > 1 and "LOCAL_RANK" not in os.environ:
+        from cvcraft.engine.distributed import launch
+
+        return launch(argv, cfg.devices)
 
     from cvcraft.config import save_config
-    from cvcraft.engine.classify import ClassifyTask, predict_classifier, validate_classifier
     from cvcraft.engine.trainer import (
         Trainer,
         ensure_writable,
@@ -283,11 +344,8 @@ def run(argv: list[str]) -> Any:
     )
 
     if command in ("train", "demo"):
-        metrics = Trainer(ClassifyTask(cfg), cfg).fit()  # type: ignore[arg-type]
-        summary = {
-            k: metrics[k] for k in ("top1", "top5", "best_epoch", "train_seconds") if k in metrics
-        }
-        print(json.dumps(summary))
+        metrics = Trainer(mod.TASK_CLASS(cfg), cfg).fit()
+        print(json.dumps({k: metrics[k] for k in mod.SUMMARY_KEYS if k in metrics}))
         return metrics
     if not cfg.weights:
         raise ConfigError(f"{command} needs weights=path/to/best.pt")
@@ -299,18 +357,18 @@ def run(argv: list[str]) -> Any:
     ensure_writable(out)
     if command == "val":
         save_config(cfg, out / "config.yaml", task)
-        metrics = validate_classifier(cfg, out)  # type: ignore[arg-type]
+        metrics = mod.validate(cfg, out)
         write_atomic(out / "metrics.json", json.dumps(metrics, indent=2, default=float))
         scalars = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
         write_metrics_csv(out / "metrics.csv", [scalars])
-        print(json.dumps({k: metrics[k] for k in ("top1", "top5", "val_loss") if k in metrics}))
+        print(json.dumps({k: metrics[k] for k in mod.VAL_KEYS if k in metrics}))
         print(f"results saved to {out}")
         return metrics
     if not cfg.source:
         raise ConfigError("predict needs source=<image file or folder>")
-    results = predict_classifier(cfg, out)  # type: ignore[arg-type]
+    results = mod.predict(cfg, out)
     for r in results[:20]:
-        print(f"{r['path']}: {r['class']} {r['score']:.3f}")
+        print(f"{r['path']}: {r['summary']}")
     if len(results) > 20:
         print(f"... {len(results) - 20} more")
     print(f"results saved to {out}")

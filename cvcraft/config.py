@@ -89,6 +89,14 @@ class TrainConfig:
     plots: bool = _opt(True, "write plots/*.png")
     progress: bool = _opt(True, "show progress bars")
     source: str = _opt("", "predict: an image file or a folder of images")
+    augment: list = _opt(
+        [], "train augmentation pipeline spec (list of {name: ..., args}); replaces the default"
+    )
+    devices: int = _opt(1, "processes for DDP training (>1 launches torchrun on this machine)")
+    sync_bn: bool = _opt(False, "DDP: convert BatchNorm layers to SyncBatchNorm")
+
+    def check(self) -> None:
+        """Task-specific validation (subclasses extend); raise ConfigError naming the key."""
 
 
 @dataclass
@@ -115,9 +123,55 @@ class ClassifyConfig(TrainConfig):
     cutout: float = _opt(0.0, "Cutout probability (one hole of half the image side)")
     in_chans: int = _opt(3, "input channels of the model")
     model_kwargs: dict = _opt({}, "extra model options, e.g. {drop_rate: 0.2, hidden: [256]}")
+    mixup: float = _opt(0.0, "Mixup alpha (Beta(alpha, alpha)); 0 = off")
+    cutmix: float = _opt(0.0, "CutMix alpha; 0 = off")
+    mix_prob: float = _opt(1.0, "probability a batch is mixed (when mixup or cutmix is on)")
+    mix_switch: float = _opt(0.5, "with both on: probability of CutMix instead of Mixup")
+    sampler: str = _opt(
+        "random",
+        "training sampler for imbalanced data",
+        ("random", "weighted", "sqrt", "balanced"),
+    )
+    class_weights: str = _opt(
+        "none", "per-class loss weights from label counts", ("none", "inverse", "sqrt")
+    )
 
 
-TASK_CONFIGS: dict[str, type[TrainConfig]] = {"classify": ClassifyConfig}
+# ----------------------------------------------------------------------------- detection
+@dataclass
+class DetectConfig(TrainConfig):
+    """Object detection keys (ultralytics-style names where they exist)."""
+
+    data: str = _opt("shapes", "dataset: 'shapes[:N]', COCO json, YOLO data yaml or VOC folder")
+    model: str = _opt("yolo_n", "detector name from `cvcraft models`")
+    imgsz: int = _opt(640, "square (letterboxed) input size")
+    batch: int = _opt(16, "batch size per optimizer step (before accumulation)")
+    model_kwargs: dict = _opt({}, "extra model options")
+
+    def check(self) -> None:
+        pass
+
+
+# ----------------------------------------------------------------------------- segmentation
+@dataclass
+class SegmentConfig(TrainConfig):
+    """Semantic segmentation keys."""
+
+    data: str = _opt("shapes", "dataset: 'shapes[:N]', image+mask folders, COCO json, YOLO-seg")
+    model: str = _opt("unet", "segmentation model name from `cvcraft models`")
+    imgsz: int = _opt(256, "square training crop / input size")
+    batch: int = _opt(8, "batch size per optimizer step (before accumulation)")
+    model_kwargs: dict = _opt({}, "extra model options")
+
+    def check(self) -> None:
+        pass
+
+
+TASK_CONFIGS: dict[str, type[TrainConfig]] = {
+    "classify": ClassifyConfig,
+    "detect": DetectConfig,
+    "segment": SegmentConfig,
+}
 
 
 def _resolve_type(cls: type, f: dataclasses.Field) -> Any:
@@ -246,6 +300,15 @@ def validate(cfg: TrainConfig) -> None:
                 raise ConfigError(f"{k}={getattr(cfg, k)} must be in [0, 1]")
         if cfg.crop not in ("auto", "rrc", "pad", "none"):
             raise ConfigError(f"crop={cfg.crop!r} must be one of auto, rrc, pad, none")
+        for k in ("mixup", "cutmix"):
+            if getattr(cfg, k) < 0:
+                raise ConfigError(f"{k}={getattr(cfg, k)} must be >= 0 (0 = off)")
+        for k in ("mix_prob", "mix_switch"):
+            if not 0.0 <= getattr(cfg, k) <= 1.0:
+                raise ConfigError(f"{k}={getattr(cfg, k)} must be in [0, 1]")
+    if cfg.devices < 1:
+        raise ConfigError(f"devices={cfg.devices} must be >= 1")
+    cfg.check()
 
 
 def config_to_dict(cfg: TrainConfig) -> dict[str, Any]:

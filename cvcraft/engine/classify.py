@@ -405,6 +405,7 @@ def predict_classifier(cfg: ClassifyConfig, out: Path) -> list[dict[str, Any]]:
                     "path": str(f),
                     "class": classes[i_row[0]],
                     "score": p_row[0],
+                    "summary": f"{classes[i_row[0]]} {p_row[0]:.3f}",
                     "topk": [{"class": classes[i], "score": p} for i, p in zip(i_row, p_row)],
                 }
             )
@@ -415,3 +416,11 @@ def predict_classifier(cfg: ClassifyConfig, out: Path) -> list[dict[str, Any]]:
         for r in results:
             fh.write(f"{r['path']},{r['class']},{r['score']:.6f}\n")
     return results
+
+
+# The CLI's view of this task (see cli.TASK_MODULES).
+TASK_CLASS = ClassifyTask
+validate = validate_classifier
+predict = predict_classifier
+SUMMARY_KEYS = ("top1", "top5", "best_epoch", "train_seconds")
+VAL_KEYS = ("top1", "top5", "val_loss")

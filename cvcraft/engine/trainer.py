@@ -61,6 +61,7 @@ class Task(Protocol):
     def train_loss(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, int]: ...
     def evaluate(self, model: nn.Module) -> dict[str, Any]: ...
     def checkpoint_meta(self) -> dict[str, Any]: ...
+    # optional: ``on_epoch_start(trainer, epoch)`` is called before each training epoch
     def finish(self, trainer: Trainer, model: nn.Module, metrics: dict[str, Any]) -> None: ...
 
 
@@ -312,6 +313,9 @@ class Trainer:
         if cfg.freeze:
             freeze_bn_stats(model, cfg.freeze)
         set_loader_epoch(self.train_loader, epoch)
+        hook = getattr(self.task, "on_epoch_start", None)
+        if hook is not None:  # optional: e.g. detection switches Mosaic off for the last epochs
+            hook(self, epoch)
         n_batches = self.steps_per_epoch * cfg.accumulate
         bar = None
         if cfg.progress and tqdm is not None:
