@@ -3,7 +3,7 @@
 Importing this package imports every model module so that each registers itself.
 """
 
-from cvcraft.models import classification  # noqa: F401  (registers the models)
+from cvcraft.models import classification, detection, segmentation  # noqa: F401  (registers)
 from cvcraft.models.registry import MODELS, create_model, list_models, model_info, register_model
 
 __all__ = ["MODELS", "create_model", "list_models", "model_info", "register_model"]
