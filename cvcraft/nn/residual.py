@@ -54,7 +54,8 @@ class BasicBlock(nn.Module):
         shortcut = x if self.downsample is None else self.downsample(x)  # (B, width, H', W')
         out = self.relu(self.bn1(self.conv1(x)))  # (B, width, H', W')
         out = self.bn2(self.conv2(out))
-        return self.relu(out + shortcut)
+        out += shortcut  # in place: at batch 32 a fresh sum tensor costs measurable bandwidth
+        return self.relu(out)
 
 
 class Bottleneck(nn.Module):
@@ -94,7 +95,8 @@ class Bottleneck(nn.Module):
         out = self.relu(self.bn1(self.conv1(x)))  # (B, inner, H, W)
         out = self.relu(self.bn2(self.conv2(out)))  # (B, inner, H', W')
         out = self.bn3(self.conv3(out))  # (B, 4w, H', W')
-        return self.relu(out + shortcut)
+        out += shortcut  # in place (bn3's output is not needed by autograd)
+        return self.relu(out)
 
 
 __all__ = ["BasicBlock", "Bottleneck", "conv3x3"]
