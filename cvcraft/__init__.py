@@ -4,6 +4,7 @@ Public API (imported lazily so ``import cvcraft`` stays cheap in data workers)::
 
     cvcraft.create_model("resnet50", num_classes=10)
     cvcraft.list_models("resnet*")
+    cvcraft.profile(model, (3, 224, 224))          # params, MACs, CPU latency
     cvcraft.load_dataset("path/to/imagefolder")   # -> DataSplits(train, val, classes)
     cvcraft.Trainer(task, cfg).fit()
 """
@@ -17,6 +18,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "create_model": ("cvcraft.models", "create_model"),
     "list_models": ("cvcraft.models", "list_models"),
+    "profile": ("cvcraft.models.profile", "profile"),
     "load_dataset": ("cvcraft.data", "load_classification"),
     "Trainer": ("cvcraft.engine.trainer", "Trainer"),
     "ClassifyTask": ("cvcraft.engine.classify", "ClassifyTask"),
