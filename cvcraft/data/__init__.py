@@ -20,6 +20,15 @@ from cvcraft.data.io import (
     write_image,
 )
 from cvcraft.data.loader import EpochSampler, build_loader, collate_classify, set_epoch
+from cvcraft.data.sampling import (
+    ClassBalancedBatchSampler,
+    LabelDistribution,
+    WeightedEpochSampler,
+    build_sampler,
+    class_weights,
+    label_distribution,
+    resample_indices,
+)
 from cvcraft.data.shapes import (
     SEMANTIC_CLASSES,
     SHAPE_CLASSES,
@@ -30,6 +39,13 @@ from cvcraft.data.shapes import (
 from cvcraft.data.split import stratified_split
 
 __all__ = [
+    "ClassBalancedBatchSampler",
+    "LabelDistribution",
+    "WeightedEpochSampler",
+    "build_sampler",
+    "class_weights",
+    "label_distribution",
+    "resample_indices",
     "DEFAULT_MAX_PIXELS",
     "IMAGE_EXTENSIONS",
     "SEMANTIC_CLASSES",

@@ -1,0 +1,266 @@
+"""``cvcraft augment``: render a grid of augmented samples so a person can see a pipeline.
+
+Each cell is one item of ``data`` after the pipeline, drawn with its targets: instance masks
+as translucent colour, the semantic mask likewise (255 = ignore left undrawn), boxes with
+their class names, and for classification the label (or, with mixup/cutmix, the two
+largest soft-target shares). Small images are enlarged (nearest neighbour) to at least
+``MIN_CELL`` pixels so 32 px samples stay readable.
+
+The pipeline is a YAML file holding a list of transform specs (``build_transforms``), or a
+mapping with such a list under ``augment:`` (a training config); entries naming a
+multi-sample transform (``mosaic``, ``mixup``, ``copy_paste``) run first, with partners
+drawn from the item's generator (``mosaic.split_pipeline`` / ``run_pipeline``). Builtin
+names: ``default`` (the task's standard train pipeline), ``none``, ``mosaic``
+(detect/segment: 4-image mosaic), and for classification ``mixup`` / ``cutmix``
+(batch-level mixing of the n shown images).
+Item ``i`` uses ``np.random.default_rng([seed, 0, i])``, as the training dataset does.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+import yaml
+
+from cvcraft.data.datasets import load_classification
+from cvcraft.data.detection.convert import read_dataset
+from cvcraft.data.io import write_image
+from cvcraft.data.shapes import SEMANTIC_CLASSES, SHAPE_CLASSES, render_scene
+from cvcraft.errors import ConfigError, CvcraftError
+from cvcraft.structures import Sample
+from cvcraft.transforms import (
+    copy_paste,  # noqa: F401  (registers copy_paste)
+    default_classify_transforms,
+)
+from cvcraft.transforms.base import Compose
+from cvcraft.transforms.mix import MixupCutmix
+from cvcraft.transforms.mosaic import Mosaic, run_pipeline, split_pipeline
+
+MIN_CELL = 160  # smallest drawn cell side in pixels
+TASKS = ("auto", "classify", "detect", "segment")
+
+AUGMENT_KEYS: dict[str, str] = {
+    "data": "dataset: anything `train classify` takes, a COCO/YOLO/VOC dataset, or 'shapes'",
+    "pipeline": "YAML file with a list of transform specs (or augment: [...]), or a builtin: "
+    "default | none | mosaic | mixup | cutmix",
+    "out": "output PNG (default augment_grid.png)",
+    "n": "number of samples shown (default 16)",
+    "seed": "seed of the augmentation draws (default 0)",
+    "task": "classify | detect | segment | auto (default: detect for 'shapes' and detection "
+    "datasets, else classify)",
+    "imgsz": "image size for the default pipelines and for 'shapes' scenes (default 32 for "
+    "classify, 256 otherwise)",
+    "cols": "grid columns (default: ceil(sqrt(n)))",
+    "alpha": "mixup / cutmix Beta alpha for those builtins (default 1.0)",
+}
+
+# A palette of 20 distinct colours (RGB) for classes; class k uses PALETTE[k % 20].
+PALETTE = np.array(
+    [
+        (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48),
+        (145, 30, 180), (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212),
+        (0, 128, 128), (220, 190, 255), (170, 110, 40), (255, 250, 200), (128, 0, 0),
+        (170, 255, 195), (128, 128, 0), (255, 215, 180), (0, 0, 128), (128, 128, 128),
+    ],
+    dtype=np.uint8,
+)  # fmt: skip
+
+
+def draw_sample(
+    sample: Sample,
+    class_names: Sequence[str] = (),
+    *,
+    caption: str = "",
+    min_size: int = MIN_CELL,
+    mask_alpha: float = 0.45,
+    semantic_names: Sequence[str] | None = None,
+) -> np.ndarray:
+    """The sample's image with masks, boxes, box class names and ``caption`` drawn, uint8 RGB.
+
+    Enlarged by an integer factor (nearest) to at least ``min_size`` on its longer side.
+    Instance masks are coloured per object (by class), the semantic mask by class index.
+    """
+    img = np.ascontiguousarray(sample.image[..., :3]).astype(np.uint8)
+    if img.shape[2] == 1:
+        img = np.repeat(img, 3, axis=2)
+    k = max(1, int(np.ceil(min_size / max(img.shape[:2]))))
+    out = img.astype(np.float32)
+    if sample.semantic_mask is not None:
+        sem = np.asarray(sample.semantic_mask)
+        valid = (sem != 255) & (sem != 0)  # 0 = background and 255 = ignore stay uncoloured
+        colour = PALETTE[(sem.astype(np.int64) - 1) % len(PALETTE)].astype(np.float32)
+        out = np.where(valid[..., None], (1 - mask_alpha) * out + mask_alpha * colour, out)
+    labels = np.zeros(0, np.int64) if sample.box_labels is None else sample.box_labels
+    if sample.masks is not None and len(sample.masks):
+        m = np.asarray(sample.masks, bool)  # (N, H, W)
+        top = np.where(m.any(0), len(m) - 1 - m[::-1].argmax(0), -1)  # last drawn on top
+        colour = PALETTE[labels[np.maximum(top, 0)] % len(PALETTE)].astype(np.float32)
+        out = np.where((top >= 0)[..., None], (1 - mask_alpha) * out + mask_alpha * colour, out)
+    out = np.clip(out + 0.5, 0, 255).astype(np.uint8)
+    if k > 1:
+        out = cv2.resize(out, (out.shape[1] * k, out.shape[0] * k), interpolation=cv2.INTER_NEAREST)
+    out = np.ascontiguousarray(out)
+    if sample.boxes is not None:
+        for box, lab in zip(np.asarray(sample.boxes) * k, labels):
+            x1, y1, x2, y2 = (int(round(v)) for v in box)
+            colour = tuple(int(c) for c in PALETTE[lab % len(PALETTE)])
+            cv2.rectangle(out, (x1, y1), (max(x1, x2 - 1), max(y1, y2 - 1)), colour, 2)
+            name = class_names[lab] if 0 <= lab < len(class_names) else str(int(lab))
+            _text(out, name, x1 + 2, max(y1 - 3, 10), colour)
+    if caption:
+        _text(out, caption, 3, out.shape[0] - 5, (255, 255, 255))
+    return out
+
+
+def _text(img: np.ndarray, text: str, x: int, y: int, colour: tuple[int, ...]) -> None:
+    """Text with a dark outline so it reads on any background."""
+    font, scale = cv2.FONT_HERSHEY_SIMPLEX, 0.4
+    cv2.putText(img, text, (x, y), font, scale, (0, 0, 0), 3, cv2.LINE_AA)
+    cv2.putText(img, text, (x, y), font, scale, colour, 1, cv2.LINE_AA)
+
+
+def make_grid(cells: Sequence[np.ndarray], cols: int, pad: int = 4) -> np.ndarray:
+    """Tile RGB cells (any sizes) into one image, row-major, ``pad`` px white gaps."""
+    rows = -(-len(cells) // cols)
+    ch = max(c.shape[0] for c in cells)
+    cw = max(c.shape[1] for c in cells)
+    grid = np.full((rows * (ch + pad) + pad, cols * (cw + pad) + pad, 3), 255, np.uint8)
+    for i, c in enumerate(cells):
+        r, q = divmod(i, cols)
+        y, x = pad + r * (ch + pad), pad + q * (cw + pad)
+        grid[y : y + c.shape[0], x : x + c.shape[1]] = c
+    return grid
+
+
+def resolve_task(data: str, task: str) -> str:
+    """``auto`` -> detect for 'shapes' and COCO/YOLO/VOC datasets, else classify."""
+    if task != "auto":
+        return task
+    if re.fullmatch(r"shapes(:\d+)?", data) and not os.path.exists(data):
+        return "detect"
+    try:
+        read_dataset(data)
+        return "detect"
+    except CvcraftError:  # not a detection dataset: the classification readers decide
+        return "classify"
+
+
+def _source(
+    data: str, task: str, imgsz: int, seed: int
+) -> tuple[Callable[[int], Sample], int, list[str]]:
+    """(get_sample, number of items, class names) for ``data`` read as ``task``."""
+    m = re.fullmatch(r"shapes(?::(\d+))?", data)
+    if task == "classify":
+        splits = load_classification(data, seed=seed, imgsz_hint=imgsz)
+        return splits.train.sample, len(splits.train), list(splits.classes)
+    if m and not os.path.exists(data):
+        n = int(m.group(1) or 1000)
+
+        def shape_scene(i: int) -> Sample:
+            s = render_scene(np.random.default_rng([seed, 17, i]), imgsz, (1, 4))
+            s.meta["index"] = i
+            return s
+
+        names = list(SHAPE_CLASSES) if task == "detect" else list(SEMANTIC_CLASSES)[1:]
+        return shape_scene, n, names
+    ds = read_dataset(data)
+    masks = task == "segment"
+    return (lambda i: ds.sample(i, masks=masks)), len(ds), list(ds.classes)
+
+
+def _load_pipeline(spec: str, task: str, imgsz: int, alpha: float) -> tuple[list[Any], Any, Any]:
+    """(multi-sample transforms, per-item Compose, batch mixer or None) from ``pipeline=``."""
+    if spec in ("", "default"):
+        if task == "classify":
+            return [], default_classify_transforms(imgsz, train=True), None
+        return [], Compose([]), None
+    if spec == "none":
+        return [], Compose([]), None
+    if spec == "mosaic":
+        return [Mosaic(imgsz)], Compose([]), None
+    if spec in ("mixup", "cutmix"):
+        if task != "classify":
+            raise ConfigError(f"pipeline={spec} is batch mixing for task=classify; for "
+                              "detection use a YAML list with {name: mixup}")  # fmt: skip
+        mixer = (alpha, 0.0) if spec == "mixup" else (0.0, alpha)
+        return [], default_classify_transforms(imgsz, train=True), mixer
+    path = Path(spec)
+    if not path.is_file():
+        raise ConfigError(
+            f"pipeline={spec}: no such file and not a builtin (default, none, mosaic, mixup, "
+            "cutmix); pass a YAML file with a list of transforms"
+        )
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: invalid YAML: {e}") from None
+    if isinstance(loaded, dict) and "augment" in loaded:
+        loaded = loaded["augment"]
+    if isinstance(loaded, (str, dict)):
+        loaded = [loaded]
+    if not isinstance(loaded, list):
+        raise ConfigError(f"{path}: expected a list of transform specs (or augment: [...])")
+    multi, per_item = split_pipeline(loaded, str(path))
+    return multi, per_item, None
+
+
+def run_augment(args: dict[str, str]) -> Path:
+    """The ``cvcraft augment`` command: draw ``n`` augmented samples into ``out``; returns it."""
+    data = args["data"]
+    n = int(args.get("n", 16))
+    seed = int(args.get("seed", 0))
+    task = args.get("task", "auto")
+    if task not in TASKS:
+        raise ConfigError(f"task={task!r}: use one of {', '.join(TASKS)}")
+    if n < 1:
+        raise ConfigError(f"n={n} must be >= 1")
+    task = resolve_task(data, task)
+    imgsz = int(args.get("imgsz") or (32 if task == "classify" else 256))
+    get, n_items, names = _source(data, task, imgsz, seed)
+    if n_items == 0:
+        raise ConfigError(f"data={data}: the dataset is empty")
+    multi, per_item, mixer = _load_pipeline(args.get("pipeline", "default"), task, imgsz,
+                                            float(args.get("alpha", 1.0)))  # fmt: skip
+    samples = []
+    for i in range(n):
+        index = i % n_items
+        rng = np.random.default_rng([seed, 0, index])
+        samples.append(run_pipeline(multi, per_item, get, index, n_items, rng))
+    captions = [""] * n
+    if task == "classify":
+        captions = [names[s.label] if s.label is not None else "" for s in samples]
+    if mixer is not None:
+        samples, captions = _mix_batch(samples, names, mixer, seed)
+    cells = [draw_sample(s, names, caption=c) for s, c in zip(samples, captions)]
+    cols = int(args.get("cols") or int(np.ceil(np.sqrt(n))))
+    out = Path(args.get("out") or "augment_grid.png")
+    write_image(out, make_grid(cells, max(1, cols)))
+    print(f"wrote {out} ({n} samples, task={task}, pipeline={args.get('pipeline', 'default')})")
+    return out
+
+
+def _mix_batch(
+    samples: list[Sample], names: list[str], alphas: tuple[float, float], seed: int
+) -> tuple[list[Sample], list[str]]:
+    """Mix the shown samples as one batch (step 0); captions show the top-2 target shares."""
+    images = torch.from_numpy(np.stack([s.image for s in samples])).permute(0, 3, 1, 2)
+    labels = torch.tensor([int(s.label) for s in samples])
+    mix = MixupCutmix(len(names), alphas[0], alphas[1], prob=1.0, switch_prob=1.0)
+    x, y = mix(images, labels, np.random.default_rng([seed, 0, 0, 1]))
+    mixed = x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    captions = []
+    for row in y.numpy():
+        top = np.argsort(-row)[:2]
+        captions.append(" ".join(f"{names[c]} {row[c]:.2f}" for c in top if row[c] > 0.005))
+    out = [s.replace(image=np.ascontiguousarray(im), label=None) for s, im in zip(samples, mixed)]
+    return out, captions
+
+
+__all__ = ["AUGMENT_KEYS", "draw_sample", "make_grid", "run_augment"]
