@@ -1,0 +1,181 @@
+"""Detection benchmark: cvcraft's anchor-free YOLO next to ultralytics' YOLOv8, in one run.
+
+Inference (default): for each of our models and its YOLOv8 peer (same scale, built from
+ultralytics' yaml with random init -- no weights are downloaded; speed does not depend on
+the weights) -- parameters, GFLOPs (2 x MACs, our meta-device counter applied to both) and
+CPU images/s at 640x640 for batch 1 and 8. Both run conv-BN fused, eval, no_grad, and each
+timed call includes decoding to boxes + class scores (ultralytics' eval forward decodes;
+ours is ``model(x)`` + ``model.decode``), NMS excluded. Reps alternate ours and theirs so
+background load hits both alike; ratio = ours img/s / theirs img/s (>= 1 is faster).
+
+Training (``--train``): trains each model with the cvcraft detection task on COCO128
+(``train2017`` images) and evaluates on its ``val2017`` images (COCO mAP@[.5:.95] and
+mAP@.5 by our COCO evaluator), printing map/map50, the training wall time and the total
+(training + per-epoch evaluation + setup). From scratch
+and with a few epochs on 128 images the mAP is low; it measures the pipeline, not the model.
+
+    python benchmarks/detect.py                                   # yolo_n/s vs yolov8n/s
+    python benchmarks/detect.py --models yolo_m --batch-sizes 1   # medium vs yolov8m
+    python benchmarks/detect.py --train --models yolo_n --epochs 3 --imgsz 320
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+from cvcraft.models import create_model
+from cvcraft.models.profile import count_macs
+from cvcraft.nn.fuse import fuse_model
+
+COCO128 = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "coco128"
+
+
+def build_pair(name: str, num_classes: int = 80):
+    """Our model and ultralytics' YOLOv8 of the same scale (None if unavailable), both fused."""
+    torch.manual_seed(0)
+    ours = fuse_model(create_model(name, num_classes=num_classes).eval())
+    theirs = None
+    scale = name.rsplit("_", 1)[-1]
+    if scale in ("n", "s", "m", "l", "x"):
+        try:
+            from ultralytics.nn.tasks import DetectionModel
+        except ImportError:
+            print("  note: ultralytics is not installed; timing ours only")
+        else:
+            theirs = DetectionModel(f"yolov8{scale}.yaml", nc=num_classes, verbose=False)
+            theirs = theirs.eval().fuse(verbose=False)
+    return ours, theirs
+
+
+def gflops(model: torch.nn.Module, size: int) -> float:
+    return 2 * count_macs(model, (3, size, size))["total"] / 1e9
+
+
+@torch.no_grad()
+def time_pair(ours, theirs, x: torch.Tensor, reps: int, warmup: int) -> tuple[float, float]:
+    """Median seconds per call of ours (forward + decode) and theirs (eval forward), interleaved."""
+    calls = [lambda: ours.decode(ours(x))]
+    if theirs is not None:
+        calls.append(lambda: theirs(x))
+    for _ in range(warmup):
+        for call in calls:
+            call()
+    times: list[list[float]] = [[] for _ in calls]
+    for _ in range(reps):
+        for call, t in zip(calls, times):
+            t0 = time.perf_counter()
+            call()
+            t.append(time.perf_counter() - t0)
+    meds = [statistics.median(t) for t in times]
+    return meds[0], meds[1] if len(meds) > 1 else float("nan")
+
+
+def inference(args: argparse.Namespace) -> None:
+    print(
+        f"torch {torch.__version__}, {args.threads} threads, {args.size}x{args.size}, fused, "
+        f"median of {args.reps} reps (after {args.warmup} warm-up), decode included, no NMS"
+    )
+    head = f"{'model':8s} {'params':>8s} {'GFLOPs':>7s} | {'peer':8s} {'params':>8s} {'GFLOPs':>7s}"
+    for b in args.batch_sizes:
+        head += f" | {'b' + str(b) + ' img/s':>10s} {'peer':>7s} {'ratio':>5s}"
+    print(head)
+    for name in args.models:
+        ours, theirs = build_pair(name)
+        p_o = sum(p.numel() for p in ours.parameters()) / 1e6
+        row = f"{name:8s} {p_o:7.2f}M {gflops(ours, args.size):7.2f}"
+        if theirs is not None:
+            p_t = sum(p.numel() for p in theirs.parameters()) / 1e6
+            peer = "yolov8" + name.rsplit("_", 1)[-1]
+            row += f" | {peer:8s} {p_t:7.2f}M {gflops(theirs, args.size):7.2f}"
+        else:
+            row += f" | {'-':8s} {'':8s} {'':7s}"
+        for b in args.batch_sizes:
+            x = torch.rand(b, 3, args.size, args.size)
+            t_o, t_t = time_pair(ours, theirs, x, args.reps, args.warmup)
+            ips_o, ips_t = b / t_o, b / t_t
+            row += f" | {ips_o:10.2f} {ips_t:7.2f} {ips_o / ips_t:5.2f}"
+        print(row, flush=True)
+
+
+def coco128_yaml(tmp: Path) -> Path:
+    """A YOLO data yaml for COCO128 detection. The shared copy's ``object_detection/images``
+    is a symlink stored as a plain file (its text is the target, ``../images``), so the
+    layout is rebuilt in ``tmp`` with real symlinks: images/ and labels/ side by side."""
+    root = COCO128.resolve()
+    det = root / "object_detection"
+    if not (det / "config.yaml").is_file():
+        raise SystemExit(f"--train needs COCO128 at {root} (see GUIDE.md, 'Data you have')")
+    if (det / "images").is_dir():
+        return det / "config.yaml"
+    cfg = yaml.safe_load((det / "config.yaml").read_text())
+    (tmp / "images").symlink_to(root / "images", target_is_directory=True)
+    (tmp / "labels").symlink_to(det / "labels", target_is_directory=True)
+    cfg["path"] = str(tmp)
+    (tmp / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return tmp / "config.yaml"
+
+
+def train(args: argparse.Namespace) -> None:
+    from cvcraft.cli import run
+
+    data_dir = tempfile.TemporaryDirectory()
+    data = coco128_yaml(Path(data_dir.name))
+    print(
+        f"COCO128: train2017 (128 images) -> val2017 (128 images), imgsz {args.imgsz}, "
+        f"{args.epochs} epochs, batch {args.batch}, {args.threads} threads, from scratch"
+    )
+    print(f"{'model':8s} {'map':>7s} {'map50':>7s} {'train s':>8s} {'total s':>8s}")
+    for name in args.models:
+        with tempfile.TemporaryDirectory() as out:
+            t0 = time.perf_counter()
+            metrics = run(
+                [
+                    "train",
+                    "detect",
+                    f"data={data}",
+                    f"model={name}",
+                    f"imgsz={args.imgsz}",
+                    f"epochs={args.epochs}",
+                    f"batch={args.batch}",
+                    f"lr={args.lr}",
+                    "workers=0",
+                    f"out={out}",
+                ]
+            )
+            wall = time.perf_counter() - t0
+        m = metrics if isinstance(metrics, dict) else {}
+        nan = float("nan")
+        print(
+            f"{name:8s} {m.get('map', nan):7.4f} {m.get('map50', nan):7.4f} "
+            f"{m.get('train_seconds', nan):8.1f} {wall:8.1f}",
+            flush=True,
+        )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--models", nargs="+", default=["yolo_n", "yolo_s"])
+    ap.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 8])
+    ap.add_argument("--size", type=int, default=640, help="inference input side")
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=torch.get_num_threads())
+    ap.add_argument("--train", action="store_true", help="train on COCO128 instead of timing")
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--imgsz", type=int, default=320, help="training/eval input side")
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--lr", type=float, default=0.002)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    (train if args.train else inference)(args)
+
+
+if __name__ == "__main__":
+    main()
