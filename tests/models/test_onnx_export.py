@@ -1,4 +1,8 @@
-"""Every registered model exports to ONNX and onnxruntime reproduces its eval outputs.
+"""Every registered classification and segmentation model exports to ONNX and onnxruntime
+reproduces its eval outputs.
+
+Detectors are covered by their decoded head (``decode(model(x))`` for the one-stage YOLOs);
+two-stage Faster R-CNN's proposal sampling is data-dependent Python and is not exported.
 
 The model list is read at collection time, so architectures added later are covered
 without editing this file. We use the TorchScript-based exporter (``dynamo=False``): it
@@ -16,6 +20,7 @@ import pytest
 import torch
 
 from cvcraft.models import create_model, list_models, model_info
+from cvcraft.models.registry import model_task
 
 ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
@@ -34,14 +39,19 @@ def _params(name: str) -> int:
 
 def _cases():
     for name in list_models():
+        if model_task(name) == "detect":
+            continue
         marks = [pytest.mark.slow] if _params(name) > SLOW_PARAMS else []
         yield pytest.param(name, marks=marks, id=name)
 
 
-def _input_for(model: torch.nn.Module) -> torch.Tensor:
+def _input_for(model: torch.nn.Module, name: str) -> torch.Tensor:
     c, h, w = getattr(model, "default_input_size", (3, 224, 224))
-    if min(h, w) > SMALL_SIDE:
-        x = torch.randn(1, c, SMALL_SIDE, SMALL_SIDE)
+    # Segmentation: 96 px puts stride-8 features at 12x12, which PSPNet's 1/2/3/6 bins
+    # divide (ONNX's adaptive pooling needs that); every other segmenter accepts it too.
+    side = 96 if model_task(name) == "segment" else SMALL_SIDE
+    if min(h, w) > side:
+        x = torch.randn(1, c, side, side)
         try:
             with torch.no_grad():
                 model(x)
@@ -55,7 +65,7 @@ def _input_for(model: torch.nn.Module) -> torch.Tensor:
 def test_onnx_export_matches_torch(name):
     torch.manual_seed(0)
     model = create_model(name, num_classes=10).eval()
-    x = _input_for(model)
+    x = _input_for(model, name)
     with torch.no_grad():
         expected = model(x).numpy()
     buf = io.BytesIO()
@@ -67,5 +77,36 @@ def test_onnx_export_matches_torch(name):
         )  # fmt: skip
     session = ort.InferenceSession(buf.getvalue(), providers=["CPUExecutionProvider"])
     (got,) = session.run(None, {"images": x.numpy()})
-    assert got.shape == expected.shape == (1, 10)
+    if model_task(name) == "classify":
+        assert got.shape == expected.shape == (1, 10)
+    else:  # segmentation: logits at the input resolution
+        assert got.shape == expected.shape == (1, 10, *x.shape[-2:])
     np.testing.assert_allclose(got, expected, atol=1e-4, rtol=1e-4)
+
+
+class _Decoded(torch.nn.Module):
+    """A one-stage YOLO with its decoding, as deployed: boxes (B, N, 4) and scores (B, N, C)."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.model.decode(self.model(x))
+
+
+@pytest.mark.parametrize("name", ["yolo_p", "yolo_n"])
+def test_onnx_export_yolo_decoded(name):
+    torch.manual_seed(0)
+    model = _Decoded(create_model(name, num_classes=10).eval()).eval()
+    x = torch.rand(1, 3, 96, 128)
+    with torch.no_grad():
+        boxes, scores = (t.numpy() for t in model(x))
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (x,), buf, dynamo=False, opset_version=17)
+    session = ort.InferenceSession(buf.getvalue(), providers=["CPUExecutionProvider"])
+    got_boxes, got_scores = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+    np.testing.assert_allclose(got_boxes, boxes, atol=1e-3, rtol=1e-4)
+    np.testing.assert_allclose(got_scores, scores, atol=1e-5, rtol=1e-4)
