@@ -35,13 +35,14 @@ from cvcraft.data.idx import find_idx_pair, read_idx, read_idx_file
 from cvcraft.data.imagefolder import list_class_folders, read_imagefolder
 from cvcraft.data.shapes import make_shapes
 from cvcraft.data.split import stratified_split
+from cvcraft.data.webdataset import is_shard_folder, shard_splits
 from cvcraft.errors import DataError
 from cvcraft.structures import Sample
 
 ACCEPTED = (
     "'shapes' or 'shapes:N' (synthetic); a .csv of path,label rows; a CIFAR-10/100 python-batch"
     " folder; an MNIST-style IDX folder; a folder with train/ and val/ (or test/) class folders;"
-    " a folder of class folders (root/<class>/<images>)"
+    " a folder of class folders (root/<class>/<images>); a tar-shard folder from `cvcraft pack`"
 )
 
 
@@ -142,6 +143,14 @@ def _detect(
     if not os.path.isdir(spec):
         what = "does not exist" if not os.path.exists(spec) else "is not a folder or a .csv"
         raise DataError(f"{spec}: {what}. Accepted: {ACCEPTED}")
+
+    if is_shard_folder(spec) or is_shard_folder(os.path.join(spec, "train")):
+        train, val = shard_splits(spec)  # tar shards written by `cvcraft pack`
+        if not isinstance(train, ClassificationData):
+            raise DataError(f"{spec}: these shards hold {train.meta['task']} data, not classify")
+        if val is None:
+            train, val = _split(train, val_fraction, seed)
+        return DataSplits(train, val, train.classes, "shards")
 
     if find_cifar_dir(spec) is not None:
         train, val = read_cifar(spec, "train"), read_cifar(spec, "test")

@@ -10,8 +10,10 @@ Grayscale images are kept (N, H, W, 1) and become 3 equal RGB channels when load
 from __future__ import annotations
 
 import glob
-import gzip
+import math
 import os
+import sys
+import zlib
 
 import numpy as np
 
@@ -21,6 +23,38 @@ from cvcraft.errors import DataError
 IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
+def _gunzip_bounded(raw: bytes) -> bytes:
+    """Decompress a gzip IDX file, never more than its header says it holds (+1 byte).
+
+    A gzip bomb (a few MB expanding to many GB) is stopped after the header: the dims
+    announce the data size, and decompression stops one byte past it, so the size check
+    below sees the mismatch without the memory ever being allocated.
+    """
+    d = zlib.decompressobj(wbits=31)  # 31 = gzip container
+    pending = raw
+
+    def more(out: bytes, upto: int) -> bytes:
+        nonlocal pending
+        if upto <= len(out):  # max_length 0 would mean "unlimited": never pass it
+            return out
+        out += d.decompress(pending, upto - len(out))
+        pending = d.unconsumed_tail
+        return out
+
+    out = more(b"", 4)
+    if len(out) < 4:
+        return out
+    head = 4 + 4 * out[3]
+    out = more(out, head)
+    if len(out) < head or out[2] not in IDX_DTYPES:
+        return out
+    dims = np.frombuffer(out, ">u4", count=out[3], offset=4)
+    want = head + math.prod(int(x) for x in dims) * np.dtype(IDX_DTYPES[out[2]]).itemsize
+    if want > sys.maxsize // 2:  # more than any machine holds: let the size check refuse it
+        return out
+    return more(out, want + 1)
+
+
 def read_idx_file(path: str | os.PathLike[str]) -> np.ndarray:
     """Read one IDX file (raw or gzip) to a native-endian numpy array of its dims."""
     name = os.fspath(path)
@@ -28,10 +62,10 @@ def read_idx_file(path: str | os.PathLike[str]) -> np.ndarray:
         with open(name, "rb") as f:
             raw = f.read()
         if raw[:2] == b"\x1f\x8b":
-            raw = gzip.decompress(raw)
+            raw = _gunzip_bounded(raw)
     except FileNotFoundError:
         raise DataError(f"{name}: file not found") from None
-    except (OSError, EOFError) as e:
+    except (OSError, EOFError, zlib.error) as e:
         raise DataError(f"{name}: cannot read/decompress ({e})") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
         raise DataError(f"{name}: not an IDX file (bad magic number {raw[:4].hex() or 'empty'})")
@@ -46,7 +80,9 @@ def read_idx_file(path: str | os.PathLike[str]) -> np.ndarray:
         raise DataError(f"{name}: header truncated ({len(raw)} bytes, {ndim} dims need {head})")
     dims = tuple(int(d) for d in np.frombuffer(raw, ">u4", count=ndim, offset=4))
     dt = np.dtype(IDX_DTYPES[code])
-    expected = int(np.prod(dims, dtype=np.int64)) * dt.itemsize
+    # Python ints: a hostile header's dims (up to 255 x 2**32) would overflow int64 and could
+    # wrap around to the file's real size
+    expected = math.prod(dims) * dt.itemsize
     actual = len(raw) - head
     if expected != actual:
         raise DataError(

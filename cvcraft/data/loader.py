@@ -17,29 +17,43 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler
 
-from cvcraft.errors import DataError
+from cvcraft.errors import ConfigError, DataError
 from cvcraft.structures import Sample
 
 
 class EpochSampler(Sampler):
     """Yields ``(epoch, index)``; the order is ``default_rng([seed, epoch]).permutation(n)``.
 
-    With ``num_replicas > 1`` (DDP) every rank gets ``ceil(n / num_replicas)`` items: the
-    permutation is padded by repeating its start (as ``DistributedSampler`` does) and rank
-    ``r`` takes positions ``r, r + num_replicas, ...``.
+    With ``num_replicas > 1`` (DDP) rank ``r`` takes positions ``r, r + num_replicas, ...`` of
+    the epoch's permutation, so the ranks' batches together are exactly the batches one
+    process would draw with the global batch. ``pad=True`` (training) gives every rank
+    ``ceil(n / num_replicas)`` items by repeating the permutation's start (as
+    ``DistributedSampler`` does; equal lengths keep DDP's collectives in step);
+    ``pad=False`` (evaluation) visits every item exactly once, ranks may differ by one item.
     """
 
     def __init__(
-        self, n: int, shuffle: bool = True, seed: int = 0, *, num_replicas: int = 1, rank: int = 0
+        self,
+        n: int,
+        shuffle: bool = True,
+        seed: int = 0,
+        *,
+        num_replicas: int = 1,
+        rank: int = 0,
+        pad: bool = True,
     ) -> None:
         if not 0 <= rank < num_replicas:
             raise ValueError(f"rank {rank} must be in [0, num_replicas={num_replicas})")
         self.n, self.shuffle, self.seed = n, shuffle, seed
-        self.num_replicas, self.rank = num_replicas, rank
+        self.num_replicas, self.rank, self.pad = num_replicas, rank, pad
         self.epoch = 0
-        self.num_samples = math.ceil(n / num_replicas) if n else 0
+        if pad:
+            self.num_samples = math.ceil(n / num_replicas) if n else 0
+        else:
+            self.num_samples = len(range(rank, n, num_replicas))
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch whose permutation the next iteration uses."""
@@ -51,6 +65,8 @@ class EpochSampler(Sampler):
             order = np.random.default_rng([self.seed, self.epoch]).permutation(self.n)
         else:
             order = np.arange(self.n)
+        if not self.pad:
+            return order[self.rank :: self.num_replicas]
         total = self.num_samples * self.num_replicas
         if total > self.n:  # pad (DistributedSampler style) so every rank has equal length
             order = np.resize(order, total)
@@ -118,14 +134,39 @@ def build_loader(
     drop_last: bool = False,
     collate_fn: Any = collate_classify,
     pin_memory: bool = False,
+    distributed: bool | None = None,
+    sampler: Any = None,
     **sampler_kwargs: Any,
 ) -> DataLoader:
     """A DataLoader whose batches are lists of ``(epoch, index)`` from an ``EpochSampler``.
 
-    ``sampler_kwargs`` go to ``EpochSampler`` (``num_replicas``, ``rank`` for DDP). Workers
+    ``sampler_kwargs`` go to ``EpochSampler`` (``num_replicas``, ``rank``, ``pad``). Workers
     persist across epochs when ``workers > 0``; call ``set_epoch(loader, e)`` before each epoch.
+
+    DDP: with ``distributed`` None (auto) and a torch process group up, the loader shards by
+    rank: ``batch_size`` is the *global* batch and each of the R ranks loads
+    ``batch_size // R`` items of its slice of the epoch's permutation (padded to equal length
+    when ``shuffle``, i.e. training; every item once, unpadded, for evaluation loaders).
+
+    ``sampler`` replaces the EpochSampler (e.g. ``data.sampling.build_sampler``'s class-
+    balancing samplers); it must have ``set_epoch``/``epoch`` and be deterministic in
+    (seed, epoch). One with ``yields_batches = True`` is used as the batch sampler itself.
     """
-    sampler = EpochSampler(len(dataset), shuffle, seed, **sampler_kwargs)  # type: ignore[arg-type]
+    ranks = _dist_ranks() if distributed is not False else None
+    if ranks is not None and "num_replicas" not in sampler_kwargs:
+        world, rank = ranks
+        if batch_size % world:
+            raise ConfigError(
+                f"batch={batch_size} is the global batch of {world} DDP processes; make it a "
+                f"multiple of {world} (e.g. {batch_size - batch_size % world or world})"
+            )
+        batch_size //= world
+        sampler_kwargs = {"num_replicas": world, "rank": rank, "pad": shuffle, **sampler_kwargs}
+    if sampler is None:
+        sampler = EpochSampler(len(dataset), shuffle, seed, **sampler_kwargs)
+    batches = sampler if getattr(sampler, "yields_batches", False) else None
+    if batches is None:
+        batches = BatchSampler(sampler, batch_size, drop_last)
     if workers > 0:
         # OpenCV's worker-thread pool does not survive fork(): a child that uses cv2 can
         # hang on a mutex a pool thread held. With the pool stopped in the parent (0 = no
@@ -134,7 +175,7 @@ def build_loader(
         cv2.setNumThreads(0)
     return DataLoader(
         dataset,
-        batch_sampler=BatchSampler(sampler, batch_size, drop_last),
+        batch_sampler=batches,
         num_workers=workers,
         collate_fn=collate_fn,
         pin_memory=pin_memory,
@@ -147,9 +188,16 @@ def build_loader(
     )
 
 
+def _dist_ranks() -> tuple[int, int] | None:
+    """(world size, rank) when a DDP process group with several ranks is up, else None."""
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        return dist.get_world_size(), dist.get_rank()
+    return None
+
+
 def set_epoch(loader: DataLoader, epoch: int) -> None:
     """Set the epoch of a loader made by ``build_loader`` (its ``EpochSampler``)."""
-    sampler = getattr(loader.batch_sampler, "sampler", None)
-    if not isinstance(sampler, EpochSampler):
+    sampler = getattr(loader.batch_sampler, "sampler", loader.batch_sampler)
+    if not isinstance(sampler, EpochSampler) and not hasattr(sampler, "yields_batches"):
         raise TypeError("set_epoch needs a DataLoader built by cvcraft.data.build_loader")
     sampler.set_epoch(epoch)

@@ -24,16 +24,27 @@ from cvcraft.data import (
     read_image,
 )
 from cvcraft.data.io import IMAGE_EXTENSIONS
+from cvcraft.data.sampling import (
+    RepeatAwareDataset,
+    build_sampler,
+    class_weights,
+    label_distribution,
+)
+from cvcraft.engine import distributed as ddp
 from cvcraft.engine.checkpoint import load_checkpoint, load_model_weights
 from cvcraft.engine.device import autocast, select_device
+from cvcraft.engine.distributed import all_gather_object, all_reduce_sum, world_size
 from cvcraft.engine.trainer import weights_of
 from cvcraft.errors import CheckpointError, ConfigError, DataError
 from cvcraft.losses import build_loss
 from cvcraft.metrics.classification import ClassificationMetrics
 from cvcraft.models import create_model
 from cvcraft.structures import Sample
+from cvcraft.transforms import build_transforms as build_pipeline
 from cvcraft.transforms import default_classify_transforms
-from cvcraft.transforms.normalize import IMAGENET_STATS, Normalizer, compute_stats
+from cvcraft.transforms.mix import MixupCutmix
+from cvcraft.transforms.normalize import IMAGENET_STATS, Normalizer
+from cvcraft.transforms.stats_cache import cached_stats
 from cvcraft.viz.plots import plot_confusion_matrix, plot_curves, plot_prediction_grid
 
 STATS_SAMPLES = 5000  # images used to estimate normalization statistics
@@ -57,6 +68,10 @@ def load_splits(cfg: ClassifyConfig) -> Any:
 
 
 def build_transforms(cfg: ClassifyConfig, train: bool) -> Any:
+    """The train or val pipeline; a non-empty ``augment:`` spec replaces the default train one
+    (it must end at imgsz x imgsz, or collate reports the size mismatch)."""
+    if train and cfg.augment:
+        return build_pipeline(cfg.augment)
     crop = cfg.crop if cfg.crop != "auto" else ("pad" if cfg.imgsz <= 64 else "rrc")
     return default_classify_transforms(
         cfg.imgsz,
@@ -91,6 +106,27 @@ class Preprocess(nn.Module):
         return x
 
 
+def build_criterion(cfg: ClassifyConfig, labels: np.ndarray, num_classes: int) -> nn.Module:
+    """``loss`` (ce | focal) with ``class_weights`` (none | inverse | sqrt, from the label
+    counts; focal takes them as its per-class alpha). Label smoothing stays in the loss for
+    hard targets; with soft targets (mixing) ``MixupCutmix`` has already applied it."""
+    soft = uses_soft_targets(cfg)
+    smoothing = 0.0 if soft else cfg.label_smoothing
+    w = None
+    if cfg.class_weights != "none":
+        w = class_weights(labels, cfg.class_weights, num_classes).astype(np.float32).tolist()
+    if cfg.loss == "focal":
+        return build_loss("focal", alpha=w)
+    return build_loss(cfg.loss, label_smoothing=smoothing, weight=w)
+
+
+def uses_soft_targets(cfg: ClassifyConfig) -> bool:
+    """Mixup/CutMix on, or focal loss with label smoothing (focal has no smoothing option, so
+    the smoothed targets are made up front)."""
+    mixing = (cfg.mixup > 0 or cfg.cutmix > 0) and cfg.mix_prob > 0
+    return mixing or (cfg.loss == "focal" and cfg.label_smoothing > 0)
+
+
 class ClassifyTask:
     """Everything classification-specific the Trainer delegates."""
 
@@ -101,6 +137,9 @@ class ClassifyTask:
         self.cfg = cfg
         self.classes: list[str] = []
         self.stats: dict[str, Any] | None = None
+        self.epoch, self.step = 0, 0
+        self.train_correct: Any = 0  # int, then a device tensor once training counts
+        self.train_seen = 0
 
     # -- setup
     def setup(self, trainer: Any) -> None:
@@ -120,11 +159,22 @@ class ClassifyTask:
             )
         self.stats = self._stats(train, trainer.out, resume)
         self.train_data, self.val_data = train, val
-        ds_train = ClassifyDataset(train, build_transforms(cfg, True), seed=cfg.seed)
         ds_val = ClassifyDataset(val, build_transforms(cfg, False), seed=cfg.seed)
+        world, rank = ddp.world_size(), ddp.rank()
+        if cfg.sampler != "random" and rank == 0:
+            report = label_distribution(train.labels, self.classes)
+            print(f"data: train label distribution (sampler={cfg.sampler})\n{report}")
+        sampler = build_sampler(
+            cfg.sampler, train.labels, cfg.seed, batch_size=max(1, cfg.batch // world),
+            **({"num_replicas": world, "rank": rank} if world > 1 else {}),
+        )  # fmt: skip
+        # repeated draws of one item (weighted/balanced samplers) get distinct augmentations
+        ds_cls = ClassifyDataset if sampler is None else RepeatAwareDataset
+        ds_train = ds_cls(train, build_transforms(cfg, True), seed=cfg.seed)
         trainer.train_loader = build_loader(
-            ds_train, cfg.batch, shuffle=True, workers=cfg.workers, seed=cfg.seed, drop_last=True
-        )
+            ds_train, cfg.batch, shuffle=True, workers=cfg.workers, seed=cfg.seed,
+            drop_last=True, sampler=sampler,
+        )  # fmt: skip
         if len(trainer.train_loader) == 0:
             raise DataError(
                 f"{cfg.data}: {len(train)} training images is fewer than batch={cfg.batch}; "
@@ -139,7 +189,12 @@ class ClassifyTask:
         )
         trainer.model = model.to(trainer.device)
         self.pre = Preprocess(self.stats, cfg.normalize, cfg.in_chans).to(trainer.device)
-        self.criterion = build_loss(cfg.loss, label_smoothing=cfg.label_smoothing)
+        self.criterion = build_criterion(cfg, train.labels, len(self.classes)).to(trainer.device)
+        self.soft_targets = uses_soft_targets(cfg)
+        self.mix = MixupCutmix(
+            len(self.classes), cfg.mixup, cfg.cutmix, cfg.mix_prob, cfg.mix_switch,
+            cfg.label_smoothing,
+        )  # fmt: skip
         self.channels_last = cfg.channels_last
         (Path(trainer.out) / "classes.json").write_text(json.dumps(self.classes))
 
@@ -152,11 +207,12 @@ class ClassifyTask:
         if mode == "imagenet":
             stats = dict(IMAGENET_STATS)
         else:
-            n = len(train)
-            rng = np.random.default_rng([self.cfg.seed, 11])
-            idx = np.sort(rng.choice(n, size=min(n, STATS_SAMPLES), replace=False))
-            stats = compute_stats(train.load_image(int(i)) for i in idx)
-            stats["samples"] = len(idx)
+            # computed once per dataset and cached on disk (keyed by files, labels, options)
+            seed = [self.cfg.seed, 11]
+            where = Path(self.cfg.cache_dir) / "stats" if self.cfg.cache_dir else None
+            stats = cached_stats(train, where, max_samples=STATS_SAMPLES, seed=seed)
+            stats.pop("cached", None)
+            stats["samples"] = min(len(train), STATS_SAMPLES)
         (Path(out) / "norm_stats.json").write_text(json.dumps(stats, indent=1))
         return stats
 
@@ -179,12 +235,28 @@ class ClassifyTask:
             x = x.contiguous(memory_format=torch.channels_last)
         return x
 
+    def on_epoch_start(self, trainer: Any, epoch: int) -> None:
+        """Batch-level randomness is keyed by (epoch, step); the train top-1 restarts."""
+        self.epoch, self.step = int(epoch), 0
+        self.train_correct, self.train_seen = 0, 0
+
     def train_loss(
         self, model: nn.Module, batch: dict[str, torch.Tensor]
     ) -> tuple[torch.Tensor, int]:
         x = self._inputs(batch)
         y = batch["labels"].to(self.device, non_blocking=True)
+        if self.soft_targets:
+            # [seed, epoch, step, 1]: the batch's mix is the same after a resume (design.md)
+            rng = np.random.default_rng([self.cfg.seed, self.epoch, self.step, 1])
+            x, y = self.mix(x, y, rng)
+        self.step += 1
         out = model(x)
+        logits_main = out[0] if isinstance(out, tuple) else out
+        with torch.no_grad():  # train top-1 against the hard label, or a soft target's argmax
+            hard = y.argmax(1) if y.is_floating_point() else y
+            # kept as a device tensor: int() here would sync the GPU every step
+            self.train_correct = self.train_correct + (logits_main.argmax(1) == hard).sum()
+            self.train_seen += int(hard.shape[0])
         if isinstance(out, tuple):
             # Auxiliary heads (GoogLeNet): main logits first, then the auxiliary logits,
             # weighted 0.3 each as in Szegedy et al. 2015; they exist only in train mode.
@@ -198,6 +270,12 @@ class ClassifyTask:
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, loader: Any = None) -> dict[str, Any]:
+        out = self._evaluate(model, loader)
+        if loader is None and self.train_seen:
+            out["train_top1"] = float(self.train_correct) / self.train_seen
+        return out
+
+    def _evaluate(self, model: nn.Module, loader: Any = None) -> dict[str, Any]:
         return evaluate_classifier(
             model,
             loader or self.val_loader,
@@ -238,7 +316,12 @@ def evaluate_classifier(
     topk: int = 5,
     channels_last: bool = False,
 ) -> dict[str, Any]:
-    """The eval paradigm: eval mode, no_grad, streaming metrics over the loader."""
+    """The eval paradigm: eval mode, no_grad, streaming metrics over the loader.
+
+    Under DDP each rank sees its shard of the val set (``build_loader`` shards unpadded, so
+    every image counts once); the accumulators (confusion matrix, top-k hits, loss sums,
+    probabilities for the AUC) are gathered so every rank returns the global metrics.
+    """
     was_training = model.training
     model.eval()
     metrics = ClassificationMetrics(num_classes, topk=(1, min(topk, num_classes)))
@@ -255,6 +338,12 @@ def evaluate_classifier(
         n += int(y.shape[0])
         metrics.update(logits, y)
     model.train(was_training)
+    if world_size() > 1:
+        states = all_gather_object(metrics.state_dict())
+        metrics.reset()
+        for st in states:  # rank order, so every rank computes the same numbers
+            metrics.merge(st)
+        loss_sum, n = all_reduce_sum(float(loss_sum)), all_reduce_sum(int(n))
     out = metrics.compute()
     out["val_loss"] = loss_sum / max(n, 1)
     k = min(topk, num_classes)

@@ -10,15 +10,31 @@ Exact resume: checkpoints are written at the end of every epoch with the model, 
 schedule, EMA, history and torch RNG state. Data order and augmentation depend only on
 (seed, epoch, index), so a run resumed at epoch k replays epochs k+1.. exactly as the
 uninterrupted run would have.
+
+DDP (under torchrun, see ``engine/distributed.py``): every rank runs this same loop on its
+shard of each batch (``build_loader`` shards by rank; ``batch`` is the global batch). The
+model is wrapped in ``DistributedDataParallel`` after the task builds it; gradients are
+all-reduced only on the last micro-batch of an accumulation group (``no_sync`` before);
+evaluation runs on the bare model with the task's evaluator reducing across ranks. Only
+rank 0 prints, writes ``metrics.csv``, checkpoints and plots; checkpoints hold the bare
+model's weights (no ``module.`` prefix). After a torchrun elastic restart the workers
+resume from the run's last valid checkpoint by themselves.
+
+Determinism: with ``deterministic=true`` the wall-clock columns (``train_ips``,
+``epoch_time``) go to ``timing.csv`` instead of ``metrics.csv``, so two runs write
+bit-identical ``metrics.csv`` files.
 """
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import csv
 import io
 import json
 import math
 import os
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,8 +54,21 @@ from cvcraft.engine.checkpoint import (
     set_rng_state,
 )
 from cvcraft.engine.device import autocast, seed_everything, select_device, set_deterministic
+from cvcraft.engine.distributed import (
+    all_reduce_sum,
+    barrier,
+    broadcast_object,
+    cleanup,
+    distributed_device,
+    elastic_restart_count,
+    init_distributed,
+    is_main_process,
+    world_size,
+    wrap_model,
+    write_launch_result,
+)
 from cvcraft.engine.ema import ModelEMA
-from cvcraft.engine.optim import build_optimizer, freeze, freeze_bn_stats
+from cvcraft.engine.optim import build_optimizer, freeze, freeze_bn_stats, unwrap_model
 from cvcraft.engine.regularization import clip_gradients, l1_penalty, l2_penalty
 from cvcraft.engine.schedules import build_scheduler
 from cvcraft.errors import CheckpointError, ConfigError, TrainingError
@@ -114,6 +143,21 @@ def write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+TIMING_COLUMNS = ("train_ips", "epoch_time")  # wall-clock: differ between identical runs
+# Fault injection for reliability tests (RELIABILITY.md): SIGKILL rank 0 right after epoch N's
+# checkpoint, on a run's first attempt only (a torchrun restart then finishes the run).
+FAULT_ENV = "CVCRAFT_FAULT_KILL_AFTER_EPOCH"
+
+
+def inject_fault(epoch: int) -> None:
+    """Kill this process (rank 0, first attempt) when ``CVCRAFT_FAULT_KILL_AFTER_EPOCH`` is
+    ``epoch + 1``: a crash at the worst ordinary moment, right after a checkpoint."""
+    at = os.environ.get(FAULT_ENV, "")
+    if at.isdigit() and int(at) == epoch + 1 and elastic_restart_count() == 0:
+        if is_main_process():
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
 def write_metrics_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     """Rewrite the whole CSV atomically (so a crash never leaves a half row)."""
     keys: list[str] = []
@@ -155,8 +199,22 @@ class Trainer:
     def __init__(self, task: Task, cfg: TrainConfig, out_dir: str | Path | None = None) -> None:
         self.task = task
         self.cfg = cfg
-        self.out = Path(out_dir) if out_dir else resolve_run_dir(task.name, cfg)
-        self.device = select_device(cfg.device)
+        self.device = distributed_device(select_device(cfg.device))
+        self.distributed = init_distributed(self.device)
+        # torchrun restarted the workers after a crash: continue the run already started
+        self.auto_resume = elastic_restart_count() > 0 and not cfg.resume
+        if out_dir:
+            out = Path(out_dir)
+        elif is_main_process():
+            find = cfg
+            if self.auto_resume:
+                find = copy.copy(cfg)
+                find.resume = True
+            out = resolve_run_dir(task.name, find)
+        else:
+            out = None
+        # rank 0 picks the folder (a numbered name must not differ between ranks)
+        self.out = Path(broadcast_object(str(out) if out is not None else None))
         self.history: list[dict[str, Any]] = []
         self.best_fitness = -math.inf
         self.best_epoch = -1
@@ -166,14 +224,31 @@ class Trainer:
         self.train_loader: Any = None
         self.steps_per_epoch = 0
 
+    @property
+    def module(self) -> nn.Module:
+        """The bare model (inside the DDP wrapper when there is one)."""
+        return unwrap_model(self.model)
+
+    def log(self, msg: str) -> None:
+        """Print on rank 0 only (every rank runs the same loop)."""
+        if is_main_process():
+            print(msg)
+
     # ----------------------------------------------------------------- setup
     def _setup(self) -> None:
         cfg = self.cfg
-        ensure_writable(self.out)
+        if is_main_process():
+            ensure_writable(self.out)
+        barrier()
         set_deterministic(cfg.deterministic)
         seed_everything(cfg.seed)
-        resume_state = self._find_resume_state() if cfg.resume else None
-        if resume_state is None:
+        resume = cfg.resume or (
+            self.auto_resume and any((self.out / n).exists() for n in ("last.pt", "last.prev.pt"))
+        )
+        if self.auto_resume and resume:
+            self.log(f"torchrun restart {elastic_restart_count()}: resuming the run in {self.out}")
+        resume_state = self._find_resume_state() if resume else None
+        if resume_state is None and is_main_process():
             save_config(cfg, self.out / "config.yaml", self.task.name)
         self.resume_state = resume_state
         self.task.setup(self)  # sets self.model, self.train_loader (and task-owned val data)
@@ -188,6 +263,11 @@ class Trainer:
             freeze(model, cfg.freeze)
         if cfg.channels_last:
             model.to(memory_format=torch.channels_last)
+        if self.distributed:
+            # after weights/freeze (DDP registers only parameters that require grad), before
+            # the optimizer: SyncBN conversion must happen before param groups are built
+            self.model = model = wrap_model(model, cfg.sync_bn, self.device)
+            self.log(f"DDP: {world_size()} processes, global batch {cfg.batch}")
         self.steps_per_epoch = max(1, len(self.train_loader) // cfg.accumulate)
         total = self.steps_per_epoch * cfg.epochs
         self.optimizer = build_optimizer(
@@ -236,8 +316,8 @@ class Trainer:
             raise ConfigError(f"resume=true but {last} does not exist; nothing to resume")
         path, state, warnings = load_latest_valid([last, prev])
         for w in warnings:
-            print(f"warning: {w}")
-        print(f"resuming from {path} (epoch {state['epoch'] + 1} done)")
+            self.log(f"warning: {w}")
+        self.log(f"resuming from {path} (epoch {state['epoch'] + 1} done)")
         return state
 
     def _restore(self, state: dict[str, Any]) -> None:
@@ -258,7 +338,19 @@ class Trainer:
         self.best_fitness = float(state.get("best_fitness", -math.inf))
         self.best_epoch = int(state.get("best_epoch", -1))
         set_rng_state(state["rng"])
-        write_metrics_csv(self.out / "metrics.csv", self.history)
+        self._write_history()
+
+    def _write_history(self) -> None:
+        """metrics.csv (rank 0); timing columns go to timing.csv in deterministic mode."""
+        if not is_main_process():
+            return
+        if not self.cfg.deterministic:
+            write_metrics_csv(self.out / "metrics.csv", self.history)
+            return
+        rows = [{k: v for k, v in r.items() if k not in TIMING_COLUMNS} for r in self.history]
+        write_metrics_csv(self.out / "metrics.csv", rows)
+        timing = [{k: r[k] for k in ("epoch", *TIMING_COLUMNS) if k in r} for r in self.history]
+        write_metrics_csv(self.out / "timing.csv", timing)
 
     # ----------------------------------------------------------------- loop
     def fit(self) -> dict[str, Any]:
@@ -270,7 +362,7 @@ class Trainer:
         if self.history:
             since_best = len(self.history) - 1 - self.best_epoch
             bad_epochs = max(0, since_best)
-        print(f"run folder: {self.out}")
+        self.log(f"run folder: {self.out}")
         for epoch in range(self.start_epoch, cfg.epochs):
             stats = self.train_one_epoch(epoch)
             row: dict[str, Any] = {
@@ -294,53 +386,51 @@ class Trainer:
                 bad_epochs = 0
             else:
                 bad_epochs += 1
-            self._save(epoch, improved)
-            write_metrics_csv(self.out / "metrics.csv", self.history)
+            if is_main_process():
+                self._save(epoch, improved)
+            self._write_history()
+            inject_fault(epoch)
             msg = "  ".join(
                 f"{k}={v:.4g}"
                 for k, v in row.items()
                 if k in ("epoch", "train_loss", monitor, "val_loss")
             )
-            print(f"epoch {epoch + 1}/{cfg.epochs}  {msg}")
+            self.log(f"epoch {epoch + 1}/{cfg.epochs}  {msg}")
             if cfg.patience and bad_epochs >= cfg.patience:
-                print(f"early stopping: {monitor} did not improve for {cfg.patience} epochs")
+                self.log(f"early stopping: {monitor} did not improve for {cfg.patience} epochs")
                 break
-        return self._finish(monitor)
+        try:
+            return self._finish(monitor)
+        finally:
+            cleanup()
 
     def train_one_epoch(self, epoch: int) -> EpochStats:
         cfg, model, opt = self.cfg, self.model, self.optimizer
         model.train()
         if cfg.freeze:
-            freeze_bn_stats(model, cfg.freeze)
+            freeze_bn_stats(self.module, cfg.freeze)
         set_loader_epoch(self.train_loader, epoch)
         hook = getattr(self.task, "on_epoch_start", None)
         if hook is not None:  # optional: e.g. detection switches Mosaic off for the last epochs
             hook(self, epoch)
         n_batches = self.steps_per_epoch * cfg.accumulate
         bar = None
-        if cfg.progress and tqdm is not None:
+        if cfg.progress and tqdm is not None and is_main_process():
             bar = tqdm(total=n_batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False)
         total_loss, seen, t0 = 0.0, 0, time.perf_counter()
         opt.zero_grad(set_to_none=True)
         for i, batch in enumerate(self.train_loader):
             if i >= n_batches:
                 break
-            with autocast(self.device, cfg.amp):
-                loss, n = self.task.train_loss(model, batch)
-                if cfg.l1:
-                    loss = loss + l1_penalty(model, cfg.l1)
-                if cfg.l2:
-                    loss = loss + l2_penalty(model, cfg.l2)
-            lv = float(loss.detach())
-            if not math.isfinite(lv):
-                last = self.out / "last.pt"
-                kept = f"; the last good checkpoint is {last}" if last.exists() else ""
-                raise TrainingError(
-                    f"loss is {lv} at epoch {epoch + 1}, step {i + 1} (global step "
-                    f"{self.global_step + 1}){kept}. Lower lr, enable grad_clip, or check the data."
-                )
-            self.scaler.scale(loss / cfg.accumulate).backward()
-            if (i + 1) % cfg.accumulate == 0:
+            step_now = (i + 1) % cfg.accumulate == 0
+            # DDP all-reduces gradients in backward; between optimizer steps there is nothing
+            # to reduce yet, so skip it (one reduction per accumulated step, not per batch)
+            sync = contextlib.nullcontext()
+            if isinstance(model, nn.parallel.DistributedDataParallel) and not step_now:
+                sync = model.no_sync()
+            with sync:
+                lv = self._forward_backward(model, batch, epoch, i)
+            if step_now:
                 if cfg.grad_clip or cfg.grad_clip_value:
                     self.scaler.unscale_(opt)
                     clip_gradients(
@@ -355,21 +445,48 @@ class Trainer:
                 self.global_step += 1
                 if self.ema is not None:
                     self.ema.update(model)
-            total_loss += lv * n
-            seen += n
+            total_loss += lv * self._last_n
+            seen += self._last_n
             if bar is not None:
                 el = time.perf_counter() - t0
                 bar.set_postfix(loss=f"{total_loss / seen:.4f}", ips=f"{seen / max(el, 1e-9):.0f}")
                 bar.update(1)
         if bar is not None:
             bar.close()
+        if self.distributed:  # the epoch's loss and throughput over all ranks
+            total_loss, seen = all_reduce_sum(float(total_loss)), all_reduce_sum(int(seen))
         if seen == 0:
             raise TrainingError("the training loader produced no batches; is the dataset empty?")
         return EpochStats(total_loss / seen, seen, time.perf_counter() - t0)
 
+    def _forward_backward(self, model: nn.Module, batch: Any, epoch: int, i: int) -> float:
+        """Loss of one (micro-)batch and its backward; returns the loss value."""
+        cfg = self.cfg
+        with autocast(self.device, cfg.amp):
+            loss, n = self.task.train_loss(model, batch)
+            if cfg.l1:
+                loss = loss + l1_penalty(model, cfg.l1)
+            if cfg.l2:
+                loss = loss + l2_penalty(model, cfg.l2)
+        lv = float(loss.detach())
+        if not math.isfinite(lv):
+            last = self.out / "last.pt"
+            kept = f"; the last good checkpoint is {last}" if last.exists() else ""
+            raise TrainingError(
+                f"loss is {lv} at epoch {epoch + 1}, step {i + 1} (global step "
+                f"{self.global_step + 1}){kept}. Lower lr, enable grad_clip, or check the data."
+            )
+        self.scaler.scale(loss / cfg.accumulate).backward()
+        self._last_n = int(n)
+        return lv
+
     def evaluate(self) -> dict[str, Any]:
-        """Metrics of the raw weights; with EMA on, the EMA's are primary, raw ones prefixed."""
-        raw = self.task.evaluate(self.model)
+        """Metrics of the raw weights; with EMA on, the EMA's are primary, raw ones prefixed.
+
+        The bare model is evaluated (a DDP wrapper would sync buffers on every forward, and
+        ranks may hold different numbers of val batches); the task reduces across ranks.
+        """
+        raw = self.task.evaluate(self.module)
         if self.ema is None:
             return raw
         ema = self.task.evaluate(self.ema.module)
@@ -379,14 +496,14 @@ class Trainer:
 
     @property
     def eval_model(self) -> nn.Module:
-        return self.ema.module if self.ema is not None else self.model
+        return self.ema.module if self.ema is not None else self.module
 
     def _save(self, epoch: int, improved: bool) -> None:
         state = {
             "task": self.task.name,
             "epoch": epoch,
             "global_step": self.global_step,
-            "model": self.model.state_dict(),
+            "model": self.module.state_dict(),
             "ema": self.ema.module.state_dict() if self.ema is not None else None,
             "ema_state": self.ema.state_dict() if self.ema is not None else None,
             "optimizer": self.optimizer.state_dict(),
@@ -406,6 +523,7 @@ class Trainer:
             save_checkpoint(self.out / "best.pt", slim)
 
     def _finish(self, monitor: str) -> dict[str, Any]:
+        barrier()  # rank 0 has written best.pt
         best = self.out / "best.pt"
         if best.exists():
             state = load_checkpoint(best)
@@ -421,7 +539,9 @@ class Trainer:
                 "train_seconds": sum(r["epoch_time"] for r in self.history),
             }
         )
-        self.task.finish(self, self.eval_model, final)
-        write_atomic(self.out / "metrics.json", json.dumps(final, indent=2, default=float))
-        print(f"results saved to {self.out}")
+        if is_main_process():
+            self.task.finish(self, self.eval_model, final)
+            write_atomic(self.out / "metrics.json", json.dumps(final, indent=2, default=float))
+            write_launch_result(self.out)
+        self.log(f"results saved to {self.out}")
         return final
