@@ -313,6 +313,26 @@ def resume_config(task: str, cfg: Any, overrides: dict[str, str]) -> Any:
     return resumed
 
 
+def check_model_for_task(name: str, task: str) -> None:
+    """Fail before any data is read (and before torchrun starts workers) when ``model=``
+    is unknown or belongs to another task."""
+    from cvcraft.models import list_models
+    from cvcraft.models.registry import model_task
+
+    names = list_models()
+    if name not in names:
+        same = [n for n in names if model_task(n) == task]
+        raise ConfigError(
+            f"model={name!r} is not a registered model.{did_you_mean(name, same)} "
+            f"`cvcraft models` lists them all."
+        )
+    if model_task(name) != task:
+        raise ConfigError(
+            f"model={name!r} is a {model_task(name)} model, not a {task} one; "
+            f"use `cvcraft train {model_task(name)} model={name}` or pick a {task} model"
+        )
+
+
 def run(argv: list[str]) -> Any:
     command, task, rest, config_file, want_help = _parse(argv)
     if command in TOOL_COMMANDS:
@@ -329,6 +349,8 @@ def run(argv: list[str]) -> Any:
     cfg = build_config(task, overrides, yaml_file=config_file, defaults=defaults)
     if command in ("train", "demo") and cfg.resume:
         cfg = resume_config(task, cfg, overrides)
+    if command in ("train", "demo"):
+        check_model_for_task(cfg.model, task)
     if command in ("train", "demo") and cfg.devices > 1 and "LOCAL_RANK" not in os.environ:
         from cvcraft.engine.distributed import launch
 
@@ -344,8 +366,11 @@ def run(argv: list[str]) -> Any:
     )
 
     if command in ("train", "demo"):
+        from cvcraft.engine.distributed import is_main_process
+
         metrics = Trainer(mod.TASK_CLASS(cfg), cfg).fit()
-        print(json.dumps({k: metrics[k] for k in mod.SUMMARY_KEYS if k in metrics}))
+        if is_main_process():
+            print(json.dumps({k: metrics[k] for k in mod.SUMMARY_KEYS if k in metrics}))
         return metrics
     if not cfg.weights:
         raise ConfigError(f"{command} needs weights=path/to/best.pt")
