@@ -13,16 +13,21 @@ from cvcraft.transforms.base import (
     GeometricTransform,
     OneOf,
     RandomApply,
+    SomeOf,
     Transform,
     as_rng,
 )
 from cvcraft.transforms.color import HSVJitter
-from cvcraft.transforms.erase import Cutout
+from cvcraft.transforms.erase import Cutout, RandomErasing
 from cvcraft.transforms.geometric import (
+    Affine,
     CenterCrop,
     HorizontalFlip,
     PadRandomCrop,
+    PadToSize,
     RandomAffine,
+    RandomCropKeepBoxes,
+    RandomPerspective,
     RandomResizedCrop,
     RandomRotation,
     Resize,
@@ -30,6 +35,7 @@ from cvcraft.transforms.geometric import (
     sample_rrc_window,
 )
 from cvcraft.transforms.labels import one_hot, smooth_labels
+from cvcraft.transforms.letterbox import Letterbox, letterbox_params, unletterbox_boxes
 from cvcraft.transforms.normalize import (
     IMAGENET_STATS,
     Normalize,
@@ -37,9 +43,67 @@ from cvcraft.transforms.normalize import (
     compute_stats,
     denormalize,
 )
+from cvcraft.transforms.photometric import (
+    CLAHE,
+    AutoContrast,
+    Brightness,
+    ChannelShuffle,
+    ColorJitter,
+    Contrast,
+    Equalize,
+    GaussianBlur,
+    GaussianNoise,
+    Grayscale,
+    Hue,
+    ImageOp,
+    Invert,
+    JpegCompression,
+    MedianBlur,
+    Posterize,
+    RandomGamma,
+    SaltAndPepper,
+    Saturation,
+    Sharpness,
+    Solarize,
+)
 from cvcraft.transforms.pipelines import build_transforms, default_classify_transforms
+from cvcraft.transforms.policies import AugMix, AutoAugment, RandAugment, TrivialAugmentWide
 
 __all__ = [
+    "CLAHE",
+    "Affine",
+    "AugMix",
+    "AutoAugment",
+    "AutoContrast",
+    "Brightness",
+    "ChannelShuffle",
+    "ColorJitter",
+    "Contrast",
+    "Equalize",
+    "GaussianBlur",
+    "GaussianNoise",
+    "Grayscale",
+    "Hue",
+    "ImageOp",
+    "Invert",
+    "JpegCompression",
+    "Letterbox",
+    "MedianBlur",
+    "PadToSize",
+    "Posterize",
+    "RandAugment",
+    "RandomCropKeepBoxes",
+    "RandomErasing",
+    "RandomGamma",
+    "RandomPerspective",
+    "SaltAndPepper",
+    "Saturation",
+    "Sharpness",
+    "Solarize",
+    "SomeOf",
+    "TrivialAugmentWide",
+    "letterbox_params",
+    "unletterbox_boxes",
     "TRANSFORMS",
     "IMAGENET_STATS",
     "CenterCrop",

@@ -272,6 +272,49 @@ class OneOf(Transform):
         return self.transforms[params["index"]].replay(sample, params["params"])
 
 
+class SomeOf(Transform):
+    """Apply ``n`` distinct transforms drawn from ``transforms`` (RandAugment-style stacking).
+
+    ``n`` is an int or an inclusive (min, max) range drawn once per call. The chosen ops run
+    in the drawn (random) order, or in list order with ``keep_order=True``. Each chosen op
+    still rolls its own ``p``, which is the per-op probability of the issue's "SomeOf".
+    """
+
+    def __init__(
+        self,
+        transforms: Sequence[Transform],
+        n: int | Sequence[int] = 1,
+        keep_order: bool = False,
+        p: float = 1.0,
+    ) -> None:
+        super().__init__(p)
+        self.transforms = list(transforms)
+        lo, hi = (int(n), int(n)) if np.isscalar(n) else (int(n[0]), int(n[1]))
+        if not self.transforms or not 0 <= lo <= hi <= len(self.transforms):
+            raise ConfigError(
+                f"SomeOf: need 0 <= n_min <= n_max <= {len(self.transforms)} transforms, got n={n}"
+            )
+        self.n = (lo, hi)
+        self.keep_order = bool(keep_order)
+
+    def _run(self, sample: Sample, rng: np.random.Generator) -> tuple[Sample, Params]:
+        k = int(rng.integers(self.n[0], self.n[1] + 1))
+        idx = rng.choice(len(self.transforms), size=k, replace=False)
+        if self.keep_order:
+            idx = np.sort(idx)
+        steps = []
+        for i in idx.tolist():
+            sample, params = self.transforms[i].forward(sample, rng)
+            steps.append(params)
+        return sample, {"indices": idx.tolist(), "params": steps}
+
+    def apply(self, sample: Sample, params: Params) -> Sample:
+        for i, p in zip(params["indices"], params["params"]):
+            sample = self.transforms[i].replay(sample, p)
+        return sample
+
+
 TRANSFORMS.register("compose", Compose)
+TRANSFORMS.register("some_of", SomeOf)
 TRANSFORMS.register("random_apply", RandomApply)
 TRANSFORMS.register("one_of", OneOf)

@@ -3,7 +3,8 @@ routes every target through the same kernels (see ``GeometricTransform``).
 
 Sizes are ``(height, width)``; an int means a square. Registered names: ``resize``,
 ``center_crop``, ``random_resized_crop``, ``pad_random_crop``, ``hflip``, ``vflip``,
-``random_affine``, ``random_rotation``.
+``affine``, ``random_affine``, ``random_perspective``, ``random_rotation``,
+``random_crop_keep_boxes``, ``pad_to_size`` (letterboxing lives in ``letterbox.py``).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import cv2
 import numpy as np
 
 from cvcraft.errors import ConfigError
@@ -46,7 +48,8 @@ class Resize(GeometricTransform):
     """Resize to ``size``.
 
     - ``keep_ratio=False``: int -> (s, s), (h, w) -> exactly (h, w).
-    - ``keep_ratio=True``: int -> the shorter side becomes s (torchvision ``Resize(int)``);
+    - ``keep_ratio=True``: int -> the shorter side becomes s (torchvision ``Resize(int)``), or
+      the longer side with ``side="long"`` (albumentations ``LongestMaxSize``);
       (h, w) -> the largest size with the same aspect ratio that fits inside (h, w).
     ``interpolation="auto"`` = area when shrinking, bilinear when enlarging.
     """
@@ -56,6 +59,7 @@ class Resize(GeometricTransform):
         size: Size,
         keep_ratio: bool = False,
         interpolation: str = "auto",
+        side: str = "short",
         p: float = 1.0,
         **box_filter: float,
     ) -> None:
@@ -63,6 +67,9 @@ class Resize(GeometricTransform):
         self.size = size
         self.keep_ratio = keep_ratio
         self.interpolation = interpolation
+        if side not in ("short", "long"):
+            raise ConfigError(f"Resize: side must be 'short' or 'long', got {side!r}")
+        self.side = side
         _pair(size, "Resize")  # validate early
 
     def output_size(self, height: int, width: int) -> tuple[int, int]:
@@ -71,7 +78,7 @@ class Resize(GeometricTransform):
             return _pair(self.size, "Resize")
         if np.isscalar(self.size):
             s = int(self.size)
-            if height <= width:
+            if (height <= width) == (self.side == "short"):
                 return s, max(1, round(width * s / height))
             return max(1, round(height * s / width)), s
         th, tw = _pair(self.size, "Resize")
@@ -93,11 +100,20 @@ class _Window(GeometricTransform):
 
     def raster(self, x, params, *, interpolation, fill):
         crop_fill = 0 if isinstance(fill, str) else fill
+        resizing = "size" in params
         out = F.crop_image(
-            x, params["top"], params["left"], params["height"], params["width"], crop_fill
+            x,
+            params["top"],
+            params["left"],
+            params["height"],
+            params["width"],
+            crop_fill,
+            copy=not resizing,  # the resize below makes the copy
         )
-        if "size" in params:
+        if resizing:
             out = F.resize_image(out, params["size"], interpolation)
+            if np.may_share_memory(out, x):  # resize was a no-op on the view
+                out = out.copy()
         return out
 
     def points(self, xy, params, in_size):
@@ -283,15 +299,62 @@ class VerticalFlip(GeometricTransform):
         return F.vflip_points(xy, in_size[0])
 
 
+@TRANSFORMS.register("affine")
+class Affine(GeometricTransform):
+    """A fixed (non-random) affine warp: rotate ``angle`` degrees (counter-clockwise), scale,
+    shear ``(sx, sy)`` degrees about ``center`` (pixel indices; None = the image centre), then
+    translate ``(dx, dy)`` pixels. The building block of the AutoAugment-family ops.
+    """
+
+    def __init__(
+        self,
+        angle: float = 0.0,
+        translate: Sequence[float] = (0.0, 0.0),
+        scale: float = 1.0,
+        shear: Sequence[float] = (0.0, 0.0),
+        center: Sequence[float] | None = None,
+        fill: F.Fill = 0,
+        interpolation: str = "linear",
+        p: float = 1.0,
+        **box_filter: float,
+    ) -> None:
+        super().__init__(p, **box_filter)
+        if scale <= 0:
+            raise ConfigError(f"Affine: scale must be > 0, got {scale}")
+        self.angle, self.scale = float(angle), float(scale)
+        self.translate = (float(translate[0]), float(translate[1]))
+        self.shear = (float(shear[0]), float(shear[1]))
+        self.center = None if center is None else (float(center[0]), float(center[1]))
+        self.fill, self.interpolation = fill, interpolation
+
+    def make_params(self, sample: Sample, rng: np.random.Generator) -> Params:
+        c = self.center or ((sample.width - 1) / 2, (sample.height - 1) / 2)
+        m = F.affine_matrix(self.angle, self.translate, self.scale, self.shear, c)
+        return {"matrix": m, "size": (sample.height, sample.width)}
+
+    def raster(self, x, params, *, interpolation, fill):
+        return F.warp_image(x, params["matrix"], params["size"], interpolation, fill)
+
+    def points(self, xy, params, in_size):
+        return F.perspective_points(xy, params["matrix"])
+
+
 @TRANSFORMS.register("random_affine")
-class RandomAffine(GeometricTransform):
-    """Random rotation, translation, scale and shear about the image centre, as ONE warp.
+class RandomAffine(Affine):
+    """Random rotation, translation, scale, shear (and perspective) as ONE warp.
 
     - ``degrees``: x -> angle ~ U(-x, x) (counter-clockwise positive), or a (min, max) range.
-    - ``translate``: fraction of the size, x or (tx, ty) -> dx ~ U(-tx W, tx W), dy likewise.
+    - ``translate``: fraction of the output size, x or (tx, ty) -> dx ~ U(-tx W, tx W), ...
     - ``scale``: x -> U(1 - x, 1 + x) (YOLO style), or a (min, max) range (torchvision).
     - ``shear``: x -> x-shear ~ U(-x, x); (a, b) -> x-shear range; (a, b, c, d) -> x and y.
-    The output keeps the input size; uncovered pixels get ``fill``.
+    - ``perspective``: x -> the homography's last row (px, py) ~ U(-x, x) each (YOLO's
+      ``perspective``, in 1/pixels; ~0.0005 is already strong).
+    - ``out_size``: (h, w) or int of the output; None keeps the input size. The input centre
+      lands on the output centre, so a YOLO 2s x 2s mosaic canvas warps down to s x s here
+      (ultralytics' ``border=-s/2``).
+    H = T(out centre + t) . R . S . Sh . P . T(-in centre): composed first, resampled once
+    (cv2.warpAffine, or cv2.warpPerspective when perspective is on). Uncovered pixels get
+    ``fill``.
     """
 
     def __init__(
@@ -302,10 +365,12 @@ class RandomAffine(GeometricTransform):
         shear: float | Sequence[float] = 0.0,
         fill: F.Fill = 0,
         interpolation: str = "linear",
+        perspective: float = 0.0,
+        out_size: Size | None = None,
         p: float = 1.0,
         **box_filter: float,
     ) -> None:
-        super().__init__(p, **box_filter)
+        GeometricTransform.__init__(self, p, **box_filter)
         self.degrees = _symmetric(degrees, "RandomAffine.degrees")
         t = (float(translate),) * 2 if np.isscalar(translate) else tuple(map(float, translate))
         if len(t) != 2 or not all(0 <= v <= 1 for v in t):
@@ -326,24 +391,184 @@ class RandomAffine(GeometricTransform):
             raise ConfigError(f"RandomAffine.shear takes 1, 2 or 4 numbers, got {shear}")
         self.shear_x = _symmetric(sh[0] if len(sh) == 1 else sh[:2], "RandomAffine.shear")
         self.shear_y = _symmetric(sh[2:4], "RandomAffine.shear") if len(sh) == 4 else (0.0, 0.0)
+        if perspective < 0:
+            raise ConfigError(f"RandomAffine.perspective must be >= 0, got {perspective}")
+        self.perspective = float(perspective)
+        self.out_size = None if out_size is None else _pair(out_size, "RandomAffine.out_size")
         self.fill = fill
         self.interpolation = interpolation
 
     def make_params(self, sample: Sample, rng: np.random.Generator) -> Params:
         h, w = sample.height, sample.width
+        oh, ow = self.out_size or (h, w)
         angle = float(rng.uniform(*self.degrees))
-        dx = float(rng.uniform(-self.translate[0], self.translate[0]) * w)
-        dy = float(rng.uniform(-self.translate[1], self.translate[1]) * h)
+        dx = float(rng.uniform(-self.translate[0], self.translate[0]) * ow)
+        dy = float(rng.uniform(-self.translate[1], self.translate[1]) * oh)
         s = float(rng.uniform(*self.scale))
         shear = (float(rng.uniform(*self.shear_x)), float(rng.uniform(*self.shear_y)))
-        matrix = F.affine_matrix(angle, (dx, dy), s, shear, ((w - 1) / 2, (h - 1) / 2))
-        return {"angle": angle, "translate": (dx, dy), "scale": s, "shear": shear, "matrix": matrix}
+        c_in = ((w - 1) / 2, (h - 1) / 2)
+        # translate the input centre onto the output centre, then by (dx, dy)
+        shift = (dx + (ow - 1) / 2 - c_in[0], dy + (oh - 1) / 2 - c_in[1])
+        matrix = F.affine_matrix(angle, shift, s, shear, c_in)
+        params = {"angle": angle, "translate": (dx, dy), "scale": s, "shear": shear}
+        if self.perspective > 0:
+            px, py = (float(v) for v in rng.uniform(-self.perspective, self.perspective, 2))
+            centre = np.array([[1.0, 0, -c_in[0]], [0, 1.0, -c_in[1]], [0, 0, 1.0]])
+            persp = np.array([[1.0, 0, 0], [0, 1.0, 0], [px, py, 1.0]])
+            uncentre = np.linalg.inv(centre)
+            # P acts on centred coordinates: H = A . C^-1 . P . C (A already holds its centring)
+            matrix = F.to_homogeneous(matrix) @ uncentre @ persp @ centre
+            params["perspective"] = (px, py)
+        params.update(matrix=matrix, size=(oh, ow))
+        return params
+
+
+@TRANSFORMS.register("random_perspective")
+class RandomPerspective(Affine):
+    """Move each image corner inward by a random amount and warp with the homography.
+
+    Corner offsets ~ U{0..int(d * half size)} per axis (torchvision's ``RandomPerspective``
+    sampling with ``distortion_scale=d``); H = cv2.getPerspectiveTransform(corners, moved),
+    one warpPerspective; boxes follow their four corners (exact: lines stay lines).
+    """
+
+    def __init__(
+        self,
+        distortion_scale: float = 0.5,
+        fill: F.Fill = 0,
+        interpolation: str = "linear",
+        p: float = 1.0,
+        **box_filter: float,
+    ) -> None:
+        GeometricTransform.__init__(self, p, **box_filter)
+        if not 0 <= distortion_scale <= 1:
+            raise ConfigError(
+                f"RandomPerspective: distortion_scale must be in [0, 1], got {distortion_scale}"
+            )
+        self.distortion_scale = float(distortion_scale)
+        self.fill, self.interpolation = fill, interpolation
+
+    def make_params(self, sample: Sample, rng: np.random.Generator) -> Params:
+        h, w = sample.height, sample.width
+        bw = int(self.distortion_scale * (w // 2)) + 1
+        bh = int(self.distortion_scale * (h // 2)) + 1
+        ox = rng.integers(0, bw, 4)  # inward x offset of tl, tr, br, bl
+        oy = rng.integers(0, bh, 4)
+        start = np.array([[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]], np.float32)
+        sign = np.array([[1, 1], [-1, 1], [-1, -1], [1, -1]], np.float32)
+        end = start + sign * np.stack([ox, oy], 1).astype(np.float32)
+        matrix = cv2.getPerspectiveTransform(start, end)
+        return {"corners": end, "matrix": matrix, "size": (h, w)}
+
+
+@TRANSFORMS.register("random_crop_keep_boxes")
+class RandomCropKeepBoxes(_Window):
+    """A random crop that keeps every box whole (``keep="all"``) or one random box (``"one"``).
+
+    Without ``size``: each side of the window is drawn between the image border and the
+    kept region (albumentations' ``BBoxSafeRandomCrop``), so the crop size varies. With
+    ``size=(h, w)``: a window of that size, uniform among positions containing the region;
+    if the region is larger than the window it is centred on the region (boxes clipped), and
+    an image smaller than the window is padded with ``fill``. Without boxes the kept region
+    is one random pixel, i.e. an unconstrained random crop.
+    """
+
+    def __init__(
+        self,
+        size: Size | None = None,
+        keep: str = "all",
+        fill: F.Fill = 0,
+        p: float = 1.0,
+        **box_filter: float,
+    ) -> None:
+        super().__init__(p, **box_filter)
+        if keep not in ("all", "one"):
+            raise ConfigError(f"RandomCropKeepBoxes: keep must be 'all' or 'one', got {keep!r}")
+        self.size = None if size is None else _pair(size, "RandomCropKeepBoxes")
+        self.keep, self.fill = keep, fill
+
+    def _region(self, sample: Sample, rng: np.random.Generator) -> tuple[int, int, int, int]:
+        h, w = sample.height, sample.width
+        boxes = sample.boxes
+        if boxes is None or len(boxes) == 0:
+            x, y = int(rng.integers(0, w)), int(rng.integers(0, h))
+            return x, y, x + 1, y + 1
+        if self.keep == "one":
+            boxes = boxes[int(rng.integers(0, len(boxes)))][None]
+        x1, y1 = np.floor(boxes[:, :2].min(0)).astype(int)
+        x2, y2 = np.ceil(boxes[:, 2:].max(0)).astype(int)
+        x1, x2 = int(np.clip(x1, 0, w - 1)), int(np.clip(x2, x1 + 1, w))
+        y1, y2 = int(np.clip(y1, 0, h - 1)), int(np.clip(y2, y1 + 1, h))
+        return x1, y1, x2, y2
+
+    @staticmethod
+    def _start(lo: int, hi: int, extent: int, length: int, rng: np.random.Generator) -> int:
+        """Start of a ``length`` window on [0, extent) containing [lo, hi) when possible."""
+        if extent < length:  # image smaller than the window: centre it (pads)
+            return (extent - length) // 2
+        first, last = max(0, hi - length), min(lo, extent - length)
+        if first <= last:
+            return int(rng.integers(first, last + 1))
+        return int(np.clip(round((lo + hi - length) / 2), 0, extent - length))
+
+    def make_params(self, sample: Sample, rng: np.random.Generator) -> Params:
+        h, w = sample.height, sample.width
+        x1, y1, x2, y2 = self._region(sample, rng)
+        if self.size is None:
+            left, right = int(rng.integers(0, x1 + 1)), int(rng.integers(x2, w + 1))
+            top, bottom = int(rng.integers(0, y1 + 1)), int(rng.integers(y2, h + 1))
+            return {"top": top, "left": left, "height": bottom - top, "width": right - left}
+        ch, cw = self.size
+        top = self._start(y1, y2, h, ch, rng)
+        left = self._start(x1, x2, w, cw, rng)
+        return {"top": top, "left": left, "height": ch, "width": cw}
+
+
+@TRANSFORMS.register("pad_to_size")
+class PadToSize(_Window):
+    """Pad to at least ``size=(h, w)`` (never crops): albumentations' ``PadIfNeeded``.
+
+    ``position``: "center" (split evenly, extra pixel bottom/right), "top_left" (pad only
+    bottom/right, so coordinates do not move) or "random". ``fill``: value or "reflect".
+    """
+
+    def __init__(
+        self,
+        size: Size,
+        position: str = "center",
+        fill: F.Fill | str = 0,
+        p: float = 1.0,
+        **box_filter: float,
+    ) -> None:
+        super().__init__(p, **box_filter)
+        if position not in ("center", "top_left", "random"):
+            raise ConfigError(
+                f"PadToSize: position must be center, top_left or random, got {position!r}"
+            )
+        if isinstance(fill, str) and fill != "reflect":
+            raise ConfigError(f"PadToSize: fill must be a number or 'reflect', got {fill!r}")
+        self.size = _pair(size, "PadToSize")
+        self.position, self.fill = position, fill
+
+    def make_params(self, sample: Sample, rng: np.random.Generator) -> Params:
+        h, w = sample.height, sample.width
+        ph, pw = max(0, self.size[0] - h), max(0, self.size[1] - w)
+        if self.position == "center":
+            top, left = ph // 2, pw // 2
+        elif self.position == "top_left":
+            top, left = 0, 0
+        else:
+            top, left = int(rng.integers(0, ph + 1)), int(rng.integers(0, pw + 1))
+        pad = (top, ph - top, left, pw - left)
+        return {"pad": pad, "top": 0, "left": 0, "height": h + ph, "width": w + pw}
 
     def raster(self, x, params, *, interpolation, fill):
-        return F.warp_affine_image(x, params["matrix"], x.shape[:2], interpolation, fill)
+        mode = "reflect" if fill == "reflect" else "constant"
+        return F.pad_image(x, params["pad"], 0 if mode == "reflect" else fill, mode)
 
     def points(self, xy, params, in_size):
-        return F.affine_points(xy, params["matrix"])
+        t, _, l, _ = params["pad"]
+        return F.pad_points(xy, t, l)
 
 
 @TRANSFORMS.register("random_rotation")

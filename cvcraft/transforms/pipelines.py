@@ -7,8 +7,10 @@ Decisions in ``default_classify_transforms`` (documented here because they chang
   for small images where RRC's 8 % crops leave too few pixels to recognise anything.
   ``crop="auto"`` picks "pad" when imgsz <= 64, else "rrc".
 - then horizontal/vertical flips, an optional single-warp RandomAffine (only if any of
-  degrees/translate/affine_scale/shear is non-zero), optional HSV jitter (if any gain > 0)
-  and optional Cutout (with probability ``cutout``).
+  degrees/translate/affine_scale/shear is non-zero), an optional policy (``policy``:
+  "autoaugment" / "autoaugment:cifar10" / "randaugment" / "trivialaugment" / "augmix"),
+  optional HSV jitter (if any gain > 0), optional Cutout (with probability ``cutout``) and
+  optional Random Erasing (with probability ``erasing``), erasing last as in timm.
 - val: resize the shorter side to imgsz / crop_pct (0.875: 224 -> 256) and centre-crop
   imgsz; for imgsz <= 64 a straight resize to (imgsz, imgsz) instead, since cutting 12 % off
   a 32 px image removes real content.
@@ -23,9 +25,12 @@ from typing import Any
 
 from cvcraft.errors import ConfigError
 from cvcraft.registry import did_you_mean
+
+# importing these modules registers their transforms under their snake_case names
+from cvcraft.transforms import letterbox, photometric, policies  # noqa: F401
 from cvcraft.transforms.base import TRANSFORMS, Compose, Transform
 from cvcraft.transforms.color import HSVJitter
-from cvcraft.transforms.erase import Cutout
+from cvcraft.transforms.erase import Cutout, RandomErasing
 from cvcraft.transforms.geometric import (
     CenterCrop,
     HorizontalFlip,
@@ -38,7 +43,7 @@ from cvcraft.transforms.geometric import (
 
 Spec = str | Mapping[str, Any] | Transform
 
-_CONTAINERS = {"compose", "one_of"}  # take a list of child specs under "transforms"
+_CONTAINERS = {"compose", "one_of", "some_of"}  # take a list of child specs under "transforms"
 
 
 def _accepted_args(cls: type) -> list[str]:
@@ -93,7 +98,8 @@ def build_transforms(spec: Sequence[Spec] | Spec) -> Compose:
     """A Compose from a list of names / ``{"name": ..., **kwargs}`` dicts / Transform objects.
 
     Example: ``build_transforms(["hflip", {"name": "random_resized_crop", "size": 224}])``.
-    ``compose``/``one_of`` take ``transforms: [...]`` and ``random_apply`` a ``transform``.
+    ``compose``/``one_of``/``some_of`` take ``transforms: [...]`` and ``random_apply`` a
+    ``transform``. ``TRANSFORMS.names()`` lists every registered name.
     Unknown names raise RegistryError with a did-you-mean; unknown arguments ConfigError.
     """
     if isinstance(spec, (str, Mapping, Transform)):
@@ -121,6 +127,8 @@ def default_classify_transforms(
     cutout_size: float = 0.5,
     crop_pct: float = 0.875,
     interpolation: str = "auto",
+    policy: str | None = None,
+    erasing: float = 0.0,
 ) -> Compose:
     """The standard train/val classification pipelines (see the module docstring).
 
@@ -157,8 +165,30 @@ def default_classify_transforms(
     has_scale = any(affine_scale) if isinstance(affine_scale, Sequence) else affine_scale > 0
     if degrees or translate or shear or has_scale:
         steps.append(RandomAffine(degrees, translate, affine_scale, shear))
+    if policy:
+        steps.append(_policy(policy))
     if any(g > 0 for g in hsv):
         steps.append(HSVJitter(*hsv))
     if cutout > 0:
         steps.append(Cutout(1, cutout_size, p=cutout))
+    if erasing > 0:
+        steps.append(RandomErasing(p=erasing))
     return Compose(steps)
+
+
+def _policy(name: str) -> Transform:
+    """ "autoaugment[:imagenet|cifar10|svhn]", "randaugment", "trivialaugment" or "augmix"."""
+    kind, _, variant = name.partition(":")
+    if kind == "autoaugment":
+        return policies.AutoAugment(variant or "imagenet")
+    makers = {
+        "randaugment": policies.RandAugment,
+        "trivialaugment": policies.TrivialAugmentWide,
+        "augmix": policies.AugMix,
+    }
+    if kind not in makers or variant:
+        raise ConfigError(
+            f"policy {name!r} is unknown; use autoaugment[:imagenet|cifar10|svhn], "
+            "randaugment, trivialaugment or augmix"
+        )
+    return makers[kind]()
