@@ -84,6 +84,8 @@ def build_transforms(cfg: ClassifyConfig, train: bool) -> Any:
         translate=cfg.translate,
         hsv=(cfg.hsv_h, cfg.hsv_s, cfg.hsv_v),
         cutout=cfg.cutout,
+        policy=cfg.policy or None,
+        erasing=cfg.erasing,
     )
 
 

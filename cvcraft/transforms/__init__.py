@@ -18,6 +18,7 @@ from cvcraft.transforms.base import (
     as_rng,
 )
 from cvcraft.transforms.color import HSVJitter
+from cvcraft.transforms.copy_paste import CopyPaste
 from cvcraft.transforms.erase import Cutout, RandomErasing
 from cvcraft.transforms.geometric import (
     Affine,
@@ -36,6 +37,17 @@ from cvcraft.transforms.geometric import (
 )
 from cvcraft.transforms.labels import one_hot, smooth_labels
 from cvcraft.transforms.letterbox import Letterbox, letterbox_params, unletterbox_boxes
+from cvcraft.transforms.mix import MixupCutmix
+from cvcraft.transforms.mosaic import (
+    MULTI_SAMPLE,
+    DetectionMixUp,
+    Mosaic,
+    MultiSampleTransform,
+    build_multi_sample,
+    run_multi_sample,
+    run_pipeline,
+    split_pipeline,
+)
 from cvcraft.transforms.normalize import (
     IMAGENET_STATS,
     Normalize,
@@ -70,6 +82,16 @@ from cvcraft.transforms.pipelines import build_transforms, default_classify_tran
 from cvcraft.transforms.policies import AugMix, AutoAugment, RandAugment, TrivialAugmentWide
 
 __all__ = [
+    "MULTI_SAMPLE",
+    "CopyPaste",
+    "DetectionMixUp",
+    "MixupCutmix",
+    "Mosaic",
+    "MultiSampleTransform",
+    "build_multi_sample",
+    "run_multi_sample",
+    "run_pipeline",
+    "split_pipeline",
     "CLAHE",
     "Affine",
     "AugMix",

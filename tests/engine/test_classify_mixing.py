@@ -130,3 +130,16 @@ def test_end_to_end_mixing_sampler_weights(tmp_path):
     assert 0.0 <= float(values["train_top1"]) <= 1.0 and np.isfinite(float(values["train_loss"]))
     stats = json.loads((out / "norm_stats.json").read_text())
     assert (tmp_path / "cache" / "stats").is_dir() and stats["samples"] == 160
+
+
+def test_policy_and_erasing_keys_reach_the_train_pipeline():
+    from cvcraft.config import build_config
+    from cvcraft.engine.classify import build_transforms
+    from cvcraft.transforms import RandAugment, RandomErasing
+
+    cfg = build_config("classify", {"policy": "randaugment", "erasing": "0.25", "imgsz": "32"})
+    steps = list(build_transforms(cfg, train=True))
+    assert any(isinstance(t, RandAugment) for t in steps)
+    assert any(isinstance(getattr(t, "transform", t), RandomErasing) for t in steps)
+    val_steps = list(build_transforms(cfg, train=False))
+    assert not any(isinstance(t, RandAugment) for t in val_steps)
