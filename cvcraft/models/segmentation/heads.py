@@ -1,0 +1,76 @@
+"""Pieces every segmentation model shares: the FCN-style classifier head and the output contract.
+
+- ``FCNHead``: 3x3 conv-BN-ReLU to ``in/4`` channels, dropout, 1x1 conv to the classes — the
+  auxiliary head of PSPNet/DeepLab (Zhao et al. 2017 put it on ResNet's ``layer3`` to ease
+  optimisation of the deep backbone) and torchvision's ``FCNHead``.
+- ``inplace_relu_``: make each ConvBNAct's ReLU in-place (its input, a fresh BN output, is
+  read by nothing else), saving one activation-sized write per layer at inference.
+- ``aux_logits``: the auxiliary head's logits in training only.
+- ``check_min_size``: a clear error when an input is too small for a model's poolings.
+- ``seg_outputs``: resize logits to the input size and apply the train/eval contract:
+  training with auxiliary heads -> ``(main, [aux, ...])``, otherwise ``main`` alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from cvcraft.errors import ConfigError
+from cvcraft.nn.conv import ConvBNAct
+
+
+class FCNHead(nn.Sequential):
+    """(B, in_ch, h, w) -> (B, num_classes, h, w) via a 3x3 ConvBNAct to ``in_ch // 4``."""
+
+    def __init__(self, in_ch: int, num_classes: int, dropout: float = 0.1) -> None:
+        mid = max(in_ch // 4, 1)
+        super().__init__(
+            ConvBNAct(in_ch, mid, 3), nn.Dropout(dropout), nn.Conv2d(mid, num_classes, 1)
+        )
+
+
+def inplace_relu_(model: nn.Module) -> nn.Module:
+    """Set ``inplace=True`` on the ReLU of every ``ConvBNAct`` in ``model``; returns it."""
+    for m in model.modules():
+        if isinstance(m, ConvBNAct) and isinstance(m.act, nn.ReLU):
+            m.act.inplace = True
+    return model
+
+
+def aux_logits(head: nn.Module | None, feat: Tensor, training: bool) -> list[Tensor]:
+    """``[head(feat)]`` in training when the model has an auxiliary head, else ``[]`` (the
+    auxiliary branch costs nothing at inference)."""
+    return [head(feat)] if head is not None and training else []
+
+
+def check_min_size(x: Tensor, minimum: int, model: str) -> None:
+    """Raise a ``ConfigError`` if H or W of ``x`` is below ``minimum`` (a pooling would reach
+    zero size): names the model, the size and the fix instead of torch's shape error."""
+    if min(x.shape[-2:]) < minimum:
+        raise ConfigError(
+            f"{model}: input {tuple(x.shape[-2:])} is too small; this configuration pools "
+            f"down to 1/{minimum}, so H and W must be >= {minimum} (raise imgsz or lower depth)"
+        )
+
+
+def resize(x: Tensor, size: Sequence[int]) -> Tensor:
+    """Bilinear resize of logits to ``size`` (align_corners=False); a no-op at that size."""
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
+
+
+def seg_outputs(
+    training: bool, main: Tensor, aux: Sequence[Tensor], size: Sequence[int]
+) -> Tensor | tuple[Tensor, list[Tensor]]:
+    """The segmentation contract: ``main`` (and in training ``aux``) resized to ``size``."""
+    main = resize(main, size)  # (B, K, H, W)
+    if not training or not aux:
+        return main
+    return main, [resize(a, size) for a in aux]
+
+
+__all__ = ["FCNHead", "aux_logits", "check_min_size", "inplace_relu_", "resize", "seg_outputs"]

@@ -1,0 +1,77 @@
+import pytest
+import torch
+import torchvision
+from torchvision.models.segmentation import deeplabv3_resnet50
+
+from cvcraft.errors import ConfigError
+from cvcraft.models import create_model, model_info
+from cvcraft.models.segmentation.deeplab import make_aspp
+from cvcraft.models.segmentation.encoders import resnet_backbone, resnet_features
+
+
+def test_deeplabv3_resnet50_equals_torchvision_after_state_dict_mapping():
+    torch.manual_seed(0)
+    ref = deeplabv3_resnet50(weights=None, weights_backbone=None, num_classes=5, aux_loss=True)
+    ours = create_model("deeplabv3_resnet50", num_classes=5, aux=True)
+    ref_sd, our_sd = ref.state_dict(), ours.state_dict()
+    # Same parameter count, same order, same shapes; backbone keys are identical.
+    assert model_info(ours)["params"] == sum(p.numel() for p in ref.parameters())
+    assert [v.shape for v in ref_sd.values()] == [v.shape for v in our_sd.values()]
+    assert [k for k in our_sd if k.startswith("backbone.")] == [
+        k for k in ref_sd if k.startswith("backbone.")
+    ]
+    ours.load_state_dict(dict(zip(our_sd, ref_sd.values())))
+    x = torch.randn(2, 3, 72, 88)
+    ref.eval(), ours.eval()
+    with torch.no_grad():
+        assert torch.allclose(ours(x), ref(x)["out"], atol=1e-5)
+    ref.train(), ours.train()
+    torch.manual_seed(1)
+    main, (aux,) = ours(x)
+    torch.manual_seed(1)
+    r = ref(x)
+    assert torch.allclose(main, r["out"], atol=1e-5) and torch.allclose(aux, r["aux"], atol=1e-5)
+
+
+@pytest.mark.parametrize("os_,flags", [(16, [False, False, True]), (8, [False, True, True])])
+def test_dilated_backbone_equals_torchvision_replace_stride_with_dilation(os_, flags):
+    torch.manual_seed(0)
+    ref = torchvision.models.resnet50(replace_stride_with_dilation=flags).eval()
+    ours = resnet_backbone("resnet50", output_stride=os_).eval()
+    ours.load_state_dict({k: v for k, v in ref.state_dict().items() if not k.startswith("fc.")})
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        feats = resnet_features(ours, x)
+        r = ref.layer4(
+            ref.layer3(ref.layer2(ref.layer1(ref.maxpool(ref.relu(ref.bn1(ref.conv1(x)))))))
+        )
+    assert feats[-1].shape[-1] == 64 // os_
+    assert torch.allclose(feats[-1], r, atol=1e-5)
+
+
+def test_basicblock_backbone_dilates_and_bad_stride_raises():
+    net = resnet_backbone("resnet18", output_stride=8)
+    assert net.layer4[1].conv2.dilation == (4, 4) and net.layer4[0].conv1.stride == (1, 1)
+    with torch.no_grad():
+        assert resnet_features(net.eval(), torch.randn(1, 3, 64, 64))[-1].shape == (1, 512, 8, 8)
+    with pytest.raises(ConfigError):
+        resnet_backbone("resnet18", output_stride=4)
+
+
+def test_separable_aspp_weights_match_the_factorisation_count():
+    dense, sep = make_aspp(64, 32, (1, 2, 3)), make_aspp(64, 32, (1, 2, 3), separable=True)
+    n_dense, n_sep = (sum(p.numel() for p in m.convs[1:4].parameters()) for m in (dense, sep))
+    assert n_dense == 3 * (64 * 32 * 9 + 2 * 32)  # 3x3 conv + BN per branch
+    assert n_sep == 3 * (64 * 9 + 2 * 64 + 64 * 32 + 2 * 32)  # dw 3x3 + BN, pw 1x1 + BN
+
+
+def test_deeplabv3plus_uses_low_level_features_and_rates_follow_output_stride():
+    m = create_model("deeplabv3plus_resnet18", num_classes=2, aspp_channels=16).eval()
+    assert [b.conv.dilation[0] for b in m.aspp.convs[1:4]] == [6, 12, 18]  # os 16
+    m8 = create_model("deeplabv3_resnet18", num_classes=2, aspp_channels=16, output_stride=8)
+    assert [b.conv.dilation[0] for b in m8.classifier[0].convs[1:4]] == [12, 24, 36]
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():  # the decoder sees layer1: perturbing its output changes the logits
+        y0 = m(x)
+        m.low_level.conv.weight.mul_(2)
+        assert not torch.allclose(m(x), y0)
