@@ -121,6 +121,12 @@ class ClassifyConfig(TrainConfig):
     hsv_s: float = _opt(0.0, "HSV saturation gain")
     hsv_v: float = _opt(0.0, "HSV value gain")
     cutout: float = _opt(0.0, "Cutout probability (one hole of half the image side)")
+    policy: str = _opt(
+        "",
+        "augmentation policy: randaugment | autoaugment[:imagenet|cifar10|svhn] | "
+        "trivialaugment | augmix ('' = none)",
+    )
+    erasing: float = _opt(0.0, "random erasing probability (Zhong et al. 2020)")
     in_chans: int = _opt(3, "input channels of the model")
     model_kwargs: dict = _opt({}, "extra model options, e.g. {drop_rate: 0.2, hidden: [256]}")
     mixup: float = _opt(0.0, "Mixup alpha (Beta(alpha, alpha)); 0 = off")
@@ -129,8 +135,8 @@ class ClassifyConfig(TrainConfig):
     mix_switch: float = _opt(0.5, "with both on: probability of CutMix instead of Mixup")
     sampler: str = _opt(
         "random",
-        "training sampler for imbalanced data",
-        ("random", "weighted", "sqrt", "balanced"),
+        "training sampler for imbalanced data (over/undersample: to the largest/smallest class)",
+        ("random", "weighted", "sqrt", "balanced", "oversample", "undersample"),
     )
     class_weights: str = _opt(
         "none", "per-class loss weights from label counts", ("none", "inverse", "sqrt")
@@ -147,9 +153,63 @@ class DetectConfig(TrainConfig):
     imgsz: int = _opt(640, "square (letterboxed) input size")
     batch: int = _opt(16, "batch size per optimizer step (before accumulation)")
     model_kwargs: dict = _opt({}, "extra model options")
+    optimizer: str = _opt(
+        "adamw", "optimizer", ("sgd", "adagrad", "rmsprop", "adadelta", "adam", "adamw")
+    )
+    lr: float = _opt(0.002, "base learning rate (the peak after warmup)")
+    warmup_epochs: float = _opt(3.0, "linear warmup length in epochs (fractions allowed)")
+    min_lr_ratio: float = _opt(0.01, "final LR as a fraction of lr (cosine/linear)")
+    ema: bool = _opt(True, "keep an exponential moving average of the weights")
+    ema_decay: float = _opt(0.9999, "EMA decay")
+    ema_tau: float = _opt(2000.0, "EMA warmup: decay ramps as 1 - exp(-updates / tau)")
+    grad_clip: float = _opt(10.0, "clip the gradient norm to this value (0 = off)")
+    # inference
+    conf: float = _opt(0.25, "predict: minimum score of a reported detection")
+    val_conf: float = _opt(0.001, "evaluation: score threshold before NMS (mAP wants ~all)")
+    iou: float = _opt(0.7, "NMS IoU threshold")
+    max_det: int = _opt(300, "maximum detections per image")
+    tta: bool = _opt(False, "test-time augmentation (scales 1/0.83/0.67, a flip) in val/predict")
+    # augmentation (ultralytics names and meanings)
+    mosaic: float = _opt(1.0, "Mosaic (4 images in one) probability")
+    close_mosaic: int = _opt(10, "switch Mosaic off for the last N epochs")
+    mixup: float = _opt(0.0, "MixUp probability")
+    degrees: float = _opt(0.0, "random rotation range (+-degrees)")
+    translate: float = _opt(0.1, "random translation (fraction of size)")
+    scale: float = _opt(0.5, "random scale gain: U(1 - scale, 1 + scale)")
+    shear: float = _opt(0.0, "random shear range (+-degrees)")
+    fliplr: float = _opt(0.5, "horizontal flip probability")
+    flipud: float = _opt(0.0, "vertical flip probability")
+    hsv_h: float = _opt(0.015, "HSV hue shift (fraction of the colour wheel)")
+    hsv_s: float = _opt(0.7, "HSV saturation gain")
+    hsv_v: float = _opt(0.4, "HSV value gain")
+    multi_scale: bool = _opt(False, "train each batch at a random size in [0.5, 1.5] x imgsz")
+    backbone_weights: str = _opt(
+        "", "a cvcraft classification checkpoint to initialise the detector's backbone"
+    )
 
     def check(self) -> None:
-        pass
+        unit = ("mosaic", "mixup", "fliplr", "flipud", "conf", "val_conf", "iou", "hsv_s", "hsv_v")
+        for k in unit:
+            if not 0.0 <= getattr(self, k) <= 1.0:
+                raise ConfigError(f"{k}={getattr(self, k)} must be in [0, 1]")
+        if not 0.0 <= self.hsv_h <= 0.5:
+            raise ConfigError(f"hsv_h={self.hsv_h} must be in [0, 0.5]")
+        if not 0.0 <= self.translate <= 1.0:
+            raise ConfigError(f"translate={self.translate} must be in [0, 1]")
+        if not 0.0 <= self.scale < 1.0:
+            raise ConfigError(f"scale={self.scale} must be in [0, 1) (gain U(1-scale, 1+scale))")
+        for k in ("degrees", "shear", "close_mosaic"):
+            if getattr(self, k) < 0:
+                raise ConfigError(f"{k}={getattr(self, k)} must be >= 0")
+        if self.max_det < 1:
+            raise ConfigError(f"max_det={self.max_det} must be >= 1")
+        if self.backbone_weights and not Path(self.backbone_weights).is_file():
+            raise ConfigError(f"backbone_weights={self.backbone_weights}: no such file")
+        if self.augment:
+            raise ConfigError(
+                "augment= pipelines are for classify; detection augmentation is set with "
+                "mosaic, mixup, degrees, translate, scale, shear, fliplr, flipud, hsv_h/s/v"
+            )
 
 
 # ----------------------------------------------------------------------------- segmentation
@@ -157,14 +217,59 @@ class DetectConfig(TrainConfig):
 class SegmentConfig(TrainConfig):
     """Semantic segmentation keys."""
 
-    data: str = _opt("shapes", "dataset: 'shapes[:N]', image+mask folders, COCO json, YOLO-seg")
+    data: str = _opt(
+        "shapes", "dataset: 'shapes[:N]', mask YAML, images/+masks/ folder, COCO json, YOLO-seg"
+    )
     model: str = _opt("unet", "segmentation model name from `cvcraft models`")
-    imgsz: int = _opt(256, "square training crop / input size")
+    imgsz: int = _opt(256, "square training crop; also the sliding-window size at inference")
     batch: int = _opt(8, "batch size per optimizer step (before accumulation)")
-    model_kwargs: dict = _opt({}, "extra model options")
+    model_kwargs: dict = _opt({}, "extra model options, e.g. {base: 16}")
+    in_chans: int = _opt(3, "input channels of the model")
+    normalize: str = _opt(
+        "zscore",
+        "input normalization; statistics from the training set",
+        ("zscore", "minmax", "robust", "imagenet", "none"),
+    )
+    loss: str = _opt("ce", "loss", ("ce", "focal", "dice", "dice_ce", "lovasz"))
+    focal_gamma: float = _opt(2.0, "focal loss gamma")
+    aux_weight: float = _opt(0.4, "weight of each auxiliary / deep-supervision output's loss")
+    ignore_index: int = _opt(255, "mask value ignored by losses and metrics")
+    class_weights: list = _opt([], "per-class loss weights, one per class (empty = equal)")
+    resize: int = _opt(0, "resize the longer image side to this first (0 = native resolution)")
+    overlap: float = _opt(0.25, "sliding-window overlap fraction for images larger than imgsz")
+    size_divisor: int = _opt(32, "inference pads inputs to a multiple of this (model stride)")
+    scale_min: float = _opt(0.5, "random scale range lower bound (train)")
+    scale_max: float = _opt(1.5, "random scale range upper bound (train)")
+    degrees: float = _opt(0.0, "random rotation range (+-degrees)")
+    hflip: float = _opt(0.5, "horizontal flip probability")
+    vflip: float = _opt(0.0, "vertical flip probability")
+    hsv_h: float = _opt(0.015, "HSV hue gain")
+    hsv_s: float = _opt(0.5, "HSV saturation gain")
+    hsv_v: float = _opt(0.3, "HSV value gain")
+    mosaic: float = _opt(0.0, "Mosaic (4 images) probability per training item")
+    copy_paste: float = _opt(
+        0.0, "Copy-Paste probability: paste class regions of another training image"
+    )
+    alpha: float = _opt(0.5, "predict: colour-overlay opacity")
 
     def check(self) -> None:
-        pass
+        for k in ("hflip", "vflip", "mosaic", "copy_paste", "alpha"):
+            if not 0.0 <= getattr(self, k) <= 1.0:
+                raise ConfigError(f"{k}={getattr(self, k)} must be in [0, 1]")
+        if not 0.0 <= self.overlap < 1.0:
+            raise ConfigError(f"overlap={self.overlap} must be in [0, 1)")
+        if not 0.0 < self.scale_min <= self.scale_max:
+            raise ConfigError(
+                f"scale_min={self.scale_min}, scale_max={self.scale_max}: need 0 < min <= max"
+            )
+        if self.size_divisor < 1 or self.resize < 0 or self.aux_weight < 0:
+            raise ConfigError("size_divisor must be >= 1, resize >= 0 and aux_weight >= 0")
+        if not 0 <= self.ignore_index <= 255:
+            raise ConfigError(f"ignore_index={self.ignore_index} must be in [0, 255] (uint8 masks)")
+        if any(not isinstance(w, (int, float)) or w < 0 for w in self.class_weights):
+            raise ConfigError(f"class_weights={self.class_weights} must be numbers >= 0")
+        if not (0 <= self.hsv_h <= 0.5 and 0 <= self.hsv_s <= 1 and 0 <= self.hsv_v <= 1):
+            raise ConfigError("need 0 <= hsv_h <= 0.5, 0 <= hsv_s <= 1, 0 <= hsv_v <= 1")
 
 
 TASK_CONFIGS: dict[str, type[TrainConfig]] = {
@@ -295,7 +400,7 @@ def validate(cfg: TrainConfig) -> None:
     if not 0.0 <= cfg.ema_decay < 1.0:
         raise ConfigError(f"ema_decay={cfg.ema_decay} must be in [0, 1)")
     if isinstance(cfg, ClassifyConfig):
-        for k in ("label_smoothing", "hflip", "vflip", "cutout"):
+        for k in ("label_smoothing", "hflip", "vflip", "cutout", "erasing"):
             if not 0.0 <= getattr(cfg, k) <= 1.0:
                 raise ConfigError(f"{k}={getattr(cfg, k)} must be in [0, 1]")
         if cfg.crop not in ("auto", "rrc", "pad", "none"):

@@ -1,0 +1,345 @@
+"""Detection training data: the shapes scenes as a dataset, train/val splits of any source,
+COCO ground truth for evaluation, the augmenting torch Dataset and the batch collate.
+
+Pipeline per item (ultralytics order): load -> [Mosaic of 4 | letterbox] -> random affine ->
+[MixUp with a second item built the same way] -> HSV -> flips. Every random choice comes
+from the item's generator ``default_rng([seed, epoch, index])`` (the extra Mosaic/MixUp
+indices too), so batches depend only on (seed, epoch, index), not on workers or a resume.
+
+Evaluation letterboxes to ``imgsz`` (``transforms.letterbox`` keeps ``scale``, ``pad`` and
+``orig_size`` in ``meta["letterbox"]``): predictions are mapped back to the original image
+and scored against the original annotations (the COCO dict from ``coco_ground_truth``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import torch
+
+from cvcraft.data.detection import DetectionData, DetectionImage, read_dataset
+from cvcraft.data.shapes import SHAPE_CLASSES, render_scene, split_code
+from cvcraft.errors import DataError
+from cvcraft.structures import Sample, xyxy_to_xywh
+from cvcraft.transforms import Compose, HorizontalFlip, HSVJitter, RandomAffine, VerticalFlip
+from cvcraft.transforms.letterbox import Letterbox
+from cvcraft.transforms.mosaic import DetectionMixUp, Mosaic
+
+PAD_VALUE = 114  # letterbox / mosaic border grey (the YOLO convention)
+
+
+# ----------------------------------------------------------------------------- sources
+@dataclass
+class ArrayDetectionData(DetectionData):
+    """A ``DetectionData`` whose images live in memory (``arrays[i]`` uint8 HWC RGB).
+
+    Records keep a descriptive pseudo path (``shapes://val/17``) so messages and the COCO
+    ground truth read the same as for files.
+    """
+
+    arrays: list[np.ndarray] = field(default_factory=list)
+
+    def sample(self, i: int, masks: bool = False, **_: Any) -> Sample:
+        """Image ``i`` with boxes/box_labels and the meta ``DetectionData.sample`` gives."""
+        rec = self.images[i]
+        meta = {
+            "image_id": rec.image_id,
+            "path": rec.path,
+            "orig_size": (rec.height, rec.width),
+            "iscrowd": rec.iscrowd.copy(),
+            "difficult": rec.difficult.copy(),
+            "index": i,
+        }
+        return Sample(
+            image=self.arrays[i], boxes=rec.boxes.copy(), box_labels=rec.labels.copy(), meta=meta
+        )
+
+
+def make_shapes_detection(
+    n: int,
+    imgsz: int = 128,
+    seed: int = 0,
+    split: str = "train",
+    *,
+    n_objects: tuple[int, int] = (1, 4),
+    size_range: tuple[float, float] = (0.12, 0.3),
+    min_visible: float = 0.7,
+) -> ArrayDetectionData:
+    """``n`` multi-object shapes scenes (6 classes) with tight boxes, for detection.
+
+    Scene ``i`` is ``render_scene(default_rng([seed, split_code(split), i]))``: a pure
+    function of (seed, split, i), so "train" and "val" never share a scene and any prefix of
+    a larger set is the same images (as ``make_shapes``). An object less than 70% visible is
+    left out (its class would be guesswork under heavier occlusion).
+    """
+    code = split_code(split)
+    arrays, records = [], []
+    for i in range(n):  # one scene per image; each scene is vectorized inside
+        s = render_scene(
+            np.random.default_rng([seed, code, i]),
+            imgsz,
+            n_objects,
+            size_range=size_range,
+            min_visible=min_visible,
+        )
+        arrays.append(s.image)
+        records.append(
+            DetectionImage(f"shapes://{split}/{i}", imgsz, imgsz, i + 1, s.boxes, s.box_labels)
+        )
+    return ArrayDetectionData(
+        classes=list(SHAPE_CLASSES),
+        images=records,
+        source=f"shapes(n={n}, imgsz={imgsz}, seed={seed}, split={split})",
+        arrays=arrays,
+    )
+
+
+def subset(data: DetectionData, indices: Sequence[int]) -> DetectionData:
+    """The images at ``indices`` (same classes, category ids and root)."""
+    idx = [int(i) for i in indices]
+    changes: dict[str, Any] = {"images": [data.images[i] for i in idx]}
+    if isinstance(data, ArrayDetectionData):
+        changes["arrays"] = [data.arrays[i] for i in idx]
+    return replace(data, **changes)
+
+
+@dataclass
+class DetectionSplits:
+    """Train and val data of one source; ``notes`` say how the val split was made."""
+
+    train: DetectionData
+    val: DetectionData
+    classes: list[str]
+    category_ids: list[int]
+    notes: list[str] = field(default_factory=list)
+
+
+def _same_images(a: DetectionData, b: DetectionData) -> bool:
+    return sorted(r.path for r in a.images) == sorted(r.path for r in b.images)
+
+
+def load_detection_splits(
+    spec: str,
+    *,
+    imgsz: int = 128,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+    fraction: float = 1.0,
+) -> DetectionSplits:
+    """Train/val ``DetectionData`` from ``"shapes[:N]"``, a COCO JSON, a YOLO YAML/folder or a
+    VOC folder.
+
+    ``shapes:N`` renders N train scenes at ``imgsz`` plus a held-out ``max(1, N // 5)`` val
+    scenes from their own stream. A file dataset's "val" split is used when it exists and
+    differs from "train"; otherwise ``val_fraction`` of the train images (a seeded
+    permutation) is held out and a note says so. ``fraction`` keeps a seeded share of train.
+    """
+    notes: list[str] = []
+    m = re.fullmatch(r"shapes(?::(\d+))?", spec.strip())
+    if m:
+        n = int(m.group(1)) if m.group(1) else 2000
+        if n < 1:
+            raise DataError(f"data={spec}: need at least one shapes image")
+        train: DetectionData = make_shapes_detection(n, imgsz, seed, "train")
+        val: DetectionData = make_shapes_detection(max(1, n // 5), imgsz, seed, "val")
+    else:
+        train = read_dataset(spec, split="train")
+        try:
+            val = read_dataset(spec, split="val")
+        except DataError:
+            val = train
+        if len(val) == 0 or _same_images(train, val):
+            if len(train) < 2:
+                raise DataError(f"data={spec}: {len(train)} image(s); cannot hold out a val split")
+            order = np.random.default_rng([seed, 5]).permutation(len(train))
+            k = min(len(train) - 1, max(1, round(len(train) * val_fraction)))
+            val, train = subset(train, np.sort(order[:k])), subset(train, np.sort(order[k:]))
+            notes.append(
+                f"no separate val split in {spec}: held out {k} of {len(order)} images "
+                f"(val_fraction={val_fraction})"
+            )
+        for w in train.warnings + val.warnings:
+            notes.append(str(w))
+    if fraction < 1.0:
+        k = max(1, int(len(train) * fraction))
+        keep = np.sort(np.random.default_rng([seed, 7]).permutation(len(train))[:k])
+        train = subset(train, keep)
+        notes.append(f"fraction={fraction}: training on {k} images")
+    if len(train) == 0:
+        raise DataError(f"data={spec}: the training split has no images")
+    cat_ids = train.category_ids or list(range(1, len(train.classes) + 1))
+    return DetectionSplits(train, val, list(train.classes), [int(c) for c in cat_ids], notes)
+
+
+def coco_ground_truth(data: DetectionData, category_ids: Sequence[int] | None = None) -> dict:
+    """The COCO instances dict of ``data`` (what ``COCOEvaluator`` scores against).
+
+    ``area`` is the reader's stored area (COCO's segment area) when present, else the box
+    area; crowd flags carry over. Category ``k`` gets ``category_ids[k]`` (default k + 1).
+    Annotation ids start at 1 (pycocotools treats id 0 as "no match").
+    """
+    cats = list(category_ids or data.category_ids or range(1, len(data.classes) + 1))
+    images, anns = [], []
+    for rec in data.images:  # one record per image; the boxes of an image are vectorized
+        images.append({"id": int(rec.image_id), "width": rec.width, "height": rec.height})
+        if not len(rec):
+            continue
+        xywh = xyxy_to_xywh(rec.boxes.astype(np.float64))
+        area = rec.areas if rec.areas is not None else xywh[:, 2] * xywh[:, 3]
+        for k in range(len(rec)):
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": int(rec.image_id),
+                    "category_id": int(cats[int(rec.labels[k])]),
+                    "bbox": [float(v) for v in xywh[k]],
+                    "area": float(area[k]),
+                    "iscrowd": int(rec.iscrowd[k]),
+                }
+            )
+    categories = [{"id": int(c), "name": n} for c, n in zip(cats, data.classes)]
+    return {"images": images, "annotations": anns, "categories": categories}
+
+
+# ----------------------------------------------------------------------------- dataset
+@dataclass
+class DetectAugment:
+    """The training augmentation knobs (ultralytics names and meanings)."""
+
+    mosaic: float = 1.0
+    mixup: float = 0.0
+    degrees: float = 0.0
+    translate: float = 0.1
+    scale: float = 0.5
+    shear: float = 0.0
+    fliplr: float = 0.5
+    flipud: float = 0.0
+    hsv_h: float = 0.015
+    hsv_s: float = 0.7
+    hsv_v: float = 0.4
+
+
+class DetectionDataset(torch.utils.data.Dataset):
+    """Items ``(epoch, index)`` -> augmented (train) or letterboxed (eval) ``Sample``.
+
+    ``augment=None`` is the eval path: letterbox only, ``meta["letterbox"]`` set. With a
+    ``DetectAugment`` the train path runs Mosaic (probability ``mosaic``, in epochs before
+    ``mosaic_until``), else letterbox, then affine, MixUp, HSV and flips. Mosaic's switch
+    reads the epoch from the item key, so persistent workers follow it without messages.
+    """
+
+    def __init__(
+        self,
+        data: DetectionData,
+        imgsz: int,
+        augment: DetectAugment | None = None,
+        seed: int = 0,
+        *,
+        mosaic_until: int | None = None,
+    ) -> None:
+        self.data, self.imgsz, self.aug, self.seed = data, int(imgsz), augment, seed
+        self.mosaic_until = mosaic_until
+        self.letterbox = Letterbox(self.imgsz, fill=PAD_VALUE)
+        self._mosaic: Mosaic | None = None
+        if augment is None:
+            return
+        self._mosaic = Mosaic(self.imgsz, 4, PAD_VALUE) if augment.mosaic > 0 else None
+        self._mixup = DetectionMixUp(fill=PAD_VALUE) if augment.mixup > 0 else None
+        geo = dict(degrees=augment.degrees, translate=augment.translate, shear=augment.shear)
+        scale = min(augment.scale, 0.99)
+        self._affine = RandomAffine(**geo, scale=scale, fill=PAD_VALUE, min_area=4.0)
+        self._photometric = Compose(
+            [
+                HSVJitter(augment.hsv_h, augment.hsv_s, augment.hsv_v),
+                HorizontalFlip(p=augment.fliplr),
+                VerticalFlip(p=augment.flipud),
+            ]
+        )
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def load(self, index: int) -> Sample:
+        """Image ``index`` as stored (uint8 HWC RGB) with its boxes and labels."""
+        return self.data.sample(index)
+
+    def mosaic_on(self, epoch: int) -> bool:
+        """Whether Mosaic may run in ``epoch`` (off from ``mosaic_until`` on)."""
+        return self._mosaic is not None and (self.mosaic_until is None or epoch < self.mosaic_until)
+
+    def _pre(self, index: int, rng: np.random.Generator, epoch: int) -> Sample:
+        """Mosaic-or-letterbox, then the affine warp (the part MixUp repeats)."""
+        aug = self.aug
+        assert aug is not None
+        if self.mosaic_on(epoch) and rng.random() < aug.mosaic:
+            others = rng.integers(0, len(self.data), self._mosaic.n_inputs - 1)
+            s = self._mosaic([self.load(int(i)) for i in (index, *others)], rng)
+        else:
+            s = self.letterbox(self.load(index), rng)
+        return self._affine(s, rng)
+
+    def __getitem__(self, key: int | tuple[int, int]) -> Sample:
+        epoch, index = (int(key[0]), int(key[1])) if isinstance(key, tuple) else (0, int(key))
+        if not 0 <= index < len(self.data):
+            raise IndexError(f"index {index} out of range for {len(self.data)} images")
+        if self.aug is None:
+            return self.letterbox(self.load(index))
+        rng = np.random.default_rng([self.seed, epoch, index])
+        s = self._pre(index, rng, epoch)
+        if self._mixup is not None and rng.random() < self.aug.mixup:
+            other = self._pre(int(rng.integers(0, len(self.data))), rng, epoch)
+            s = self._mixup([s, other], rng)
+        s = self._photometric(s, rng)
+        s.meta["index"] = index
+        return s
+
+
+def collate_detect(samples: Sequence[Sample]) -> dict[str, Any]:
+    """Samples (same size) -> ``images`` uint8 (N, 3, H, W), ``targets`` (per image
+    ``boxes`` float32 (M, 4) xyxy input pixels, ``labels`` int64 (M,)), ``index`` int64 (N,)
+    and ``meta`` (list of each sample's meta: image_id, orig_size, letterbox)."""
+    if not samples:
+        raise DataError("collate_detect got an empty batch")
+    shape = samples[0].image.shape
+    for s in samples:
+        if s.image.shape != shape:
+            raise DataError(
+                f"images in a batch differ in size: {shape} vs {s.image.shape} "
+                f"({s.meta.get('path')}); every detection image must be letterboxed to imgsz"
+            )
+    images = torch.from_numpy(np.stack([s.image for s in samples])).permute(0, 3, 1, 2)
+    targets = []
+    for s in samples:
+        boxes = s.boxes if s.boxes is not None else np.zeros((0, 4), np.float32)
+        labels = s.box_labels if s.box_labels is not None else np.zeros(0, np.int64)
+        targets.append(
+            {
+                "boxes": torch.from_numpy(np.ascontiguousarray(boxes, np.float32)),
+                "labels": torch.from_numpy(np.ascontiguousarray(labels, np.int64)),
+            }
+        )
+    index = torch.tensor([s.meta.get("index", -1) for s in samples], dtype=torch.int64)
+    return {
+        "images": images.contiguous(),
+        "targets": targets,
+        "index": index,
+        "meta": [s.meta for s in samples],
+    }
+
+
+__all__ = [
+    "PAD_VALUE",
+    "ArrayDetectionData",
+    "DetectAugment",
+    "DetectionDataset",
+    "DetectionSplits",
+    "coco_ground_truth",
+    "collate_detect",
+    "load_detection_splits",
+    "make_shapes_detection",
+    "subset",
+]
