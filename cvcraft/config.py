@@ -177,6 +177,9 @@ class DetectConfig(TrainConfig):
     translate: float = _opt(0.1, "random translation (fraction of size)")
     scale: float = _opt(0.5, "random scale gain: U(1 - scale, 1 + scale)")
     shear: float = _opt(0.0, "random shear range (+-degrees)")
+    perspective: float = _opt(
+        0.0, "random perspective: homography last-row terms ~ U(-x, x), 1/px (0.0005 is strong)"
+    )
     fliplr: float = _opt(0.5, "horizontal flip probability")
     flipud: float = _opt(0.0, "vertical flip probability")
     hsv_h: float = _opt(0.015, "HSV hue shift (fraction of the colour wheel)")
@@ -198,7 +201,7 @@ class DetectConfig(TrainConfig):
             raise ConfigError(f"translate={self.translate} must be in [0, 1]")
         if not 0.0 <= self.scale < 1.0:
             raise ConfigError(f"scale={self.scale} must be in [0, 1) (gain U(1-scale, 1+scale))")
-        for k in ("degrees", "shear", "close_mosaic"):
+        for k in ("degrees", "shear", "close_mosaic", "perspective"):
             if getattr(self, k) < 0:
                 raise ConfigError(f"{k}={getattr(self, k)} must be >= 0")
         if self.max_det < 1:
@@ -207,8 +210,8 @@ class DetectConfig(TrainConfig):
             raise ConfigError(f"backbone_weights={self.backbone_weights}: no such file")
         if self.augment:
             raise ConfigError(
-                "augment= pipelines are for classify; detection augmentation is set with "
-                "mosaic, mixup, degrees, translate, scale, shear, fliplr, flipud, hsv_h/s/v"
+                "augment= pipelines are for classify; detection augmentation is set with mosaic, "
+                "mixup, degrees, translate, scale, shear, perspective, fliplr, flipud, hsv_h/s/v"
             )
 
 

@@ -216,6 +216,7 @@ class DetectAugment:
     translate: float = 0.1
     scale: float = 0.5
     shear: float = 0.0
+    perspective: float = 0.0
     fliplr: float = 0.5
     flipud: float = 0.0
     hsv_h: float = 0.015
@@ -249,7 +250,12 @@ class DetectionDataset(torch.utils.data.Dataset):
             return
         self._mosaic = Mosaic(self.imgsz, 4, PAD_VALUE) if augment.mosaic > 0 else None
         self._mixup = DetectionMixUp(fill=PAD_VALUE) if augment.mixup > 0 else None
-        geo = dict(degrees=augment.degrees, translate=augment.translate, shear=augment.shear)
+        geo = dict(
+            degrees=augment.degrees,
+            translate=augment.translate,
+            shear=augment.shear,
+            perspective=augment.perspective,
+        )
         scale = min(augment.scale, 0.99)
         self._affine = RandomAffine(**geo, scale=scale, fill=PAD_VALUE, min_area=4.0)
         self._photometric = Compose(

@@ -145,7 +145,8 @@ class DetectTask:
         self.train_data, self.val_data = splits.train, splits.val
         aug = DetectAugment(
             mosaic=cfg.mosaic, mixup=cfg.mixup, degrees=cfg.degrees, translate=cfg.translate,
-            scale=cfg.scale, shear=cfg.shear, fliplr=cfg.fliplr, flipud=cfg.flipud,
+            scale=cfg.scale, shear=cfg.shear, perspective=cfg.perspective,
+            fliplr=cfg.fliplr, flipud=cfg.flipud,
             hsv_h=cfg.hsv_h, hsv_s=cfg.hsv_s, hsv_v=cfg.hsv_v,
         )  # fmt: skip
         # Mosaic is off for the last close_mosaic epochs; the dataset reads the epoch from

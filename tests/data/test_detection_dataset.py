@@ -115,6 +115,17 @@ def test_identity_augment_keeps_boxes_exact():
     np.testing.assert_array_equal(s.box_labels, ref.box_labels)
 
 
+def test_perspective_key_warps_boxes_with_the_image():
+    flat = _aug_ds(mosaic=0.0, translate=0.0, scale=0.0, fliplr=0.0, hsv_h=0, hsv_s=0, hsv_v=0)
+    warped = _aug_ds(
+        mosaic=0.0, translate=0.0, scale=0.0, fliplr=0.0, hsv_h=0, hsv_s=0, hsv_v=0,
+        perspective=0.002,
+    )  # fmt: skip
+    assert warped._affine.perspective == 0.002
+    moved = [not np.allclose(warped[(0, i)].boxes, flat[(0, i)].boxes, atol=0.5) for i in range(4)]
+    assert any(moved)
+
+
 def test_collate_detect():
     ds = _aug_ds()
     batch = collate_detect([ds[(0, i)] for i in range(3)])
