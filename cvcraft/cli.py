@@ -56,25 +56,37 @@ DEMO_PRESETS: dict[str, dict[str, Any]] = {
 USAGE = """\
 cvcraft <command> [task] [key=value ...] [--config FILE.yaml]
 
+tasks: classify (default), detect, segment
+
 commands:
-  train   classify     train a model; writes a run folder (config, metrics, checkpoints, plots)
-  val     classify     evaluate weights= on the val split of data=
-  predict classify     predict source=<file|dir> with weights=
-  demo    [classify]   train on the embedded synthetic shapes dataset
+  train   <task>       train a model; writes a run folder (config, metrics, checkpoints, plots)
+  val     <task>       evaluate weights= on the val split of data=
+  predict <task>       predict source=<file|dir> with weights= (detect/segment: drawn images)
+  demo    [task]       train on the embedded synthetic shapes dataset
   models  [pattern]    registered models with params and GMACs (latency=true adds CPU ms)
+  augment data=... pipeline=aug.yaml out=grid.png n=16   look at what a pipeline does
+  pack    data=... out=shards/                    write tar shards (WebDataset layout)
   convert from=voc to=coco src=DIR dst=DIR    convert a detection dataset (coco|yolo|voc)
   check   data=PATH [format=coco|yolo|voc]    list every problem in a detection dataset
   eval    detect gt=coco.json pred=results.json   COCO bbox metrics (equal to pycocotools)
 
 examples:
   cvcraft demo
+  cvcraft demo detect
+  cvcraft demo segment
   cvcraft train classify data=path/to/imagefolder model=resnet18 epochs=20 imgsz=224
+  cvcraft train detect data=coco128/data.yaml model=yolo_n imgsz=640 epochs=100
+  cvcraft train segment data=path/to/masks_dataset model=unet imgsz=256
+  cvcraft train classify data=shapes:2000 devices=2     # DDP through torchrun
   cvcraft val classify data=path/to/imagefolder weights=runs/classify/train/best.pt
-  cvcraft predict classify weights=runs/classify/train/best.pt source=images/
+  cvcraft predict detect weights=runs/detect/train/best.pt source=images/
 """
 
 
 def _parse(argv: list[str]) -> tuple[str, str | None, list[str], str | None, bool]:
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        raise SystemExit(0)
     ap = argparse.ArgumentParser(prog="cvcraft", usage=USAGE, add_help=False)
     ap.add_argument("command", nargs="?")
     ap.add_argument("rest", nargs=argparse.REMAINDER)

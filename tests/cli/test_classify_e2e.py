@@ -304,3 +304,12 @@ def test_csv_label_outside_class_list(tmp_path, capsys):
     assert main(["train", "classify", f"data={csv}", *FOLDER_ARGS, "classes=[dark, light]"]) == 2
     err = capsys.readouterr().err
     assert "list.csv:8" in err and "'7'" in err
+
+
+@pytest.mark.parametrize("flag", ["--help", "-h", "help"])
+def test_top_level_help_prints_usage_and_exits_0(flag, capsys):
+    with pytest.raises(SystemExit) as e:
+        main([flag])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert "cvcraft <command>" in out and "segment" in out and "detect" in out
