@@ -23,8 +23,24 @@ from cvcraft.losses.classification import (
     cross_entropy,
 )
 from cvcraft.losses.registry import LOSSES, build_loss
+from cvcraft.losses.segmentation import (
+    DeepSupervisionLoss,
+    DiceCELoss,
+    DiceLoss,
+    LovaszSoftmaxLoss,
+    build_segmentation_loss,
+    dice_loss,
+    lovasz_softmax,
+)
 
 __all__ = [
+    "DeepSupervisionLoss",
+    "DiceCELoss",
+    "DiceLoss",
+    "LovaszSoftmaxLoss",
+    "build_segmentation_loss",
+    "dice_loss",
+    "lovasz_softmax",
     "LOSSES",
     "CIoULoss",
     "CrossEntropyLoss",

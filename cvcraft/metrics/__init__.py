@@ -1,4 +1,5 @@
-"""Evaluation metrics (floor 2): classification, COCO/VOC detection, detection confusion."""
+"""Evaluation metrics (floor 2): classification, COCO/VOC detection, detection confusion,
+segmentation (one streaming confusion matrix)."""
 
 from cvcraft.metrics.classification import (
     ClassificationMetrics,
@@ -8,9 +9,17 @@ from cvcraft.metrics.classification import (
 )
 from cvcraft.metrics.coco import SUMMARY_KEYS, COCOEvaluator, evaluate_coco_files
 from cvcraft.metrics.detection_confusion import DetectionConfusionMatrix
+from cvcraft.metrics.segmentation import (
+    SegmentationMetrics,
+    metrics_from_confusion,
+    segmentation_confusion,
+)
 from cvcraft.metrics.voc import VOCEvaluator, voc_ap
 
 __all__ = [
+    "SegmentationMetrics",
+    "metrics_from_confusion",
+    "segmentation_confusion",
     "SUMMARY_KEYS",
     "COCOEvaluator",
     "ClassificationMetrics",
