@@ -13,6 +13,7 @@ and scored against the original annotations (the COCO dict from ``coco_ground_tr
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -23,6 +24,7 @@ import torch
 
 from cvcraft.data.detection import DetectionData, DetectionImage, read_dataset
 from cvcraft.data.shapes import SHAPE_CLASSES, render_scene, split_code
+from cvcraft.data.webdataset import is_shard_folder, shard_splits
 from cvcraft.errors import DataError
 from cvcraft.structures import Sample, xyxy_to_xywh
 from cvcraft.transforms import Compose, HorizontalFlip, HSVJitter, RandomAffine, VerticalFlip
@@ -130,8 +132,8 @@ def load_detection_splits(
     seed: int = 0,
     fraction: float = 1.0,
 ) -> DetectionSplits:
-    """Train/val ``DetectionData`` from ``"shapes[:N]"``, a COCO JSON, a YOLO YAML/folder or a
-    VOC folder.
+    """Train/val ``DetectionData`` from ``"shapes[:N]"``, a COCO JSON, a YOLO YAML/folder, a
+    VOC folder or a tar-shard folder written by ``cvcraft pack task=detect``.
 
     ``shapes:N`` renders N train scenes at ``imgsz`` plus a held-out ``max(1, N // 5)`` val
     scenes from their own stream. A file dataset's "val" split is used when it exists and
@@ -146,6 +148,16 @@ def load_detection_splits(
             raise DataError(f"data={spec}: need at least one shapes image")
         train: DetectionData = make_shapes_detection(n, imgsz, seed, "train")
         val: DetectionData = make_shapes_detection(max(1, n // 5), imgsz, seed, "val")
+    elif is_shard_folder(spec) or is_shard_folder(os.path.join(spec, "train")):
+        train, shard_val = shard_splits(spec)  # tar shards written by `cvcraft pack`
+        if not isinstance(train, DetectionData):
+            raise DataError(f"data={spec}: these shards hold {train.meta['task']} data, not detect")
+        if shard_val is None:
+            raise DataError(
+                f"data={spec}: a detection shard folder needs train/ and val/ shard folders; "
+                "write them with `cvcraft pack task=detect data=... out=...`"
+            )
+        val = shard_val
     else:
         train = read_dataset(spec, split="train")
         try:

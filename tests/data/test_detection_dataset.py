@@ -156,3 +156,27 @@ def test_coco_file_without_val_split_holds_out(tmp_path):
     gt = coco_ground_truth(sp.val, sp.category_ids)
     assert len(gt["images"]) == 3
     assert json.dumps(gt)  # plain JSON types only
+
+
+def test_packed_shards_load_back_with_the_same_boxes(tmp_path):
+    from cvcraft.data.webdataset import run_pack
+
+    out = str(tmp_path / "shards")
+    run_pack({"data": "shapes:12", "out": out, "task": "detect", "imgsz": "64"})
+    packed = load_detection_splits(str(tmp_path / "shards"), imgsz=64)
+    direct = load_detection_splits("shapes:12", imgsz=64)
+    assert packed.classes == direct.classes
+    assert len(packed.train) == len(direct.train) and len(packed.val) == len(direct.val)
+    for i in range(len(direct.train)):
+        a, b = packed.train.sample(i), direct.train.sample(i)
+        np.testing.assert_array_equal(a.image, b.image)  # png: lossless
+        np.testing.assert_allclose(a.boxes, b.boxes, atol=1e-4)
+        np.testing.assert_array_equal(a.box_labels, b.box_labels)
+
+
+def test_shard_folder_of_another_task_is_refused(tmp_path):
+    from cvcraft.data.webdataset import run_pack
+
+    run_pack({"data": "shapes:20", "out": str(tmp_path / "cls"), "task": "classify", "imgsz": "32"})
+    with pytest.raises(DataError, match="not detect"):
+        load_detection_splits(str(tmp_path / "cls"))
