@@ -208,11 +208,11 @@ class DetectConfig(TrainConfig):
             raise ConfigError(f"max_det={self.max_det} must be >= 1")
         if self.backbone_weights and not Path(self.backbone_weights).is_file():
             raise ConfigError(f"backbone_weights={self.backbone_weights}: no such file")
-        if self.augment:
-            raise ConfigError(
-                "augment= pipelines are for classify; detection augmentation is set with mosaic, "
-                "mixup, degrees, translate, scale, shear, perspective, fliplr, flipud, hsv_h/s/v"
-            )
+        if self.augment:  # fail now, not in a worker: build the spec once
+            from cvcraft.data.detection_dataset import sized_spec
+            from cvcraft.transforms.mosaic import split_pipeline
+
+            split_pipeline(sized_spec(self.augment, self.imgsz), "augment")
 
 
 # ----------------------------------------------------------------------------- segmentation

@@ -29,7 +29,7 @@ from cvcraft.errors import DataError
 from cvcraft.structures import Sample, xyxy_to_xywh
 from cvcraft.transforms import Compose, HorizontalFlip, HSVJitter, RandomAffine, VerticalFlip
 from cvcraft.transforms.letterbox import Letterbox
-from cvcraft.transforms.mosaic import DetectionMixUp, Mosaic
+from cvcraft.transforms.mosaic import DetectionMixUp, Mosaic, run_pipeline, split_pipeline
 
 PAD_VALUE = 114  # letterbox / mosaic border grey (the YOLO convention)
 
@@ -236,6 +236,18 @@ class DetectAugment:
     hsv_v: float = 0.4
 
 
+def sized_spec(spec: Sequence[Any], imgsz: int) -> list[Any]:
+    """An ``augment:`` list with ``size: imgsz`` filled in for Mosaic entries that omit it,
+    so ``[mosaic, ...]`` in a config means a mosaic at the training size."""
+    out: list[Any] = []
+    for item in spec:
+        entry = {"name": item} if isinstance(item, str) else dict(item or {})
+        if entry.get("name") == "mosaic":
+            entry.setdefault("size", int(imgsz))
+        out.append(entry)
+    return out
+
+
 class DetectionDataset(torch.utils.data.Dataset):
     """Items ``(epoch, index)`` -> augmented (train) or letterboxed (eval) ``Sample``.
 
@@ -243,6 +255,11 @@ class DetectionDataset(torch.utils.data.Dataset):
     ``DetectAugment`` the train path runs Mosaic (probability ``mosaic``, in epochs before
     ``mosaic_until``), else letterbox, then affine, MixUp, HSV and flips. Mosaic's switch
     reads the epoch from the item key, so persistent workers follow it without messages.
+
+    ``pipeline`` (the config's ``augment:`` list) replaces those knobs with a spec: its
+    multi-sample steps (mosaic, mixup, copy_paste) first, also switched off from
+    ``mosaic_until`` on, then the per-image transforms, then a letterbox to ``imgsz`` (a
+    no-op when the pipeline already produced that size).
     """
 
     def __init__(
@@ -253,11 +270,13 @@ class DetectionDataset(torch.utils.data.Dataset):
         seed: int = 0,
         *,
         mosaic_until: int | None = None,
+        pipeline: Sequence[Any] | None = None,
     ) -> None:
         self.data, self.imgsz, self.aug, self.seed = data, int(imgsz), augment, seed
         self.mosaic_until = mosaic_until
         self.letterbox = Letterbox(self.imgsz, fill=PAD_VALUE)
         self._mosaic: Mosaic | None = None
+        self._pipeline = split_pipeline(sized_spec(pipeline, self.imgsz)) if pipeline else None
         if augment is None:
             return
         self._mosaic = Mosaic(self.imgsz, 4, PAD_VALUE) if augment.mosaic > 0 else None
@@ -304,6 +323,21 @@ class DetectionDataset(torch.utils.data.Dataset):
         epoch, index = (int(key[0]), int(key[1])) if isinstance(key, tuple) else (0, int(key))
         if not 0 <= index < len(self.data):
             raise IndexError(f"index {index} out of range for {len(self.data)} images")
+        if self._pipeline is not None:
+            rng = np.random.default_rng([self.seed, epoch, index])
+            multi, per_item = self._pipeline
+            if self.mosaic_until is not None and epoch >= self.mosaic_until:
+                multi = []
+            s = run_pipeline(
+                multi,
+                lambda x, r: self.letterbox(per_item(x, r), r),
+                self.load,
+                index,
+                len(self.data),
+                rng,
+            )
+            s.meta["index"] = index
+            return s
         if self.aug is None:
             return self.letterbox(self.load(index))
         rng = np.random.default_rng([self.seed, epoch, index])

@@ -152,7 +152,12 @@ class DetectTask:
         # Mosaic is off for the last close_mosaic epochs; the dataset reads the epoch from
         # each item's key, so persistent workers need no message to switch.
         self.train_ds = DetectionDataset(
-            splits.train, cfg.imgsz, aug, seed=cfg.seed, mosaic_until=cfg.epochs - cfg.close_mosaic
+            splits.train,
+            cfg.imgsz,
+            aug,
+            seed=cfg.seed,
+            mosaic_until=cfg.epochs - cfg.close_mosaic,
+            pipeline=cfg.augment or None,  # an augment: list replaces the knobs above
         )
         trainer.train_loader = build_loader(
             self.train_ds, cfg.batch, shuffle=True, workers=cfg.workers, seed=cfg.seed,

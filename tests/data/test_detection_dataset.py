@@ -180,3 +180,27 @@ def test_shard_folder_of_another_task_is_refused(tmp_path):
     run_pack({"data": "shapes:20", "out": str(tmp_path / "cls"), "task": "classify", "imgsz": "32"})
     with pytest.raises(DataError, match="not detect"):
         load_detection_splits(str(tmp_path / "cls"))
+
+
+def test_augment_spec_replaces_the_knobs_and_ends_at_imgsz():
+    sp = load_detection_splits("shapes:16", imgsz=64, seed=0)
+    spec = [{"name": "mosaic", "size": 64}, {"name": "hflip", "p": 1.0}]
+    ds = DetectionDataset(sp.train, 64, DetectAugment(), seed=0, mosaic_until=2, pipeline=spec)
+    early, late = ds[(0, 3)], ds[(2, 3)]
+    assert early.image.shape == late.image.shape == (64, 64, 3)
+    assert "mosaic" in early.meta and "mosaic" not in late.meta  # closed from mosaic_until on
+    # late epoch = letterbox + flip only: the boxes are the source boxes mirrored
+    ref = ds.letterbox(ds.load(3))
+    mirrored = ref.boxes.copy()
+    mirrored[:, [0, 2]] = 64 - ref.boxes[:, [2, 0]]
+    np.testing.assert_allclose(late.boxes, mirrored, atol=1e-3)
+    assert ds[(0, 3)].boxes.tolist() == early.boxes.tolist()  # same key, same output
+
+
+def test_detect_config_checks_the_augment_spec_early():
+    from cvcraft.config import build_config
+    from cvcraft.errors import ConfigError
+
+    build_config("detect", {"augment": "[mosaic, hflip]"})
+    with pytest.raises(ConfigError, match="must come before"):
+        build_config("detect", {"augment": "[hflip, mosaic]"})
