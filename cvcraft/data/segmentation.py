@@ -2,13 +2,15 @@
 
 ``load_segmentation(data)`` accepts, in this order of detection:
 
-- ``"shapes"`` / ``"shapes:N"``: synthetic scenes of 1-3 shapes, classes
+- ``"shapes"`` / ``"shapes:N"``: synthetic scenes of 1-2 shapes, classes
   ``SEMANTIC_CLASSES`` (0 = background, k + 1 = shape k); N train images, N // 5 val;
 - a mask-dataset YAML (or a folder holding one as ``config.yaml``/``data.yaml``) whose splits
   name ``images`` and ``masks`` folders and whose ``classes`` map mask values to names
   (non-contiguous ids, e.g. COCO panoptic, are re-indexed in sorted order);
 - a folder with ``images/`` and ``masks/`` (optionally each with ``train``/``val`` sub-folders):
   masks are paired with images by file stem;
+- a tar-shard folder written by ``cvcraft pack task=segment`` (``train/`` + ``val/`` shard
+  folders, or one shard folder that is split like any source without val);
 - a COCO JSON, a YOLO-seg data YAML or folder: instance polygons / RLE are rasterized and
   painted into one mask (larger objects first, so a smaller object on top stays visible;
   crowd regions become 255 = ignore); classes are ``background`` + the dataset's.
@@ -36,6 +38,7 @@ from PIL import Image
 from cvcraft.data.detection.convert import detect_format, read_dataset
 from cvcraft.data.io import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, read_image
 from cvcraft.data.shapes import SEMANTIC_CLASSES, render_scene, split_code
+from cvcraft.data.webdataset import META, ShardSegData, is_shard_folder, shard_splits
 from cvcraft.errors import DataError
 from cvcraft.ops.masks import masks_to_boxes
 from cvcraft.structures import Sample
@@ -43,7 +46,8 @@ from cvcraft.structures import Sample
 IGNORE_INDEX = 255
 ACCEPTED = (
     "'shapes' or 'shapes:N'; a mask YAML (splits with images: and masks:, classes:); a folder "
-    "with images/ and masks/; a COCO JSON; a YOLO-seg data YAML or folder"
+    "with images/ and masks/; a `cvcraft pack task=segment` shard folder; a COCO JSON; a "
+    "YOLO-seg data YAML or folder"
 )
 
 
@@ -107,17 +111,27 @@ def make_shapes_segmentation(
     seed: int = 0,
     split: str = "train",
     *,
-    n_objects: tuple[int, int] = (1, 3),
-    size_range: tuple[float, float] = (0.18, 0.35),
+    n_objects: tuple[int, int] = (1, 2),
+    size_range: tuple[float, float] = (0.25, 0.45),
+    min_visible: float = 0.8,
 ) -> ArraySegData:
     """``n`` synthetic scenes with semantic masks; scene ``i`` is a pure function of
-    ``(seed, split, i)`` (``render_scene`` with ``default_rng([seed, split_code(split), i])``)."""
+    ``(seed, split, i)`` (``render_scene`` with ``default_rng([seed, split_code(split), i])``).
+
+    Defaults: 1-2 large objects (radius 25-45% of the side), each at least 80% visible. A
+    shape mostly hidden under another is ambiguous (a clipped circle looks like anything),
+    so heavier occlusion caps what a short run can reach without making it more instructive.
+    """
     images = np.empty((n, imgsz, imgsz, 3), np.uint8)
     masks = np.empty((n, imgsz, imgsz), np.uint8)
     code = split_code(split)
     for i in range(n):  # one scene per image; each scene is vectorized inside
         s = render_scene(
-            np.random.default_rng([seed, code, i]), imgsz, n_objects, size_range=size_range
+            np.random.default_rng([seed, code, i]),
+            imgsz,
+            n_objects,
+            size_range=size_range,
+            min_visible=min_visible,
         )
         images[i], masks[i] = s.image, s.semantic_mask
     name = f"shapes-seg(n={n}, imgsz={imgsz}, seed={seed}, split={split})"
@@ -421,6 +435,28 @@ def _instance_splits(spec: str) -> SegSplits:
     )
 
 
+def _shard_splits(folder: Path) -> SegSplits:
+    """A packed folder's (train, val) shard readers as ``SegmentationData``."""
+    train, val = shard_splits(folder)
+    for part, sub in ((train, "train"), (val, "val")):
+        if part is not None and not isinstance(part, ShardSegData):
+            where = folder / sub / META if is_shard_folder(folder / sub) else folder / META
+            raise DataError(
+                f"{where}: these shards hold {type(part).__name__} samples, not segmentation "
+                "masks; pack them with `cvcraft pack task=segment`"
+            )
+
+    def view(part: ShardSegData) -> SegmentationData:
+        # a view on every item: gives the shard reader ``subset`` (splits, fraction=)
+        return SubsetSegData(part, np.arange(len(part)))  # type: ignore[arg-type]
+
+    if val is not None and list(val.classes) != list(train.classes):
+        raise DataError(f"{folder}: val classes {val.classes} differ from train {train.classes}")
+    return SegSplits(
+        view(train), view(val) if val is not None else None, list(train.classes), f"shards {folder}"
+    )
+
+
 def load_segmentation(
     data: str | os.PathLike[str],
     *,
@@ -452,6 +488,8 @@ def load_segmentation(
             raise DataError(f"{p}: invalid YAML ({e})") from None
         if isinstance(cfg.get("train"), dict):
             splits = read_mask_yaml(p)
+    elif p.is_dir() and (is_shard_folder(p) or is_shard_folder(p / "train")):
+        splits = _shard_splits(p)
     elif p.is_dir():
         y = _mask_yaml_in(p)
         splits = read_mask_yaml(y) if y else _mask_folders(p)

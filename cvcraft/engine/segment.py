@@ -35,6 +35,7 @@ from cvcraft.data.segmentation import (
 from cvcraft.engine.checkpoint import load_checkpoint, load_model_weights
 from cvcraft.engine.classify import STATS_SAMPLES, Preprocess, list_images
 from cvcraft.engine.device import autocast, select_device
+from cvcraft.engine.distributed import all_reduce_sum, world_size
 from cvcraft.engine.trainer import weights_of
 from cvcraft.errors import CheckpointError, ConfigError, DataError
 from cvcraft.losses.segmentation import build_segmentation_loss
@@ -188,6 +189,11 @@ def evaluate_segmenter(
             n += int(y.shape[0])
         metrics.update(logits, y)
     model.train(was_training)
+    if world_size() > 1:  # DDP: each rank saw a shard of the val set; sum the accumulators
+        k = num_classes
+        cm = metrics.cm if metrics.cm is not None else torch.zeros(k, k, dtype=torch.int64)
+        metrics.cm = all_reduce_sum(cm.to(device))
+        loss_sum, n = all_reduce_sum(float(loss_sum)), all_reduce_sum(int(n))
     out = metrics.compute()
     out["val_loss"] = loss_sum / max(n, 1)
     return out
@@ -471,20 +477,28 @@ VAL_KEYS = ("miou", "pixel_acc", "mean_acc", "fwiou", "mdice", "val_loss")
 # `cvcraft demo segment`: a small U-Net (base 16, ~1.9M params) on 64x64 synthetic scenes of
 # 1-3 shapes. Sized for ~1500 optimizer steps; see the helper report for measured numbers.
 DEMO_PRESET: dict[str, Any] = {
-    "data": "shapes:2000",
+    "data": "shapes:4000",
     "model": "unet",
     "model_kwargs": {"base": 16},
-    "imgsz": 64,
-    "epochs": 6,
-    "batch": 8,
+    "imgsz": 48,
+    # 48 is a multiple of the U-Net's stride 16 but not of 32: the default divisor would
+    # zero-pad every val image to 64, a context the model never saw in training (mIoU 0.62
+    # instead of 0.96 for the same weights).
+    "size_divisor": 16,
+    "epochs": 5,
+    "batch": 16,
     "optimizer": "adamw",
-    "lr": 0.002,
+    "lr": 0.003,
     "weight_decay": 1e-4,
     "schedule": "cosine",
     "warmup_epochs": 0.3,
     "loss": "dice_ce",
-    "scale_min": 0.75,
-    "scale_max": 1.25,
+    # a 5-epoch run learns faster without scale / colour jitter (the scenes already vary)
+    "scale_min": 1.0,
+    "scale_max": 1.0,
+    "hsv_h": 0.0,
+    "hsv_s": 0.0,
+    "hsv_v": 0.0,
     "workers": 1,
     "name": "demo",
 }

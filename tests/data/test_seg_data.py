@@ -25,12 +25,18 @@ from cvcraft.errors import DataError
 def test_shapes_segmentation_is_render_scene():
     d = make_shapes_segmentation(5, 48, seed=3, split="val")
     assert d.classes == list(SEMANTIC_CLASSES)
-    ref = render_scene(np.random.default_rng([3, split_code("val"), 4]), 48, (1, 3),
-                       size_range=(0.18, 0.35))  # fmt: skip
+    ref = render_scene(np.random.default_rng([3, split_code("val"), 4]), 48, (1, 2),
+                       size_range=(0.25, 0.45), min_visible=0.8)  # fmt: skip
     s = d.sample(4)
     assert np.array_equal(s.image, ref.image)
     assert np.array_equal(s.semantic_mask, ref.semantic_mask)
     assert s.semantic_mask.max() < len(SEMANTIC_CLASSES)
+    # the scene parameters are forwarded, not only the defaults
+    d3 = make_shapes_segmentation(2, 48, seed=3, split="val", n_objects=(3, 3),
+                                  size_range=(0.1, 0.2), min_visible=0.3)  # fmt: skip
+    ref3 = render_scene(np.random.default_rng([3, split_code("val"), 1]), 48, (3, 3),
+                        size_range=(0.1, 0.2), min_visible=0.3)  # fmt: skip
+    assert np.array_equal(d3.sample(1).semantic_mask, ref3.semantic_mask)
 
 
 def test_read_mask_palette_grey_rgb_and_lut(tmp_path):
@@ -248,3 +254,35 @@ def Sample_(sem):
     from cvcraft.structures import Sample
 
     return Sample(image=np.zeros((*sem.shape, 3), np.uint8), semantic_mask=sem)
+
+
+def test_load_segmentation_reads_packed_shards(tmp_path):
+    from cvcraft.data.webdataset import write_shards
+
+    train = make_shapes_segmentation(7, 32, seed=1, split="train")
+    val = make_shapes_segmentation(3, 32, seed=1, split="val")
+    write_shards(train, tmp_path / "packed" / "train", max_count=3)  # 3 shards
+    write_shards(val, tmp_path / "packed" / "val")
+    sp = load_segmentation(tmp_path / "packed")
+    assert sp.classes == list(SEMANTIC_CLASSES)
+    assert (len(sp.train), len(sp.val)) == (7, 3)
+    for src, got in ((train, sp.train), (val, sp.val)):
+        for i in range(len(src)):
+            assert np.array_equal(got.sample(i).semantic_mask, src.masks[i])
+            assert np.array_equal(got.sample(i).image, src.images[i])  # png is lossless
+    # one shard folder without val: split like any source without a val split
+    one = load_segmentation(tmp_path / "packed" / "train", val_fraction=0.3, seed=0)
+    assert (len(one.train), len(one.val)) == (5, 2)
+    assert any("held out" in n for n in one.notes)
+    held = one.val.indices  # held-out positions in the shard folder's item order
+    for i, j in enumerate(held):
+        assert np.array_equal(one.val.sample(i).semantic_mask, train.masks[j])
+
+
+def test_load_segmentation_rejects_classification_shards(tmp_path):
+    from cvcraft.data.shapes import make_shapes
+    from cvcraft.data.webdataset import write_shards
+
+    write_shards(make_shapes(4, 16), tmp_path / "cls")
+    with pytest.raises(DataError, match="task=segment"):
+        load_segmentation(tmp_path / "cls")

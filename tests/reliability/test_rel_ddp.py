@@ -9,6 +9,7 @@ results differ in the last bits; metrics agree to the printed precision.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import socket
 
@@ -170,6 +171,33 @@ def test_ddp_detect_two_processes(tmp_path):
     loss = [float(ln.split(",")[1]) for ln in (one / "metrics.csv").read_text().splitlines()[1:]]
     loss2 = [float(ln.split(",")[1]) for ln in (two / "metrics.csv").read_text().splitlines()[1:]]
     assert loss2 == pytest.approx(loss, rel=0.1)
+
+
+@pytest.mark.slow
+def test_ddp_segment_two_processes(tmp_path):
+    """2 gloo ranks train a small U-Net; the val confusion matrix is summed across ranks, so
+    the pixel count equals the one-process run's exactly and the metrics are close."""
+    args = [
+        "train",
+        "segment",
+        "data=shapes:32",
+        "imgsz=64",
+        "batch=8",
+        "epochs=1",
+        "workers=0",
+        "progress=false",
+        "plots=false",
+        "model_kwargs={base: 8}",
+    ]
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert main([*args, f"out={one}"]) == 0
+    assert main([*args, f"out={two}", "devices=2"]) == 0
+    _compare(one, two, atol=5e-2, buffers=False)
+    m1 = json.loads((one / "metrics.json").read_text())
+    m2 = json.loads((two / "metrics.json").read_text())
+    cm1, cm2 = np.asarray(m1["confusion_matrix"]), np.asarray(m2["confusion_matrix"])
+    assert cm1.sum() == cm2.sum()  # every val pixel counted once across the two ranks
+    assert m2["pixel_acc"] == pytest.approx(m1["pixel_acc"], abs=0.05)
 
 
 @pytest.mark.slow
