@@ -37,8 +37,8 @@ from torch import nn
 from torch.nn.utils.rnn import pad_sequence
 
 from cvcraft.errors import ConfigError
-from cvcraft.models.detection.base import Detections, Detector, Target
 from cvcraft.models.classification.darknet import Darknet, darknet_conv
+from cvcraft.models.detection.base import Detections, Detector, Target
 from cvcraft.models.detection.yolov1 import multiclass_nms, valid_targets
 from cvcraft.models.registry import register_model
 from cvcraft.ops.anchors import wh_iou
