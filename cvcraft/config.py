@@ -256,6 +256,11 @@ class SegmentConfig(TrainConfig):
     alpha: float = _opt(0.5, "predict: colour-overlay opacity")
 
     def check(self) -> None:
+        if self.augment:  # fail now, not in a worker: build the spec once
+            from cvcraft.data.detection_dataset import sized_spec
+            from cvcraft.transforms.mosaic import split_pipeline
+
+            split_pipeline(sized_spec(self.augment, self.imgsz), "augment")
         for k in ("hflip", "vflip", "mosaic", "copy_paste", "alpha"):
             if not 0.0 <= getattr(self, k) <= 1.0:
                 raise ConfigError(f"{k}={getattr(self, k)} must be in [0, 1]")

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cvcraft.config import SegmentConfig
+from cvcraft.data.detection_dataset import sized_spec
 from cvcraft.data.io import read_image, write_image
 from cvcraft.data.loader import build_loader
 from cvcraft.data.segmentation import (
@@ -51,6 +52,7 @@ from cvcraft.transforms.geometric import (
     Resize,
     VerticalFlip,
 )
+from cvcraft.transforms.mosaic import split_pipeline
 from cvcraft.transforms.normalize import IMAGENET_STATS, compute_stats
 from cvcraft.viz.plots import plot_confusion_matrix, plot_curves
 from cvcraft.viz.segmentation import overlay_mask, plot_segmentation_grid
@@ -73,13 +75,18 @@ def load_splits(cfg: SegmentConfig) -> SegSplits:
 
 
 def build_transforms(cfg: SegmentConfig, train: bool) -> Compose:
-    """Train: [resize] -> random scale/rotate -> random ``imgsz`` crop -> flips -> HSV.
+    """Train: [resize] -> random scale/rotate -> random ``imgsz`` crop -> flips -> HSV; an
+    ``augment:`` list replaces everything after the resize (its per-image part, then a
+    random ``imgsz`` crop, which is the identity when the pipeline already made that size).
     Eval: [resize] only (inference handles any size)."""
     steps: list[Transform] = []
     if cfg.resize:
         steps.append(Resize((cfg.resize, cfg.resize), keep_ratio=True))
     if not train:
         return Compose(steps)
+    if cfg.augment:
+        _, per_item = split_pipeline(sized_spec(cfg.augment, cfg.imgsz))
+        return Compose([*steps, per_item, PadRandomCrop(cfg.imgsz, padding=0)])
     if cfg.degrees or (cfg.scale_min, cfg.scale_max) != (1.0, 1.0):
         steps.append(RandomAffine(degrees=cfg.degrees, scale=(cfg.scale_min, cfg.scale_max)))
     steps.append(PadRandomCrop(cfg.imgsz, padding=0))
@@ -93,7 +100,11 @@ def build_transforms(cfg: SegmentConfig, train: bool) -> Compose:
 
 
 def multi_sample_transforms(cfg: SegmentConfig) -> list[tuple[Any, float]]:
-    """(transform, probability) pairs for the training set: Mosaic, then Copy-Paste."""
+    """(transform, probability) pairs for the training set: Mosaic, then Copy-Paste; with an
+    ``augment:`` list, its multi-sample steps (each with its own ``p``) instead."""
+    if cfg.augment:
+        multi, _ = split_pipeline(sized_spec(cfg.augment, cfg.imgsz))
+        return [(t, 1.0) for t in multi]
     out: list[tuple[Any, float]] = []
     if cfg.mosaic:
         from cvcraft.transforms.mosaic import Mosaic

@@ -157,3 +157,26 @@ def test_trainer_runs_one_epoch_and_the_loss_takes_aux_outputs(tmp_path):
     with pytest.raises(ConfigError, match="class_weights"):
         bad = build_config("segment", {**cfg.__dict__, "class_weights": [1.0, 2.0], "out": ""})
         Trainer(SegmentTask(bad), bad, tmp_path / "b").fit()
+
+
+def test_augment_spec_replaces_the_knobs_and_keeps_masks_aligned():
+    from cvcraft.engine.segment import multi_sample_transforms
+    from cvcraft.transforms import Mosaic
+
+    spec = "[mosaic, {name: hflip, p: 1.0}]"
+    cfg = build_config("segment", {"imgsz": 48, "augment": spec})
+    ((mosaic, p),) = multi_sample_transforms(cfg)
+    assert isinstance(mosaic, Mosaic) and mosaic.size == 48 and p == 1.0
+    tf = build_transforms(cfg, True)
+    rng = np.random.default_rng(0)
+    src = _coded_sample(rng)
+    s = tf(src, np.random.default_rng(1))
+    assert s.image.shape == (48, 48, 3) and s.semantic_mask.shape == (48, 48)
+    valid = s.semantic_mask != 255
+    assert (s.image[..., 0][valid] == s.semantic_mask[valid] * 30).all()
+    with pytest.raises(ConfigError, match="must come before"):
+        build_config("segment", {"augment": "[hflip, mosaic]"})
+    data = make_shapes_segmentation(8, 48, 0, "train")
+    ds = SegmentDataset(data, tf, 0, multi_sample_transforms(cfg))
+    out = ds[(0, 2)]
+    assert out.image.shape == (48, 48, 3) and "mosaic" in out.meta
