@@ -34,7 +34,7 @@ from cvcraft.engine import distributed as ddp
 from cvcraft.engine.checkpoint import load_checkpoint, load_model_weights
 from cvcraft.engine.device import autocast, select_device
 from cvcraft.engine.distributed import all_gather_object, all_reduce_sum, world_size
-from cvcraft.engine.trainer import weights_of
+from cvcraft.engine.trainer import check_resume_classes, weights_of
 from cvcraft.errors import CheckpointError, ConfigError, DataError
 from cvcraft.losses import build_loss
 from cvcraft.metrics.classification import ClassificationMetrics
@@ -153,12 +153,7 @@ class ClassifyTask:
             idx = np.sort(np.random.default_rng([cfg.seed, 7]).permutation(len(train))[:k])
             train = train.subset(idx)
         self.classes = list(splits.classes)
-        resume = getattr(trainer, "resume_state", None)
-        if resume is not None and resume.get("classes") != self.classes:
-            raise CheckpointError(
-                f"the checkpoint in {trainer.out} was trained on classes {resume.get('classes')}, "
-                f"the data has {self.classes}; resume with the same data="
-            )
+        resume = check_resume_classes(trainer, self.classes)
         self.stats = self._stats(train, trainer.out, resume)
         self.train_data, self.val_data = train, val
         ds_val = ClassifyDataset(val, build_transforms(cfg, False), seed=cfg.seed)

@@ -38,7 +38,7 @@ from cvcraft.engine.classify import list_images
 from cvcraft.engine.device import autocast, select_device
 from cvcraft.engine.distributed import all_gather_object, all_reduce_sum, world_size
 from cvcraft.engine.optim import unwrap_model
-from cvcraft.engine.trainer import weights_of
+from cvcraft.engine.trainer import check_resume_classes, weights_of
 from cvcraft.errors import CheckpointError, ConfigError, DataError
 from cvcraft.metrics.coco import SUMMARY_KEYS as COCO_KEYS
 from cvcraft.metrics.coco import COCOEvaluator
@@ -136,12 +136,7 @@ class DetectTask:
                 f"classes={cfg.classes} but {cfg.data} has classes {self.classes}; "
                 "drop classes= or fix the dataset's class list"
             )
-        resume = getattr(trainer, "resume_state", None)
-        if resume is not None and resume.get("classes") != self.classes:
-            raise CheckpointError(
-                f"the checkpoint in {trainer.out} was trained on classes {resume.get('classes')}, "
-                f"the data has {self.classes}; resume with the same data="
-            )
+        resume = check_resume_classes(trainer, self.classes)
         self.train_data, self.val_data = splits.train, splits.val
         aug = DetectAugment(
             mosaic=cfg.mosaic, mixup=cfg.mixup, degrees=cfg.degrees, translate=cfg.translate,

@@ -37,7 +37,7 @@ from cvcraft.engine.checkpoint import load_checkpoint, load_model_weights
 from cvcraft.engine.classify import STATS_SAMPLES, Preprocess, list_images
 from cvcraft.engine.device import autocast, select_device
 from cvcraft.engine.distributed import all_reduce_sum, world_size
-from cvcraft.engine.trainer import weights_of
+from cvcraft.engine.trainer import check_resume_classes, weights_of
 from cvcraft.errors import CheckpointError, ConfigError, DataError
 from cvcraft.losses.segmentation import build_segmentation_loss
 from cvcraft.metrics.segmentation import SegmentationMetrics
@@ -256,12 +256,7 @@ class SegmentTask:
                 f"class_weights has {len(cfg.class_weights)} values but the data has {k} "
                 f"classes {self.classes[:10]}"
             )
-        resume = getattr(trainer, "resume_state", None)
-        if resume is not None and resume.get("classes") != self.classes:
-            raise CheckpointError(
-                f"the checkpoint in {trainer.out} was trained on classes {resume.get('classes')}, "
-                f"the data has {self.classes}; resume with the same data="
-            )
+        resume = check_resume_classes(trainer, self.classes)
         if resume is not None and resume.get("norm_stats") is not None:
             self.stats = resume["norm_stats"]
         else:

@@ -127,6 +127,18 @@ def ensure_writable(folder: Path) -> None:
         ) from None
 
 
+def check_resume_classes(trainer: Any, classes: list[str]) -> dict[str, Any] | None:
+    """The trainer's resume state (None on a fresh run), after checking it was trained on
+    the same ``classes`` as the data now given; CheckpointError otherwise."""
+    resume = getattr(trainer, "resume_state", None)
+    if resume is not None and resume.get("classes") != classes:
+        raise CheckpointError(
+            f"the checkpoint in {trainer.out} was trained on classes {resume.get('classes')}, "
+            f"the data has {classes}; resume with the same data="
+        )
+    return resume
+
+
 def weights_of(state: dict[str, Any]) -> dict[str, Any]:
     """The weights to use from a checkpoint: its EMA if it has one, else the raw model's.
 
