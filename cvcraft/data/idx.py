@@ -84,6 +84,10 @@ def read_idx_file(path: str | os.PathLike[str]) -> np.ndarray:
     # wrap around to the file's real size
     expected = math.prod(dims) * dt.itemsize
     actual = len(raw) - head
+    # a zero dim makes the byte count 0 whatever the others say; numpy still refuses a shape
+    # whose other dims multiply past its index range, so bound those too
+    if math.prod(d for d in dims if d) * dt.itemsize >= 2**62:
+        raise DataError(f"{name}: dims {dims} describe an impossibly large array; corrupt header")
     if expected != actual:
         raise DataError(
             f"{name}: dims {dims} of {dt.name} need {expected} data bytes, "

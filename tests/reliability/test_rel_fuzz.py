@@ -186,7 +186,31 @@ def test_idx_gzip_bomb_stops_at_header(tmp_path):
         bounded_raise(read_idx_file, p)
 
 
+def test_idx_zero_dim_with_huge_others_is_refused(tmp_path):
+    """Found by the 3000-case run: dims (0, 515475, 1044849, 17124922) need 0 data bytes, so
+    the size check passed and numpy's reshape raised a bare ValueError."""
+    p = tmp_path / "zero-idx3-ubyte"
+    p.write_bytes(b"\x00\x00\x08\x04" + struct.pack(">IIII", 0, 515475, 1044849, 17124922))
+    with pytest.raises(DataError, match="impossibly large"):
+        bounded_raise(read_idx_file, p)
+    p.write_bytes(b"\x00\x00\x08\x02" + struct.pack(">II", 0, 5))  # a real empty file
+    assert bounded(read_idx_file, p).shape == (0, 5)
+
+
 # ----------------------------------------------------------------------------- CIFAR
+def test_cifar_far_memo_index_refused_before_unpickling(tmp_path):
+    """Found by the 3000-case run: one LONG_BINPUT naming memo slot 175 million made CPython's
+    unpickler allocate 2.8 GB for a 100-byte file. Now refused by the opcode pre-scan."""
+    good = _cifar_batch(2)
+    bad = good.replace(b"q\x01", b"r" + struct.pack("<I", 175_726_962), 1)
+    (tmp_path / "data_batch_1").write_bytes(bad)
+    with pytest.raises(DataError, match="memo index 175726962"):
+        bounded_raise(safe_unpickle, tmp_path / "data_batch_1")
+    for proto in (2, 3, 4, 5):  # real pickles of every protocol still load
+        (tmp_path / "ok").write_bytes(_cifar_batch(proto))
+        assert bounded(safe_unpickle, tmp_path / "ok")["labels"] == [0, 1]
+
+
 def _cifar_batch(proto: int) -> bytes:
     d = {b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 1]}
     return pickle.dumps(d, protocol=proto)
