@@ -64,6 +64,13 @@ class ClassificationData(ABC):
         """The items at ``indices`` (ints or a boolean mask), same classes."""
         return SubsetData(self, indices)
 
+    def shard_ids(self) -> np.ndarray | None:
+        """Item -> tar shard, int64 (N,), for data read from shards; None otherwise.
+
+        A DDP training loader uses it to give each rank whole shards (``ShardSampler``).
+        """
+        return None
+
     def class_counts(self) -> np.ndarray:
         """Items per class, int64 (num_classes,)."""
         return np.bincount(self.labels, minlength=len(self.classes)).astype(np.int64)
@@ -107,6 +114,10 @@ class SubsetData(ClassificationData):
 
     def describe(self, i: int) -> str:
         return self.base.describe(int(self.rows[i]))
+
+    def shard_ids(self) -> np.ndarray | None:
+        ids = self.base.shard_ids()
+        return None if ids is None else ids[self.rows]
 
 
 class FileListData(ClassificationData):

@@ -35,7 +35,7 @@ from cvcraft.data.idx import find_idx_pair, read_idx, read_idx_file
 from cvcraft.data.imagefolder import list_class_folders, read_imagefolder
 from cvcraft.data.shapes import make_shapes
 from cvcraft.data.split import stratified_split
-from cvcraft.data.webdataset import is_shard_folder, shard_splits
+from cvcraft.data.webdataset import is_shard_folder, shard_ids_of, shard_splits
 from cvcraft.errors import DataError
 from cvcraft.structures import Sample
 
@@ -201,6 +201,10 @@ class ClassifyDataset(torch.utils.data.Dataset):
 
     def __len__(self) -> int:
         return len(self.data)
+
+    def shard_ids(self) -> np.ndarray | None:
+        """The data's item -> tar shard map (None when not sharded), for ``build_loader``."""
+        return shard_ids_of(self.data)
 
     def __getitem__(self, key: int | tuple[int, int]) -> Sample:
         epoch, index = (int(key[0]), int(key[1])) if isinstance(key, tuple) else (0, int(key))

@@ -24,7 +24,12 @@ import torch
 
 from cvcraft.data.detection import DetectionData, DetectionImage, read_dataset
 from cvcraft.data.shapes import SHAPE_CLASSES, render_scene, split_code
-from cvcraft.data.webdataset import is_shard_folder, shard_splits
+from cvcraft.data.webdataset import (
+    ShardDetectionData,
+    is_shard_folder,
+    shard_ids_of,
+    shard_splits,
+)
 from cvcraft.errors import DataError
 from cvcraft.structures import Sample, xyxy_to_xywh
 from cvcraft.transforms import Compose, HorizontalFlip, HSVJitter, RandomAffine, VerticalFlip
@@ -103,6 +108,8 @@ def make_shapes_detection(
 def subset(data: DetectionData, indices: Sequence[int]) -> DetectionData:
     """The images at ``indices`` (same classes, category ids and root)."""
     idx = [int(i) for i in indices]
+    if isinstance(data, ShardDetectionData):  # its own __init__ reads a folder: no replace()
+        return data.take(idx)
     changes: dict[str, Any] = {"images": [data.images[i] for i in idx]}
     if isinstance(data, ArrayDetectionData):
         changes["arrays"] = [data.arrays[i] for i in idx]
@@ -299,6 +306,14 @@ class DetectionDataset(torch.utils.data.Dataset):
 
     def __len__(self) -> int:
         return len(self.data)
+
+    def shard_ids(self) -> np.ndarray | None:
+        """The data's item -> tar shard map (None when not sharded), for ``build_loader``.
+
+        Under DDP each rank then reads whole shards of its own, except for Mosaic/MixUp
+        partners: those are drawn from the whole dataset, so they come from other shards.
+        """
+        return shard_ids_of(self.data)
 
     def load(self, index: int) -> Sample:
         """Image ``index`` as stored (uint8 HWC RGB) with its boxes and labels."""

@@ -5,6 +5,9 @@ from ``(seed, epoch, index)``. That per-item generator — not the worker seeds 
 batches identical for any number of workers and across a resume: which worker happens to
 load an item does not change what it draws. Worker processes are still seeded (torch, numpy,
 random) from ``(seed, epoch, worker_id)`` for any code that uses the global generators.
+
+Under DDP a training loader over tar shards (``cvcraft pack``) uses ``ShardSampler``: each
+rank reads whole shards of its own instead of every rank touching every shard.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler
 
+from cvcraft.data.webdataset import shard_folder_of, shard_ids_of
 from cvcraft.errors import ConfigError, DataError
 from cvcraft.structures import Sample
 
@@ -78,6 +82,63 @@ class EpochSampler(Sampler):
 
     def __len__(self) -> int:
         return self.num_samples
+
+
+class ShardSampler(EpochSampler):
+    """DDP training order over tar shards in which each rank reads whole shards of its own.
+
+    ``EpochSampler`` interleaves item indices, so every rank reads from every shard; on
+    storage where a shard is a file to fetch (network disks, object stores) that multiplies
+    the traffic by the number of ranks. Here, per epoch:
+
+    - the S shards present are permuted with ``default_rng([seed, epoch])``; rank ``r`` takes
+      ``perm[r::R]`` (so a shard moves between ranks from epoch to epoch);
+    - its items are all items of those shards, shuffled with ``default_rng([seed, epoch, r])``;
+    - every rank yields ``ceil(N / R)`` items (equal lengths keep DDP's collectives in step):
+      a rank whose shards hold fewer items wraps around its own shuffled list (a few items
+      are seen twice), one whose shards hold more drops the tail of its list (those items
+      skip this epoch; the next epoch's shard permutation and shuffle differ, so no item is
+      left out systematically). With shards of equal size nothing is repeated or dropped
+      beyond the last rank's remainder.
+
+    The order depends only on (seed, epoch, rank), so the trainer's exact resume replays it,
+    and it yields ``(epoch, index)`` like ``EpochSampler`` (per-item augmentation seeding
+    and ``WorkerSeeder`` are unchanged). ``shard_ids`` is int (N,): item i's shard (from the
+    dataset's ``shard_ids()``). Fewer shards than ranks raises ``DataError``.
+    """
+
+    def __init__(
+        self,
+        shard_ids: Any,
+        seed: int = 0,
+        *,
+        num_replicas: int = 1,
+        rank: int = 0,
+        where: str = "the training data",
+    ) -> None:
+        ids = np.asarray(shard_ids).reshape(-1)
+        if ids.dtype.kind not in "iu":
+            raise DataError(f"{where}: shard ids must be integers, got {ids.dtype}")
+        super().__init__(len(ids), True, seed, num_replicas=num_replicas, rank=rank, pad=True)
+        # shard labels present (a split or fraction= may have emptied some shards) and each
+        # item's position in that list
+        self.shards, self.item_shard = np.unique(ids, return_inverse=True)
+        if len(self.shards) < num_replicas:
+            most = max(1, len(ids) // num_replicas)
+            raise DataError(
+                f"{where}: {len(self.shards)} tar shard(s) for {num_replicas} DDP ranks; each "
+                f"rank reads whole shards of its own, so pack the data into at least "
+                f"{num_replicas} shards (`cvcraft pack ... max_count={most}` or smaller)"
+            )
+
+    def indices(self) -> np.ndarray:
+        """This rank's item indices for the current epoch, int64 (num_samples,)."""
+        perm = np.random.default_rng([self.seed, self.epoch]).permutation(len(self.shards))
+        mine = perm[self.rank :: self.num_replicas]
+        items = np.flatnonzero(np.isin(self.item_shard, mine))
+        items = np.random.default_rng([self.seed, self.epoch, self.rank]).permutation(items)
+        # np.resize repeats the list cyclically when it is short and truncates when long
+        return np.resize(items, self.num_samples).astype(np.int64)
 
 
 def collate_classify(samples: Sequence[Sample]) -> dict[str, torch.Tensor]:
@@ -151,6 +212,12 @@ def build_loader(
     ``sampler`` replaces the EpochSampler (e.g. ``data.sampling.build_sampler``'s class-
     balancing samplers); it must have ``set_epoch``/``epoch`` and be deterministic in
     (seed, epoch). One with ``yields_batches = True`` is used as the batch sampler itself.
+
+    Tar shards: a training loader (``shuffle=True``) with several ranks (a process group,
+    or ``num_replicas > 1`` in ``sampler_kwargs``), no ``sampler=`` and a dataset whose
+    ``shard_ids()`` is not None gets a ``ShardSampler`` (each rank reads whole shards of
+    its own; ``pad`` does not apply, every rank gets ``ceil(n / R)`` items). Single-process
+    and evaluation loaders keep the ``EpochSampler``.
     """
     ranks = _dist_ranks() if distributed is not False else None
     if ranks is not None and "num_replicas" not in sampler_kwargs:
@@ -162,6 +229,8 @@ def build_loader(
             )
         batch_size //= world
         sampler_kwargs = {"num_replicas": world, "rank": rank, "pad": shuffle, **sampler_kwargs}
+    if sampler is None:
+        sampler = _shard_sampler(dataset, shuffle, seed, sampler_kwargs)
     if sampler is None:
         sampler = EpochSampler(len(dataset), shuffle, seed, **sampler_kwargs)
     batches = sampler if getattr(sampler, "yields_batches", False) else None
@@ -186,6 +255,26 @@ def build_loader(
         # (a resumed run would otherwise diverge by one draw).
         generator=torch.Generator().manual_seed(seed),
     )
+
+
+def _shard_sampler(
+    dataset: Dataset, shuffle: bool, seed: int, kwargs: dict[str, Any]
+) -> ShardSampler | None:
+    """A ``ShardSampler`` when a multi-rank training loader reads tar shards, else None."""
+    world = int(kwargs.get("num_replicas", 1))
+    if not shuffle or world <= 1:
+        return None
+    ids = shard_ids_of(dataset)
+    if ids is None:
+        return None
+    where = shard_folder_of(dataset) or "the training data (tar shards)"
+    if len(ids) != len(dataset):
+        raise DataError(
+            f"{where}: shard_ids() gives {len(ids)} ids for {len(dataset)} items; a dataset "
+            "wrapper must map its shard ids through its own indices"
+        )
+    rank = int(kwargs.get("rank", 0))
+    return ShardSampler(ids, seed, num_replicas=world, rank=rank, where=str(where))
 
 
 def _dist_ranks() -> tuple[int, int] | None:

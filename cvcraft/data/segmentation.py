@@ -38,7 +38,13 @@ from PIL import Image
 from cvcraft.data.detection.convert import detect_format, read_dataset
 from cvcraft.data.io import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, read_image
 from cvcraft.data.shapes import SEMANTIC_CLASSES, render_scene, split_code
-from cvcraft.data.webdataset import META, ShardSegData, is_shard_folder, shard_splits
+from cvcraft.data.webdataset import (
+    META,
+    ShardSegData,
+    is_shard_folder,
+    shard_ids_of,
+    shard_splits,
+)
 from cvcraft.errors import DataError
 from cvcraft.ops.masks import masks_to_boxes
 from cvcraft.structures import Sample
@@ -69,6 +75,11 @@ class SegmentationData:
     def subset(self, indices: Sequence[int] | np.ndarray) -> SegmentationData:
         return SubsetSegData(self, np.asarray(indices, dtype=np.int64))
 
+    def shard_ids(self) -> np.ndarray | None:
+        """Item -> tar shard, int64 (N,), for data read from shards; None otherwise (a DDP
+        training loader gives each rank whole shards with it)."""
+        return None
+
 
 class SubsetSegData(SegmentationData):
     """A view on some items of another ``SegmentationData`` (after a split or ``fraction``)."""
@@ -86,6 +97,10 @@ class SubsetSegData(SegmentationData):
 
     def describe(self, i: int) -> str:
         return self.base.describe(int(self.indices[i]))
+
+    def shard_ids(self) -> np.ndarray | None:
+        ids = shard_ids_of(self.base)  # the base may be a ShardSegData (no SegmentationData)
+        return None if ids is None else ids[self.indices]
 
 
 class ArraySegData(SegmentationData):
@@ -539,6 +554,14 @@ class SegmentDataset(torch.utils.data.Dataset):
 
     def __len__(self) -> int:
         return len(self.data)
+
+    def shard_ids(self) -> np.ndarray | None:
+        """The data's item -> tar shard map (None when not sharded), for ``build_loader``.
+
+        Under DDP each rank then reads whole shards of its own, except for multi-sample
+        partners (Mosaic, Copy-Paste): those are drawn from the whole dataset.
+        """
+        return shard_ids_of(self.data)
 
     def _with_instances(self, i: int) -> Sample:
         return with_class_instances(self.data.sample(i))

@@ -12,7 +12,10 @@ Two readers:
 - ``ShardData`` (random access): the tar headers are indexed once (offset and size of each
   member, read without touching the data), then ``sample(i)`` is one seek + read. It is a
   ``ClassificationData`` for classification shards and a ``DetectionData`` for detection, so
-  every task, sampler and DDP sharding works unchanged (``data=path/to/shards/``).
+  every task, sampler and DDP sharding works unchanged (``data=path/to/shards/``). The
+  readers and every wrapper over them (subsets, the tasks' torch Datasets) answer
+  ``shard_ids()`` (item -> shard, int64 (N,); None for data not in shards), so a DDP
+  training loader can give each rank whole shards of its own (``loader.ShardSampler``).
 - ``ShardStream`` (streaming, a torch ``IterableDataset``): each DDP rank and each loader
   worker reads *its own shards* sequentially — shard ``s`` goes to reader
   ``s % (world * workers)`` — with a seeded per-epoch shard order and shuffle buffer; for
@@ -21,6 +24,7 @@ Two readers:
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import os
@@ -223,6 +227,28 @@ def _index_shard(path: Path, shard: int) -> list[_Item]:
     return items
 
 
+def shard_ids_of(data: Any) -> np.ndarray | None:
+    """``data.shard_ids()`` (int64 (N,), item -> shard) when ``data`` has it, else None.
+
+    The one place the protocol is read, so wrappers forward it with
+    ``shard_ids_of(self.data)`` whether or not what they wrap knows about shards.
+    """
+    fn = getattr(data, "shard_ids", None)
+    return None if fn is None else fn()
+
+
+def shard_folder_of(data: Any) -> str | None:
+    """The shard folder under a chain of wrappers (``.data``/``.base``/``.index``), for
+    messages; None when there is none."""
+    for _ in range(8):  # wrappers nest a few levels deep at most
+        if isinstance(getattr(data, "folder", None), Path):
+            return str(data.folder)
+        data = next((getattr(data, a) for a in ("data", "base", "index") if hasattr(data, a)), None)
+        if data is None:
+            return None
+    return None
+
+
 class _ShardFiles:
     """Open shard files, one handle per shard per process (forked workers reopen theirs)."""
 
@@ -298,6 +324,10 @@ class _ShardIndex:
             self.items += _index_shard(p, k)
         self.files = _ShardFiles(paths)
 
+    def shard_ids(self) -> np.ndarray:
+        """Item -> index of its shard in ``meta.json``'s list, int64 (N,)."""
+        return np.fromiter((it.shard for it in self.items), np.int64, len(self.items))
+
     def where(self, i: int) -> str:
         it = self.items[i]
         return f"{self.files.paths[it.shard]}:{it.key}"
@@ -353,6 +383,10 @@ class ShardData(ClassificationData, _ShardIndex):
     def describe(self, i: int) -> str:
         return self.where(i)
 
+    def shard_ids(self) -> np.ndarray:
+        # explicit: ClassificationData's "not sharded" default comes first in the MRO
+        return _ShardIndex.shard_ids(self)
+
 
 class ShardDetectionData(DetectionData):
     """Detection shards as ``DetectionData``: records (boxes, sizes) from the JSONs,
@@ -382,9 +416,23 @@ class ShardDetectionData(DetectionData):
             records.append(rec)
         super().__init__(classes=list(idx.meta["classes"]), images=records, source=str(folder))
         self.index = idx
+        self.rows = np.arange(len(records))  # item -> item of the shard index (see take)
+
+    def take(self, indices: Any) -> ShardDetectionData:
+        """The images at ``indices`` (a split or ``fraction=``), still reading the same tars."""
+        rows = np.asarray(indices, np.int64).reshape(-1)
+        out = copy.copy(self)
+        out.images = [self.images[int(r)] for r in rows]
+        out.rows = self.rows[rows]
+        return out
+
+    def shard_ids(self) -> np.ndarray:
+        """Item -> shard index, int64 (N,)."""
+        return self.index.shard_ids()[self.rows]
 
     def sample(self, i: int, masks: bool = False, **_: Any) -> Sample:
-        s = self.index.read_sample(i)
+        s = self.index.read_sample(int(self.rows[i]))
+        s.meta["index"] = i
         rec = self.images[i]
         s.meta.update(
             image_id=rec.image_id, iscrowd=rec.iscrowd.copy(), difficult=rec.difficult.copy()
