@@ -70,6 +70,12 @@ class TrainConfig:
     ema_decay: float = _opt(0.999, "EMA decay")
     ema_tau: float = _opt(200.0, "EMA warmup: decay ramps as 1 - exp(-updates / tau)")
     patience: int = _opt(0, "early stopping: epochs without improvement (0 = off)")
+    val_interval: int = _opt(
+        1, "evaluate every N epochs and after the last; best.pt/patience see evaluated epochs"
+    )
+    val_raw: bool = _opt(
+        True, "with ema=true also evaluate the raw weights (raw_* columns); false halves eval"
+    )
     monitor: str = _opt("", "metric that picks best.pt and drives early stopping")
     l1: float = _opt(0.0, "L1 penalty coefficient on weights (explicit loss term)")
     l2: float = _opt(0.0, "L2 penalty coefficient on weights (explicit loss term)")

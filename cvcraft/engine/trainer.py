@@ -249,6 +249,8 @@ class Trainer:
     # ----------------------------------------------------------------- setup
     def _setup(self) -> None:
         cfg = self.cfg
+        if cfg.val_interval < 1:
+            raise ConfigError(f"val_interval={cfg.val_interval} must be >= 1 (1 = every epoch)")
         if is_main_process():
             ensure_writable(self.out)
         barrier()
@@ -366,7 +368,8 @@ class Trainer:
 
     # ----------------------------------------------------------------- loop
     def fit(self) -> dict[str, Any]:
-        """Train, evaluate every epoch, checkpoint, and return the final metrics."""
+        """Train, evaluate every ``val_interval`` epochs (and the last), checkpoint every epoch,
+        and return the final metrics."""
         self._setup()
         cfg = self.cfg
         monitor = cfg.monitor or self.task.monitor
@@ -384,20 +387,23 @@ class Trainer:
                 "train_ips": stats.images / max(stats.seconds, 1e-9),
                 "epoch_time": stats.seconds,
             }
-            metrics = self.evaluate()
-            row.update({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
-            if monitor not in row:
-                raise ConfigError(
-                    f"monitor={monitor!r} is not a metric of this task; "
-                    f"choose one of {', '.join(k for k in row if k != 'epoch')}"
-                )
+            # val_interval > 1: epochs in between log training numbers only; the last epoch
+            # is always evaluated, so best.pt and metrics.json never miss the end of the run
+            evaluated = (epoch + 1) % cfg.val_interval == 0 or epoch + 1 == cfg.epochs
+            improved = False
+            if evaluated:
+                metrics = self.evaluate()
+                row.update({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
+                if monitor not in row:
+                    raise ConfigError(
+                        f"monitor={monitor!r} is not a metric of this task; "
+                        f"choose one of {', '.join(k for k in row if k != 'epoch')}"
+                    )
+                improved = row[monitor] > self.best_fitness
+                if improved:
+                    self.best_fitness, self.best_epoch = float(row[monitor]), epoch
+                bad_epochs = epoch - self.best_epoch  # epochs since the best one
             self.history.append(row)
-            improved = row[monitor] > self.best_fitness
-            if improved:
-                self.best_fitness, self.best_epoch = float(row[monitor]), epoch
-                bad_epochs = 0
-            else:
-                bad_epochs += 1
             if is_main_process():
                 self._save(epoch, improved)
             self._write_history()
@@ -408,7 +414,7 @@ class Trainer:
                 if k in ("epoch", "train_loss", monitor, "val_loss")
             )
             self.log(f"epoch {epoch + 1}/{cfg.epochs}  {msg}")
-            if cfg.patience and bad_epochs >= cfg.patience:
+            if evaluated and cfg.patience and bad_epochs >= cfg.patience:
                 self.log(f"early stopping: {monitor} did not improve for {cfg.patience} epochs")
                 break
         try:
@@ -498,9 +504,11 @@ class Trainer:
         The bare model is evaluated (a DDP wrapper would sync buffers on every forward, and
         ranks may hold different numbers of val batches); the task reduces across ranks.
         """
-        raw = self.task.evaluate(self.module)
         if self.ema is None:
-            return raw
+            return self.task.evaluate(self.module)
+        if not self.cfg.val_raw:
+            return self.task.evaluate(self.ema.module)
+        raw = self.task.evaluate(self.module)
         ema = self.task.evaluate(self.ema.module)
         out = dict(ema)
         out.update({f"raw_{k}": v for k, v in raw.items() if isinstance(v, (int, float))})

@@ -134,7 +134,7 @@ def write_detection_plots(
     if history:
         written += plot_curves(history, folder)
         x = _column(history, "epoch")
-        keys = [k for k in ("map", "map50", "map75", "raw_map", "raw_map50") if k in history[0]]
+        keys = [k for k in ("map", "map50", "map75", "raw_map", "raw_map50") if any(k in r for r in history)]
         p = _plot_keys(history, keys, x, "epoch", "COCO AP", folder / "map.png")
         if p is not None:
             written.append(p)

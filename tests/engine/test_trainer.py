@@ -9,6 +9,7 @@ from cvcraft.data import ClassifyDataset, build_loader, make_shapes
 from cvcraft.engine.checkpoint import load_checkpoint
 from cvcraft.engine.classify import ClassifyTask
 from cvcraft.engine.trainer import Trainer, set_loader_epoch
+from cvcraft.errors import ConfigError
 from cvcraft.models import create_model
 from cvcraft.nn.init import init_weights
 
@@ -89,6 +90,31 @@ def test_ema_is_evaluated_alongside_raw(tmp_path):
     state = load_checkpoint(tmp_path / "ema" / "last.pt")
     assert state["ema"] is not None
     assert not torch.equal(state["ema"]["fc.weight"], state["model"]["fc.weight"])
+
+
+def test_val_interval_evaluates_every_kth_and_last_epoch(tmp_path):
+    calls = []
+
+    class Counting(ClassifyTask):
+        def evaluate(self, model):
+            calls.append(1)
+            return super().evaluate(model)
+
+    cfg = build_config(
+        "classify", {**BASE, "out": str(tmp_path / "vi"), "model": "lenet5", "epochs": 5,
+                     "val_interval": 2, "ema": True, "val_raw": False}
+    )  # fmt: skip
+    trainer = Trainer(Counting(cfg), cfg)
+    metrics = trainer.fit()
+    # epochs 2, 4 and 5 (the last) are evaluated, EMA only; then best.pt once more at the end
+    assert len(calls) == 3 + 1
+    rows = trainer.history
+    assert [("top1" in r) for r in rows] == [False, True, False, True, True]
+    assert metrics["best_epoch"] in (2, 4, 5) and "raw_top1" not in metrics
+    csv_text = (tmp_path / "vi" / "metrics.csv").read_text().splitlines()
+    assert len(csv_text) == 6 and csv_text[1].split(",")[-1] == ""  # blank metric cells
+    with pytest.raises(ConfigError, match="val_interval=0"):
+        fit(tmp_path, "vi0", model="lenet5", epochs=1, val_interval=0)
 
 
 @pytest.mark.parametrize("opt", ["sgd", "adamw", "rmsprop"])
