@@ -13,15 +13,23 @@ Pairs (smp 0.6 defaults; our kwargs chosen to be the same network):
     deeplabv3_resnet50      smp.DeepLabV3("resnet50")  (os 8)        identical weights; outputs
                             differ only because smp also dilates the strided first block
                             of a dilated stage (ours follows torchvision/the DeepLab code)
-    deeplabv3plus_resnet50  smp.DeepLabV3Plus("resnet50") (os 16, separable ASPP + 1 decoder
-                            conv, rates 12/24/36): smp's separable conv has no BN/ReLU between
-                            depthwise and pointwise, ours does -> own init, same topology
-    unet_pp_resnet34        smp.UnetPlusPlus("resnet34"): ours follows the paper (node
-                            widths = encoder widths, transposed-conv ups), smp uses its own
-                            decoder widths -> different networks, params printed
+    deeplabv3plus_resnet50  smp.DeepLabV3Plus("resnet50") with our SMP_DEEPLABV3PLUS kwargs
+                            (os 16, rates 12/24/36, separable convs without the inner BN,
+                            a separable conv after ASPP, 1 decoder conv, align_corners):
+                            identical weights; outputs differ only by the same first-block
+                            dilation as DeepLabV3 (tests: equal once that conv matches)
+    unet_pp_resnet34        smp.UnetPlusPlus("resnet34") with our SMP_UNETPLUSPLUS kwargs
+                            (decoder_channels 256..16, nearest ups, 3x3 head): identical
+                            weights via smp_unetplusplus_state_dict (concat order differs)
     pspnet_resnet50         smp.PSPNet("resnet50"): smp stops at layer2 without dilation
                             (encoder_depth=3); ours is the paper's dilated os-8 ResNet-50 ->
                             not equivalent, shown for reference only
+
+Same networks, computed differently where it is exact (to rounding, see max|diff| and the
+tests): our ASPP's dilated convs skip the taps that read only zero padding (AtrousConv2d:
+at 256 px the os-8/16 maps are 32x32/16x16 against rates up to 36), and our U-Net++ applies
+each node's first conv to the nearest-2x upsampled input in polyphase form at the source
+resolution (NestedNode.forward_up2, 2.25x fewer MACs on that part).
 
     python benchmarks/segment.py                         # all pairs, 256x256, batch 1
     python benchmarks/segment.py --models unet_resnet34 --size 512 --batch 2 --reps 7
@@ -42,36 +50,56 @@ import segmentation_models_pytorch as smp
 import torch
 
 from cvcraft.models import create_model
+from cvcraft.models.segmentation.deeplab import SMP_DEEPLABV3PLUS
+from cvcraft.models.segmentation.unet_pp import SMP_UNETPLUSPLUS, smp_unetplusplus_state_dict
 
-# ours: (our kwargs, smp class, smp kwargs, weights map one to one, note)
+
+def _same_order(ours: torch.nn.Module, theirs: torch.nn.Module) -> dict:
+    """smp's tensors under our names, for layouts that list the same tensors in the same order."""
+    src, dst = theirs.state_dict(), ours.state_dict()
+    assert [v.shape for v in src.values()] == [v.shape for v in dst.values()]
+    return dict(zip(dst, src.values()))
+
+
+def _unet_pp(ours: torch.nn.Module, theirs: torch.nn.Module) -> dict:
+    return smp_unetplusplus_state_dict(ours, theirs.state_dict())
+
+
+# ours: (our kwargs, smp class, smp kwargs, weight map smp -> ours or None, note)
 PAIRS = {
-    "unet_resnet34": (dict(head_kernel=3), smp.Unet, dict(encoder_name="resnet34"), True, ""),
+    "unet_resnet34": (
+        dict(head_kernel=3),
+        smp.Unet,
+        dict(encoder_name="resnet34"),
+        _same_order,
+        "",
+    ),
     "deeplabv3_resnet50": (
         {},
         smp.DeepLabV3,
         dict(encoder_name="resnet50"),
-        True,
-        "same weights; smp dilates a stage's first conv too",
+        _same_order,
+        "same weights; smp dilates a stage's first conv too; ours skips ASPP padding taps",
     ),  # fmt: skip
     "deeplabv3plus_resnet50": (
-        dict(separable=True, decoder_convs=1, rates=(12, 24, 36)),
+        SMP_DEEPLABV3PLUS,
         smp.DeepLabV3Plus,
         dict(encoder_name="resnet50"),
-        False,
-        "BN inside separable convs",
+        _same_order,
+        "same weights; smp dilates layer4's first conv too; ours skips ASPP padding taps",
     ),  # fmt: skip
     "unet_pp_resnet34": (
-        {},
+        SMP_UNETPLUSPLUS,
         smp.UnetPlusPlus,
         dict(encoder_name="resnet34"),
-        False,
-        "different decoder widths",
+        _unet_pp,
+        "same weights (concat order remapped); ours: polyphase nearest-up convs",
     ),  # fmt: skip
     "pspnet_resnet50": (
         {},
         smp.PSPNet,
         dict(encoder_name="resnet50"),
-        False,
+        None,
         "NOT equivalent: smp PSPNet = layer2, no dilation",
     ),  # fmt: skip
 }
@@ -79,12 +107,15 @@ PAIRS = {
 
 @torch.no_grad()
 def time_pair(ours, theirs, x: torch.Tensor, reps: int, warmup: int) -> tuple[list, list]:
-    """Seconds per forward of each model for every rep, reps interleaved."""
+    """Seconds per forward of each model for every rep, reps interleaved, order alternating."""
     for _ in range(warmup):
         ours(x), theirs(x)
     t_ours, t_theirs = [], []
-    for _ in range(reps):
-        for model, times in ((ours, t_ours), (theirs, t_theirs)):
+    pairs = [(ours, t_ours), (theirs, t_theirs)]
+    for rep in range(reps):
+        # Alternate who goes first so an order effect (cache and allocator state left by
+        # the other model) falls on both alike.
+        for model, times in pairs if rep % 2 == 0 else pairs[::-1]:
             t0 = time.perf_counter()
             model(x)
             times.append(time.perf_counter() - t0)
@@ -92,16 +123,14 @@ def time_pair(ours, theirs, x: torch.Tensor, reps: int, warmup: int) -> tuple[li
 
 
 def build_pair(name: str, num_classes: int):
-    """Our model and smp's; smp's weights copied into ours when the layouts map 1:1."""
-    kw, cls, smp_kw, same_layout, _ = PAIRS[name]
+    """Our model and smp's; smp's weights copied into ours when the layouts map."""
+    kw, cls, smp_kw, weight_map, _ = PAIRS[name]
     torch.manual_seed(0)
     theirs = cls(encoder_weights=None, classes=num_classes, **smp_kw).eval()
     ours = create_model(name, num_classes=num_classes, **kw).eval()
-    if same_layout:
-        src, dst = theirs.state_dict(), ours.state_dict()
-        assert [v.shape for v in src.values()] == [v.shape for v in dst.values()], name
-        ours.load_state_dict(dict(zip(dst, src.values())))
-    return ours, theirs, same_layout
+    if weight_map is not None:
+        ours.load_state_dict(weight_map(ours, theirs))
+    return ours, theirs, weight_map is not None
 
 
 def speed(args: argparse.Namespace) -> None:

@@ -5,7 +5,7 @@ from torchvision.models.segmentation import deeplabv3_resnet50
 
 from cvcraft.errors import ConfigError
 from cvcraft.models import create_model, model_info
-from cvcraft.models.segmentation.deeplab import make_aspp
+from cvcraft.models.segmentation.deeplab import AtrousConv2d, atrous, make_aspp
 from cvcraft.models.segmentation.encoders import resnet_backbone, resnet_features
 
 
@@ -75,3 +75,60 @@ def test_deeplabv3plus_uses_low_level_features_and_rates_follow_output_stride():
         y0 = m(x)
         m.low_level.conv.weight.mul_(2)
         assert not torch.allclose(m(x), y0)
+
+
+def test_separable_bn_false_drops_only_the_depthwise_bn():
+    paper = create_model("deeplabv3plus_resnet18", separable=True)
+    light = create_model("deeplabv3plus_resnet18", separable=True, separable_bn=False)
+    n = [sum(p.numel() for p in m.parameters()) for m in (paper, light)]
+    # Each separable conv loses its depthwise half's BN (weight + bias per input channel):
+    # three ASPP branches on 512 channels, decoder convs on 256 + 48 and on 256.
+    assert n[0] - n[1] == 2 * (3 * 512 + 304 + 256)
+    assert isinstance(light.aspp.convs[1].dw, AtrousConv2d) and light.aspp.convs[1].dw.groups == 512
+
+
+@pytest.mark.parametrize(
+    "in_ch,out_ch,groups,rate,size,bias",
+    [
+        (16, 8, 1, 12, (32, 32), False),  # every tap partly valid: per-tap path (fraction .56)
+        (16, 8, 1, 24, (32, 20), True),  # rows partly, columns centre only
+        (16, 8, 1, 36, (32, 32), False),  # centre only: a 1x1 conv
+        (16, 8, 1, 2, (32, 32), False),  # most taps valid: the plain conv
+        (12, 12, 12, 36, (16, 16), True),  # depthwise, centre only: a per-channel scale
+        (12, 12, 12, 6, (16, 16), False),  # depthwise, partly valid: the plain conv
+        (16, 8, 4, 20, (24, 24), True),  # grouped conv, per-tap path
+    ],
+)
+def test_atrous_conv_equals_the_dense_dilated_conv_with_gradients(
+    in_ch, out_ch, groups, rate, size, bias
+):
+    torch.manual_seed(0)
+    ref = torch.nn.Conv2d(in_ch, out_ch, 3, padding=rate, dilation=rate, groups=groups, bias=bias)
+    ours = atrous(ref)  # shares the parameters
+    assert isinstance(ours, AtrousConv2d) and ours.weight is ref.weight
+    x = torch.randn(2, in_ch, *size, requires_grad=True)
+    y, y_ref = ours(x), ref(x)
+    g = torch.randn_like(y_ref)
+    grads = torch.autograd.grad((y * g).sum(), [x, *ref.parameters()])
+    grads_ref = torch.autograd.grad((y_ref * g).sum(), [x, *ref.parameters()])
+    assert torch.allclose(y, y_ref, atol=1e-5)
+    for a, b in zip(grads, grads_ref):
+        assert torch.allclose(a, b, atol=1e-4)
+
+
+def test_atrous_conv_not_same_padded_or_strided_is_the_plain_conv():
+    torch.manual_seed(0)
+    for kw in (dict(padding=1, dilation=4), dict(padding=24, dilation=24, stride=2)):
+        ref = torch.nn.Conv2d(4, 4, 3, **kw)
+        x = torch.randn(1, 4, 30, 30)
+        assert torch.equal(atrous(ref)(x), ref(x))
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::torch.jit.TracerWarning")
+def test_atrous_conv_traces_as_the_plain_conv_so_the_graph_holds_at_other_sizes():
+    torch.manual_seed(0)
+    ref = torch.nn.Conv2d(8, 4, 3, padding=24, dilation=24)
+    traced = torch.jit.trace(atrous(ref), torch.randn(1, 8, 16, 16))  # centre-only size
+    x = torch.randn(1, 8, 64, 64)  # every tap valid somewhere
+    with torch.no_grad():
+        assert torch.allclose(traced(x), ref(x), atol=1e-5)

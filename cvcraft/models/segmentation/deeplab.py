@@ -8,7 +8,13 @@ dilation rates plus a global image-pool branch for multi-scale context. V3 upsam
 ASPP logits bilinearly; V3+ adds a light decoder: ASPP features upsampled x4, concatenated
 with a 48-channel projection of the stride-4 map (``layer1``), refined by 3x3 convs —
 depthwise-separable ones with ``separable=True`` (the paper's Xception variant applies them
-in ASPP and the decoder).
+in ASPP and the decoder). The paper's separable conv has BN + ReLU after the depthwise *and*
+the pointwise half; ``separable_bn=False`` gives the lighter form (depthwise straight into
+pointwise, one BN + ReLU after) that segmentation_models_pytorch (smp) uses. With
+``SMP_DEEPLABV3PLUS`` our V3+ is smp's ``DeepLabV3Plus`` layer for layer.
+
+ASPP's dilated convs are ``AtrousConv2d``: on maps smaller than the rates (a 256-px image at
+os 8 gives 32x32 against rates 12/24/36) they skip the taps that read only zero padding.
 
 ``DeepLabV3`` keeps torchvision's layout (``backbone``, ``classifier`` = ASPP + 3x3 conv +
 1x1 conv, ``aux_classifier`` on ``layer3``), so torchvision's weights map one to one.
@@ -23,6 +29,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cvcraft.errors import ConfigError
@@ -47,15 +54,143 @@ def _rates(rates: Sequence[int] | None, output_stride: int) -> tuple[int, ...]:
     )
 
 
+# Our DeepLabV3Plus kwargs that build smp 0.6's DeepLabV3Plus defaults (os 16, separable
+# ASPP with rates 12/24/36, one separable conv after ASPP and one in the decoder, no BN
+# inside separable convs, align_corners=True upsampling): same modules in the same order.
+SMP_DEEPLABV3PLUS: dict = dict(
+    separable=True,
+    separable_bn=False,
+    aspp_conv=True,
+    decoder_convs=1,
+    rates=(12, 24, 36),
+    align_corners=True,
+)
+
+
+def is_exporting() -> bool:
+    """True while a graph is traced/exported: shape-dependent shortcuts would be frozen into
+    a graph that may later run at other sizes, so the plain op is used instead."""
+    return (
+        torch.jit.is_tracing()
+        or torch.jit.is_scripting()
+        or torch.onnx.is_in_onnx_export()
+        or torch.compiler.is_exporting()
+    )
+
+
+class AtrousConv2d(nn.Conv2d):
+    """A "same"-padded dilated conv that skips the taps reading only zero padding.
+
+    At output stride 8/16 ASPP's rates (12/24/36) reach past small maps (a 256-px image
+    gives 32x32 or 16x16): a tap offset by ``r`` rows is valid on ``H - r`` rows only, none
+    when ``r >= H``; oneDNN still multiplies the padding. Summing the per-tap 1x1 convs over
+    their valid crops gives the same output (to rounding) for a fraction of the work: a
+    rate-36 3x3 conv on 32x32 is then a 1x1 conv (~8x less). Used when the valid taps are
+    <= ``MAX_FRACTION`` of the dense work (below it the per-tap convs lose to one fused
+    conv), and for depthwise convs only when just the centre tap is left (a per-channel
+    scale); never while tracing/exporting. Same parameters and keys as ``nn.Conv2d``.
+    """
+
+    MAX_FRACTION = 0.6
+
+    def forward(self, x: Tensor) -> Tensor:
+        (kh, kw), (dh, dw), (h, w) = self.kernel_size, self.dilation, x.shape[-2:]
+        same = self.padding == (dh * (kh // 2), dw * (kw // 2)) and kh % 2 == kw % 2 == 1
+        if not same or self.stride != (1, 1) or self.padding_mode != "zeros" or is_exporting():
+            return super().forward(x)
+        rows = [max(0, h - abs(t - kh // 2) * dh) for t in range(kh)]  # valid rows per tap row
+        cols = [max(0, w - abs(t - kw // 2) * dw) for t in range(kw)]
+        centre_only = sum(rows) == h and sum(cols) == w
+        depthwise = self.groups == self.in_channels == self.out_channels
+        if depthwise and centre_only:  # a 1x1 depthwise conv: per-channel scale
+            y = x * self.weight[:, 0, kh // 2, kw // 2].view(1, -1, 1, 1)
+            return y if self.bias is None else y + self.bias.view(1, -1, 1, 1)
+        if depthwise or sum(rows) * sum(cols) > self.MAX_FRACTION * kh * kw * h * w:
+            return super().forward(x)
+        return self._valid_taps(x, kh, kw, dh, dw)
+
+    def _valid_taps(self, x: Tensor, kh: int, kw: int, dh: int, dw: int) -> Tensor:
+        h, w = x.shape[-2:]
+        cy, cx = kh // 2, kw // 2
+        centre = self.weight[:, :, cy : cy + 1, cx : cx + 1]
+        out = F.conv2d(x, centre, self.bias, groups=self.groups)  # (B, O, H, W)
+        for ty in range(kh):
+            oy = (ty - cy) * dh  # this tap reads input row y + oy for output row y
+            y0, y1 = max(0, -oy), min(h, h - oy)
+            for tx in range(kw):
+                ox = (tx - cx) * dw
+                x0, x1 = max(0, -ox), min(w, w - ox)
+                if (ty, tx) == (cy, cx) or y0 >= y1 or x0 >= x1:
+                    continue
+                tap = self.weight[:, :, ty : ty + 1, tx : tx + 1]
+                crop = x[:, :, y0 + oy : y1 + oy, x0 + ox : x1 + ox]
+                out[:, :, y0:y1, x0:x1] += F.conv2d(crop, tap, groups=self.groups)
+        return out
+
+
+def atrous(conv: nn.Conv2d) -> AtrousConv2d:
+    """``conv`` as an ``AtrousConv2d`` sharing its parameters (no new init, no RNG draws)."""
+    new = AtrousConv2d(
+        conv.in_channels,
+        conv.out_channels,
+        conv.kernel_size,
+        conv.stride,
+        conv.padding,
+        conv.dilation,
+        conv.groups,
+        conv.bias is not None,
+        device="meta",
+    )
+    new.weight, new.bias = conv.weight, conv.bias
+    return new
+
+
+class SeparableConvBNAct(nn.Module):
+    """Depthwise k x k conv -> pointwise 1x1 conv -> BN -> ReLU: a separable conv with no
+    norm/activation between its two halves (smp's ``SeparableConv2d`` + BN + ReLU).
+
+    The factorised conv stays one linear map, so it costs one BN + ReLU instead of the
+    paper's two (the depthwise half's runs over the full-width input). Names: ``dw`` (the
+    depthwise ``Conv2d``), ``pw`` (a ``ConvBNAct``). (B, in_ch, H, W) -> (B, out_ch, H, W).
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, k: int = 3, d: int = 1) -> None:
+        super().__init__()
+        pad = d * (k - 1) // 2
+        self.dw = AtrousConv2d(in_ch, in_ch, k, padding=pad, dilation=d, groups=in_ch, bias=False)
+        self.pw = ConvBNAct(in_ch, out_ch, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.pw(self.dw(x))
+
+
+def separable_conv(in_ch: int, out_ch: int, k: int = 3, d: int = 1, bn: bool = True) -> nn.Module:
+    """A 3x3-style separable conv-BN-ReLU: the paper's (BN + ReLU after both halves,
+    ``bn=True``) or the lighter ``SeparableConvBNAct`` (``bn=False``)."""
+    if not bn:
+        return SeparableConvBNAct(in_ch, out_ch, k, d=d)  # its depthwise conv is atrous
+    conv = DepthwiseSeparableConv(in_ch, out_ch, k, d=d)
+    conv.dw.conv = atrous(conv.dw.conv)
+    return conv
+
+
 def make_aspp(
-    in_ch: int, out_ch: int, rates: Sequence[int], separable: bool = False, dropout: float = 0.5
+    in_ch: int,
+    out_ch: int,
+    rates: Sequence[int],
+    separable: bool = False,
+    dropout: float = 0.5,
+    separable_bn: bool = True,
 ) -> ASPP:
-    """``nn.pool.ASPP``; ``separable=True`` swaps each dilated 3x3 branch for a depthwise-
-    separable one (DeepLabV3+), cutting its weights from ``9·C·C'`` to ``9·C + C·C'``."""
+    """``nn.pool.ASPP`` with ``AtrousConv2d`` rate branches; ``separable=True`` swaps each
+    for a depthwise-separable one (DeepLabV3+), cutting its weights from ``9·C·C'`` to
+    ``9·C + C·C'``; ``separable_bn`` as in ``separable_conv``."""
     aspp = ASPP(in_ch, out_ch, rates, dropout)
-    if separable:
-        for i, r in enumerate(rates, start=1):  # convs = [1x1, rate branches..., image pool]
-            aspp.convs[i] = DepthwiseSeparableConv(in_ch, out_ch, 3, d=r)
+    for i, r in enumerate(rates, start=1):  # convs = [1x1, rate branches..., image pool]
+        if separable:
+            aspp.convs[i] = separable_conv(in_ch, out_ch, 3, d=r, bn=separable_bn)
+        else:  # a ConvBNAct: skip the taps of its rate-r conv that read only padding
+            aspp.convs[i].conv = atrous(aspp.convs[i].conv)
     return aspp
 
 
@@ -109,6 +244,12 @@ class DeepLabV3Plus(nn.Module):
         low_level_channels: width of the ``layer1`` projection (paper 48).
         decoder_convs: number of 3x3 refinement convs (paper 2).
         separable: depthwise-separable convs in ASPP and decoder (paper's Xception setting).
+        separable_bn: BN + ReLU between depthwise and pointwise (paper; ``False``: smp's
+            lighter separable conv, see ``SeparableConvBNAct``).
+        aspp_conv: one more 3x3 conv-BN-ReLU (separable if ``separable``) on the ASPP
+            output before upsampling, as smp's DeepLabV3Plus has.
+        align_corners: of the two bilinear upsamplings (x4 of the ASPP map, x4 of the
+            logits); the DeepLab TF code and smp use ``True``.
     """
 
     def __init__(
@@ -123,6 +264,9 @@ class DeepLabV3Plus(nn.Module):
         decoder_convs: int = 2,
         separable: bool = False,
         aux: bool = False,
+        separable_bn: bool = True,
+        aspp_conv: bool = False,
+        align_corners: bool = False,
     ) -> None:
         super().__init__()
         if decoder_convs < 1:
@@ -131,22 +275,36 @@ class DeepLabV3Plus(nn.Module):
         self.default_input_size = (in_chans, 512, 512)
         self.backbone = resnet_backbone(backbone, in_chans, output_stride)
         ch = resnet_channels(self.backbone)
-        self.aspp = make_aspp(ch[-1], aspp_channels, _rates(rates, output_stride), separable)
-        self.low_level = ConvBNAct(ch[1], low_level_channels, 1)
         c = aspp_channels
-        ins = [c + low_level_channels] + [c] * (decoder_convs - 1)
-        self.decoder = nn.Sequential(
-            *(DepthwiseSeparableConv(i, c, 3) if separable else ConvBNAct(i, c, 3) for i in ins)
+        self.align_corners = align_corners
+
+        def conv3x3(i: int) -> nn.Module:
+            return separable_conv(i, c, 3, bn=separable_bn) if separable else ConvBNAct(i, c, 3)
+
+        aspp = make_aspp(
+            ch[-1], c, _rates(rates, output_stride), separable, separable_bn=separable_bn
         )
+        # Registered as ``aspp`` alone without the extra conv (the original layout, whose
+        # checkpoints keep loading) and as ``aspp = [ASPP, conv]`` with it (smp's order).
+        self.aspp = nn.Sequential(aspp, conv3x3(c)) if aspp_conv else aspp
+        self.low_level = ConvBNAct(ch[1], low_level_channels, 1)
+        ins = [c + low_level_channels] + [c] * (decoder_convs - 1)
+        self.decoder = nn.Sequential(*(conv3x3(i) for i in ins))
         self.head = nn.Conv2d(c, num_classes, 1)
         self.aux_classifier = FCNHead(ch[-2], num_classes) if aux else None
         inplace_relu_(self)
 
+    def _up(self, x: Tensor, size: Sequence[int]) -> Tensor:
+        if not self.align_corners:
+            return resize(x, size)
+        return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=True)
+
     def forward(self, x: Tensor) -> Tensor | tuple[Tensor, list[Tensor]]:
         feats = resnet_features(self.backbone, x)
         low = self.low_level(feats[1])  # (B, 48, H/4, W/4)
-        y = resize(self.aspp(feats[-1]), low.shape[-2:])  # (B, 256, H/4, W/4)
+        y = self._up(self.aspp(feats[-1]), low.shape[-2:])  # (B, 256, H/4, W/4)
         y = self.head(self.decoder(torch.cat([y, low], dim=1)))  # (B, K, H/4, W/4)
+        y = self._up(y, x.shape[-2:])  # (B, K, H, W); seg_outputs' resize is then a no-op
         aux = aux_logits(self.aux_classifier, feats[-2], self.training)
         return seg_outputs(self.training, y, aux, x.shape[-2:])
 
