@@ -12,6 +12,7 @@ from cvcraft.data.detection import DetectionData, DetectionImage, write_coco
 from cvcraft.data.detection_dataset import (
     DetectAugment,
     DetectionDataset,
+    batch_targets,
     coco_ground_truth,
     collate_detect,
     load_detection_splits,
@@ -130,9 +131,13 @@ def test_collate_detect():
     ds = _aug_ds()
     batch = collate_detect([ds[(0, i)] for i in range(3)])
     assert batch["images"].dtype == torch.uint8 and batch["images"].shape == (3, 3, 64, 64)
-    assert len(batch["targets"]) == 3
-    t = batch["targets"][0]
-    assert t["boxes"].dtype == torch.float32 and t["labels"].dtype == torch.int64
+    targets = batch_targets(batch)
+    assert len(targets) == 3 and batch["counts"].sum() == len(batch["boxes"])
+    for t, i in zip(targets, range(3)):  # the packed boxes split back into each image's
+        s = ds[(0, i)]
+        assert t["boxes"].dtype == torch.float32 and t["labels"].dtype == torch.int64
+        np.testing.assert_array_equal(t["boxes"].numpy(), s.boxes.reshape(-1, 4))
+        np.testing.assert_array_equal(t["labels"].numpy(), s.box_labels)
     assert batch["index"].tolist() == [0, 1, 2]
     with pytest.raises(DataError, match="differ in size"):
         s = ds[(0, 0)]
