@@ -48,6 +48,7 @@ class ModelEMA:
         self.every = every
         self.updates = 0  # EMA updates applied (drives the warmup)
         self.calls = 0  # calls to update(), for ``every``
+        self._match: tuple | None = None  # (model, param pairs, buffer pairs), see _pairs
 
     def current_decay(self, updates: int | None = None) -> float:
         """``decay * (1 - exp(-updates / tau))`` (or ``decay`` without warmup)."""
@@ -64,21 +65,52 @@ class ModelEMA:
             return
         self.updates += 1
         d = self.current_decay()
-        src = unwrap_model(model).state_dict()
-        dst = self.module.state_dict()
-        if src.keys() != dst.keys():
-            raise ValueError("ModelEMA.update: model keys differ from the averaged copy's")
-        floats_dst, floats_src = [], []
-        for k, v in dst.items():
-            s = src[k].detach()
-            if v.dtype.is_floating_point:
-                floats_dst.append(v)
-                floats_src.append(s.to(v.dtype))
-            else:
-                v.copy_(s)
+        floats_dst, floats_src, ints = self._pairs(unwrap_model(model))
+        for dst, src in ints:
+            dst.copy_(src)
         if floats_dst:
             # lerp(ema, p, 1-d) = ema + (1-d)(p - ema) = d*ema + (1-d)*p; one fused call.
             torch._foreach_lerp_(floats_dst, floats_src, 1.0 - d)
+
+    def _pairs(self, model: nn.Module) -> tuple[list, list, list]:
+        """(EMA floats, model floats, [(EMA int, model int)]), matched by name.
+
+        ``state_dict()`` (or walking ``named_parameters``) on every step cost a small
+        detector's training ~1 s per epoch, so the matching is done once per model: parameters
+        are kept as the ``Parameter`` objects (``model.to()`` swaps their data in place),
+        buffers as (owning module, name) and looked up each step (``to()`` and user code
+        replace buffer tensors).
+        """
+        if self._match is None or self._match[0] is not model:
+            self._match = (model, *self._build_match(model))
+        _, params, buffers = self._match
+        floats_dst = [d for d, _ in params]
+        floats_src = [s.detach() for _, s in params]
+        ints = []
+        for (dm, dn), (sm, sn) in buffers:
+            dst, src = dm._buffers[dn], sm._buffers[sn]
+            if dst is None or src is None:
+                continue
+            if dst.dtype.is_floating_point:
+                floats_dst.append(dst)
+                floats_src.append(src if src.dtype == dst.dtype else src.to(dst.dtype))
+            else:
+                ints.append((dst, src))
+        return floats_dst, floats_src, ints
+
+    def _build_match(self, model: nn.Module) -> tuple[list, list]:
+        def buffers(m: nn.Module) -> dict[str, tuple[nn.Module, str]]:
+            return {
+                f"{prefix}.{name}" if prefix else name: (mod, name)
+                for prefix, mod in m.named_modules()
+                for name in mod._buffers
+            }
+
+        sp, dp = dict(model.named_parameters()), dict(self.module.named_parameters())
+        sb, db = buffers(model), buffers(self.module)
+        if sp.keys() != dp.keys() or sb.keys() != db.keys():
+            raise ValueError("ModelEMA.update: model keys differ from the averaged copy's")
+        return [(dp[k], sp[k]) for k in dp], [(db[k], sb[k]) for k in db]
 
     def state_dict(self) -> dict[str, Any]:
         """Averaged weights plus counters, so a resume continues the warmup where it was."""

@@ -61,5 +61,9 @@ def clip_gradients(
     if max_value is not None:
         torch.nn.utils.clip_grad_value_(params, max_value)
     if max_norm is not None:
-        torch.nn.utils.clip_grad_norm_(params, max_norm)
+        reuse = getattr(torch.nn.utils, "clip_grads_with_norm_", None)  # torch >= 2.6
+        if max_value is None and reuse is not None:
+            reuse(params, max_norm, total)  # the norm just computed: not a second pass
+        else:
+            torch.nn.utils.clip_grad_norm_(params, max_norm)
     return total

@@ -76,3 +76,18 @@ def test_state_round_trip_and_wrapped_model():
     ema.update(m)
     other.update(m)
     torch.testing.assert_close(ema.module[0].weight, other.module[0].weight, rtol=0, atol=0)
+
+
+def test_replaced_tensors_are_seen_after_the_first_update():
+    """The name matching is cached; a buffer replaced by a new tensor (as ``model.to()`` and
+    user code do) and a parameter whose data was swapped must still be averaged."""
+    m = _model()
+    ema = ModelEMA(m, decay=0.5, warmup_tau=None)
+    ema.update(m)
+    m[1].running_mean = torch.full((2,), 4.0)  # a new tensor object
+    m[0].weight.data = torch.full((2, 3), 2.0)  # new storage under the same Parameter
+    before_mean = ema.module[1].running_mean.clone()
+    before_w = ema.module[0].weight.clone()
+    ema.update(m)
+    torch.testing.assert_close(ema.module[1].running_mean, 0.5 * before_mean + 2.0)
+    torch.testing.assert_close(ema.module[0].weight, 0.5 * before_w + 1.0)
