@@ -134,7 +134,8 @@ def write_detection_plots(
     if history:
         written += plot_curves(history, folder)
         x = _column(history, "epoch")
-        keys = [k for k in ("map", "map50", "map75", "raw_map", "raw_map50") if any(k in r for r in history)]
+        candidates = ("map", "map50", "map75", "raw_map", "raw_map50")
+        keys = [k for k in candidates if any(k in r for r in history)]
         p = _plot_keys(history, keys, x, "epoch", "COCO AP", folder / "map.png")
         if p is not None:
             written.append(p)
