@@ -39,6 +39,7 @@ from cvcraft.models.segmentation.heads import (
     FCNHead,
     aux_logits,
     inplace_relu_,
+    is_exporting,
     resize,
     seg_outputs,
 )
@@ -65,17 +66,6 @@ SMP_DEEPLABV3PLUS: dict = dict(
     rates=(12, 24, 36),
     align_corners=True,
 )
-
-
-def is_exporting() -> bool:
-    """True while a graph is traced/exported: shape-dependent shortcuts would be frozen into
-    a graph that may later run at other sizes, so the plain op is used instead."""
-    return (
-        torch.jit.is_tracing()
-        or torch.jit.is_scripting()
-        or torch.onnx.is_in_onnx_export()
-        or torch.compiler.is_exporting()
-    )
 
 
 class AtrousConv2d(nn.Conv2d):

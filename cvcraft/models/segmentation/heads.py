@@ -7,6 +7,8 @@
   read by nothing else), saving one activation-sized write per layer at inference.
 - ``aux_logits``: the auxiliary head's logits in training only.
 - ``check_min_size``: a clear error when an input is too small for a model's poolings.
+- ``is_exporting``: whether a graph is being traced/exported (shape-dependent fast paths
+  step aside then).
 - ``seg_outputs``: resize logits to the input size and apply the train/eval contract:
   training with auxiliary heads -> ``(main, [aux, ...])``, otherwise ``main`` alone.
 """
@@ -15,11 +17,23 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cvcraft.errors import ConfigError
 from cvcraft.nn.conv import ConvBNAct
+
+
+def is_exporting() -> bool:
+    """True while a graph is traced/exported: shape-dependent shortcuts would be frozen into
+    a graph that may later run at other sizes, so the plain op is used instead."""
+    return (
+        torch.jit.is_tracing()
+        or torch.jit.is_scripting()
+        or torch.onnx.is_in_onnx_export()
+        or torch.compiler.is_exporting()
+    )
 
 
 class FCNHead(nn.Sequential):

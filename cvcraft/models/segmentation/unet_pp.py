@@ -40,11 +40,11 @@ from torch import Tensor, nn
 
 from cvcraft.errors import ConfigError
 from cvcraft.models.registry import register_model
-from cvcraft.models.segmentation.deeplab import is_exporting
 from cvcraft.models.segmentation.encoders import resnet_backbone, resnet_channels, resnet_features
 from cvcraft.models.segmentation.heads import (
     check_min_size,
     inplace_relu_,
+    is_exporting,
     resize,
     seg_outputs,
 )
