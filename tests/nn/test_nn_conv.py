@@ -12,6 +12,7 @@ from cvcraft.nn.conv import (
     ConvBNAct,
     DeformConv2d,
     DepthwiseSeparableConv,
+    _act_inplace,
     channel_shuffle,
     conv1x1,
     dilated_conv,
@@ -37,6 +38,41 @@ def test_convbnact_same_padding_names_and_value():
     assert ConvBNAct(3, 8, 3, s=2)(x).shape == (2, 8, 5, 5)
     no_norm = ConvBNAct(3, 8, 3, norm=None, act=None)
     assert no_norm.conv.bias is not None and isinstance(no_norm.bn, nn.Identity)
+
+
+@pytest.mark.parametrize(
+    "act, kw",
+    [("silu", {}), ("relu", {}), ("hardswish", {}), ("leaky_relu", {"negative_slope": 0.1}),
+     ("relu6", {}), ("gelu", {})],
+)  # fmt: skip
+def test_convbnact_inplace_act_without_grad_equals_module_and_keeps_training_grads(act, kw):
+    torch.manual_seed(0)
+    m = ConvBNAct(3, 6, act=act, act_kw=kw)
+    x = torch.randn(2, 3, 7, 7)
+    m.eval()
+    reference = m.act(m.bn(m.conv(x))).detach()  # the module activation, out of place
+    # the fast path is taken for every elementwise activation torch has in place (not GELU)
+    assert (_act_inplace(m.act, reference.clone()) is None) == (act == "gelu")
+    with torch.no_grad():
+        fast = m(x)
+    assert torch.equal(fast, reference)
+    with torch.inference_mode():
+        assert torch.equal(m(x), reference)
+    # frozen layer, grad enabled: no graph through it, same values
+    for p in m.parameters():
+        p.requires_grad_(False)
+    assert torch.equal(m(x), reference)
+    # training: autograd must still work (an in-place SiLU here would fail backward)
+    for p in m.parameters():
+        p.requires_grad_(True)
+    m.train()
+    xg = x.clone().requires_grad_(True)
+    m(xg).square().sum().backward()
+    twin = ConvBNAct(3, 6, act=act, act_kw=kw)
+    twin.load_state_dict(m.state_dict())
+    xt = x.clone().requires_grad_(True)
+    twin.act(twin.bn(twin.conv(xt))).square().sum().backward()
+    assert torch.allclose(xg.grad, xt.grad, atol=1e-6)
 
 
 def test_depthwise_separable_equals_its_two_convs():
