@@ -50,7 +50,13 @@ def _input_for(model: torch.nn.Module, name: str) -> torch.Tensor:
     # Segmentation: 96 px puts stride-8 features at 12x12, which PSPNet's 1/2/3/6 bins
     # divide (ONNX's adaptive pooling needs that); every other segmenter accepts it too.
     side = 96 if model_task(name) == "segment" else SMALL_SIDE
-    if min(h, w) > side:
+    # A classifier pooling to a fixed grid (AlexNet's 6x6, VGG's 7x7) needs its native size:
+    # ONNX's adaptive pooling only exports when the grid divides the feature map.
+    pools_to_grid = model_task(name) == "classify" and any(
+        isinstance(m, torch.nn.AdaptiveAvgPool2d) and m.output_size not in (1, (1, 1))
+        for m in model.modules()
+    )
+    if min(h, w) > side and not pools_to_grid:
         x = torch.randn(1, c, side, side)
         try:
             with torch.no_grad():
