@@ -84,7 +84,16 @@ def init_distributed(device: torch.device, timeout_s: float = 1800.0) -> bool:
     backend = "nccl" if device.type == "cuda" else "gloo"
     if device.type == "cuda":
         torch.cuda.set_device(local_rank())
-    dist.init_process_group(backend=backend, timeout=timedelta(seconds=timeout_s))
+    timeout = timedelta(seconds=timeout_s)
+    # torchrun keeps one store across elastic restarts (same MASTER_PORT), so the restarted
+    # workers would read the dead attempt's gloo addresses from it and fail with "connection
+    # refused" (torch 2.14, reproduced with a plain torchrun script). Each attempt gets its
+    # own key prefix in that store instead.
+    store, rank_, world = next(dist.rendezvous("env://", timeout=timeout))
+    store = dist.PrefixStore(f"/cvcraft/attempt_{elastic_restart_count()}", store)
+    dist.init_process_group(
+        backend=backend, store=store, rank=rank_, world_size=world, timeout=timeout
+    )
     return True
 
 
