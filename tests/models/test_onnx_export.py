@@ -87,7 +87,10 @@ def test_onnx_export_matches_torch(name):
         assert got.shape == expected.shape == (1, 10)
     else:  # segmentation: logits at the input resolution
         assert got.shape == expected.shape == (1, 10, *x.shape[-2:])
-    np.testing.assert_allclose(got, expected, atol=1e-4, rtol=1e-4)
+    # Randomly initialised deep segmenters output logits in the hundreds; float32 reordering
+    # differences grow with that scale, so the absolute tolerance follows it.
+    scale = max(1.0, float(np.abs(expected).max()))
+    np.testing.assert_allclose(got, expected, atol=1e-4 + 1e-5 * scale, rtol=1e-4)
 
 
 class _Decoded(torch.nn.Module):

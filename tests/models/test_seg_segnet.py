@@ -1,7 +1,11 @@
+import pytest
 import torch
+import torch.nn.functional as F
 
+import cvcraft.models.segmentation.segnet as segnet_module
 from cvcraft.models import create_model, model_info
 from cvcraft.models.classification.vgg import VGG
+from cvcraft.models.segmentation.segnet import unpool_scatter
 
 TINY_VGG = [4, "M", 4, "M", 8, "M", 8, "M", 8, "M"]
 
@@ -33,3 +37,27 @@ def test_unpooling_puts_values_back_at_the_argmax_positions():
         y = m(x)
     ref = torch.tensor([[[[0.0, 5, 0, 0], [0, 0, 8, 0], [0, 0, 0, 0], [9, 0, 0, 3]]]])
     assert torch.equal(y, ref)
+
+
+@pytest.mark.parametrize("hw", [(8, 8), (9, 7), (5, 12)])
+def test_unpool_scatter_equals_max_unpool2d(hw):
+    """The export path's scatter unpooling against torch's kernel, odd sizes included."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, *hw)
+    pooled, idx = F.max_pool2d(x, 2, 2, return_indices=True)
+    expected = F.max_unpool2d(pooled, idx, 2, 2, output_size=hw)
+    got = unpool_scatter(pooled, idx, hw)
+    assert got.shape == expected.shape == (2, 3, *hw)
+    assert torch.equal(got, expected)
+
+
+def test_segnet_export_path_matches_eager(monkeypatch):
+    """The whole model with the export-time unpooling gives the eager outputs."""
+    torch.manual_seed(0)
+    model = create_model("segnet", num_classes=4, cfg=TINY_VGG).eval()
+    x = torch.randn(1, 3, 40, 56)  # pooled sizes include odd ones (5, 7, 3)
+    with torch.no_grad():
+        eager = model(x)
+        monkeypatch.setattr(segnet_module, "is_exporting", lambda: True)
+        exported_path = model(x)
+    torch.testing.assert_close(exported_path, eager, atol=0, rtol=0)

@@ -14,13 +14,15 @@ Odd sizes work: each unpool is told the pre-pool size. Shapes (VGG-16): (B, 3, H
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cvcraft.errors import ConfigError
 from cvcraft.models.registry import register_model
 from cvcraft.models.segmentation.encoders import vgg_features
-from cvcraft.models.segmentation.heads import check_min_size, inplace_relu_
+from cvcraft.models.segmentation.heads import check_min_size, inplace_relu_, is_exporting
 from cvcraft.nn.conv import ConvBNAct
 
 
@@ -75,9 +77,26 @@ class SegNet(nn.Module):
             indices.append(idx)
             start = p + 1
         for block, idx, size in zip(self.decoder, reversed(indices), reversed(sizes)):
-            x = F.max_unpool2d(x, idx, 2, 2, output_size=size)  # sparse (B, C, h, w)
+            if is_exporting():
+                x = unpool_scatter(x, idx, size)  # ONNX has no exporter for max_unpool2d
+            else:
+                x = F.max_unpool2d(x, idx, 2, 2, output_size=size)  # sparse (B, C, h, w)
             x = block(x)
         return self.head(x)  # (B, K, H, W)
+
+
+def unpool_scatter(x: Tensor, indices: Tensor, size: Sequence[int]) -> Tensor:
+    """Max-unpooling as a scatter: each value goes to its argmax position (``indices`` from
+    ``max_pool2d(..., return_indices=True)`` are flat per-plane offsets), zeros elsewhere.
+
+    Equals ``F.max_unpool2d`` (tested); used under export because torch's TorchScript ONNX
+    exporter has no symbolic for max_unpool2d, while scatter exports as ScatterElements.
+    (B, C, h, w) + indices -> (B, C, *size).
+    """
+    b, c = x.shape[:2]
+    flat = x.new_zeros(b, c, size[0] * size[1])
+    flat = flat.scatter(2, indices.flatten(2), x.flatten(2))
+    return flat.view(b, c, size[0], size[1])
 
 
 @register_model()
