@@ -182,11 +182,8 @@ def count_macs(
         elif isinstance(m, _NORMS + _ACTS + _POOLS):
             handles.append(m.register_forward_hook(count))
     try:
-        # An input that requires grad keeps every layer on its module path: without autograd
-        # ConvBNAct applies its activation in place, bypassing the module (and this hook).
-        x = torch.empty(batch, *input_size, device="meta", requires_grad=True)
-        with counter, torch.enable_grad():
-            meta(x)
+        with counter:
+            meta(torch.empty(batch, *input_size, device="meta"))
     finally:
         for h in handles:
             h.remove()

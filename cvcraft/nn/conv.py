@@ -31,8 +31,8 @@ def _act_inplace(act: nn.Module, y: torch.Tensor) -> torch.Tensor | None:
     """``act(y)`` computed in ``y``'s own memory for the elementwise activations that allow it,
     else None. Only for a fresh ``y`` that no graph needs (no grad): saves one allocation the
     size of the layer's output, whose page faults dominate at large maps (4 % of a YOLO-s
-    forward at 640 px, batch 8). In training the activation's backward needs its input, so
-    the out-of-place module runs instead."""
+    forward at 640 px, batch 8). In training these activations' backward needs their input
+    (ReLU's does not; ``ConvBNAct.forward`` treats it apart)."""
     kind = type(act)
     if kind is nn.SiLU:
         return F.silu(y, inplace=True)
@@ -92,13 +92,20 @@ class ConvBNAct(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.bn(self.conv(x))
-        # conv/BN outputs are fresh tensors: without autograd (inference, frozen layers) the
-        # activation may overwrite them. A Proxy (fx tracing) takes the plain path.
-        if not isinstance(y, torch.fx.Proxy) and not y.requires_grad:
-            out = _act_inplace(self.act, y)
-            if out is not None:
-                return out
-        return self.act(y)
+        act = self.act
+        # conv/BN outputs are fresh tensors nothing else reads, so the activation may
+        # overwrite them: ReLU always (its backward reads its output, as in torchvision's
+        # ResNet), the others only without autograd (inference, frozen layers). The module
+        # itself runs when someone watches it (hooks: MAC counting, feature extraction) or
+        # under fx tracing (a Proxy).
+        if not (isinstance(y, torch.fx.Proxy) or act._forward_hooks or act._forward_pre_hooks):
+            if type(act) is nn.ReLU:
+                return torch.relu_(y)
+            if not y.requires_grad:
+                out = _act_inplace(act, y)
+                if out is not None:
+                    return out
+        return act(y)
 
 
 class DepthwiseSeparableConv(nn.Module):

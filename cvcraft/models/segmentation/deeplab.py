@@ -38,7 +38,6 @@ from cvcraft.models.segmentation.encoders import resnet_backbone, resnet_channel
 from cvcraft.models.segmentation.heads import (
     FCNHead,
     aux_logits,
-    inplace_relu_,
     is_exporting,
     resize,
     seg_outputs,
@@ -217,7 +216,6 @@ class DeepLabV3(nn.Module):
             nn.Conv2d(aspp_channels, num_classes, 1),
         )
         self.aux_classifier = FCNHead(ch[-2], num_classes) if aux else None
-        inplace_relu_(self)
 
     def forward(self, x: Tensor) -> Tensor | tuple[Tensor, list[Tensor]]:
         feats = resnet_features(self.backbone, x)
@@ -282,7 +280,6 @@ class DeepLabV3Plus(nn.Module):
         self.decoder = nn.Sequential(*(conv3x3(i) for i in ins))
         self.head = nn.Conv2d(c, num_classes, 1)
         self.aux_classifier = FCNHead(ch[-2], num_classes) if aux else None
-        inplace_relu_(self)
 
     def _up(self, x: Tensor, size: Sequence[int]) -> Tensor:
         if not self.align_corners:

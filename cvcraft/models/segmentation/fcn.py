@@ -38,7 +38,7 @@ from cvcraft.models.segmentation.encoders import (
     resnet_features,
     vgg_features,
 )
-from cvcraft.models.segmentation.heads import FCNHead, aux_logits, inplace_relu_, seg_outputs
+from cvcraft.models.segmentation.heads import FCNHead, aux_logits, seg_outputs
 from cvcraft.nn.conv import transposed_conv
 
 STRIDES = (32, 16, 8)
@@ -170,7 +170,6 @@ class FCNResNet(nn.Module):
         ch = resnet_channels(self.backbone)
         self.classifier = FCNHead(ch[-1], num_classes)
         self.aux_classifier = FCNHead(ch[-2], num_classes) if aux else None
-        inplace_relu_(self)
 
     def forward(self, x: Tensor) -> Tensor | tuple[Tensor, list[Tensor]]:
         feats = resnet_features(self.backbone, x)

@@ -3,8 +3,6 @@
 - ``FCNHead``: 3x3 conv-BN-ReLU to ``in/4`` channels, dropout, 1x1 conv to the classes — the
   auxiliary head of PSPNet/DeepLab (Zhao et al. 2017 put it on ResNet's ``layer3`` to ease
   optimisation of the deep backbone) and torchvision's ``FCNHead``.
-- ``inplace_relu_``: make each ConvBNAct's ReLU in-place (its input, a fresh BN output, is
-  read by nothing else), saving one activation-sized write per layer at inference.
 - ``aux_logits``: the auxiliary head's logits in training only.
 - ``check_min_size``: a clear error when an input is too small for a model's poolings.
 - ``is_exporting``: whether a graph is being traced/exported (shape-dependent fast paths
@@ -46,14 +44,6 @@ class FCNHead(nn.Sequential):
         )
 
 
-def inplace_relu_(model: nn.Module) -> nn.Module:
-    """Set ``inplace=True`` on the ReLU of every ``ConvBNAct`` in ``model``; returns it."""
-    for m in model.modules():
-        if isinstance(m, ConvBNAct) and isinstance(m.act, nn.ReLU):
-            m.act.inplace = True
-    return model
-
-
 def aux_logits(head: nn.Module | None, feat: Tensor, training: bool) -> list[Tensor]:
     """``[head(feat)]`` in training when the model has an auxiliary head, else ``[]`` (the
     auxiliary branch costs nothing at inference)."""
@@ -87,4 +77,4 @@ def seg_outputs(
     return main, [resize(a, size) for a in aux]
 
 
-__all__ = ["FCNHead", "aux_logits", "check_min_size", "inplace_relu_", "resize", "seg_outputs"]
+__all__ = ["FCNHead", "aux_logits", "check_min_size", "is_exporting", "resize", "seg_outputs"]

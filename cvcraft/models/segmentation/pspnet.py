@@ -24,7 +24,6 @@ from cvcraft.models.segmentation.encoders import resnet_backbone, resnet_channel
 from cvcraft.models.segmentation.heads import (
     FCNHead,
     aux_logits,
-    inplace_relu_,
     resize,
     seg_outputs,
 )
@@ -87,7 +86,6 @@ class PSPNet(nn.Module):
             nn.Conv2d(head_channels, num_classes, 1),
         )
         self.aux_classifier = FCNHead(ch[-2], num_classes) if aux else None
-        inplace_relu_(self)
 
     def forward(self, x: Tensor) -> Tensor | tuple[Tensor, list[Tensor]]:
         feats = resnet_features(self.backbone, x)

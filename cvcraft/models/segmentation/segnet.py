@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from cvcraft.errors import ConfigError
 from cvcraft.models.registry import register_model
 from cvcraft.models.segmentation.encoders import vgg_features
-from cvcraft.models.segmentation.heads import check_min_size, inplace_relu_, is_exporting
+from cvcraft.models.segmentation.heads import check_min_size, is_exporting
 from cvcraft.nn.conv import ConvBNAct
 
 
@@ -65,7 +65,6 @@ class SegNet(nn.Module):
             decoder.append(nn.Sequential(*(ConvBNAct(i, o, 3) for i, o in zip(ins, outs))))
         self.decoder = nn.ModuleList(decoder)
         self.head = nn.Conv2d(stages[0][0], num_classes, 1)
-        inplace_relu_(self)
 
     def forward(self, x: Tensor) -> Tensor:
         check_min_size(x, 2 ** len(self.pool_at), "segnet")

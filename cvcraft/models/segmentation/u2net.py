@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from cvcraft.errors import ConfigError
 from cvcraft.models.registry import register_model
-from cvcraft.models.segmentation.heads import inplace_relu_, resize, seg_outputs
+from cvcraft.models.segmentation.heads import resize, seg_outputs
 from cvcraft.nn.conv import ConvBNAct
 
 
@@ -115,7 +115,6 @@ class U2Net(nn.Module):
         side_ch = [row[4] for row in reversed(dec)] + [enc[-1][4]]
         self.sides = nn.ModuleList(nn.Conv2d(c, num_classes, 3, padding=1) for c in side_ch)
         self.fuse = nn.Conv2d(len(side_ch) * num_classes, num_classes, 1)
-        inplace_relu_(self)
 
     def forward(self, x: Tensor) -> Tensor | tuple[Tensor, list[Tensor]]:
         size = x.shape[-2:]

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from cvcraft.errors import ConfigError
 from cvcraft.models.registry import register_model
 from cvcraft.models.segmentation.encoders import resnet_backbone, resnet_channels, resnet_features
-from cvcraft.models.segmentation.heads import check_min_size, inplace_relu_
+from cvcraft.models.segmentation.heads import check_min_size
 from cvcraft.nn.conv import ConvBNAct, transposed_conv
 
 UP_MODES = ("transposed", "bilinear", "nearest")
@@ -139,7 +139,6 @@ class UNet(nn.Module):
             outs = list(decoder_channels)
         self.ups = nn.ModuleList(UpBlock(i, s, o, up, norm) for i, s, o in zip(ins, skips, outs))
         self.head = nn.Conv2d(outs[-1], num_classes, head_kernel, padding=head_kernel // 2)
-        inplace_relu_(self)
 
     def encode(self, x: Tensor) -> list[Tensor]:
         """Encoder maps, shallowest first."""

@@ -43,7 +43,6 @@ from cvcraft.models.registry import register_model
 from cvcraft.models.segmentation.encoders import resnet_backbone, resnet_channels, resnet_features
 from cvcraft.models.segmentation.heads import (
     check_min_size,
-    inplace_relu_,
     is_exporting,
     resize,
     seg_outputs,
@@ -202,7 +201,6 @@ class UNetPlusPlus(nn.Module):
             nn.Conv2d(out_ch, num_classes, head_kernel, padding=head_kernel // 2)
             for _ in range(depth if deep_supervision else 1)
         )
-        inplace_relu_(self)
 
     def _decoder_widths(
         self, width: dict, decoder_channels: Sequence[int] | None, resnet: bool
