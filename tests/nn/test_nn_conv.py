@@ -209,3 +209,14 @@ def test_transposed_conv_is_the_adjoint_of_the_strided_conv():
     x, y = torch.randn(1, 2, 10, 10), torch.randn(1, 3, 5, 5)
     cx = F.conv2d(x, ct.weight, stride=2, padding=1)  # (1, 3, 5, 5)
     torch.testing.assert_close((ct(y) * x).sum(), (y * cx).sum(), atol=1e-4, rtol=1e-5)
+
+
+def test_convbnact_hooked_activation_still_runs_as_a_module():
+    """Hooks on the activation (MAC counting, feature extraction) must see it called, even
+    where the unhooked layer would take the in-place path."""
+    m = ConvBNAct(3, 4, act="silu").eval()
+    seen = []
+    m.act.register_forward_hook(lambda mod, inp, out: seen.append(out.shape))
+    with torch.no_grad():
+        m(torch.randn(1, 3, 5, 5))
+    assert seen == [torch.Size([1, 4, 5, 5])]
