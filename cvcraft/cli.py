@@ -300,6 +300,9 @@ def check_model_for_task(name: str, task: str) -> None:
     is unknown or belongs to another task."""
     from cvcraft.models import list_models
 
+    spec = get_task(task)
+    if not spec.model_packages and not spec.models:
+        return  # the task builds its own networks (model= is not a registry name)
     names = list_models()
     if name not in names:
         same = [n for n in names if model_task(n) == task]
