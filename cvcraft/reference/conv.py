@@ -36,7 +36,9 @@ def _check_conv(x: np.ndarray, w: np.ndarray, groups: int, in_axis: int) -> None
     if x.ndim != 4 or w.ndim != 4:
         raise ValueError(f"conv needs x (N, C, H, W) and w 4-D, got {x.shape} and {w.shape}")
     if groups < 1 or x.shape[1] % groups:
-        raise ConfigError(f"groups={groups} must be >= 1 and divide the {x.shape[1]} input channels")
+        raise ConfigError(
+            f"groups={groups} must be >= 1 and divide the {x.shape[1]} input channels"
+        )
     per_group = w.shape[1] if in_axis == 1 else w.shape[0] // groups
     if in_axis == 1 and (per_group * groups != x.shape[1] or w.shape[0] % groups):
         raise ValueError(
@@ -142,9 +144,7 @@ def im2col(
     """
     k, s, p, d = pair(kernel), pair(stride), pair(padding), pair(dilation)
     ho, wo = _out_hw(x, k, s, p, d)
-    xp = np.pad(
-        x, ((0, 0), (0, 0), (p[0], p[0]), (p[1], p[1])), constant_values=pad_value
-    )
+    xp = np.pad(x, ((0, 0), (0, 0), (p[0], p[0]), (p[1], p[1])), constant_values=pad_value)
     cols = np.empty(x.shape[:2] + k + (ho, wo), dtype=x.dtype)
     for u in range(k[0]):
         for v in range(k[1]):

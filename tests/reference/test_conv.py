@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import close, t
+from refcheck import close, t
 
 from cvcraft.errors import ConfigError
 from cvcraft.reference import conv
@@ -126,7 +126,12 @@ def test_output_size_formulas_equal_torch_shapes(size, k, s, p, d):
 
 @pytest.mark.parametrize(
     "layers",
-    [[(3, 1)], [(3, 1), (3, 1)], [(7, 2), (3, 2), (3, 1), (3, 2)], [(3, 1, 2), (3, 2, 1), (5, 1, 3)]],
+    [
+        [(3, 1)],
+        [(3, 1), (3, 1)],
+        [(7, 2), (3, 2), (3, 1), (3, 2)],
+        [(3, 1, 2), (3, 2, 1), (5, 1, 3)],
+    ],
 )
 def test_receptive_field_equals_autograd_support(layers):
     # The input pixels one output pixel depends on: the nonzero gradient of a stack of
