@@ -117,9 +117,7 @@ def prelu(x: np.ndarray, a: np.ndarray) -> np.ndarray:
     return np.where(x > 0, x, a * x)
 
 
-def prelu_backward(
-    dy: np.ndarray, x: np.ndarray, a: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
+def prelu_backward(dy: np.ndarray, x: np.ndarray, a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(dx, da)``: ``dx = dy`` where x > 0 else ``a dy``; ``da = sum over x <= 0 of dy x``."""
     a_b = a.reshape((1, -1) + (1,) * (x.ndim - 2)) if a.size > 1 else a.reshape(())
     dx = np.where(x > 0, dy, a_b * dy)

@@ -49,7 +49,9 @@ def test_batch_norm_eval_is_the_train_statistics_after_convergence():
     close(y_eval, y_train, 1e-10)
 
 
-@pytest.mark.parametrize("shape,k", [((3, 5), 1), ((2, 3, 4), 1), ((2, 3, 4, 5), 2), ((2, 3, 4), 3)])
+@pytest.mark.parametrize(
+    "shape,k", [((3, 5), 1), ((2, 3, 4), 1), ((2, 3, 4, 5), 2), ((2, 3, 4), 3)]
+)
 @pytest.mark.parametrize("affine", [True, False])
 def test_layer_norm_equals_torch(shape, k, affine):
     rng = np.random.default_rng(sum(shape) + k)
