@@ -53,7 +53,9 @@ def kmeans(x: np.ndarray, init: np.ndarray, max_iter: int = 300) -> KMeansResult
     if centres.ndim != 2 or centres.shape[1] != x.shape[1]:
         raise ValueError(f"kmeans init {centres.shape} must be (k, {x.shape[1]})")
     labels = squared_distances(x, centres).argmin(axis=1)
-    for it in range(1, max_iter + 1):
+    iterations = 0
+    while iterations < max_iter:
+        iterations += 1
         for j in range(len(centres)):  # update step: each centre to the mean of its points
             members = x[labels == j]
             if len(members):
@@ -63,7 +65,7 @@ def kmeans(x: np.ndarray, init: np.ndarray, max_iter: int = 300) -> KMeansResult
             break
         labels = new
     inertia = float(squared_distances(x, centres)[np.arange(len(x)), labels].sum())
-    return KMeansResult(centres, labels, inertia, it)
+    return KMeansResult(centres, labels, inertia, iterations)
 
 
 class PCAResult(NamedTuple):
