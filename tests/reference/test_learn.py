@@ -102,7 +102,7 @@ def test_mlp_loss_curve_equals_torch_from_the_same_init(batch):
         loss = F.cross_entropy(net(xt[idx]), yt[idx])
         loss.backward()
         opt.step()
-        torch_losses.append(float(loss))
+        torch_losses.append(float(loss.detach()))
     close(losses, torch_losses, 1e-8)
     for ours, theirs in zip(p, net.parameters()):
         close(ours, theirs, 1e-8)
