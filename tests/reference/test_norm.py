@@ -49,71 +49,59 @@ def test_batch_norm_eval_is_the_train_statistics_after_convergence():
     close(y_eval, y_train, 1e-10)
 
 
+def _check_affine_norm(rng, x, param_shape, affine, ours, ours_backward, theirs):
+    """Values and gradients of a (possibly affine) norm: ``ours(x, gamma, beta) -> (y, cache)``,
+    ``ours_backward(dy, cache, gamma)``, ``theirs(xt, gamma_t, beta_t)`` in torch."""
+    gamma = rng.normal(size=param_shape) if affine else None
+    beta = rng.normal(size=param_shape) if affine else None
+    y, cache = ours(x, gamma, beta)
+    xt = t(x)
+    gt, bt = (t(gamma), t(beta)) if affine else (None, None)
+    yt = theirs(xt, gt, bt)
+    close(y, yt)
+    dy = rng.normal(size=x.shape)
+    yt.backward(torch.tensor(dy))
+    dx, dg, db = ours_backward(dy, cache, gamma)
+    close(dx, xt.grad)
+    if affine:
+        close(dg, gt.grad)
+        close(db, bt.grad)
+
+
 @pytest.mark.parametrize(
     "shape,k", [((3, 5), 1), ((2, 3, 4), 1), ((2, 3, 4, 5), 2), ((2, 3, 4), 3)]
 )
 @pytest.mark.parametrize("affine", [True, False])
 def test_layer_norm_equals_torch(shape, k, affine):
     rng = np.random.default_rng(sum(shape) + k)
-    x = rng.normal(1.0, 2.0, size=shape)
     ns = shape[len(shape) - k :]
-    gamma = rng.normal(size=ns) if affine else None
-    beta = rng.normal(size=ns) if affine else None
-    y, cache = norm.layer_norm(x, ns, gamma, beta)
-    xt = t(x)
-    gt, bt = (t(gamma), t(beta)) if affine else (None, None)
-    yt = F.layer_norm(xt, ns, gt, bt, 1e-5)
-    close(y, yt)
-    dy = rng.normal(size=shape)
-    yt.backward(torch.tensor(dy))
-    dx, dg, db = norm.layer_norm_backward(dy, cache, gamma)
-    close(dx, xt.grad)
-    if affine:
-        close(dg, gt.grad)
-        close(db, bt.grad)
+    _check_affine_norm(
+        rng, rng.normal(1.0, 2.0, size=shape), ns, affine,
+        lambda x, g, b: norm.layer_norm(x, ns, g, b), norm.layer_norm_backward,
+        lambda x, g, b: F.layer_norm(x, ns, g, b, 1e-5),
+    )  # fmt: skip
 
 
 @pytest.mark.parametrize("shape,groups", [((2, 4, 3, 3), 2), ((3, 6, 5), 3), ((2, 4, 2, 2), 1)])
 @pytest.mark.parametrize("affine", [True, False])
 def test_group_norm_equals_torch(shape, groups, affine):
     rng = np.random.default_rng(groups + len(shape))
-    x = rng.normal(-1.0, 2.0, size=shape)
-    c = shape[1]
-    gamma = rng.normal(size=c) if affine else None
-    beta = rng.normal(size=c) if affine else None
-    y, cache = norm.group_norm(x, groups, gamma, beta)
-    xt = t(x)
-    gt, bt = (t(gamma), t(beta)) if affine else (None, None)
-    yt = F.group_norm(xt, groups, gt, bt, 1e-5)
-    close(y, yt)
-    dy = rng.normal(size=shape)
-    yt.backward(torch.tensor(dy))
-    dx, dg, db = norm.group_norm_backward(dy, cache, gamma)
-    close(dx, xt.grad)
-    if affine:
-        close(dg, gt.grad)
-        close(db, bt.grad)
+    _check_affine_norm(
+        rng, rng.normal(-1.0, 2.0, size=shape), shape[1], affine,
+        lambda x, g, b: norm.group_norm(x, groups, g, b), norm.group_norm_backward,
+        lambda x, g, b: F.group_norm(x, groups, g, b, 1e-5),
+    )  # fmt: skip
 
 
 @pytest.mark.parametrize("shape", [(2, 3, 4, 5), (3, 2, 7)])
 @pytest.mark.parametrize("affine", [True, False])
 def test_instance_norm_equals_torch(shape, affine):
     rng = np.random.default_rng(len(shape))
-    x = rng.normal(size=shape)
-    gamma = rng.normal(size=shape[1]) if affine else None
-    beta = rng.normal(size=shape[1]) if affine else None
-    y, cache = norm.instance_norm(x, gamma, beta)
-    xt = t(x)
-    gt, bt = (t(gamma), t(beta)) if affine else (None, None)
-    yt = F.instance_norm(xt, weight=gt, bias=bt, eps=1e-5)
-    close(y, yt)
-    dy = rng.normal(size=shape)
-    yt.backward(torch.tensor(dy))
-    dx, dg, db = norm.instance_norm_backward(dy, cache, gamma)
-    close(dx, xt.grad)
-    if affine:
-        close(dg, gt.grad)
-        close(db, bt.grad)
+    _check_affine_norm(
+        rng, rng.normal(size=shape), shape[1], affine,
+        norm.instance_norm, norm.instance_norm_backward,
+        lambda x, g, b: F.instance_norm(x, weight=g, bias=b, eps=1e-5),
+    )  # fmt: skip
 
 
 def test_norm_errors():
