@@ -32,6 +32,9 @@ State = dict[str, Any]
 
 
 def _l2(p: np.ndarray, g: np.ndarray, wd: float) -> np.ndarray:
+    """The gradient plus the L2 term; also where every step checks that g matches p."""
+    if np.shape(p) != np.shape(g):
+        raise ValueError(f"gradient shape {np.shape(g)} differs from the parameter's {np.shape(p)}")
     return g + wd * p if wd else g
 
 
@@ -136,10 +139,9 @@ def adam(
     """Adam (Kingma & Ba 2015) with bias correction; ``decoupled`` makes it AdamW."""
     b1, b2 = betas
     t = _step(state)
+    g = _l2(p, g, 0.0 if decoupled else wd)
     if decoupled:
         p = p * (1 - lr * wd)
-    else:
-        g = _l2(p, g, wd)
     state["m"] = b1 * state.get("m", 0.0) + (1 - b1) * g
     state["v"] = b2 * state.get("v", 0.0) + (1 - b2) * g * g
     m_hat = state["m"] / (1 - b1**t)

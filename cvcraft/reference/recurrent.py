@@ -37,6 +37,11 @@ class CellCache(NamedTuple):
 
 
 def _affine(x: np.ndarray, h: np.ndarray, p: CellParams) -> tuple[np.ndarray, np.ndarray]:
+    if x.ndim != 2 or h.ndim != 2 or x.shape[1] != p.w_ih.shape[1] or h.shape[1] != p.w_hh.shape[1]:
+        raise ValueError(
+            f"cell input x {x.shape} and state h {h.shape} must be (N, {p.w_ih.shape[1]}) and "
+            f"(N, {p.w_hh.shape[1]}) for w_ih {p.w_ih.shape}, w_hh {p.w_hh.shape}"
+        )
     return x @ p.w_ih.T + p.b_ih, h @ p.w_hh.T + p.b_hh
 
 

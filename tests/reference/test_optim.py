@@ -73,3 +73,6 @@ def test_adamw_decays_weights_even_without_gradient():
 def test_optimizer_errors():
     with pytest.raises(ConfigError, match="Nesterov"):
         ro.sgd(np.zeros(1), np.zeros(1), {}, lr=0.1, nesterov=True)
+    for step in ro.OPTIMIZERS.values():
+        with pytest.raises(ValueError, match=r"gradient shape \(4,\) differs"):
+            step(np.zeros((3, 4)), np.zeros(4), {}, lr=0.1)

@@ -112,3 +112,9 @@ def test_bptt_through_chained_cells_equals_torch_sequence_module(kind):
     close(np.stack(dxs[::-1]), xt.grad)
     for ours, theirs in zip(total, _grads(module, "_l0")):
         close(ours, theirs)
+
+
+def test_cell_shape_errors():
+    p = _params(np.random.default_rng(0), "gru", 3, 4)
+    with pytest.raises(ValueError, match=r"must be \(N, 3\) and \(N, 4\)"):
+        rr.gru_cell(np.zeros((2, 5)), np.zeros((2, 4)), p)
