@@ -167,3 +167,15 @@ def test_run_evaluation_restores_train_mode_and_uses_no_grad():
     assert model.training
     expect = float(model.eval()(torch.ones(6, 3)).sum())
     assert out["sum"] == pytest.approx(expect, rel=1e-6)
+
+
+def test_detect_flip_knobs_share_the_other_tasks_names_old_spelling_works(capsys):
+    from cvcraft.errors import ConfigError
+
+    cfg = task_config("detect", {"fliplr": "0.25", "flipud": "0.1"})
+    assert (cfg.hflip, cfg.vflip) == (0.25, 0.1)
+    assert "fliplr= is deprecated; it is now hflip=" in capsys.readouterr().out
+    with pytest.raises(ConfigError, match="give only hflip="):
+        task_config("detect", {"fliplr": "0.25", "hflip": "0.5"})
+    for task in ("classify", "segment"):
+        assert task_config(task, {"hflip": "0.25"}).hflip == 0.25

@@ -32,8 +32,10 @@ from cvcraft.data.sampling import (
 from cvcraft.engine import distributed as ddp
 from cvcraft.engine.device import autocast, select_device
 from cvcraft.engine.evaluation import run_evaluation
+from cvcraft.engine.optim import unwrap_model
 from cvcraft.errors import CheckpointError, ConfigError, DataError
 from cvcraft.losses import build_loss
+from cvcraft.losses.classification import deep_supervision_loss
 from cvcraft.metrics.classification import ClassificationMetrics
 from cvcraft.models import create_model
 from cvcraft.structures import Sample
@@ -46,7 +48,7 @@ from cvcraft.transforms.normalize import IMAGENET_STATS, STATS_SAMPLES, Preproce
 from cvcraft.transforms.stats_cache import cached_stats
 from cvcraft.viz.plots import plot_confusion_matrix, plot_curves, plot_prediction_grid
 
-AUX_WEIGHT = 0.3  # weight of each auxiliary classifier's loss (GoogLeNet)
+AUX_LOSS_WEIGHT = 0.3  # each auxiliary head's loss weight when a model does not say
 
 
 def load_splits(cfg: ClassifyConfig) -> Any:
@@ -235,16 +237,9 @@ class ClassifyTask(BaseTask):
             # kept as a device tensor: int() here would sync the GPU every step
             self.train_correct = self.train_correct + (logits_main.argmax(1) == hard).sum()
             self.train_seen += int(hard.shape[0])
-        if isinstance(out, tuple):
-            # Auxiliary heads (GoogLeNet): main logits first, then the auxiliary logits,
-            # weighted 0.3 each as in Szegedy et al. 2015; they exist only in train mode.
-            logits, *aux = out
-            loss = self.criterion(logits.float(), y)
-            for a in aux:
-                if a is not None:
-                    loss = loss + AUX_WEIGHT * self.criterion(a.float(), y)
-            return loss, int(y.shape[0])
-        return self.criterion(out.float(), y), int(y.shape[0])
+        # auxiliary heads (GoogLeNet's, only in train mode) count with the model's own weight
+        weight = getattr(unwrap_model(model), "aux_loss_weight", AUX_LOSS_WEIGHT)
+        return deep_supervision_loss(out, y, self.criterion, weight), int(y.shape[0])
 
     def eval_forward(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return model(self._inputs(batch)).float()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path  # noqa: F401  (used by some checks)
+from typing import ClassVar
 
 from cvcraft.engine.config import TrainConfig, _opt
 from cvcraft.errors import ConfigError
@@ -11,7 +12,10 @@ from cvcraft.errors import ConfigError
 
 @dataclass
 class DetectConfig(TrainConfig):
-    """Object detection keys (ultralytics-style names where they exist)."""
+    """Object detection keys (ultralytics-style names where they exist; flips are named as in
+    every other task, ultralytics' spellings still work with a note)."""
+
+    renamed: ClassVar[dict[str, str]] = {"fliplr": "hflip", "flipud": "vflip"}
 
     data: str = _opt("shapes", "dataset: 'shapes[:N]', COCO json, YOLO data yaml or VOC folder")
     model: str = _opt("yolo_n", "detector name from `cvcraft models`")
@@ -45,8 +49,8 @@ class DetectConfig(TrainConfig):
     perspective: float = _opt(
         0.0, "random perspective: homography last-row terms ~ U(-x, x), 1/px (0.0005 is strong)"
     )
-    fliplr: float = _opt(0.5, "horizontal flip probability")
-    flipud: float = _opt(0.0, "vertical flip probability")
+    hflip: float = _opt(0.5, "horizontal flip probability (ultralytics: fliplr)")
+    vflip: float = _opt(0.0, "vertical flip probability (ultralytics: flipud)")
     hsv_h: float = _opt(0.015, "HSV hue shift (fraction of the colour wheel)")
     hsv_s: float = _opt(0.7, "HSV saturation gain")
     hsv_v: float = _opt(0.4, "HSV value gain")
@@ -56,7 +60,7 @@ class DetectConfig(TrainConfig):
     )
 
     def check(self) -> None:
-        unit = ("mosaic", "mixup", "fliplr", "flipud", "conf", "val_conf", "iou", "hsv_s", "hsv_v")
+        unit = ("mosaic", "mixup", "hflip", "vflip", "conf", "val_conf", "iou", "hsv_s", "hsv_v")
         for k in unit:
             if not 0.0 <= getattr(self, k) <= 1.0:
                 raise ConfigError(f"{k}={getattr(self, k)} must be in [0, 1]")

@@ -138,7 +138,7 @@ class DetectTask(BaseTask):
         aug = DetectAugment(
             mosaic=cfg.mosaic, mixup=cfg.mixup, degrees=cfg.degrees, translate=cfg.translate,
             scale=cfg.scale, shear=cfg.shear, perspective=cfg.perspective,
-            fliplr=cfg.fliplr, flipud=cfg.flipud,
+            fliplr=cfg.hflip, flipud=cfg.vflip,
             hsv_h=cfg.hsv_h, hsv_s=cfg.hsv_s, hsv_v=cfg.hsv_v,
         )  # fmt: skip
         # Mosaic is off for the last close_mosaic epochs; the dataset reads the epoch from
