@@ -179,3 +179,14 @@ def test_detect_flip_knobs_share_the_other_tasks_names_old_spelling_works(capsys
         task_config("detect", {"fliplr": "0.25", "hflip": "0.5"})
     for task in ("classify", "segment"):
         assert task_config(task, {"hflip": "0.25"}).hflip == 0.25
+
+
+def test_classify_mixup_alphas_have_their_own_names_old_spelling_works(capsys):
+    cfg = task_config("classify", {"mixup": "0.2", "cutmix": "1.0"})
+    assert (cfg.mixup_alpha, cfg.cutmix_alpha) == (0.2, 1.0)
+    assert "mixup= is deprecated; it is now mixup_alpha=" in capsys.readouterr().out
+    # in detection, mixup is a probability (ultralytics): bounded by 1
+    from cvcraft.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"mixup=1.5 must be in \[0, 1\]"):
+        task_config("detect", {"mixup": "1.5"})

@@ -29,6 +29,7 @@ from cvcraft.data.sampling import (
     class_weights,
     label_distribution,
 )
+from cvcraft.data.stats_cache import cached_stats
 from cvcraft.engine import distributed as ddp
 from cvcraft.engine.device import autocast, select_device
 from cvcraft.engine.evaluation import run_evaluation
@@ -45,7 +46,6 @@ from cvcraft.transforms import build_transforms as build_pipeline
 from cvcraft.transforms import default_classify_transforms
 from cvcraft.transforms.mix import MixupCutmix
 from cvcraft.transforms.normalize import IMAGENET_STATS, STATS_SAMPLES, Preprocess
-from cvcraft.transforms.stats_cache import cached_stats
 from cvcraft.viz.plots import plot_confusion_matrix, plot_curves, plot_prediction_grid
 
 AUX_LOSS_WEIGHT = 0.3  # each auxiliary head's loss weight when a model does not say
@@ -106,7 +106,7 @@ def build_criterion(cfg: ClassifyConfig, labels: np.ndarray, num_classes: int) -
 def uses_soft_targets(cfg: ClassifyConfig) -> bool:
     """Mixup/CutMix on, or focal loss with label smoothing (focal has no smoothing option, so
     the smoothed targets are made up front)."""
-    mixing = (cfg.mixup > 0 or cfg.cutmix > 0) and cfg.mix_prob > 0
+    mixing = (cfg.mixup_alpha > 0 or cfg.cutmix_alpha > 0) and cfg.mix_prob > 0
     return mixing or (cfg.loss == "focal" and cfg.label_smoothing > 0)
 
 
@@ -166,7 +166,7 @@ class ClassifyTask(BaseTask):
         self.criterion = build_criterion(cfg, train.labels, len(self.classes)).to(trainer.device)
         self.soft_targets = uses_soft_targets(cfg)
         self.mix = MixupCutmix(
-            len(self.classes), cfg.mixup, cfg.cutmix, cfg.mix_prob, cfg.mix_switch,
+            len(self.classes), cfg.mixup_alpha, cfg.cutmix_alpha, cfg.mix_prob, cfg.mix_switch,
             cfg.label_smoothing,
         )  # fmt: skip
         self.channels_last = cfg.channels_last

@@ -1,6 +1,6 @@
 """Object detection as a Trainer task, plus its val and predict entry points.
 
-Data flow: reader (COCO / YOLO / VOC / shapes) -> ``DetectionDataset`` (Mosaic, affine,
+Data flow: reader (COCO / YOLO / VOC / shapes) -> ``detection_dataset`` (Mosaic, affine,
 MixUp, HSV, flips on uint8 HWC with a per-item generator) -> ``collate_detect`` (uint8 NCHW
 + per-image targets) -> device -> float 0-1 -> detector. Any registered detector keeps the
 contract in ``models/detection/base.py`` (forward / loss / postprocess), so this file trains
@@ -25,12 +25,12 @@ import torchvision
 from torch import nn
 
 from cvcraft.data import build_loader, read_image
+from cvcraft.data.collate import collate_detect
 from cvcraft.data.detection_dataset import (
     DetectAugment,
-    DetectionDataset,
     batch_targets,
     coco_ground_truth,
-    collate_detect,
+    detection_dataset,
     load_detection_splits,
 )
 from cvcraft.data.io import list_images
@@ -143,7 +143,7 @@ class DetectTask(BaseTask):
         )  # fmt: skip
         # Mosaic is off for the last close_mosaic epochs; the dataset reads the epoch from
         # each item's key, so persistent workers need no message to switch.
-        self.train_ds = DetectionDataset(
+        self.train_ds = detection_dataset(
             splits.train,
             cfg.imgsz,
             aug,
@@ -180,7 +180,7 @@ class DetectTask(BaseTask):
             write_detection_plots(out / "plots", labels_of=splits.train, classes=self.classes)
 
     def _val_loader(self, data: Any) -> Any:
-        ds = DetectionDataset(data, self.cfg.imgsz, None, seed=self.cfg.seed)
+        ds = detection_dataset(data, self.cfg.imgsz, None, seed=self.cfg.seed)
         return build_loader(
             ds, self.cfg.batch, shuffle=False, workers=self.cfg.workers, seed=self.cfg.seed,
             collate_fn=collate_detect,
@@ -430,7 +430,7 @@ def validate_detector(cfg: DetectConfig, out: Path) -> dict[str, Any]:
             f"{cfg.weights} was trained on classes {state['classes'][:10]}, but {cfg.data} has "
             f"{list(splits.classes)[:10]}; evaluate on data with the same classes"
         )
-    ds = DetectionDataset(splits.val, cfg.imgsz, None, seed=cfg.seed)
+    ds = detection_dataset(splits.val, cfg.imgsz, None, seed=cfg.seed)
     loader = build_loader(
         ds, cfg.batch, shuffle=False, workers=cfg.workers, seed=cfg.seed, collate_fn=collate_detect
     )

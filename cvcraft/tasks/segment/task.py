@@ -1,6 +1,6 @@
 """Semantic segmentation as a Trainer task, plus its val and predict entry points.
 
-Data flow: reader -> ``SegmentDataset`` (optional Mosaic, then scale / crop / flip / HSV on
+Data flow: reader -> ``segment_dataset`` (optional Mosaic, then scale / crop / flip / HSV on
 uint8 HWC with the mask following every geometric op, nearest, 255 fill) -> collate (pads to
 the batch's largest image, mask padding 255) -> device -> float + normalization -> model.
 
@@ -23,15 +23,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cvcraft.data.detection_dataset import sized_spec
+from cvcraft.data.collate import collate_segment
 from cvcraft.data.io import list_images, read_image, write_image
 from cvcraft.data.loader import build_loader
-from cvcraft.data.segmentation import (
-    SegmentDataset,
-    SegSplits,
-    collate_segment,
-    load_segmentation,
-)
+from cvcraft.data.segmentation import SegSplits, load_segmentation, segment_dataset
 from cvcraft.engine.device import autocast, select_device
 from cvcraft.engine.evaluation import run_evaluation
 from cvcraft.errors import CheckpointError, ConfigError, DataError
@@ -50,8 +45,8 @@ from cvcraft.transforms.geometric import (
     Resize,
     VerticalFlip,
 )
-from cvcraft.transforms.mosaic import split_pipeline
 from cvcraft.transforms.normalize import IMAGENET_STATS, STATS_SAMPLES, Preprocess, compute_stats
+from cvcraft.transforms.pipelines import sized_spec, split_pipeline
 from cvcraft.viz.plots import plot_confusion_matrix, plot_curves
 from cvcraft.viz.segmentation import overlay_mask, plot_segmentation_grid
 
@@ -290,10 +285,10 @@ class SegmentTask(BaseTask):
             if self.stats is not None:
                 (Path(trainer.out) / "norm_stats.json").write_text(json.dumps(self.stats, indent=1))
         self.train_data, self.val_data = train, val
-        ds_train = SegmentDataset(
+        ds_train = segment_dataset(
             train, build_transforms(cfg, True), cfg.seed, multi_sample_transforms(cfg)
         )
-        ds_val = SegmentDataset(val, build_transforms(cfg, False), cfg.seed)
+        ds_val = segment_dataset(val, build_transforms(cfg, False), cfg.seed)
         trainer.train_loader = build_loader(
             ds_train, cfg.batch, shuffle=True, workers=cfg.workers, seed=cfg.seed,
             drop_last=True, collate_fn=collate_segment,
@@ -429,7 +424,7 @@ def validate_segmenter(cfg: SegmentConfig, out: Path) -> dict[str, Any]:
             f"{list(splits.classes)[:10]}; evaluate on data with the same classes"
         )
     pre = _apply_state(cfg, state).to(device)
-    ds = SegmentDataset(splits.val, build_transforms(cfg, False), seed=cfg.seed)
+    ds = segment_dataset(splits.val, build_transforms(cfg, False), seed=cfg.seed)
     loader = build_loader(ds, cfg.batch, shuffle=False, workers=cfg.workers, seed=cfg.seed,
                           collate_fn=collate_segment)  # fmt: skip
     criterion = build_segmentation_loss("ce", ignore_index=cfg.ignore_index).to(device)
