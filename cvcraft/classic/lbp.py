@@ -49,30 +49,40 @@ def _codes(x: np.ndarray, pad: int, dy: np.ndarray, dx: np.ndarray) -> np.ndarra
     centre = flat[:, lo : lo + length]
     code = np.zeros((n, length), dtype=np.int32)
     bit = np.empty((n, length), dtype=bool)
+    top, bottom, tmp = (np.empty((n, length)) for _ in range(3))
+    weight = np.empty((n, length), dtype=np.int32)
 
     def shifted(oy: int, ox: int) -> np.ndarray:
         o = lo + oy * wp + ox
         return flat[:, o : o + length]
 
-    # loop over the P neighbours (not pixels): each is a bilinear blend of shifted planes,
-    # evaluated in scikit-image's operation order so ties (flat areas) resolve the same way
+    rows = np.arange(h, dtype=np.float64)[:, None]  # (h, 1)
+    cols = np.arange(-pad, w + pad, dtype=np.float64)[None, :]  # (1, Wp)
+    # loop over the P neighbours (not pixels): each is a bilinear blend of shifted planes.
+    # The weights come from the absolute position (y + dy) - floor(y + dy), per row and
+    # column, exactly as scikit-image rounds them, so ties in flat areas resolve the same way.
     for p in range(len(dy)):
         y0, x0 = int(np.floor(dy[p])), int(np.floor(dx[p]))
         y1, x1 = int(np.ceil(dy[p])), int(np.ceil(dx[p]))
-        fy, fx = dy[p] - y0, dx[p] - x0
-        if fy == 0 and fx == 0:  # on the pixel grid: no interpolation
+        if y0 == y1 and x0 == x1:  # on the pixel grid: no interpolation
             np.greater_equal(shifted(y0, x0), centre, out=bit)
         else:
-            top = (1 - fx) * shifted(y0, x0)
-            top += fx * shifted(y0, x1)
-            bottom = (1 - fx) * shifted(y1, x0)
-            bottom += fx * shifted(y1, x1)
+            fy = np.broadcast_to((rows + dy[p]) - np.floor(rows + dy[p]), (h, wp)).ravel()
+            fx = np.broadcast_to((cols + dx[p]) - np.floor(cols + dx[p]), (h, wp)).ravel()
+            # top = (1 - fx) tl + fx tr; bottom likewise; v = (1 - fy) top + fy bottom
+            np.multiply(1 - fx, shifted(y0, x0), out=top)
+            np.multiply(fx, shifted(y0, x1), out=tmp)
+            top += tmp
+            np.multiply(1 - fx, shifted(y1, x0), out=bottom)
+            np.multiply(fx, shifted(y1, x1), out=tmp)
+            bottom += tmp
             top *= 1 - fy
             bottom *= fy
             top += bottom
             top -= centre
             np.greater_equal(top, 0, out=bit)
-        code |= bit.astype(np.int32) << p
+        np.multiply(bit, np.int32(1 << p), out=weight)
+        code |= weight
     return code.reshape(n, h, wp)[:, :, pad : pad + w]
 
 
@@ -98,7 +108,7 @@ def local_binary_pattern(
     dy = np.round(-r * np.sin(ang), 5)
     dx = np.round(r * np.cos(ang), 5)
     # chunks of images small enough to stay in cache
-    step = max(1, 262144 // ((h + 2 * pad) * (w + 2 * pad)))
+    step = max(1, 32768 // ((h + 2 * pad) * (w + 2 * pad)))
     code = np.concatenate([_codes(x[i : i + step], pad, dy, dx) for i in range(0, n, step)])
     out = code if method == "default" else _code_table(points, method)[code]
     out = out.astype(np.float64)

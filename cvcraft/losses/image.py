@@ -50,6 +50,19 @@ def _blur(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     return F.conv2d(x, g.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
 
 
+def ssim_maps(mu_x, mu_y, e_xx, e_yy, e_xy, c1: float, c2: float):
+    """SSIM and contrast-structure maps from the local moments mu = G*x, e_xy = G*(x y).
+
+    Pure arithmetic, so it serves torch tensors (the loss) and numpy arrays (the metric).
+    """
+    sxx = e_xx - mu_x * mu_x
+    syy = e_yy - mu_y * mu_y
+    sxy = e_xy - mu_x * mu_y
+    cs = (2 * sxy + c2) / (sxx + syy + c2)
+    lum = (2 * mu_x * mu_y + c1) / (mu_x * mu_x + mu_y * mu_y + c1)
+    return lum * cs, cs
+
+
 def ssim_components(
     x: torch.Tensor,
     y: torch.Tensor,
@@ -63,13 +76,11 @@ def ssim_components(
     _check_pair(x, y, win_size)
     g = gaussian_window(win_size, sigma, x.dtype).to(x.device)
     c1, c2 = (k1 * data_range) ** 2, (k2 * data_range) ** 2
-    mu_x, mu_y = _blur(x, g), _blur(y, g)
-    sxx = _blur(x * x, g) - mu_x**2
-    syy = _blur(y * y, g) - mu_y**2
-    sxy = _blur(x * y, g) - mu_x * mu_y
-    cs = (2 * sxy + c2) / (sxx + syy + c2)
-    lum = (2 * mu_x * mu_y + c1) / (mu_x**2 + mu_y**2 + c1)
-    return (lum * cs).mean((-2, -1)), cs.mean((-2, -1))
+    c = x.shape[1]
+    # the five local moments in one grouped convolution: (N, 5C, H, W)
+    m = _blur(torch.cat([x, y, x * x, y * y, x * y], 1), g).split(c, 1)
+    s, cs = ssim_maps(*m, c1, c2)
+    return s.mean((-2, -1)), cs.mean((-2, -1))
 
 
 def ssim(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0, **kw) -> torch.Tensor:

@@ -9,12 +9,13 @@ SSIM/MS-SSIM run the differentiable torch code in ``cvcraft.losses.image`` in fl
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import torch
 
 from cvcraft.errors import ConfigError, DataError
+from cvcraft.losses.image import gaussian_window, ssim_maps
 from cvcraft.losses.image import ms_ssim as _ms_ssim_t
-from cvcraft.losses.image import ssim as _ssim_t
 
 
 def _img(x: object, name: str) -> np.ndarray:
@@ -81,11 +82,31 @@ def _tensor(x: np.ndarray) -> torch.Tensor:
 def ssim(
     ref: np.ndarray, img: np.ndarray, data_range: float | None = None, win_size: int = 11
 ) -> float:
-    """Mean SSIM (Gaussian 11x11 window, sigma 1.5, 'valid' region), channels averaged."""
+    """Mean SSIM (Gaussian window, sigma 1.5, 'valid' region), channels averaged.
+
+    The same formula as the torch loss (``ssim_maps``); the local moments come from
+    OpenCV's separable filter in float64, several times faster than a CPU convolution.
+    """
     r, i = _pair(ref, img)
     L = default_range(ref) if data_range is None else float(data_range)
-    with torch.no_grad():
-        return float(_ssim_t(_tensor(r), _tensor(i), L, win_size=win_size)[0])
+    if min(r.shape[:2]) < win_size:
+        raise DataError(
+            f"images {r.shape[:2]} are smaller than the {win_size}x{win_size} "
+            "SSIM window; use a smaller win_size"
+        )
+    k = gaussian_window(win_size, 1.5, torch.float64).numpy()
+    p = win_size // 2
+    r3 = r.reshape(r.shape[0], r.shape[1], -1)
+    i3 = i.reshape(i.shape[0], i.shape[1], -1)
+    vals = []
+    for c in range(r3.shape[2]):  # per channel, as the torch version
+        x, y = r3[..., c], i3[..., c]
+        m = [
+            cv2.sepFilter2D(v, cv2.CV_64F, k, k)[p : -p or None, p : -p or None]
+            for v in (x, y, x * x, y * y, x * y)
+        ]
+        vals.append(ssim_maps(*m, (0.01 * L) ** 2, (0.03 * L) ** 2)[0].mean())
+    return float(np.mean(vals))
 
 
 def ms_ssim(ref: np.ndarray, img: np.ndarray, data_range: float | None = None) -> float:

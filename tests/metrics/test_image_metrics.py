@@ -52,6 +52,19 @@ def test_ssim_and_ms_ssim_match_oracles(pair):
         a, b, data_range=255, gaussian_weights=True, sigma=1.5, use_sample_covariance=False
     )
     assert ssim(a, b) == pytest.approx(ref, abs=1e-12)
+    rgb = np.random.default_rng(5).integers(0, 256, (30, 41, 3), dtype=np.uint8)
+    dark = (rgb * 0.8).astype(np.uint8)
+    ref = skm.structural_similarity(
+        rgb,
+        dark,
+        data_range=255,
+        gaussian_weights=True,
+        sigma=1.5,
+        use_sample_covariance=False,
+        channel_axis=-1,
+    )
+    assert ssim(rgb, dark) == pytest.approx(ref, abs=1e-12)
+    assert ssim(a / 255.0, a / 255.0) == pytest.approx(1.0)
     rgb = np.random.default_rng(1).integers(0, 256, (170, 175, 3), dtype=np.uint8)
     noisy = np.clip(rgb + np.random.default_rng(2).normal(0, 20, rgb.shape), 0, 255)
     t = torch.from_numpy(rgb).permute(2, 0, 1)[None].double()
@@ -154,3 +167,5 @@ def test_image_metric_errors(pair):
         entropy(np.zeros((4, 4, 3), np.uint8))
     with pytest.raises(DataError, match="one shape"):
         qabf(a, b, a[:-1])
+    with pytest.raises(DataError, match="smaller than"):
+        ssim(a[:8, :8], b[:8, :8])
