@@ -130,7 +130,11 @@ def calibrate(
                 "calibration images must come from one camera at one resolution"
             )
         c = find_checkerboard(img, pattern)
-        (found.append(c), used.append(name)) if c is not None else skipped.append(name)
+        if c is None:
+            skipped.append(name)
+        else:
+            found.append(c)
+            used.append(name)
     if len(found) < 3:
         raise DataError(
             f"the {parse_pattern(pattern)[0]}x{parse_pattern(pattern)[1]} pattern was found "

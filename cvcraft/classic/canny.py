@@ -17,7 +17,7 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
-from cvcraft.classic.checks import check_ksize, check_positive, choice, to_gray
+from cvcraft.classic.checks import check_ksize, check_positive, to_gray
 from cvcraft.classic.filters import gaussian_blur
 from cvcraft.errors import ConfigError
 
@@ -51,11 +51,9 @@ def smooth(image: np.ndarray, sigma: float) -> np.ndarray:
 
     I_s = G_sigma * I; grey float64 (H, W).
     """
-    img = to_gray(image)
-    if img.dtype == np.uint8:
-        img = img.astype(np.float64)
+    img = to_gray(image).astype(np.float64)
     s = check_positive(sigma, "sigma", strict=False)
-    return img.astype(np.float64) if s == 0 else gaussian_blur(img.astype(np.float64), s)
+    return img if s == 0 else gaussian_blur(img, s)
 
 
 def gradient(image: np.ndarray, aperture: int = 3, l2: bool = False) -> CannyGradient:
@@ -162,10 +160,7 @@ def canny_steps(
 ) -> CannySteps:
     """Run all five steps and return every intermediate image (see the module docstring)."""
     _thresholds(low, high)
-    img = to_gray(image)
-    if img.dtype != np.uint8 and aperture == 3:
-        choice(str(img.dtype), "image dtype", ("uint8", "float32", "float64"))
-    s = smooth(img, sigma)
+    s = smooth(image, sigma)
     g = gradient(s, aperture, l2)
     nms = non_max_suppression(g.magnitude, g.gx, g.gy)
     strong, weak = double_threshold(nms, low, high)

@@ -131,3 +131,27 @@ def test_geometry_errors(rng):
     with pytest.raises(DataError, match="RANSAC found no"):
         s = rng.random((10, 2)) * 1000
         ransac_transform(s, rng.random((10, 2)) * 1000, "homography", threshold=1e-6, iterations=20)
+
+
+def test_ecc_on_gradients_registers_infrared_onto_visible(shared_data):
+    from cvcraft.metrics.image import mutual_information
+
+    ir = cv2.imread(str(shared_data / "roadscene/infrared/FLIR_00060.jpg"), cv2.IMREAD_GRAYSCALE)
+    vis = cv2.imread(str(shared_data / "roadscene/visible/FLIR_00060.jpg"), cv2.IMREAD_GRAYSCALE)
+    t = np.array([[1.0, 0.02, 6.0], [-0.02, 1.0, -4.0], [0, 0, 1]])
+    m = 16
+    h, w = ir.shape
+    moving = warp(ir, np.linalg.inv(t))[m : h - m, m : w - m]
+    fixed = vis[m : h - m, m : w - m]
+    with pytest.raises(DataError, match="converge"):
+        register_ecc(moving, fixed, "affine")  # intensities differ across modalities
+    est, _ = register_ecc(moving, fixed, "affine", on="gradient")
+    sh = np.array([[1, 0, -m], [0, 1, -m], [0, 0, 1.0]])
+    want = sh @ t @ np.linalg.inv(sh)
+    grid = np.array([[50, 50], [400, 50], [50, 250], [400, 250]])
+    # the pair itself is aligned only to a pixel or so
+    assert np.abs(apply_transform(est, grid) - apply_transform(want, grid)).max() < 2.0
+    registered = warp(moving, est)[20:-20, 20:-20]
+    assert mutual_information(registered, fixed[20:-20, 20:-20]) > mutual_information(
+        moving[20:-20, 20:-20], fixed[20:-20, 20:-20]
+    )
