@@ -23,6 +23,7 @@ from cvcraft.classic import (
     edges,
     features,
     filters,
+    geometry,
     histograms,
     hough,
     interpolation,
@@ -57,8 +58,9 @@ IMGPROC_KEYS: dict[str, str] = {
     "tiles": "CLAHE tile grid",
     "block": "adaptive threshold block size (odd)",
     "offset": "adaptive threshold offset C",
-    "method": "adaptive: mean | gaussian; lbp: default | ror | uniform",
-    "ref": "reference image (match)",
+    "method": "adaptive: mean | gaussian; lbp: default | ror | uniform; register: ecc | "
+    "ecc_gradient | sift | orb",
+    "ref": "reference image (match; the fixed image of register)",
     "levels": "pyramid levels",
     "threshold": "Hough votes",
     "min_length": "HoughP minimum segment length",
@@ -68,7 +70,7 @@ IMGPROC_KEYS: dict[str, str] = {
     "max_radius": "Hough circles maximum radius",
     "space": "colour space: gray | hsv | hls | lab | ycbcr | yuv",
     "kind": "noise: gaussian | salt_pepper | poisson | speckle; resize: nearest | bilinear | "
-    "bicubic | area | lanczos",
+    "bicubic | area | lanczos; register: translation | rigid | similarity | affine | homography",
     "size": "resize target HxW, e.g. 240x320",
     "h": "non-local means strength",
     "points": "LBP neighbours",
@@ -349,11 +351,34 @@ OPS: dict[str, tuple[str, Callable[[np.ndarray, _Args], dict[str, np.ndarray]]]]
         },
     ),
     "lbp": ("LBP codes (points, radius, method)", lambda im, a: {"": _lbp(im, a)}),
+    "register": (
+        "align src onto ref= (method=ecc|ecc_gradient|sift|orb, kind=affine|...)",
+        lambda im, a: _register(im, a),
+    ),
     "selective_search": (
         "selective search proposals (first 100 drawn)",
         lambda im, a: {"": _boxes(im, selective_search.selective_search(im))},
     ),
 }
+
+
+def _register(im, a):
+    fixed = _read(a.s("ref"))
+    if fixed.shape[:2] != im.shape[:2]:
+        im = interpolation.resize(im, fixed.shape[:2], "area")
+    method = a.s("method", "ecc")
+    kind = a.s("kind", "affine")
+    if method in ("ecc", "ecc_gradient"):
+        motion = {"rigid": "euclidean"}.get(kind, kind)
+        on = "gradient" if method == "ecc_gradient" else "intensity"
+        t, _ = geometry.register_ecc(im, fixed, motion, on=on)
+    elif method in ("sift", "orb"):
+        t, _ = features.register_features(im, fixed, kind, method)
+    else:
+        raise ConfigError(f"method={method!r}: use ecc, ecc_gradient, sift or orb")
+    out = geometry.warp(im, t, fixed.shape[:2])
+    overlay = ((out.astype(np.uint16) + fixed) // 2).astype(np.uint8)
+    return {"registered": out, "overlay": overlay}
 
 
 def _draw_circles(img, circles):

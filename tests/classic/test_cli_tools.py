@@ -99,3 +99,38 @@ def test_imgproc_errors(src, tmp_path):
         run_imgproc({"op": "canny"})
     assert set(IMGPROC_KEYS) >= {"op", "src", "out", "low", "high", "steps"}
     assert run_imgproc({"op": "help"})["outputs"] == []
+
+
+def test_register_op_aligns_src_onto_ref(tmp_path):
+    from cvcraft.classic.geometry import warp
+
+    rng = np.random.default_rng(0)
+    x = cv2.GaussianBlur(rng.random((120, 120)), (0, 0), 3)
+    fixed = np.clip((x - x.mean()) / x.std() * 50 + 128, 0, 255).astype(np.uint8)
+    fixed = np.dstack([fixed] * 3)
+    t = np.array([[1.0, 0.0, 3.0], [0.0, 1.0, -2.0], [0, 0, 1]])
+    moving = warp(fixed, np.linalg.inv(t))
+    cv2.imwrite(str(tmp_path / "f.png"), fixed)
+    cv2.imwrite(str(tmp_path / "m.png"), moving)
+    res = run_imgproc(
+        {
+            "op": "register",
+            "src": str(tmp_path / "m.png"),
+            "ref": str(tmp_path / "f.png"),
+            "out": str(tmp_path / "r.png"),
+            "kind": "translation",
+        }
+    )
+    reg = cv2.imread(res["outputs"][0])
+    inner = (slice(10, -10), slice(10, -10))
+    assert np.abs(reg[inner].astype(int) - fixed[inner]).mean() < 4  # two resamplings
+    assert np.abs(moving[inner].astype(int) - fixed[inner]).mean() > 10
+    with pytest.raises(ConfigError, match="method"):
+        run_imgproc(
+            {
+                "op": "register",
+                "src": str(tmp_path / "m.png"),
+                "ref": str(tmp_path / "f.png"),
+                "method": "surf",
+            }
+        )
