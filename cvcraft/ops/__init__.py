@@ -31,7 +31,7 @@ from cvcraft.ops.boxes import (
 )
 from cvcraft.ops.coders import DeltaCoder, YoloGridCoder
 from cvcraft.ops.masks import masks_to_boxes, polygons_to_mask, rle_decode, rle_encode
-from cvcraft.ops.nms import NMS_METHODS, NMSResult, batched_nms, nms
+from cvcraft.ops.nms import NMS_METHODS, NMSResult, batched_nms, multiclass_nms, nms
 from cvcraft.ops.roi import fpn_level, multiscale_roi_align, roi_align, roi_pool
 
 __all__ = [
@@ -57,6 +57,7 @@ __all__ = [
     "hungarian_match",
     "kmeans_anchors",
     "masks_to_boxes",
+    "multiclass_nms",
     "max_iou_assign",
     "multiscale_roi_align",
     "nms",
