@@ -116,8 +116,8 @@ def register_model(
 
 def create_model(
     name: str,
-    num_classes: int = 1000,
-    in_chans: int = 3,
+    num_classes: int | None = None,
+    in_chans: int | None = None,
     *,
     weights: str | Path | Mapping[str, Any] | None = None,
     features_only: bool = False,
@@ -131,15 +131,22 @@ def create_model(
     :func:`cvcraft.models.weights.load_weights`. ``features_only``: return the trunk as a
     :class:`~cvcraft.models.features.FeatureListNet` giving the maps at ``out_indices``.
 
+    ``num_classes`` / ``in_chans`` left at None take the constructor's defaults (1000 for
+    ImageNet classifiers, 10 for the CIFAR ones, 90 for Faster R-CNN, ...).
+
     Unknown names raise ``RegistryError`` with the closest match; options the model does
     not take raise ``ConfigError`` naming the option and the model's signature.
     """
+    if num_classes is not None:
+        kwargs["num_classes"] = num_classes
+    if in_chans is not None:
+        kwargs["in_chans"] = in_chans
     canonical = MODELS.canonical(name)
     fn = MODELS.get(name)
     if out_indices is not None and not features_only:
         raise ConfigError(f"out_indices={tuple(out_indices)} needs features_only=True")
     try:
-        model = fn(num_classes=num_classes, in_chans=in_chans, **kwargs)
+        model = fn(**kwargs)
     except TypeError as e:
         # Only an argument-binding error about one of the *user's* keys is a config problem;
         # any other TypeError is a bug and propagates unchanged.

@@ -11,7 +11,9 @@ coders, assigners, COCO RLE and polygon rasterization.
 from cvcraft.ops.anchors import AnchorFit, generate_anchors, grid_anchors, kmeans_anchors, wh_iou
 from cvcraft.ops.assigners import (
     AssignResult,
+    TaskAlignedAssignment,
     atss_assign,
+    batched_task_aligned_assign,
     hungarian_match,
     max_iou_assign,
     simota_assign,
@@ -38,11 +40,13 @@ __all__ = [
     "NMS_METHODS",
     "AnchorFit",
     "AssignResult",
+    "TaskAlignedAssignment",
     "DeltaCoder",
     "NMSResult",
     "YoloGridCoder",
     "atss_assign",
     "batched_nms",
+    "batched_task_aligned_assign",
     "box_area",
     "box_iou",
     "clip_boxes",

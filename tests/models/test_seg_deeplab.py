@@ -53,7 +53,12 @@ def test_basicblock_backbone_dilates_and_bad_stride_raises():
     net = resnet_backbone("resnet18", output_stride=8)
     assert net.layer4[1].conv2.dilation == (4, 4) and net.layer4[0].conv1.stride == (1, 1)
     with torch.no_grad():
-        assert net.eval().forward_intermediates(torch.randn(1, 3, 64, 64))[-1].shape == (1, 512, 8, 8)
+        assert net.eval().forward_intermediates(torch.randn(1, 3, 64, 64))[-1].shape == (
+            1,
+            512,
+            8,
+            8,
+        )
     assert [f["reduction"] for f in net.feature_info] == [2, 4, 8, 8, 8]
     with pytest.raises(ConfigError):
         resnet_backbone("resnet18", output_stride=4)
