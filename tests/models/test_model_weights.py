@@ -117,6 +117,24 @@ def test_other_num_classes_keeps_the_trunk_and_reinitialises_the_head(tmp_path):
         create_model("resnet18", weights=tmp_path / "r18.pth")
 
 
+def test_segmenter_and_detector_fine_tune_from_torchvision_with_new_classes(tmp_path):
+    torch.manual_seed(0)
+    tv = torchvision.models.segmentation.fcn_resnet50(weights=None, weights_backbone=None)
+    with pytest.warns(UserWarning, match=r"classifier\.2\.bias', 'classifier\.2\.weight'"):
+        ours = create_model("fcn_resnet50", num_classes=3, weights=tv.state_dict())
+    assert torch.equal(ours.backbone.layer3[2].conv2.weight, tv.backbone.layer3[2].conv2.weight)
+    assert torch.equal(ours.classifier[0].bn.running_var, tv.classifier[1].running_var)
+    assert ours.classifier[2].weight.shape == (3, 512, 1, 1)
+    with torch.device("meta"):
+        det = torchvision.models.detection.fasterrcnn_resnet50_fpn(
+            weights=None, weights_backbone=None
+        )
+    sd = {k: torch.zeros(v.shape, dtype=v.dtype) for k, v in det.state_dict().items()}
+    with pytest.warns(UserWarning, match="bbox_pred.bias', 'bbox_pred.weight', 'cls_score"):
+        ours = create_model("fasterrcnn_resnet50_fpn", num_classes=2, weights=sd)
+    assert not ours.backbone.fpn.output[0].weight.any() and ours.cls_score.weight.any()
+
+
 def test_weights_that_do_not_fit_raise_checkpoint_errors(tmp_path):
     torch.save(create_model("resnet20").state_dict(), tmp_path / "r20.pt")
     with pytest.raises(

@@ -151,6 +151,9 @@ class FasterRCNN(Detector):
     targets (training), ``roi_labels`` / ``roi_targets``.
     """
 
+    # the class-count-dependent layers: re-initialised when weights come from another num_classes
+    head_names = ("cls_score", "bbox_pred")
+
     def __init__(
         self,
         num_classes: int = 90,

@@ -195,6 +195,9 @@ class DeepLabV3(nn.Module):
         separable: depthwise-separable ASPP branches.
     """
 
+    # the class-count-dependent layers: re-initialised when weights come from another num_classes
+    head_names = ("classifier.2", "aux_classifier.2")
+
     def __init__(
         self,
         num_classes: int = 21,

@@ -156,6 +156,9 @@ class FCNResNet(nn.Module):
     (B, 3, H, W) -> layer4 (B, 2048, H/8, W/8) -> (B, K, H/8, W/8) -> (B, K, H, W).
     """
 
+    # the class-count-dependent layers: re-initialised when weights come from another num_classes
+    head_names = ("classifier.2", "aux_classifier.2")
+
     def __init__(
         self,
         num_classes: int = 21,
