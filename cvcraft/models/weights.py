@@ -14,6 +14,7 @@ learning. Any other missing, unexpected or mis-shaped key raises ``CheckpointErr
 
 from __future__ import annotations
 
+import pickle
 import re
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -62,7 +63,7 @@ def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"weights file {path} does not exist")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises pickle/zip/runtime errors for a bad file
+    except (pickle.UnpicklingError, EOFError, RuntimeError) as e:  # refused, empty, bad zip
         raise CheckpointError(
             f"weights file {path} is not a loadable state_dict or checkpoint "
             f"({type(e).__name__}: {str(e)[:200]})"

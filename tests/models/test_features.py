@@ -165,3 +165,24 @@ def test_bad_feature_requests_raise_config_errors():
         create_model("resnet18", out_indices=(1, 2))
     with pytest.raises(ConfigError, match="LeNet5 has no feature_info"):
         create_model("lenet5", features_only=True)
+
+
+def test_dilated_resnet_taps_equal_torchvision_intermediate_layer_getter(randomize_bn):
+    from torchvision.models._utils import IntermediateLayerGetter
+
+    from cvcraft.models.segmentation.encoders import resnet_backbone
+
+    torch.manual_seed(0)
+    tv = randomize_bn(torchvision.models.resnet50(replace_stride_with_dilation=[False, True, True]))
+    ours = resnet_backbone("resnet50", output_stride=8)
+    with pytest.warns(UserWarning, match="fc.bias', 'fc.weight'"):  # the trunk has no fc
+        load_weights(ours, tv.state_dict(), tv_converter=tv_converter("resnet50"))
+    taps = [f["module"] for f in ours.feature_info]
+    getter = IntermediateLayerGetter(tv, {t: t for t in taps}).eval()
+    x = torch.randn(1, 3, 48, 64)
+    with torch.no_grad():
+        got, ref = ours.eval().forward_intermediates(x), getter(x)
+    assert [f["reduction"] for f in ours.feature_info] == [2, 4, 8, 8, 8]
+    for g, t, info in zip(got, taps, ours.feature_info):
+        assert g.shape[-2:] == (48 // info["reduction"], 64 // info["reduction"])
+        torch.testing.assert_close(g, ref[t], rtol=1e-4, atol=1e-5 * max(1.0, ref[t].abs().max()))

@@ -146,6 +146,10 @@ def test_weights_that_do_not_fit_raise_checkpoint_errors(tmp_path):
     torch.save(create_model("lenet5"), tmp_path / "whole_model.pt")  # a pickled module
     with pytest.raises(CheckpointError, match="not a loadable state_dict"):
         create_model("lenet5", weights=tmp_path / "whole_model.pt")
+    for bad in (b"", b"not a checkpoint at all"):
+        (tmp_path / "bad.pt").write_bytes(bad)
+        with pytest.raises(CheckpointError, match="bad.pt is not a loadable state_dict"):
+            create_model("lenet5", weights=tmp_path / "bad.pt")
     torch.save([torch.zeros(1)], tmp_path / "list.pt")
     with pytest.raises(CheckpointError, match="holds a list, not a state_dict"):
         create_model("lenet5", weights=tmp_path / "list.pt")
