@@ -57,6 +57,7 @@ def _pair(kind: str, randomize_bn):
     ["resnet18", "mobilenet_v2", "efficientnet_b0", "densenet121", "vgg_tiny_bn",
      "swin_tiny_cfg", "vit_tiny_cfg"],
 )  # fmt: skip
+@pytest.mark.filterwarnings("ignore:VGG. classifier weights")  # tiny VGG: fc6 input differs
 def test_feature_maps_equal_torchvision_feature_extractor(kind, randomize_bn):
     torch.manual_seed(0)
     ours, tv, nodes = _pair(kind, randomize_bn)
