@@ -9,7 +9,9 @@ and is loaded converted -- nobody has to find a module's ``from_torchvision_stat
 
 A classifier head whose shape differs (another ``num_classes``) or that the model does not
 have (``num_classes=0``) is left at its initialisation with a warning: that is transfer
-learning. Any other missing, unexpected or mis-shaped key raises ``CheckpointError``.
+learning. RGB weights of the first conv are adapted to another ``in_chans``
+(:func:`adapt_input_conv`). Any other missing, unexpected or mis-shaped key raises
+``CheckpointError``.
 """
 
 from __future__ import annotations
@@ -26,7 +28,14 @@ from torch import nn
 
 from cvcraft.errors import CheckpointError
 
-__all__ = ["checkpoint_weights", "head_prefixes", "load_weights", "read_weights", "rename_keys"]
+__all__ = [
+    "adapt_input_conv",
+    "checkpoint_weights",
+    "head_prefixes",
+    "load_weights",
+    "read_weights",
+    "rename_keys",
+]
 
 Converter = Callable[[Mapping[str, torch.Tensor]], dict[str, torch.Tensor]]
 
@@ -86,6 +95,28 @@ def head_prefixes(model: nn.Module) -> tuple[str, ...]:
     return tuple(f"{n}." for n in names)
 
 
+def adapt_input_conv(weight: torch.Tensor, in_chans: int) -> torch.Tensor:
+    """First-conv weights (O, C, kh, kw) trained on C channels, for ``in_chans`` channels.
+
+    One channel: the sum over C, so a gray image x gives what the C-channel model gives on x
+    repeated C times. Otherwise the C filters repeat cyclically and are scaled by C /
+    in_chans, keeping the response's scale (exact on a constant image when in_chans is a
+    multiple of C).
+    """
+    c = weight.shape[1]
+    if in_chans == 1:
+        return weight.sum(1, keepdim=True)
+    idx = torch.arange(in_chans, device=weight.device) % c
+    return weight[:, idx] * (c / in_chans)
+
+
+def _first_conv_key(model: nn.Module) -> str | None:
+    for name, m in model.named_modules():
+        if isinstance(m, nn.Conv2d):
+            return f"{name}.weight"
+    return None
+
+
 def _fit(sd: Mapping[str, torch.Tensor], own: Mapping[str, torch.Tensor]) -> int:
     return sum(1 for k, v in sd.items() if k in own and tuple(own[k].shape) == tuple(v.shape))
 
@@ -111,6 +142,11 @@ def load_weights(
         converted = tv_converter(sd)
         if _fit(converted, own) > _fit(sd, own):
             sd, kind = converted, "torchvision"
+    first = _first_conv_key(model)
+    if first in sd and first in own and sd[first].shape != own[first].shape:
+        a, b = tuple(sd[first].shape), tuple(own[first].shape)
+        if len(a) == len(b) == 4 and a[0] == b[0] and a[2:] == b[2:]:
+            sd = {**sd, first: adapt_input_conv(sd[first], b[1])}
     heads = head_prefixes(model)
     in_head = [k for k in set(sd) | set(own) if k.startswith(heads)] if heads else []
     mismatched = [k for k in own if k in sd and tuple(sd[k].shape) != tuple(own[k].shape)]

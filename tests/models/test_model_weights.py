@@ -135,6 +135,22 @@ def test_segmenter_and_detector_fine_tune_from_torchvision_with_new_classes(tmp_
     assert not ours.backbone.fpn.output[0].weight.any() and ours.cls_score.weight.any()
 
 
+@pytest.mark.parametrize("in_chans", [1, 2, 5])
+def test_rgb_weights_adapt_to_other_input_channels(in_chans, randomize_bn):
+    torch.manual_seed(0)
+    tv = randomize_bn(torchvision.models.resnet18(weights=None)).eval()
+    ours = create_model("resnet18", in_chans=in_chans, weights=tv.state_dict()).eval()
+    w = tv.conv1.weight
+    if in_chans == 1:  # oracle: a gray image through the adapted model = its RGB copy via tv
+        x = torch.randn(2, 1, 64, 64)
+        with torch.no_grad():
+            torch.testing.assert_close(ours(x), tv(x.expand(-1, 3, -1, -1)), rtol=1e-4, atol=1e-5)
+    else:  # filters cycle R, G, B, R, ... scaled by 3 / in_chans
+        want = torch.stack([w[:, i % 3] for i in range(in_chans)], 1) * 3 / in_chans
+        torch.testing.assert_close(ours.conv1.weight, want)
+    assert torch.equal(ours.layer1[0].conv1.weight, tv.layer1[0].conv1.weight)
+
+
 def test_weights_that_do_not_fit_raise_checkpoint_errors(tmp_path):
     torch.save(create_model("resnet20").state_dict(), tmp_path / "r20.pt")
     with pytest.raises(
