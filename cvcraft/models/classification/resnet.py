@@ -105,14 +105,13 @@ class ResNet(nn.Module):
         self.relu = nn.ReLU(inplace=True)
 
         in_ch = stem_width
-        red = 2 if stem == "imagenet" else 1
-        self.feature_info = [feature_entry(stem_width, red, "relu")]
-        red *= 2 if stem == "imagenet" else 1  # the max-pool
+        stem_red = 2 if stem == "imagenet" else 1  # conv1's stride
+        pooled = stem_red * (2 if stem == "imagenet" else 1)  # after the max-pool
+        self.feature_info = [feature_entry(stem_width, stem_red, "relu")]
         for i, (n, w) in enumerate(zip(layers, widths)):
             stage, in_ch = self._make_stage(block, in_ch, w, n, stride=1 if i == 0 else 2)
             self.add_module(f"layer{i + 1}", stage)
-            red *= 1 if i == 0 else 2
-            self.feature_info.append(feature_entry(in_ch, red, f"layer{i + 1}"))
+            self.feature_info.append(feature_entry(in_ch, pooled * 2**i, f"layer{i + 1}"))
         self.num_stages = len(layers)
         self.num_features = in_ch
         self.avgpool = nn.AdaptiveAvgPool2d(1)
