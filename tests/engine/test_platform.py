@@ -165,7 +165,8 @@ def test_run_evaluation_restores_train_mode_and_uses_no_grad():
 
     out = run_evaluation(model, batches, forward, [Sum()], device=torch.device("cpu"))
     assert model.training
-    expect = float(model.eval()(torch.ones(6, 3)).sum())
+    with torch.no_grad():
+        expect = float(model.eval()(torch.ones(6, 3)).sum())
     assert out["sum"] == pytest.approx(expect, rel=1e-6)
 
 

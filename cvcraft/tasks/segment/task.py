@@ -29,7 +29,7 @@ from cvcraft.data.loader import build_loader
 from cvcraft.data.segmentation import SegSplits, load_segmentation, segment_dataset
 from cvcraft.engine.device import autocast, select_device
 from cvcraft.engine.evaluation import run_evaluation
-from cvcraft.errors import CheckpointError, ConfigError, DataError
+from cvcraft.errors import ConfigError, DataError
 from cvcraft.losses.segmentation import build_segmentation_loss
 from cvcraft.metrics.segmentation import SegmentationMetrics
 from cvcraft.models import create_model
@@ -288,7 +288,6 @@ class SegmentTask(BaseTask):
         ds_train = segment_dataset(
             train, build_transforms(cfg, True), cfg.seed, multi_sample_transforms(cfg)
         )
-        ds_val = segment_dataset(val, build_transforms(cfg, False), cfg.seed)
         trainer.train_loader = build_loader(
             ds_train, cfg.batch, shuffle=True, workers=cfg.workers, seed=cfg.seed,
             drop_last=True, collate_fn=collate_segment,
@@ -298,10 +297,7 @@ class SegmentTask(BaseTask):
                 f"{cfg.data}: {len(train)} training images is fewer than batch={cfg.batch}; "
                 "lower batch="
             )
-        self.val_loader = build_loader(
-            ds_val, cfg.batch, shuffle=False, workers=cfg.workers, seed=cfg.seed,
-            collate_fn=collate_segment,
-        )  # fmt: skip
+        self.val_loader = self.build_val_loader(splits)
         self.device = trainer.device
         model = build_segmenter(cfg.model, k, cfg.in_chans, cfg.model_kwargs)
         trainer.model = model.to(trainer.device)
@@ -314,6 +310,30 @@ class SegmentTask(BaseTask):
             focal_gamma=cfg.focal_gamma,
         ).to(trainer.device)
         self.write_classes(trainer.out)
+
+    def load_splits(self) -> Any:
+        return load_splits(self.cfg)
+
+    def build_val_loader(self, splits: Any) -> Any:
+        cfg = self.cfg
+        ds = segment_dataset(splits.val, build_transforms(cfg, False), cfg.seed)
+        return build_loader(ds, cfg.batch, shuffle=False, workers=cfg.workers, seed=cfg.seed,
+                            collate_fn=collate_segment)  # fmt: skip
+
+    def apply_checkpoint(self, state: dict[str, Any]) -> None:
+        """The trained input size, resize, padding divisor and normalization; the val loss
+        is plain cross-entropy (the training loss may have needed the training data)."""
+        self.pre = _apply_state(self.cfg, state).to(self.device)
+        self.criterion = build_segmentation_loss("ce", ignore_index=self.cfg.ignore_index).to(
+            self.device
+        )
+
+    def val_plots(self, out: Path, model: nn.Module, metrics: dict[str, Any]) -> None:
+        write_plots(out, [], metrics, model, self.val_data, self.pre, self.classes, self.device,
+                    self.cfg)  # fmt: skip
+
+    def public_metrics(self, metrics: dict[str, Any]) -> dict[str, Any]:
+        return {**metrics, "classes": list(self.classes)}
 
     def checkpoint_meta(self) -> dict[str, Any]:
         cfg = self.cfg
@@ -413,34 +433,6 @@ def _apply_state(cfg: SegmentConfig, state: dict[str, Any]) -> nn.Module:
     return Preprocess(state.get("norm_stats"), state.get("normalize", "none"), state["in_chans"])
 
 
-def validate_segmenter(cfg: SegmentConfig, out: Path) -> dict[str, Any]:
-    """``cvcraft val segment``: evaluate a checkpoint on the val split of ``data``."""
-    device = select_device(cfg.device)
-    model, state = SegmentTask.load_model(cfg.weights, device)
-    splits = load_splits(cfg)
-    if list(splits.classes) != list(state["classes"]):
-        raise CheckpointError(
-            f"{cfg.weights} was trained on classes {state['classes'][:10]}, but {cfg.data} has "
-            f"{list(splits.classes)[:10]}; evaluate on data with the same classes"
-        )
-    pre = _apply_state(cfg, state).to(device)
-    ds = segment_dataset(splits.val, build_transforms(cfg, False), seed=cfg.seed)
-    loader = build_loader(ds, cfg.batch, shuffle=False, workers=cfg.workers, seed=cfg.seed,
-                          collate_fn=collate_segment)  # fmt: skip
-    criterion = build_segmentation_loss("ce", ignore_index=cfg.ignore_index).to(device)
-    metrics = evaluate_segmenter(
-        model, loader, pre, state["num_classes"], device, window=cfg.imgsz,
-        overlap=cfg.overlap, divisor=cfg.size_divisor, ignore_index=cfg.ignore_index,
-        criterion=criterion, amp=cfg.amp,
-    )  # fmt: skip
-    metrics["weights"] = str(cfg.weights)
-    metrics["images"] = len(splits.val)
-    metrics["classes"] = list(state["classes"])
-    if cfg.plots:
-        write_plots(out, [], metrics, model, splits.val, pre, list(state["classes"]), device, cfg)
-    return metrics
-
-
 @torch.no_grad()
 def predict_segmenter(cfg: SegmentConfig, out: Path) -> list[dict[str, Any]]:
     """``cvcraft predict segment``: per image a raw class-index PNG (``masks/``) and a colour
@@ -486,7 +478,6 @@ def predict_segmenter(cfg: SegmentConfig, out: Path) -> list[dict[str, Any]]:
     return results
 
 
-SegmentTask.validate = staticmethod(validate_segmenter)  # type: ignore[attr-defined]
 SegmentTask.predict = staticmethod(predict_segmenter)  # type: ignore[attr-defined]
 
 
