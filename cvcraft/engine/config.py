@@ -25,7 +25,10 @@ from cvcraft.errors import ConfigError
 from cvcraft.registry import did_you_mean
 
 
-def _opt(default: Any, help: str, choices: tuple[Any, ...] | None = None, **kw: Any) -> Any:
+def _opt(default: Any, help: str, choices: tuple[Any, ...] | str | None = None, **kw: Any) -> Any:
+    """A config field with its help text and allowed values: a tuple, or ``"module:REGISTRY"``
+    (the names registered there, read when the config is checked, so a new optimizer,
+    schedule or loss is a choice as soon as it is registered)."""
     meta = {"help": help, "choices": choices}
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda d=default: type(d)(d), metadata=meta, **kw)
@@ -45,17 +48,13 @@ class TrainConfig:
     seed: int = _opt(0, "seed of every random choice (data order, augmentation, init)")
     deterministic: bool = _opt(False, "use deterministic algorithms (bit-identical reruns)")
     device: str = _opt("auto", "auto | cpu | cuda | cuda:N | mps")
-    optimizer: str = _opt(
-        "sgd", "optimizer", ("sgd", "adagrad", "rmsprop", "adadelta", "adam", "adamw")
-    )
+    optimizer: str = _opt("sgd", "optimizer", "cvcraft.engine.optim:OPTIMIZERS")
     lr: float = _opt(0.05, "base learning rate (the peak after warmup)")
     momentum: float = _opt(0.9, "SGD/RMSProp momentum, Adam beta1")
     nesterov: bool = _opt(True, "Nesterov momentum for SGD")
     weight_decay: float = _opt(5e-4, "weight decay (not applied to biases and norm layers)")
     schedule: str = _opt(
-        "cosine",
-        "LR schedule, stepped per iteration",
-        ("constant", "step", "multistep", "linear", "cosine", "poly", "cyclic", "one_cycle"),
+        "cosine", "LR schedule, stepped per iteration", "cvcraft.engine.schedules:SCHEDULES"
     )
     warmup_epochs: float = _opt(1.0, "linear warmup length in epochs (fractions allowed)")
     min_lr_ratio: float = _opt(0.0, "final LR as a fraction of lr (cosine/linear)")
@@ -159,6 +158,16 @@ def _coerce(key: str, value: Any, typ: Any) -> Any:
     return value
 
 
+def resolve_choices(choices: tuple[Any, ...] | str | None) -> tuple[Any, ...] | None:
+    """A field's allowed values: the tuple itself, or the names of registry ``"module:ATTR"``."""
+    if not isinstance(choices, str):
+        return choices
+    import importlib
+
+    module, _, attr = choices.partition(":")
+    return tuple(getattr(importlib.import_module(module), attr).names())
+
+
 def parse_overrides(args: list[str]) -> dict[str, str]:
     """``["lr=0.1", "epochs=3"]`` -> ``{"lr": "0.1", "epochs": "3"}``."""
     out: dict[str, str] = {}
@@ -227,7 +236,7 @@ def rename_deprecated(cls: type[TrainConfig], values: dict[str, Any]) -> dict[st
 def validate(cfg: TrainConfig) -> None:
     """Range and choice checks; raises ConfigError naming the key."""
     for f in fields(cfg):
-        choices = f.metadata.get("choices")
+        choices = resolve_choices(f.metadata.get("choices"))
         val = getattr(cfg, f.name)
         if choices and val not in choices:
             raise ConfigError(
@@ -277,7 +286,7 @@ def config_help(cls: type[TrainConfig]) -> str:
     for f in fields(cls):
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
         typ = getattr(hints[f.name], "__name__", str(hints[f.name]))
-        choices = f.metadata.get("choices")
+        choices = resolve_choices(f.metadata.get("choices"))
         extra = f" [{'|'.join(map(str, choices))}]" if choices else ""
         lines.append(f"  {f.name:<16} {typ:<6} default={default!r:<12} {f.metadata['help']}{extra}")
     return "\n".join(lines)

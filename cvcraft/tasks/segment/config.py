@@ -25,7 +25,7 @@ class SegmentConfig(TrainConfig):
         "input normalization; statistics from the training set",
         ("zscore", "minmax", "robust", "imagenet", "none"),
     )
-    loss: str = _opt("ce", "loss", ("ce", "focal", "dice", "dice_ce", "lovasz"))
+    loss: str = _opt("ce", "loss", "cvcraft.losses.segmentation:SEGMENTATION_LOSSES")
     focal_gamma: float = _opt(2.0, "focal loss gamma")
     aux_weight: float = _opt(0.4, "weight of each auxiliary / deep-supervision output's loss")
     ignore_index: int = _opt(255, "mask value ignored by losses and metrics")
