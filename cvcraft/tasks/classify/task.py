@@ -34,11 +34,11 @@ from cvcraft.engine import distributed as ddp
 from cvcraft.engine.device import autocast, select_device
 from cvcraft.engine.evaluation import run_evaluation
 from cvcraft.engine.optim import unwrap_model
-from cvcraft.errors import ConfigError, DataError
+from cvcraft.errors import DataError
 from cvcraft.losses import build_loss
 from cvcraft.losses.classification import deep_supervision_loss
 from cvcraft.metrics.classification import ClassificationMetrics
-from cvcraft.models import create_model
+from cvcraft.models import create_model, model_default_cfg
 from cvcraft.structures import Sample
 from cvcraft.tasks.base import BaseTask, take_fraction
 from cvcraft.tasks.classify.config import ClassifyConfig
@@ -385,16 +385,11 @@ def build_classifier(
     name: str, num_classes: int, in_chans: int, imgsz: int, model_kwargs: dict[str, Any]
 ) -> nn.Module:
     """``create_model`` plus the input size for models whose layers depend on it (MLP's
-    first layer, ViT's position table); models without an ``img_size`` option ignore it."""
+    first layer, ViT's position table, Swin's windows: ``img_size_arg`` in their registered
+    defaults)."""
     kw = dict(model_kwargs)
-    if "img_size" not in kw:
-        try:
-            return create_model(
-                name, num_classes=num_classes, in_chans=in_chans, img_size=imgsz, **kw
-            )
-        except ConfigError as e:
-            if "'img_size'" not in str(e):
-                raise
+    if model_default_cfg(name).get("img_size_arg") and "img_size" not in kw:
+        kw["img_size"] = imgsz
     return create_model(name, num_classes=num_classes, in_chans=in_chans, **kw)
 
 
