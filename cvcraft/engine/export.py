@@ -14,6 +14,7 @@ the outputs) and ``rtol = 1e-4``.
 from __future__ import annotations
 
 import io
+import json
 import os
 import warnings
 from pathlib import Path
@@ -26,6 +27,7 @@ from torch import nn
 from cvcraft.errors import ConfigError
 
 FORMATS = ("onnx", "torchscript")
+METADATA_KEY = "cvcraft"  # ONNX metadata_props key / TorchScript extra file (cvcraft.json)
 DEFAULT_OPSET = 17
 MIN_OPSET = 9
 PARITY_RTOL = 1e-4
@@ -63,9 +65,12 @@ def export_onnx(
     dynamic: bool = False,
     input_name: str = "images",
     output_names: list[str] | None = None,
+    metadata: dict[str, Any] | None = None,
 ) -> list[str]:
     """Write ``model`` (eval mode) traced on ``example`` (B, C, H, W) to ONNX at ``path``;
-    returns the output names (``logits`` for one output, ``output0..`` for several)."""
+    returns the output names (``logits`` for one output, ``output0..`` for several).
+    ``metadata`` (JSON-able, e.g. classes and normalisation) goes into the file's
+    ``metadata_props`` under the key ``cvcraft``; :attr:`OnnxModel.metadata` reads it."""
     try:
         import onnx  # noqa: F401  (the exporter needs it)
     except ImportError as e:
@@ -95,13 +100,35 @@ def export_onnx(
             f"{type(model).__name__} cannot be exported to ONNX: {first}; try a higher "
             f"opset= (max {_max_opset()}) or format=torchscript"
         ) from e
+    if metadata:
+        _add_onnx_metadata(target, metadata)
     return names
 
 
+def _add_onnx_metadata(target: str | io.BytesIO, metadata: dict[str, Any]) -> None:
+    import onnx
+
+    proto = (
+        onnx.load(target) if isinstance(target, str) else onnx.load_from_string(target.getvalue())
+    )
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = METADATA_KEY, json.dumps(metadata)
+    if isinstance(target, str):
+        onnx.save(proto, target)
+    else:
+        target.seek(0)
+        target.truncate()
+        target.write(proto.SerializeToString())
+
+
 def export_torchscript(
-    model: nn.Module, example: torch.Tensor, path: str | os.PathLike
+    model: nn.Module,
+    example: torch.Tensor,
+    path: str | os.PathLike,
+    metadata: dict[str, Any] | None = None,
 ) -> torch.jit.ScriptModule:
-    """Trace ``model`` (eval mode) on ``example`` and save the TorchScript module."""
+    """Trace ``model`` (eval mode) on ``example`` and save the TorchScript module, with
+    ``metadata`` as the extra file ``cvcraft.json`` (:func:`torchscript_metadata`)."""
     try:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
@@ -113,8 +140,18 @@ def export_torchscript(
         ) from e
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated, still works
-        torch.jit.save(traced, str(path))
+        extra = {f"{METADATA_KEY}.json": json.dumps(metadata or {})}
+        torch.jit.save(traced, str(path), _extra_files=extra)
     return traced
+
+
+def torchscript_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """The ``metadata`` saved by :func:`export_torchscript` ({} if none)."""
+    extra = {f"{METADATA_KEY}.json": ""}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+    return json.loads(extra[f"{METADATA_KEY}.json"] or "{}")
 
 
 def load_torchscript(path: str | os.PathLike) -> torch.jit.ScriptModule:
@@ -151,6 +188,8 @@ class OnnxModel(nn.Module):
         self.output_names = [o.name for o in self.session.get_outputs()]
         fixed = inp.shape[0]
         self.fixed_batch = fixed if isinstance(fixed, int) else None
+        props = self.session.get_modelmeta().custom_metadata_map
+        self.metadata: dict[str, Any] = json.loads(props.get(METADATA_KEY, "{}"))
 
     def _run(self, x: np.ndarray) -> list[np.ndarray]:
         return self.session.run(None, {self.input_name: x})
@@ -201,6 +240,7 @@ def export_model(
     opset: int = DEFAULT_OPSET,
     dynamic: bool = False,
     check: torch.Tensor | None = None,
+    metadata: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Export and verify: write ``path``, load it back (onnxruntime / ``torch.jit.load``),
     run it on ``check`` (default ``example``; with ``dynamic`` use another batch size) and
@@ -211,10 +251,10 @@ def export_model(
     path.parent.mkdir(parents=True, exist_ok=True)
     model = model.eval()
     if fmt == "onnx":
-        export_onnx(model, example, path, opset=opset, dynamic=dynamic)
+        export_onnx(model, example, path, opset=opset, dynamic=dynamic, metadata=metadata)
         runner: Any = OnnxModel(path)
     else:
-        export_torchscript(model, example, path)
+        export_torchscript(model, example, path, metadata)
         runner = load_torchscript(path)
     x = example if check is None else check
     with torch.no_grad():

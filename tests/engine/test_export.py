@@ -14,6 +14,7 @@ from cvcraft.engine.export import (
     export_onnx,
     load_torchscript,
     parity,
+    torchscript_metadata,
 )
 from cvcraft.errors import ConfigError
 from cvcraft.models import create_model
@@ -28,13 +29,15 @@ def resnet():
 
 
 def test_onnx_dynamic_batch_parity(resnet, tmp_path):
+    meta = {"classes": ["a", "b"], "norm_stats": {"mean": [1.5, 2.0, 3.0]}}
     report = export_model(
         resnet, torch.randn(1, 3, 32, 32), tmp_path / "m.onnx", "onnx", dynamic=True,
-        check=torch.randn(5, 3, 32, 32),
+        check=torch.randn(5, 3, 32, 32), metadata=meta,
     )  # fmt: skip
     assert report["ok"] and report["max_abs_diff"] < 1e-4 and report["bytes"] > 100_000
     runner = OnnxModel(tmp_path / "m.onnx")
     assert runner.fixed_batch is None and runner.output_names == ["logits"]
+    assert runner.metadata == meta
     x = torch.randn(7, 3, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(runner(x), resnet(x), atol=1e-4, rtol=1e-4)
@@ -42,8 +45,9 @@ def test_onnx_dynamic_batch_parity(resnet, tmp_path):
 
 def test_onnx_fixed_batch_runs_any_batch_in_chunks(resnet):
     buf = io.BytesIO()
-    export_onnx(resnet, torch.randn(2, 3, 32, 32), buf)
+    export_onnx(resnet, torch.randn(2, 3, 32, 32), buf, metadata={"imgsz": 32})
     runner = OnnxModel(buf.getvalue())
+    assert runner.metadata == {"imgsz": 32}
     assert runner.fixed_batch == 2
     runner.eval()  # behaves like a module for evaluation code
     x = torch.randn(5, 3, 32, 32)  # 2 + 2 + (1 padded to 2)
@@ -52,7 +56,10 @@ def test_onnx_fixed_batch_runs_any_batch_in_chunks(resnet):
 
 
 def test_torchscript_parity(resnet, tmp_path):
-    report = export_model(resnet, torch.randn(2, 3, 32, 32), tmp_path / "m.ts", "torchscript")
+    report = export_model(
+        resnet, torch.randn(2, 3, 32, 32), tmp_path / "m.ts", "torchscript", metadata={"k": [1]}
+    )
+    assert torchscript_metadata(tmp_path / "m.ts") == {"k": [1]}
     assert report["ok"] and report["max_abs_diff"] < 1e-5
     loaded = load_torchscript(tmp_path / "m.ts")
     x = torch.randn(3, 3, 32, 32)
