@@ -375,10 +375,14 @@ def run_attack(args: dict[str, str]) -> list[dict[str, Any]]:
         with torch.no_grad():
             pc = pixel(clean.to(device)).argmax(1).tolist()
             pa = pixel(adv.to(device)).argmax(1).tolist()
-        tc = [f"{classes[p]} (true {classes[t]})" for p, t in zip(pc, grid_y)]
-        ta = [f"{show[0]} {show[1] * 255:.0f}/255: {classes[p]}" for p in pa]
-        plot_adversarial_grid(clean.permute(0, 2, 3, 1).numpy(), adv.permute(0, 2, 3, 1).numpy(),
-                              tc, ta, out / "adversarial_examples.png")  # fmt: skip
+        tc = [f"clean: {classes[p]}\n(true: {classes[t]})" for p, t in zip(pc, grid_y)]
+        ta = [f"{show[0]} {show[1] * 255:g}/255: {classes[p]}" for p in pa]
+        plot_adversarial_grid(
+            clean.permute(0, 2, 3, 1).numpy(), adv.permute(0, 2, 3, 1).numpy(), tc, ta,
+            out / "adversarial_examples.png",
+            right_clean=[p == t for p, t in zip(pc, grid_y)],
+            right_adv=[p == t for p, t in zip(pa, grid_y)],
+        )  # fmt: skip
     _print_table(rows)
     print(f"attack: {seen} images; table, plots and examples in {out}")
     return rows

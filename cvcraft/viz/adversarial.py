@@ -63,9 +63,11 @@ def plot_adversarial_grid(
     titles_adv: Sequence[str],
     path: str | Path,
     cols: int = 6,
+    right_clean: Sequence[bool] | None = None,
+    right_adv: Sequence[bool] | None = None,
 ) -> Path:
     """Columns of (clean, adversarial, amplified perturbation) for N images (N, H, W, C)
-    floats in [0, 1]; titles say the prediction on each."""
+    floats in [0, 1]; titles say the prediction on each, green when right, red when wrong."""
     clean, adversarial = np.asarray(clean), np.asarray(adversarial)
     if clean.shape != adversarial.shape or clean.ndim != 4 or len(clean) == 0:
         raise ConfigError(
@@ -75,19 +77,24 @@ def plot_adversarial_grid(
     cols = min(cols, n)
     blocks = math.ceil(n / cols)
     fig = _figure(1.9 * cols, 6.0 * blocks)
+
+    def colour(flags: Sequence[bool] | None, i: int) -> str:
+        return "black" if flags is None else ("green" if flags[i] else "red")
+
     for i in range(n):
         b, c = divmod(i, cols)
         delta = adversarial[i] - clean[i]
+        peak = float(np.abs(delta).max())
+        gain = f"x{0.5 / peak:.0f}" if peak > 0 else ""
         shown = [clean[i], adversarial[i], amplify(delta)]
-        labels = [titles_clean[i], titles_adv[i], f"|d|max {np.abs(delta).max() * 255:.1f}/255"]
+        labels = [titles_clean[i], titles_adv[i], f"perturbation {gain}\nmax {peak * 255:.1f}/255"]
+        colours = [colour(right_clean, i), colour(right_adv, i), "black"]
         for r in range(3):
             ax = fig.add_subplot(3 * blocks, cols, (3 * b + r) * cols + c + 1)
             img = shown[r]
             img = img if img.dtype == np.uint8 else np.clip(img, 0, 1)
-            ax.imshow(
-                img[..., 0] if img.shape[-1] == 1 else img,
-                cmap="gray" if img.shape[-1] == 1 else None,
-            )
+            gray = img.shape[-1] == 1
+            ax.imshow(img[..., 0] if gray else img, cmap="gray" if gray else None)
             ax.set_axis_off()
-            ax.set_title(labels[r], fontsize=7)
+            ax.set_title(labels[r], fontsize=7, color=colours[r])
     return _save(fig, path)
