@@ -6,7 +6,12 @@ tensors (B, H, W) in [0, 1] at the input resolution; drawing them over images is
 ``cvcraft.viz.heatmap``.
 """
 
-from cvcraft.explain.cam import CAM_METHODS, CamResult, class_activation_map
+from cvcraft.explain.cam import (
+    CAM_METHODS,
+    CamResult,
+    class_activation_map,
+    segmentation_score,
+)
 from cvcraft.explain.layers import default_cam_layer, find_layer
 from cvcraft.explain.rollout import attention_maps, attention_rollout
 
@@ -18,4 +23,5 @@ __all__ = [
     "class_activation_map",
     "default_cam_layer",
     "find_layer",
+    "segmentation_score",
 ]

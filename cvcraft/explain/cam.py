@@ -17,6 +17,10 @@ Every method weights the K feature maps ``A_k`` (B, K, h, w) of one layer and su
 - Eigen-CAM (Muhammad & Yeasin 2020): no class; the projection of the centred (hw, K)
   activations on their first principal direction.
 
+The explained score is the target class's logit, or any differentiable ``score_fn(output)
+-> (B,)`` — e.g. :func:`segmentation_score`, a class's logits summed over a pixel mask
+(Seg-Grad-CAM, Vinogradova et al. 2020), which explains segmenters per class.
+
 The low-resolution map is clipped at 0, min-max normalised, resized bilinearly to the input
 and normalised again, as pytorch-grad-cam does (its results are the tests' oracle).
 Shapes: input (B, C, H, W) -> maps (B, H, W) in [0, 1]; raw (B, h, w).
@@ -24,6 +28,7 @@ Shapes: input (B, C, H, W) -> maps (B, H, W) in [0, 1]; raw (B, h, w).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -97,6 +102,24 @@ def _classifier(model: nn.Module) -> nn.Linear:
     return head
 
 
+def segmentation_score(
+    category: int, mask: torch.Tensor | None = None
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Score of segmentation logits (B, K, H, W) for ``category``: its logits summed over
+    ``mask`` (B, H, W) or (H, W) — default: the pixels predicted as ``category``."""
+
+    def score(out: torch.Tensor) -> torch.Tensor:
+        if out.ndim != 4 or not 0 <= category < out.shape[1]:
+            raise ConfigError(
+                f"segmentation_score({category}) needs (B, K, H, W) logits with K > {category}, "
+                f"got {tuple(out.shape)}"
+            )
+        m = (out.argmax(1) == category) if mask is None else mask.to(out.device)
+        return (out[:, category] * m.to(out.dtype)).sum((-2, -1))
+
+    return score
+
+
 def _targets(logits: torch.Tensor, target: int | list[int] | torch.Tensor | None) -> torch.Tensor:
     b, k = logits.shape
     if target is None:
@@ -155,6 +178,7 @@ def class_activation_map(
     method: str = "gradcam",
     target: int | list[int] | torch.Tensor | None = None,
     batch_size: int = 32,
+    score_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> CamResult:
     """Heat maps of why ``model`` scores class ``target`` (default: its top class) on ``x``.
 
@@ -166,9 +190,14 @@ def class_activation_map(
         method: one of :data:`CAM_METHODS`.
         target: class index, one per image, or None for the top-scoring class.
         batch_size: masked inputs per forward pass (Score-CAM).
+        score_fn: explain ``score_fn(model(x))`` (B,) instead of a class logit (any output
+            shape, e.g. :func:`segmentation_score`); not with ``cam`` or ``scorecam``.
     """
     if method not in CAM_METHODS:
         raise ConfigError(f"method={method!r}: choose one of {', '.join(CAM_METHODS)}")
+    if score_fn is not None and method in ("cam", "scorecam"):
+        raise ConfigError(f"method={method} explains a class logit; score_fn needs gradcam, "
+                          "gradcam++ or eigencam")  # fmt: skip
     if x.ndim != 4:
         raise ConfigError(f"CAM input must be a (B, C, H, W) batch, got shape {tuple(x.shape)}")
     was_training = model.training
@@ -181,15 +210,21 @@ def class_activation_map(
             logits = model(x)
         if "out" not in store:
             raise ConfigError(f"layer={name!r} did not run in the forward pass; pick another")
-        if logits.ndim != 2:
+        if logits.ndim != 2 and score_fn is None:
             raise ConfigError(
                 f"CAM needs classifier logits (B, num_classes); the model returned "
-                f"{tuple(logits.shape)}"
+                f"{tuple(logits.shape)} (pass score_fn, e.g. segmentation_score, for others)"
             )
-        targets = _targets(logits.detach(), target)
+        if score_fn is None:
+            targets = _targets(logits.detach(), target)
+        else:
+            targets = torch.full((x.shape[0],), -1, dtype=torch.long, device=x.device)
         act = store["out"]
         if need_grad:
-            score = logits.gather(1, targets[:, None]).sum()
+            if score_fn is None:
+                score = logits.gather(1, targets[:, None]).sum()
+            else:
+                score = score_fn(logits).sum()
             (grad,) = torch.autograd.grad(score, act)
             grads = _as_map(grad, model, x.shape[-2:])
         acts = _as_map(act.detach(), model, x.shape[-2:])
