@@ -19,11 +19,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cvcraft.config import build_config
 from cvcraft.data import load_classification
-from cvcraft.engine.classify import ClassifyTask
 from cvcraft.engine.trainer import Trainer
 from cvcraft.models import create_model
+from cvcraft.tasks import task_config
+from cvcraft.tasks.classify.task import ClassifyTask
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10" / "train"
 
@@ -97,7 +97,7 @@ def main() -> None:
         "threads": torch.get_num_threads(),
     }
     if not args.skip_train:
-        cfg = build_config(
+        cfg = task_config(
             "classify",
             {
                 "data": str(DATA),

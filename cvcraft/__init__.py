@@ -21,8 +21,9 @@ _LAZY = {
     "profile": ("cvcraft.models.profile", "profile"),
     "load_dataset": ("cvcraft.data", "load_classification"),
     "Trainer": ("cvcraft.engine.trainer", "Trainer"),
-    "ClassifyTask": ("cvcraft.engine.classify", "ClassifyTask"),
-    "build_config": ("cvcraft.config", "build_config"),
+    "ClassifyTask": ("cvcraft.tasks.classify.task", "ClassifyTask"),
+    "task_config": ("cvcraft.tasks", "task_config"),
+    "register_task": ("cvcraft.tasks", "register_task"),
     "Sample": ("cvcraft.structures", "Sample"),
 }
 

@@ -14,9 +14,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from cvcraft.config import TASK_CONFIGS, build_config, config_help, parse_overrides
+from cvcraft.engine.config import parse_overrides
 from cvcraft.errors import ConfigError, CvcraftError
 from cvcraft.registry import did_you_mean
+from cvcraft.tasks import get_task, list_tasks, model_task, task_config, task_help
 
 COMMANDS = (
     "train",
@@ -30,33 +31,11 @@ COMMANDS = (
     "augment",
     "pack",
 )
-TASKS = tuple(TASK_CONFIGS)
 
-# The embedded default: a small ResNet on 32x32 synthetic shapes, sized so the whole run
-# (data generation, training, evaluation, plots) fits in about two minutes on 2 CPU cores.
-DEMO_PRESETS: dict[str, dict[str, Any]] = {
-    "classify": {
-        "data": "shapes:5000",
-        "model": "resnet20",
-        "imgsz": 32,
-        "epochs": 5,
-        "batch": 64,
-        "lr": 0.1,
-        "optimizer": "sgd",
-        "schedule": "one_cycle",
-        "warmup_epochs": 0.0,
-        "weight_decay": 5e-4,
-        "workers": 1,
-        "degrees": 0.0,
-        "hflip": 0.5,
-        "name": "demo",
-    }
-}
-
-USAGE = """\
+USAGE_HEAD = """\
 cvcraft <command> [task] [key=value ...] [--config FILE.yaml]
 
-tasks: classify (default), detect, segment
+tasks: {tasks}
 
 commands:
   train   <task>       train a model; writes a run folder (config, metrics, checkpoints, plots)
@@ -83,16 +62,23 @@ examples:
 """
 
 
+def usage() -> str:
+    """The help text, with the registered tasks (the first is the default)."""
+    names = list_tasks()
+    tasks = ", ".join(f"{n} (default)" if i == 0 else n for i, n in enumerate(names))
+    return USAGE_HEAD.format(tasks=tasks)
+
+
 def _parse(argv: list[str]) -> tuple[str, str | None, list[str], str | None, bool]:
     if not argv or argv[0] in ("-h", "--help", "help"):
-        print(USAGE)
+        print(usage())
         raise SystemExit(0)
-    ap = argparse.ArgumentParser(prog="cvcraft", usage=USAGE, add_help=False)
+    ap = argparse.ArgumentParser(prog="cvcraft", add_help=False)
     ap.add_argument("command", nargs="?")
     ap.add_argument("rest", nargs=argparse.REMAINDER)
     ns = ap.parse_args(argv)
     if ns.command in (None, "-h", "--help", "help"):
-        print(USAGE)
+        print(usage())
         raise SystemExit(0)
     if ns.command not in COMMANDS:
         raise ConfigError(
@@ -116,11 +102,12 @@ def _parse(argv: list[str]) -> tuple[str, str | None, list[str], str | None, boo
 
 
 def _check_task(command: str, task: str | None) -> str:
-    task = task or "classify"
-    if task not in TASKS:
+    task = task or list_tasks()[0]
+    tasks = list_tasks()
+    if task not in tasks:
         raise ConfigError(
-            f"unknown task {task!r} for {command}.{did_you_mean(task, TASKS)} "
-            f"Tasks available now: {', '.join(TASKS)}"
+            f"unknown task {task!r} for {command}.{did_you_mean(task, tasks)} "
+            f"Tasks available now: {', '.join(tasks)}"
         )
     return task
 
@@ -275,33 +262,16 @@ TOOL_COMMANDS = {
     "eval": cmd_eval,
     # cvcraft augment data=... pipeline=aug.yaml out=grid.png n=16
     "augment": _module_tool(
-        "augment", "cvcraft.viz.augment_grid", "AUGMENT_KEYS", "run_augment", ("data",)
+        "augment", "cvcraft.tasks.tools", "AUGMENT_KEYS", "run_augment", ("data",)
     ),
     # cvcraft pack data=... out=shards/ [task=classify|detect|segment]
-    "pack": _module_tool(
-        "pack", "cvcraft.data.webdataset", "PACK_KEYS", "run_pack", ("data", "out")
-    ),
+    "pack": _module_tool("pack", "cvcraft.tasks.tools", "PACK_KEYS", "run_pack", ("data", "out")),
 }
-
-# Each task's engine module provides: TASK_CLASS (the Trainer's Task), validate(cfg, out) ->
-# metrics dict, predict(cfg, out) -> list of result dicts (with "path" and "summary"),
-# SUMMARY_KEYS (printed after training) and, optionally, DEMO_PRESET.
-TASK_MODULES = {
-    "classify": "cvcraft.engine.classify",
-    "detect": "cvcraft.engine.detect",
-    "segment": "cvcraft.engine.segment",
-}
-
-
-def task_module(task: str) -> Any:
-    import importlib
-
-    return importlib.import_module(TASK_MODULES[task])
 
 
 def _print_help(command: str, task: str) -> None:
     print(f"cvcraft {command} {task} [key=value ...] [--config FILE.yaml]\n\nkeys:")
-    print(config_help(task))
+    print(task_help(task))
 
 
 # Keys that may differ on resume: they change where/how the run executes, not what it
@@ -321,7 +291,7 @@ def resume_config(task: str, cfg: Any, overrides: dict[str, str]) -> Any:
     ignored = sorted(set(overrides) - set(keep))
     if ignored:
         print(f"resume: using {saved}; ignoring {', '.join(ignored)} given now")
-    resumed = build_config(task, {**keep, "resume": "true", "out": str(out)}, yaml_file=saved)
+    resumed = task_config(task, {**keep, "resume": "true", "out": str(out)}, yaml_file=saved)
     return resumed
 
 
@@ -329,8 +299,10 @@ def check_model_for_task(name: str, task: str) -> None:
     """Fail before any data is read (and before torchrun starts workers) when ``model=``
     is unknown or belongs to another task."""
     from cvcraft.models import list_models
-    from cvcraft.models.registry import model_task
 
+    spec = get_task(task)
+    if not spec.model_packages and not spec.models:
+        return  # the task builds its own networks (model= is not a registry name)
     names = list_models()
     if name not in names:
         same = [n for n in names if model_task(n) == task]
@@ -354,11 +326,9 @@ def run(argv: list[str]) -> Any:
         _print_help(command, task)
         return None
     overrides = parse_overrides(rest)
-    mod = task_module(task)
-    defaults = None
-    if command == "demo":
-        defaults = DEMO_PRESETS.get(task) or getattr(mod, "DEMO_PRESET", None)
-    cfg = build_config(task, overrides, yaml_file=config_file, defaults=defaults)
+    spec = get_task(task)
+    defaults = spec.demo_preset if command == "demo" else None
+    cfg = task_config(task, overrides, yaml_file=config_file, defaults=defaults)
     if command in ("train", "demo") and cfg.resume:
         cfg = resume_config(task, cfg, overrides)
     if command in ("train", "demo"):
@@ -368,7 +338,7 @@ def run(argv: list[str]) -> Any:
 
         return launch(argv, cfg.devices)
 
-    from cvcraft.config import save_config
+    from cvcraft.engine.config import save_config
     from cvcraft.engine.trainer import (
         Trainer,
         ensure_writable,
@@ -377,12 +347,13 @@ def run(argv: list[str]) -> Any:
         write_metrics_csv,
     )
 
+    task_cls = spec.load_class()
     if command in ("train", "demo"):
         from cvcraft.engine.distributed import is_main_process
 
-        metrics = Trainer(mod.TASK_CLASS(cfg), cfg).fit()
+        metrics = Trainer(task_cls(cfg), cfg).fit()
         if is_main_process():
-            print(json.dumps({k: metrics[k] for k in mod.SUMMARY_KEYS if k in metrics}))
+            print(json.dumps({k: metrics[k] for k in spec.summary_keys if k in metrics}))
         return metrics
     if not cfg.weights:
         raise ConfigError(f"{command} needs weights=path/to/best.pt")
@@ -394,16 +365,16 @@ def run(argv: list[str]) -> Any:
     ensure_writable(out)
     if command == "val":
         save_config(cfg, out / "config.yaml", task)
-        metrics = mod.validate(cfg, out)
+        metrics = task_cls.validate(cfg, out)
         write_atomic(out / "metrics.json", json.dumps(metrics, indent=2, default=float))
         scalars = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
         write_metrics_csv(out / "metrics.csv", [scalars])
-        print(json.dumps({k: metrics[k] for k in mod.VAL_KEYS if k in metrics}))
+        print(json.dumps({k: metrics[k] for k in spec.val_keys if k in metrics}))
         print(f"results saved to {out}")
         return metrics
     if not cfg.source:
         raise ConfigError("predict needs source=<image file or folder>")
-    results = mod.predict(cfg, out)
+    results = task_cls.predict(cfg, out)
     for r in results[:20]:
         print(f"{r['path']}: {r['summary']}")
     if len(results) > 20:

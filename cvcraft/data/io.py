@@ -192,3 +192,17 @@ def write_image(path: str | os.PathLike[str], image: np.ndarray) -> None:
         raise DataError(f"{name}: OpenCV could not encode the image as {ext}")
     Path(name).parent.mkdir(parents=True, exist_ok=True)
     buf.tofile(name)
+
+
+def list_images(source: str | Path) -> list[Path]:
+    """The image files ``source`` names: itself if a file, else every image under the folder
+    (any depth, sorted); DataError if there are none."""
+    p = Path(source)
+    if p.is_file():
+        return [p]
+    if p.is_dir():
+        files = sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_EXTENSIONS)
+        if not files:
+            raise DataError(f"no images ({', '.join(sorted(IMAGE_EXTENSIONS))}) found under {p}")
+        return files
+    raise DataError(f"source={source}: no such file or folder")

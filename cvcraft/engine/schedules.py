@@ -29,6 +29,18 @@ from cvcraft.registry import Registry
 SCHEDULES: Registry[Callable[..., float]] = Registry("lr schedule")
 
 
+def config_keys(*keys: str) -> Callable[[Callable[..., float]], Callable[..., float]]:
+    """Mark which of its keyword arguments a schedule takes from the run config
+    (``min_factor`` <- ``min_lr_ratio``, ``step_size``/``milestones`` in epochs, ``gamma``,
+    ``power``); the others keep the schedule's own defaults."""
+
+    def mark(fn: Callable[..., float]) -> Callable[..., float]:
+        fn.config_keys = keys  # type: ignore[attr-defined]
+        return fn
+
+    return mark
+
+
 @SCHEDULES.register("constant")
 def constant_factor(step: int, total_steps: int) -> float:
     """1 everywhere (the lr as configured; useful with warmup only)."""
@@ -36,12 +48,14 @@ def constant_factor(step: int, total_steps: int) -> float:
 
 
 @SCHEDULES.register("step")
+@config_keys("step_size", "gamma")
 def step_factor(step: int, total_steps: int, *, step_size: int, gamma: float = 0.1) -> float:
     """``gamma ** (step // step_size)`` — decay by ``gamma`` every ``step_size`` steps."""
     return gamma ** (step // step_size)
 
 
 @SCHEDULES.register("multistep")
+@config_keys("milestones", "gamma")
 def multistep_factor(
     step: int, total_steps: int, *, milestones: Sequence[int], gamma: float = 0.1
 ) -> float:
@@ -50,6 +64,7 @@ def multistep_factor(
 
 
 @SCHEDULES.register("linear")
+@config_keys("min_factor")
 def linear_factor(
     step: int, total_steps: int, *, min_factor: float = 0.0, start_factor: float = 1.0
 ) -> float:
@@ -60,6 +75,7 @@ def linear_factor(
 
 
 @SCHEDULES.register("cosine")
+@config_keys("min_factor")
 def cosine_factor(step: int, total_steps: int, *, min_factor: float = 0.0) -> float:
     """Half cosine from 1 to ``min_factor``: ``m + (1 - m) * (1 + cos(pi * t / T)) / 2``
     (SGDR without restarts; the closed form of ``CosineAnnealingLR(T_max=T, eta_min=m*lr)``)."""
@@ -68,6 +84,7 @@ def cosine_factor(step: int, total_steps: int, *, min_factor: float = 0.0) -> fl
 
 
 @SCHEDULES.register("poly")
+@config_keys("power")
 def poly_factor(
     step: int, total_steps: int, *, power: float = 1.0, min_factor: float = 0.0
 ) -> float:

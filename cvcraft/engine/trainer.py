@@ -36,14 +36,13 @@ import math
 import os
 import signal
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import torch
 from torch import nn
 
-from cvcraft.config import TrainConfig, config_to_dict, save_config
 from cvcraft.data.loader import EpochSampler
 from cvcraft.engine.checkpoint import (
     load_checkpoint,
@@ -53,6 +52,7 @@ from cvcraft.engine.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
+from cvcraft.engine.config import TrainConfig, config_to_dict, metric_direction, save_config
 from cvcraft.engine.device import autocast, seed_everything, select_device, set_deterministic
 from cvcraft.engine.distributed import (
     all_reduce_sum,
@@ -70,7 +70,7 @@ from cvcraft.engine.distributed import (
 from cvcraft.engine.ema import ModelEMA
 from cvcraft.engine.optim import build_optimizer, freeze, freeze_bn_stats, unwrap_model
 from cvcraft.engine.regularization import clip_gradients, l1_penalty, l2_penalty
-from cvcraft.engine.schedules import build_scheduler
+from cvcraft.engine.schedules import SCHEDULES, build_scheduler
 from cvcraft.errors import CheckpointError, ConfigError, TrainingError
 from cvcraft.nn.init import init_weights
 
@@ -81,17 +81,59 @@ except ImportError:  # pragma: no cover
 
 
 class Task(Protocol):
-    """What the Trainer needs from a task (classification, detection, ...)."""
+    """What the Trainer needs from a task (``cvcraft.tasks.base.BaseTask`` implements it).
+
+    ``setup`` builds data, loaders and ``trainer.model`` (the primary model, on
+    ``trainer.device``) and may declare more models in ``trainer.extra_parts``;
+    ``train_step(batch, ctx)`` runs one (micro-)batch with the Trainer as ``ctx`` and returns
+    ``(loss value, items)``; ``evaluate(model)`` returns metrics. Hooks (all optional):
+    ``on_epoch_start(trainer, epoch)``, ``on_epoch_end(trainer, epoch, row)``,
+    ``before_step(trainer, i)``, ``after_step(trainer, i)``.
+    """
 
     name: str
-    monitor: str  # default metric for best.pt, higher is better
+    monitor: str  # default metric for best.pt and early stopping
+    monitor_mode: str  # "max" or "min"
 
-    def setup(self, trainer: Trainer) -> None: ...  # data, loaders, model (on trainer.device)
-    def train_loss(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, int]: ...
+    def setup(self, trainer: Trainer) -> None: ...
+    def train_step(self, batch: Any, ctx: Trainer) -> tuple[float, int]: ...
     def evaluate(self, model: nn.Module) -> dict[str, Any]: ...
     def checkpoint_meta(self) -> dict[str, Any]: ...
-    # optional: ``on_epoch_start(trainer, epoch)`` is called before each training epoch
     def finish(self, trainer: Trainer, model: nn.Module, metrics: dict[str, Any]) -> None: ...
+
+
+@dataclass
+class ModelPart:
+    """A model the task trains (or holds frozen) beside the primary one.
+
+    ``optimizer`` overrides the config's optimizer keys for this model (``optimizer``,
+    ``lr``, ``weight_decay``, ``momentum``, ``betas``, ...); ``train=False`` is a frozen
+    model (a distillation teacher): no optimizer, always in eval mode, not checkpointed.
+    ``ema=None`` follows the config's ``ema``. Filled in by the Trainer: the optimizer, its
+    schedule and the EMA.
+    """
+
+    model: nn.Module
+    train: bool = True
+    optimizer: dict[str, Any] = field(default_factory=dict)
+    ema: bool | None = None
+    opt: Any = None
+    scheduler: Any = None
+    ema_model: ModelEMA | None = None
+
+
+def schedule_kwargs(cfg: TrainConfig, name: str, steps_per_epoch: int) -> dict[str, Any]:
+    """The config values schedule ``name`` declared it takes (``schedules.config_keys``);
+    epochs become iterations (every schedule steps per iteration)."""
+    from_cfg = {
+        "min_factor": lambda: cfg.min_lr_ratio,
+        "step_size": lambda: max(1, round(cfg.step_size * steps_per_epoch)),
+        "milestones": lambda: [round(m * steps_per_epoch) for m in cfg.milestones],
+        "gamma": lambda: cfg.gamma,
+        "power": lambda: cfg.power,
+    }
+    wanted = getattr(SCHEDULES.get(name), "config_keys", ())
+    return {k: from_cfg[k]() for k in wanted}
 
 
 def resolve_run_dir(task: str, cfg: TrainConfig, *, root: str | Path = "runs") -> Path:
@@ -205,7 +247,10 @@ class EpochStats:
 class Trainer:
     """Runs ``cfg.epochs`` epochs of ``task`` and writes the run folder.
 
-    Use: ``Trainer(ClassifyTask(cfg), cfg).fit()`` -> final metrics dict.
+    Use: ``Trainer(task, cfg).fit()`` -> final metrics dict. The Trainer is also the context
+    a task's ``train_step(batch, ctx)`` works with: ``ctx.model`` / ``ctx.part(name)``,
+    ``ctx.autocast()``, ``ctx.backward(loss, part)``, ``ctx.step(part)``, ``ctx.step_now``,
+    ``ctx.epoch``, ``ctx.global_step``.
     """
 
     def __init__(self, task: Task, cfg: TrainConfig, out_dir: str | Path | None = None) -> None:
@@ -228,11 +273,16 @@ class Trainer:
         # rank 0 picks the folder (a numbered name must not differ between ranks)
         self.out = Path(broadcast_object(str(out) if out is not None else None))
         self.history: list[dict[str, Any]] = []
-        self.best_fitness = -math.inf
+        self.monitor = cfg.monitor or task.monitor
+        self.monitor_mode = monitor_direction(task, cfg, self.monitor)
+        self.best_fitness = -math.inf if self.monitor_mode == "max" else math.inf
         self.best_epoch = -1
         self.start_epoch = 0
         self.global_step = 0
+        self.epoch = 0
+        self.step_now = True
         self.model: nn.Module
+        self.extra_parts: dict[str, ModelPart] = {}
         self.train_loader: Any = None
         self.steps_per_epoch = 0
 
@@ -245,6 +295,11 @@ class Trainer:
         """Print on rank 0 only (every rank runs the same loop)."""
         if is_main_process():
             print(msg)
+
+    def _hook(self, name: str, *args: Any) -> None:
+        fn = getattr(self.task, name, None)
+        if fn is not None:
+            fn(self, *args)
 
     # ----------------------------------------------------------------- setup
     def _setup(self) -> None:
@@ -281,47 +336,56 @@ class Trainer:
             # after weights/freeze (DDP registers only parameters that require grad), before
             # the optimizer: SyncBN conversion must happen before param groups are built
             self.model = model = wrap_model(model, cfg.sync_bn, self.device)
+            for part in self.extra_parts.values():
+                if part.train:
+                    part.model = wrap_model(part.model, cfg.sync_bn, self.device)
             self.log(f"DDP: {world_size()} processes, global batch {cfg.batch}")
         self.steps_per_epoch = max(1, len(self.train_loader) // cfg.accumulate)
-        total = self.steps_per_epoch * cfg.epochs
-        self.optimizer = build_optimizer(
-            model,
-            cfg.optimizer,
-            cfg.lr,
-            weight_decay=cfg.weight_decay,
-            momentum=cfg.momentum,
-            nesterov=cfg.nesterov,
-            lr_mults=cfg.lr_mults or None,
-        )
-        sched_kw: dict[str, Any] = {}
-        if cfg.schedule in ("cosine", "linear"):
-            sched_kw["min_factor"] = cfg.min_lr_ratio
-        elif cfg.schedule == "step":
-            sched_kw = {
-                "step_size": max(1, round(cfg.step_size * self.steps_per_epoch)),
-                "gamma": cfg.gamma,
-            }
-        elif cfg.schedule == "multistep":
-            sched_kw = {
-                "milestones": [round(m * self.steps_per_epoch) for m in cfg.milestones],
-                "gamma": cfg.gamma,
-            }
-        elif cfg.schedule == "poly":
-            sched_kw["power"] = cfg.power
-        warmup = round(cfg.warmup_epochs * self.steps_per_epoch)
-        warmup = min(warmup, max(0, total - 1))
-        self.scheduler = build_scheduler(
-            self.optimizer, cfg.schedule, total, warmup_steps=warmup, **sched_kw
-        )
+        self.optimizer, self.scheduler = self._optimizer_for(model, {})
         self.ema = (
             ModelEMA(model, decay=cfg.ema_decay, warmup_tau=cfg.ema_tau or None)
             if cfg.ema
             else None
         )
+        for part in self.extra_parts.values():
+            if not part.train:
+                part.model.eval().requires_grad_(False)
+                continue
+            part.opt, part.scheduler = self._optimizer_for(part.model, part.optimizer)
+            if cfg.ema if part.ema is None else part.ema:
+                part.ema_model = ModelEMA(
+                    part.model, decay=cfg.ema_decay, warmup_tau=cfg.ema_tau or None
+                )
         use_scaler = cfg.amp and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
         if resume_state is not None:
             self._restore(resume_state)
+
+    def _optimizer_for(self, model: nn.Module, over: dict[str, Any]) -> tuple[Any, Any]:
+        """The optimizer and per-iteration schedule of one model: the config's keys, with
+        ``over`` (a ModelPart's) taking precedence."""
+        cfg = self.cfg
+        kw: dict[str, Any] = {
+            "weight_decay": cfg.weight_decay,
+            "momentum": cfg.momentum,
+            "nesterov": cfg.nesterov,
+            "lr_mults": cfg.lr_mults or None,
+        }
+        kw.update({k: v for k, v in over.items() if k not in ("optimizer", "lr", "schedule")})
+        optimizer = build_optimizer(
+            model, over.get("optimizer", cfg.optimizer), over.get("lr", cfg.lr), **kw
+        )
+        name = over.get("schedule", cfg.schedule)
+        total = self.steps_per_epoch * cfg.epochs
+        warmup = min(round(cfg.warmup_epochs * self.steps_per_epoch), max(0, total - 1))
+        scheduler = build_scheduler(
+            optimizer,
+            name,
+            total,
+            warmup_steps=warmup,
+            **schedule_kwargs(cfg, name, self.steps_per_epoch),
+        )
+        return optimizer, scheduler
 
     def _find_resume_state(self) -> dict[str, Any] | None:
         last = self.out / "last.pt"
@@ -344,12 +408,24 @@ class Trainer:
                     "the checkpoint has no EMA state but ema=true; resume with ema=false"
                 )
             self.ema.load_state_dict(state["ema_state"])
+        saved_parts = state.get("parts") or {}
+        for name, part in self.extra_parts.items():
+            if not part.train:
+                continue
+            if name not in saved_parts:
+                raise CheckpointError(f"the checkpoint has no model {name!r}; was it this task?")
+            sp = saved_parts[name]
+            load_model_weights(part.model, sp["model"], strict=True, source=f"last.pt[{name}]")
+            part.opt.load_state_dict(sp["optimizer"])
+            part.scheduler.load_state_dict(sp["scheduler"])
+            if part.ema_model is not None:
+                part.ema_model.load_state_dict(sp["ema_state"])
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         self.start_epoch = int(state["epoch"]) + 1
         self.global_step = int(state.get("global_step", 0))
         self.history = list(state.get("history", []))
-        self.best_fitness = float(state.get("best_fitness", -math.inf))
+        self.best_fitness = float(state.get("best_fitness", self.best_fitness))
         self.best_epoch = int(state.get("best_epoch", -1))
         set_rng_state(state["rng"])
         self._write_history()
@@ -366,13 +442,19 @@ class Trainer:
         timing = [{k: r[k] for k in ("epoch", *TIMING_COLUMNS) if k in r} for r in self.history]
         write_metrics_csv(self.out / "timing.csv", timing)
 
+    def improved(self, value: float) -> bool:
+        """Whether ``value`` of the monitored metric beats the best so far (its direction)."""
+        if self.monitor_mode == "min":
+            return value < self.best_fitness
+        return value > self.best_fitness
+
     # ----------------------------------------------------------------- loop
     def fit(self) -> dict[str, Any]:
         """Train, evaluate every ``val_interval`` epochs (and the last), checkpoint every epoch,
         and return the final metrics."""
         self._setup()
         cfg = self.cfg
-        monitor = cfg.monitor or self.task.monitor
+        monitor = self.monitor
         bad_epochs = 0
         if self.history:
             since_best = len(self.history) - 1 - self.best_epoch
@@ -399,10 +481,11 @@ class Trainer:
                         f"monitor={monitor!r} is not a metric of this task; "
                         f"choose one of {', '.join(k for k in row if k != 'epoch')}"
                     )
-                improved = row[monitor] > self.best_fitness
+                improved = self.improved(float(row[monitor]))
                 if improved:
                     self.best_fitness, self.best_epoch = float(row[monitor]), epoch
                 bad_epochs = epoch - self.best_epoch  # epochs since the best one
+            self._hook("on_epoch_end", epoch, row)
             self.history.append(row)
             if is_main_process():
                 self._save(epoch, improved)
@@ -423,48 +506,35 @@ class Trainer:
             cleanup()
 
     def train_one_epoch(self, epoch: int) -> EpochStats:
-        cfg, model, opt = self.cfg, self.model, self.optimizer
+        cfg, model = self.cfg, self.model
+        self.epoch = epoch
         model.train()
+        for part in self.extra_parts.values():
+            part.model.train(part.train)
         if cfg.freeze:
             freeze_bn_stats(self.module, cfg.freeze)
         set_loader_epoch(self.train_loader, epoch)
-        hook = getattr(self.task, "on_epoch_start", None)
-        if hook is not None:  # optional: e.g. detection switches Mosaic off for the last epochs
-            hook(self, epoch)
+        self._hook("on_epoch_start", epoch)  # e.g. detection switches Mosaic off near the end
         n_batches = self.steps_per_epoch * cfg.accumulate
         bar = None
         if cfg.progress and tqdm is not None and is_main_process():
             bar = tqdm(total=n_batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False)
         total_loss, seen, t0 = 0.0, 0, time.perf_counter()
-        opt.zero_grad(set_to_none=True)
+        self._zero_grad()
         for i, batch in enumerate(self.train_loader):
             if i >= n_batches:
                 break
-            step_now = (i + 1) % cfg.accumulate == 0
-            # DDP all-reduces gradients in backward; between optimizer steps there is nothing
-            # to reduce yet, so skip it (one reduction per accumulated step, not per batch)
-            sync = contextlib.nullcontext()
-            if isinstance(model, nn.parallel.DistributedDataParallel) and not step_now:
-                sync = model.no_sync()
-            with sync:
-                lv = self._forward_backward(model, batch, epoch, i)
-            if step_now:
-                if cfg.grad_clip or cfg.grad_clip_value:
-                    self.scaler.unscale_(opt)
-                    clip_gradients(
-                        model.parameters(),
-                        max_norm=cfg.grad_clip or None,
-                        max_value=cfg.grad_clip_value or None,
-                    )
-                self.scaler.step(opt)
-                self.scaler.update()
-                opt.zero_grad(set_to_none=True)
-                self.scheduler.step()
+            self.micro_step = i
+            self.step_now = (i + 1) % cfg.accumulate == 0
+            self._hook("before_step", i)
+            lv, n = self.task.train_step(batch, self)
+            if not math.isfinite(lv):
+                self.nonfinite(lv)
+            if self.step_now:
                 self.global_step += 1
-                if self.ema is not None:
-                    self.ema.update(model)
-            total_loss += lv * self._last_n
-            seen += self._last_n
+            self._hook("after_step", i)
+            total_loss += lv * n
+            seen += n
             if bar is not None:
                 el = time.perf_counter() - t0
                 bar.set_postfix(loss=f"{total_loss / seen:.4f}", ips=f"{seen / max(el, 1e-9):.0f}")
@@ -477,27 +547,77 @@ class Trainer:
             raise TrainingError("the training loader produced no batches; is the dataset empty?")
         return EpochStats(total_loss / seen, seen, time.perf_counter() - t0)
 
-    def _forward_backward(self, model: nn.Module, batch: Any, epoch: int, i: int) -> float:
-        """Loss of one (micro-)batch and its backward; returns the loss value."""
-        cfg = self.cfg
-        with autocast(self.device, cfg.amp):
-            loss, n = self.task.train_loss(model, batch)
-            if cfg.l1:
-                loss = loss + l1_penalty(model, cfg.l1)
-            if cfg.l2:
-                loss = loss + l2_penalty(model, cfg.l2)
+    # ----------------------------------------------------------------- the step's context
+    def part(self, name: str = "model") -> ModelPart:
+        """A declared model by name; ``"model"`` is the primary one."""
+        if name == "model":
+            return ModelPart(self.model, True, {}, None, self.optimizer, self.scheduler, self.ema)
+        if name not in self.extra_parts:
+            raise KeyError(f"no model {name!r}; the task declared {sorted(self.extra_parts)}")
+        return self.extra_parts[name]
+
+    def autocast(self) -> Any:
+        """Mixed precision around a forward when ``amp=true`` (bf16 on CPU, fp16 on CUDA)."""
+        return autocast(self.device, self.cfg.amp)
+
+    def no_sync(self, model: nn.Module) -> Any:
+        """DDP all-reduces gradients in backward; between optimizer steps there is nothing to
+        reduce yet, so skip it (one reduction per accumulated step, not per micro-batch)."""
+        if isinstance(model, nn.parallel.DistributedDataParallel) and not self.step_now:
+            return model.no_sync()
+        return contextlib.nullcontext()
+
+    def penalties(self, loss: torch.Tensor, model: nn.Module) -> torch.Tensor:
+        """``loss`` plus the explicit L1/L2 weight penalties the config asks for."""
+        if self.cfg.l1:
+            loss = loss + l1_penalty(model, self.cfg.l1)
+        if self.cfg.l2:
+            loss = loss + l2_penalty(model, self.cfg.l2)
+        return loss
+
+    def nonfinite(self, lv: float) -> None:
+        """Stop with the step at fault and the last good checkpoint named."""
+        last = self.out / "last.pt"
+        kept = f"; the last good checkpoint is {last}" if last.exists() else ""
+        raise TrainingError(
+            f"loss is {lv} at epoch {self.epoch + 1}, step {self.micro_step + 1} (global step "
+            f"{self.global_step + 1}){kept}. Lower lr, enable grad_clip, or check the data."
+        )
+
+    def backward(self, loss: torch.Tensor) -> float:
+        """Backward of one micro-batch's loss (scaled for AMP and accumulation); returns its
+        value, and stops the run on a non-finite loss before the weights see it."""
         lv = float(loss.detach())
         if not math.isfinite(lv):
-            last = self.out / "last.pt"
-            kept = f"; the last good checkpoint is {last}" if last.exists() else ""
-            raise TrainingError(
-                f"loss is {lv} at epoch {epoch + 1}, step {i + 1} (global step "
-                f"{self.global_step + 1}){kept}. Lower lr, enable grad_clip, or check the data."
-            )
-        self.scaler.scale(loss / cfg.accumulate).backward()
-        self._last_n = int(n)
+            self.nonfinite(lv)
+        self.scaler.scale(loss / self.cfg.accumulate).backward()
         return lv
 
+    def step(self, name: str = "model") -> None:
+        """One optimizer step of model ``name``: unscale, clip, step, zero the gradients,
+        advance its schedule and update its EMA."""
+        cfg, part = self.cfg, self.part(name)
+        if cfg.grad_clip or cfg.grad_clip_value:
+            self.scaler.unscale_(part.opt)
+            clip_gradients(
+                part.model.parameters(),
+                max_norm=cfg.grad_clip or None,
+                max_value=cfg.grad_clip_value or None,
+            )
+        self.scaler.step(part.opt)
+        self.scaler.update()
+        part.opt.zero_grad(set_to_none=True)
+        part.scheduler.step()
+        if part.ema_model is not None:
+            part.ema_model.update(part.model)
+
+    def _zero_grad(self) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        for part in self.extra_parts.values():
+            if part.opt is not None:
+                part.opt.zero_grad(set_to_none=True)
+
+    # ----------------------------------------------------------------- evaluation
     def evaluate(self) -> dict[str, Any]:
         """Metrics of the raw weights; with EMA on, the EMA's are primary, raw ones prefixed.
 
@@ -519,6 +639,17 @@ class Trainer:
         return self.ema.module if self.ema is not None else self.module
 
     def _save(self, epoch: int, improved: bool) -> None:
+        parts = {
+            name: {
+                "model": unwrap_model(p.model).state_dict(),
+                "ema": p.ema_model.module.state_dict() if p.ema_model is not None else None,
+                "ema_state": p.ema_model.state_dict() if p.ema_model is not None else None,
+                "optimizer": p.opt.state_dict(),
+                "scheduler": p.scheduler.state_dict(),
+            }
+            for name, p in self.extra_parts.items()
+            if p.train
+        }
         state = {
             "task": self.task.name,
             "epoch": epoch,
@@ -532,14 +663,23 @@ class Trainer:
             "history": self.history,
             "best_fitness": self.best_fitness,
             "best_epoch": self.best_epoch,
+            "monitor": self.monitor,
+            "monitor_mode": self.monitor_mode,
             "rng": rng_state(),
             "config": config_to_dict(self.cfg),
+            **({"parts": parts} if parts else {}),
             **self.task.checkpoint_meta(),
         }
         save_checkpoint(self.out / "last.pt", state, keep_previous=True)
         if improved:
             # best.pt holds only what inference needs: no optimizer, no history
-            slim = {k: v for k, v in state.items() if k not in ("optimizer", "scheduler", "rng")}
+            drop = ("optimizer", "scheduler", "rng")
+            slim = {k: v for k, v in state.items() if k not in drop}
+            if parts:
+                slim["parts"] = {
+                    n: {k: v for k, v in p.items() if k in ("model", "ema")}
+                    for n, p in parts.items()
+                }
             save_checkpoint(self.out / "best.pt", slim)
 
     def _finish(self, monitor: str) -> dict[str, Any]:
@@ -555,6 +695,7 @@ class Trainer:
                 "best_epoch": self.best_epoch + 1,
                 "epochs_run": len(self.history),
                 "monitor": monitor,
+                "monitor_mode": self.monitor_mode,
                 "train_ips": sum(r["train_ips"] for r in self.history) / max(len(self.history), 1),
                 "train_seconds": sum(r["epoch_time"] for r in self.history),
             }
@@ -565,3 +706,14 @@ class Trainer:
             write_launch_result(self.out)
         self.log(f"results saved to {self.out}")
         return final
+
+
+def monitor_direction(task: Any, cfg: TrainConfig, monitor: str) -> str:
+    """``"max"`` or ``"min"`` for the monitored metric: ``monitor_mode=`` if given, else the
+    task's own direction for its default monitor, else by name (losses are minimised)."""
+    mode = getattr(cfg, "monitor_mode", "auto")
+    if mode in ("max", "min"):
+        return mode
+    if monitor == getattr(task, "monitor", None):
+        return getattr(task, "monitor_mode", "max")
+    return metric_direction(monitor)

@@ -8,6 +8,7 @@ as mixup/cutmix and distillation produce).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -173,3 +174,23 @@ class FocalLoss(nn.Module):
 LOSSES.register("ce", CrossEntropyLoss)
 LOSSES.register("soft_ce", SoftTargetCrossEntropy)
 LOSSES.register("focal", FocalLoss)
+
+
+def deep_supervision_loss(
+    outputs: torch.Tensor | tuple[torch.Tensor | None, ...],
+    target: torch.Tensor,
+    criterion: Any,
+    aux_weight: float,
+) -> torch.Tensor:
+    """``criterion(main) + aux_weight * sum(criterion(aux_k))`` for a model that returns
+    ``(main, *aux)`` in training (GoogLeNet's two auxiliary heads, weighted 0.3 in Szegedy
+    et al. 2015); ``None`` heads are skipped and a plain tensor is just ``criterion(main)``.
+    Heads are cast to float so the loss is computed in fp32 under autocast."""
+    if isinstance(outputs, torch.Tensor):
+        return criterion(outputs.float(), target)
+    main, *aux = outputs
+    loss = criterion(main.float(), target)
+    for a in aux:
+        if a is not None:
+            loss = loss + aux_weight * criterion(a.float(), target)
+    return loss

@@ -118,6 +118,17 @@ class SegmentationMetrics:
         )
         self.cm = c if self.cm is None else self.cm + c
 
+    def state_dict(self) -> dict[str, Any]:
+        """The confusion matrix on the CPU (what another process needs to merge)."""
+        k = self.num_classes
+        cm = self.cm if self.cm is not None else torch.zeros(k, k, dtype=torch.int64)
+        return {"cm": cm.detach().cpu()}
+
+    def merge(self, state: dict[str, Any]) -> None:
+        """Add another accumulator's counts (another rank's shard of the data)."""
+        cm = state["cm"]
+        self.cm = cm.clone() if self.cm is None else self.cm + cm.to(self.cm.device)
+
     def compute(self) -> dict[str, Any]:
         k = self.num_classes
         cm = self.cm if self.cm is not None else torch.zeros(k, k, dtype=torch.int64)

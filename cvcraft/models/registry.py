@@ -58,21 +58,13 @@ def list_models(pattern: str = "*") -> list[str]:
     return MODELS.names(pattern)
 
 
-_TASK_OF_PACKAGE = {"classification": "classify", "detection": "detect", "segmentation": "segment"}
-
-
-def model_task(name: str) -> str:
-    """The task a registered model serves: ``classify``, ``detect`` or ``segment``.
-
-    Read from the package its constructor lives in (``cvcraft.models.<package>``), so a new
-    model file needs no extra declaration. Backbones registered from a detection module
-    (e.g. ``darknet53``) are classifiers if their constructor sits in a classification
-    module, which is where the registry looks.
-    """
+def model_package(name: str) -> str:
+    """The ``cvcraft.models.<package>`` a registered model's constructor lives in
+    (``classification``, ``detection``, ...; "" for models registered elsewhere). The task
+    registry maps packages to tasks (``cvcraft.tasks.model_task``)."""
     module = getattr(MODELS.get(name), "__module__", "")
     parts = module.split(".")
-    package = parts[2] if len(parts) > 2 and parts[:2] == ["cvcraft", "models"] else ""
-    return _TASK_OF_PACKAGE.get(package, "classify")
+    return parts[2] if len(parts) > 2 and parts[:2] == ["cvcraft", "models"] else ""
 
 
 def model_info(model: nn.Module) -> dict[str, int]:

@@ -186,6 +186,9 @@ def offset_scale(stats: Mapping[str, Any] | str, mode: str) -> tuple[np.ndarray,
     return offset, np.where(scale > 0, scale, 1.0)
 
 
+STATS_SAMPLES = 5000  # images used to estimate a training set's normalization statistics
+
+
 class Normalizer(nn.Module):
     """Device-side normalization of (N, C, H, W) or (C, H, W) uint8/float batches -> float.
 
@@ -256,3 +259,22 @@ def denormalize(
         s = torch.as_tensor(scale, dtype=torch.float32, device=x.device).view(-1, 1, 1)
         return x.float() * s + o
     return np.asarray(x, dtype=np.float32) * scale.astype(np.float32) + offset.astype(np.float32)
+
+
+class Preprocess(nn.Module):
+    """uint8 NCHW RGB batch -> float normalized batch (grayscale first if in_chans == 1)."""
+
+    def __init__(self, stats: dict[str, Any] | None, mode: str, in_chans: int) -> None:
+        super().__init__()
+        self.in_chans = in_chans
+        self.norm = Normalizer(stats, mode) if mode != "none" and stats else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.float()
+        if self.norm is not None:
+            x = self.norm(x)
+        else:
+            x = x / 255.0
+        if self.in_chans == 1 and x.shape[1] == 3:
+            x = x.mean(dim=1, keepdim=True)  # after normalization: mean of normalized channels
+        return x

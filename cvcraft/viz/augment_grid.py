@@ -33,7 +33,7 @@ from cvcraft.data.datasets import load_classification
 from cvcraft.data.detection.convert import read_dataset
 from cvcraft.data.io import write_image
 from cvcraft.data.shapes import SEMANTIC_CLASSES, SHAPE_CLASSES, render_scene
-from cvcraft.errors import ConfigError, CvcraftError
+from cvcraft.errors import ConfigError
 from cvcraft.structures import Sample
 from cvcraft.transforms import (
     copy_paste,  # noqa: F401  (registers copy_paste)
@@ -44,22 +44,7 @@ from cvcraft.transforms.mix import MixupCutmix
 from cvcraft.transforms.mosaic import Mosaic, run_pipeline, split_pipeline
 
 MIN_CELL = 160  # smallest drawn cell side in pixels
-TASKS = ("auto", "classify", "detect", "segment")
 
-AUGMENT_KEYS: dict[str, str] = {
-    "data": "dataset: anything `train classify` takes, a COCO/YOLO/VOC dataset, or 'shapes'",
-    "pipeline": "YAML file with a list of transform specs (or augment: [...]), or a builtin: "
-    "default | none | mosaic | mixup | cutmix",
-    "out": "output PNG (default augment_grid.png)",
-    "n": "number of samples shown (default 16)",
-    "seed": "seed of the augmentation draws (default 0)",
-    "task": "classify | detect | segment | auto (default: detect for 'shapes' and detection "
-    "datasets, else classify)",
-    "imgsz": "image size for the default pipelines and for 'shapes' scenes (default 32 for "
-    "classify, 256 otherwise)",
-    "cols": "grid columns (default: ceil(sqrt(n)))",
-    "alpha": "mixup / cutmix Beta alpha for those builtins (default 1.0)",
-}
 
 # A palette of 20 distinct colours (RGB) for classes; class k uses PALETTE[k % 20].
 PALETTE = np.array(
@@ -139,25 +124,14 @@ def make_grid(cells: Sequence[np.ndarray], cols: int, pad: int = 4) -> np.ndarra
     return grid
 
 
-def resolve_task(data: str, task: str) -> str:
-    """``auto`` -> detect for 'shapes' and COCO/YOLO/VOC datasets, else classify."""
-    if task != "auto":
-        return task
-    if re.fullmatch(r"shapes(:\d+)?", data) and not os.path.exists(data):
-        return "detect"
-    try:
-        read_dataset(data)
-        return "detect"
-    except CvcraftError:  # not a detection dataset: the classification readers decide
-        return "classify"
-
-
-def _source(
-    data: str, task: str, imgsz: int, seed: int
+def augment_source(
+    data: str, kind: str, imgsz: int, seed: int
 ) -> tuple[Callable[[int], Sample], int, list[str]]:
-    """(get_sample, number of items, class names) for ``data`` read as ``task``."""
+    """(get_sample, number of items, class names) for ``data`` read with targets of ``kind``:
+    ``label`` (classification readers), ``boxes`` or ``mask`` (detection/segmentation
+    readers, or synthetic shapes scenes)."""
     m = re.fullmatch(r"shapes(?::(\d+))?", data)
-    if task == "classify":
+    if kind == "label":
         splits = load_classification(data, seed=seed, imgsz_hint=imgsz)
         return splits.train.sample, len(splits.train), list(splits.classes)
     if m and not os.path.exists(data):
@@ -168,17 +142,17 @@ def _source(
             s.meta["index"] = i
             return s
 
-        names = list(SHAPE_CLASSES) if task == "detect" else list(SEMANTIC_CLASSES)[1:]
+        names = list(SHAPE_CLASSES) if kind == "boxes" else list(SEMANTIC_CLASSES)[1:]
         return shape_scene, n, names
     ds = read_dataset(data)
-    masks = task == "segment"
+    masks = kind == "mask"
     return (lambda i: ds.sample(i, masks=masks)), len(ds), list(ds.classes)
 
 
-def _load_pipeline(spec: str, task: str, imgsz: int, alpha: float) -> tuple[list[Any], Any, Any]:
+def load_pipeline(spec: str, kind: str, imgsz: int, alpha: float) -> tuple[list[Any], Any, Any]:
     """(multi-sample transforms, per-item Compose, batch mixer or None) from ``pipeline=``."""
     if spec in ("", "default"):
-        if task == "classify":
+        if kind == "label":
             return [], default_classify_transforms(imgsz, train=True), None
         return [], Compose([]), None
     if spec == "none":
@@ -186,7 +160,7 @@ def _load_pipeline(spec: str, task: str, imgsz: int, alpha: float) -> tuple[list
     if spec == "mosaic":
         return [Mosaic(imgsz)], Compose([]), None
     if spec in ("mixup", "cutmix"):
-        if task != "classify":
+        if kind != "label":
             raise ConfigError(f"pipeline={spec} is batch mixing for task=classify; for "
                               "detection use a YAML list with {name: mixup}")  # fmt: skip
         mixer = (alpha, 0.0) if spec == "mixup" else (0.0, alpha)
@@ -211,38 +185,38 @@ def _load_pipeline(spec: str, task: str, imgsz: int, alpha: float) -> tuple[list
     return multi, per_item, None
 
 
-def run_augment(args: dict[str, str]) -> Path:
-    """The ``cvcraft augment`` command: draw ``n`` augmented samples into ``out``; returns it."""
-    data = args["data"]
-    n = int(args.get("n", 16))
-    seed = int(args.get("seed", 0))
-    task = args.get("task", "auto")
-    if task not in TASKS:
-        raise ConfigError(f"task={task!r}: use one of {', '.join(TASKS)}")
+def render_augment_grid(
+    data: str,
+    kind: str,
+    pipeline: str,
+    *,
+    n: int = 16,
+    seed: int = 0,
+    imgsz: int = 256,
+    cols: int = 0,
+    alpha: float = 1.0,
+    out: str | Path = "augment_grid.png",
+) -> Path:
+    """Draw ``n`` items of ``data`` after ``pipeline`` into a grid PNG at ``out``."""
     if n < 1:
         raise ConfigError(f"n={n} must be >= 1")
-    task = resolve_task(data, task)
-    imgsz = int(args.get("imgsz") or (32 if task == "classify" else 256))
-    get, n_items, names = _source(data, task, imgsz, seed)
+    get, n_items, names = augment_source(data, kind, imgsz, seed)
     if n_items == 0:
         raise ConfigError(f"data={data}: the dataset is empty")
-    multi, per_item, mixer = _load_pipeline(args.get("pipeline", "default"), task, imgsz,
-                                            float(args.get("alpha", 1.0)))  # fmt: skip
+    multi, per_item, mixer = load_pipeline(pipeline, kind, imgsz, alpha)
     samples = []
     for i in range(n):
         index = i % n_items
         rng = np.random.default_rng([seed, 0, index])
         samples.append(run_pipeline(multi, per_item, get, index, n_items, rng))
     captions = [""] * n
-    if task == "classify":
+    if kind == "label":
         captions = [names[s.label] if s.label is not None else "" for s in samples]
     if mixer is not None:
         samples, captions = _mix_batch(samples, names, mixer, seed)
     cells = [draw_sample(s, names, caption=c) for s, c in zip(samples, captions)]
-    cols = int(args.get("cols") or int(np.ceil(np.sqrt(n))))
-    out = Path(args.get("out") or "augment_grid.png")
-    write_image(out, make_grid(cells, max(1, cols)))
-    print(f"wrote {out} ({n} samples, task={task}, pipeline={args.get('pipeline', 'default')})")
+    out = Path(out)
+    write_image(out, make_grid(cells, max(1, cols or int(np.ceil(np.sqrt(n))))))
     return out
 
 
@@ -263,4 +237,4 @@ def _mix_batch(
     return out, captions
 
 
-__all__ = ["AUGMENT_KEYS", "draw_sample", "make_grid", "run_augment"]
+__all__ = ["augment_source", "draw_sample", "load_pipeline", "make_grid", "render_augment_grid"]

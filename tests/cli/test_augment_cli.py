@@ -7,7 +7,8 @@ import pytest
 
 from cvcraft.cli import main
 from cvcraft.structures import Sample
-from cvcraft.viz.augment_grid import PALETTE, draw_sample, make_grid, run_augment
+from cvcraft.tasks.tools import run_augment
+from cvcraft.viz.augment_grid import PALETTE, draw_sample, make_grid
 
 
 def _read(path):

@@ -112,7 +112,7 @@ def test_val_and_predict(tmp_path, trained):
 
 
 def test_nan_loss_stops_and_keeps_last_good(tmp_path, monkeypatch):
-    from cvcraft.engine import classify
+    from cvcraft.tasks.classify import task as classify
 
     calls = {"n": 0}
     orig = classify.ClassifyTask.train_loss
@@ -134,7 +134,7 @@ def test_nan_loss_stops_and_keeps_last_good(tmp_path, monkeypatch):
 
 
 def test_nan_message(tmp_path, monkeypatch, capsys):
-    from cvcraft.engine import classify
+    from cvcraft.tasks.classify import task as classify
 
     monkeypatch.setattr(
         classify.ClassifyTask, "train_loss", lambda self, m, b: (torch.tensor(float("inf")), 1)

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from cvcraft.cli import main, run
-from cvcraft.config import build_config
-from cvcraft.engine.detect import DEMO_PRESET
+from cvcraft.tasks import task_config
+from cvcraft.tasks.detect import DEMO_PRESET
 
 TINY = ["data=shapes:32", "model=yolo_p", "imgsz=64", "batch=8", "workers=0", "progress=false"]
 
@@ -76,5 +76,5 @@ def test_bad_input_is_one_clear_error(tmp_path, capsys):
 
 
 def test_demo_preset_is_a_valid_config():
-    cfg = build_config("detect", {}, defaults=DEMO_PRESET)
+    cfg = task_config("detect", {}, defaults=DEMO_PRESET)
     assert cfg.data.startswith("shapes") and cfg.imgsz % 32 == 0

@@ -164,7 +164,7 @@ def test_coco_file_without_val_split_holds_out(tmp_path):
 
 
 def test_packed_shards_load_back_with_the_same_boxes(tmp_path):
-    from cvcraft.data.webdataset import run_pack
+    from cvcraft.tasks.tools import run_pack
 
     out = str(tmp_path / "shards")
     run_pack({"data": "shapes:12", "out": out, "task": "detect", "imgsz": "64"})
@@ -180,7 +180,7 @@ def test_packed_shards_load_back_with_the_same_boxes(tmp_path):
 
 
 def test_shard_folder_of_another_task_is_refused(tmp_path):
-    from cvcraft.data.webdataset import run_pack
+    from cvcraft.tasks.tools import run_pack
 
     run_pack({"data": "shapes:20", "out": str(tmp_path / "cls"), "task": "classify", "imgsz": "32"})
     with pytest.raises(DataError, match="not detect"):
@@ -203,9 +203,9 @@ def test_augment_spec_replaces_the_knobs_and_ends_at_imgsz():
 
 
 def test_detect_config_checks_the_augment_spec_early():
-    from cvcraft.config import build_config
     from cvcraft.errors import ConfigError
+    from cvcraft.tasks import task_config
 
-    build_config("detect", {"augment": "[mosaic, hflip]"})
+    task_config("detect", {"augment": "[mosaic, hflip]"})
     with pytest.raises(ConfigError, match="must come before"):
-        build_config("detect", {"augment": "[hflip, mosaic]"})
+        task_config("detect", {"augment": "[hflip, mosaic]"})

@@ -11,22 +11,22 @@ from sklearn.utils.class_weight import compute_class_weight
 from torch import nn
 
 from cvcraft.cli import run
-from cvcraft.config import build_config
-from cvcraft.engine.classify import (
+from cvcraft.structures import Sample
+from cvcraft.tasks import task_config
+from cvcraft.tasks.classify.task import (
     ClassifyTask,
     Preprocess,
     build_criterion,
     build_transforms,
     uses_soft_targets,
 )
-from cvcraft.structures import Sample
 from cvcraft.transforms.mix import MixupCutmix
 
 LABELS = np.array([0] * 30 + [1] * 10 + [2] * 5)
 
 
 def test_class_weighted_ce_matches_torch_with_sklearn_weights():
-    cfg = build_config("classify", {"class_weights": "inverse", "label_smoothing": 0.1})
+    cfg = task_config("classify", {"class_weights": "inverse", "label_smoothing": 0.1})
     crit = build_criterion(cfg, LABELS, 3)
     w = torch.tensor(compute_class_weight("balanced", classes=np.arange(3), y=LABELS)).float()
     logits = torch.randn(16, 3, generator=torch.Generator().manual_seed(0))
@@ -36,7 +36,7 @@ def test_class_weighted_ce_matches_torch_with_sklearn_weights():
 
 
 def test_focal_with_sqrt_alpha_and_soft_switch():
-    cfg = build_config("classify", {"loss": "focal", "class_weights": "sqrt"})
+    cfg = task_config("classify", {"loss": "focal", "class_weights": "sqrt"})
     crit = build_criterion(cfg, LABELS, 3)
     counts = np.bincount(LABELS)
     alpha = 1 / np.sqrt(counts)
@@ -44,9 +44,9 @@ def test_focal_with_sqrt_alpha_and_soft_switch():
     np.testing.assert_allclose(crit.alpha.numpy(), alpha, rtol=1e-6)
     assert not uses_soft_targets(cfg)
     # focal has no smoothing option: smoothing (like mixing) switches to soft targets
-    assert uses_soft_targets(build_config("classify", {"loss": "focal", "label_smoothing": 0.1}))
-    assert uses_soft_targets(build_config("classify", {"cutmix": 1.0}))
-    assert not uses_soft_targets(build_config("classify", {"cutmix": 1.0, "mix_prob": 0.0}))
+    assert uses_soft_targets(task_config("classify", {"loss": "focal", "label_smoothing": 0.1}))
+    assert uses_soft_targets(task_config("classify", {"cutmix": 1.0}))
+    assert not uses_soft_targets(task_config("classify", {"cutmix": 1.0, "mix_prob": 0.0}))
 
 
 class _Record(nn.Module):
@@ -62,7 +62,7 @@ class _Record(nn.Module):
 
 
 def _task(**over):
-    cfg = build_config("classify", {"mixup": 0.4, "cutmix": 1.0, "seed": 7, **over})
+    cfg = task_config("classify", {"mixup": 0.4, "cutmix": 1.0, "seed": 7, **over})
     task = ClassifyTask(cfg)
     task.device = torch.device("cpu")
     task.pre = Preprocess(None, "none", 3)
@@ -106,7 +106,7 @@ def test_train_loss_mixes_with_epoch_step_rng_and_counts_top1():
 
 
 def test_augment_spec_replaces_default_train_pipeline():
-    cfg = build_config("classify", {"augment": [{"name": "hflip", "p": 1.0}]})
+    cfg = task_config("classify", {"augment": [{"name": "hflip", "p": 1.0}]})
     img = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3)
     out = build_transforms(cfg, True)(Sample(img), np.random.default_rng(0))
     np.testing.assert_array_equal(out.image, img[:, ::-1])
@@ -133,11 +133,11 @@ def test_end_to_end_mixing_sampler_weights(tmp_path):
 
 
 def test_policy_and_erasing_keys_reach_the_train_pipeline():
-    from cvcraft.config import build_config
-    from cvcraft.engine.classify import build_transforms
+    from cvcraft.tasks import task_config
+    from cvcraft.tasks.classify.task import build_transforms
     from cvcraft.transforms import RandAugment, RandomErasing
 
-    cfg = build_config("classify", {"policy": "randaugment", "erasing": "0.25", "imgsz": "32"})
+    cfg = task_config("classify", {"policy": "randaugment", "erasing": "0.25", "imgsz": "32"})
     steps = list(build_transforms(cfg, train=True))
     assert any(isinstance(t, RandAugment) for t in steps)
     assert any(isinstance(getattr(t, "transform", t), RandomErasing) for t in steps)

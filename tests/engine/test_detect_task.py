@@ -9,8 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-import cvcraft.engine.detect as det
-from cvcraft.config import build_config
+import cvcraft.tasks.detect.task as det
 from cvcraft.data import build_loader
 from cvcraft.data.detection_dataset import (
     DetectionDataset,
@@ -20,6 +19,7 @@ from cvcraft.data.detection_dataset import (
 )
 from cvcraft.engine.checkpoint import save_checkpoint
 from cvcraft.errors import ConfigError
+from cvcraft.tasks import task_config
 
 
 class FixedBoxDetector(nn.Module):
@@ -58,7 +58,7 @@ def test_predict_maps_boxes_back_through_a_known_letterbox(tmp_path, monkeypatch
     save_checkpoint(ckpt, state)
     img = np.full((100, 200, 3), 40, np.uint8)
     cv2.imwrite(str(tmp_path / "pic.png"), img)
-    cfg = build_config("detect", {"weights": str(ckpt), "source": str(tmp_path / "pic.png")})
+    cfg = task_config("detect", {"weights": str(ckpt), "source": str(tmp_path / "pic.png")})
     out = tmp_path / "pred"
     results = det.predict_detector(cfg, out)
     assert results[0]["summary"] == "1 b"
@@ -121,7 +121,7 @@ def test_evaluate_detector_equals_pycocotools():
     dets = _noisy_dets(data)
     loader = build_loader(DetectionDataset(data, 64), 5, shuffle=False, collate_fn=collate_detect)
     gt = coco_ground_truth(data)
-    cfg = build_config("detect", {"imgsz": 64})
+    cfg = task_config("detect", {"imgsz": 64})
     m = det.evaluate_detector(
         ReplayDetector(dets), loader, gt, data, torch.device("cpu"), cfg, num_classes=6
     )
@@ -155,7 +155,7 @@ def test_perfect_detections_give_map_one():
         for r in data.images
     ]  # fmt: skip
     loader = build_loader(DetectionDataset(data, 64), 4, shuffle=False, collate_fn=collate_detect)
-    cfg = build_config("detect", {"imgsz": 64})
+    cfg = task_config("detect", {"imgsz": 64})
     m = det.evaluate_detector(
         ReplayDetector(dets), loader, coco_ground_truth(data), data, torch.device("cpu"), cfg,
         num_classes=6,
@@ -203,12 +203,12 @@ def test_multi_scale_size_is_stride_multiple_in_range():
 )
 def test_config_rejects_out_of_range(kv):
     with pytest.raises(ConfigError, match=next(iter(kv))):
-        build_config("detect", kv)
+        task_config("detect", kv)
 
 
 def test_backbone_weights_must_exist(tmp_path):
     with pytest.raises(ConfigError, match="backbone_weights"):
-        build_config("detect", {"backbone_weights": str(tmp_path / "nope.pt")})
+        task_config("detect", {"backbone_weights": str(tmp_path / "nope.pt")})
 
 
 def test_backbone_weights_reach_load_backbone_state(tmp_path, monkeypatch):

@@ -8,10 +8,13 @@ import torch
 from sklearn.metrics import jaccard_score
 from torch import nn
 
-from cvcraft.config import build_config
 from cvcraft.data.loader import build_loader
 from cvcraft.data.segmentation import SegmentDataset, collate_segment, make_shapes_segmentation
-from cvcraft.engine.segment import (
+from cvcraft.engine.trainer import Trainer
+from cvcraft.errors import ConfigError
+from cvcraft.models import create_model
+from cvcraft.tasks import task_config
+from cvcraft.tasks.segment.task import (
     SegmentTask,
     build_transforms,
     evaluate_segmenter,
@@ -19,9 +22,6 @@ from cvcraft.engine.segment import (
     sliding_window_logits,
     window_starts,
 )
-from cvcraft.engine.trainer import Trainer
-from cvcraft.errors import ConfigError
-from cvcraft.models import create_model
 
 
 def test_window_starts_cover_the_image():
@@ -88,7 +88,7 @@ def _coded_sample(rng):
 
 @pytest.mark.parametrize("scale", [(1.0, 1.0), (0.6, 1.4)])
 def test_train_transforms_move_mask_with_image(scale):
-    cfg = build_config("segment", {"imgsz": 48, "scale_min": scale[0], "scale_max": scale[1],
+    cfg = task_config("segment", {"imgsz": 48, "scale_min": scale[0], "scale_max": scale[1],
                                    "degrees": 0, "hsv_h": 0, "hsv_s": 0, "hsv_v": 0})  # fmt: skip
     tf = build_transforms(cfg, True)
     for i in range(4):
@@ -131,15 +131,15 @@ def test_evaluate_matches_sklearn_iou_and_ignores_255():
 
 def test_config_keys_are_checked():
     with pytest.raises(ConfigError, match="overlap"):
-        build_config("segment", {"overlap": 1.0})
+        task_config("segment", {"overlap": 1.0})
     with pytest.raises(ConfigError, match="loss"):
-        build_config("segment", {"loss": "hinge"})
+        task_config("segment", {"loss": "hinge"})
     with pytest.raises(ConfigError, match="scale_min"):
-        build_config("segment", {"scale_min": 2, "scale_max": 1})
+        task_config("segment", {"scale_min": 2, "scale_max": 1})
 
 
 def test_trainer_runs_one_epoch_and_the_loss_takes_aux_outputs(tmp_path):
-    cfg = build_config(
+    cfg = task_config(
         "segment",
         {"data": "shapes:16", "imgsz": 32, "epochs": 1, "batch": 8, "workers": 0,
          "model_kwargs": {"base": 4, "depth": 2}, "progress": False, "plots": False,
@@ -155,16 +155,16 @@ def test_trainer_runs_one_epoch_and_the_loss_takes_aux_outputs(tmp_path):
     both = task.criterion((logits, [logits]), y)
     assert torch.allclose(both, task.criterion(logits, y) * (1 + cfg.aux_weight))
     with pytest.raises(ConfigError, match="class_weights"):
-        bad = build_config("segment", {**cfg.__dict__, "class_weights": [1.0, 2.0], "out": ""})
+        bad = task_config("segment", {**cfg.__dict__, "class_weights": [1.0, 2.0], "out": ""})
         Trainer(SegmentTask(bad), bad, tmp_path / "b").fit()
 
 
 def test_augment_spec_replaces_the_knobs_and_keeps_masks_aligned():
-    from cvcraft.engine.segment import multi_sample_transforms
+    from cvcraft.tasks.segment.task import multi_sample_transforms
     from cvcraft.transforms import Mosaic
 
     spec = "[mosaic, {name: hflip, p: 1.0}]"
-    cfg = build_config("segment", {"imgsz": 48, "augment": spec})
+    cfg = task_config("segment", {"imgsz": 48, "augment": spec})
     ((mosaic, p),) = multi_sample_transforms(cfg)
     assert isinstance(mosaic, Mosaic) and mosaic.size == 48 and p == 1.0
     tf = build_transforms(cfg, True)
@@ -175,7 +175,7 @@ def test_augment_spec_replaces_the_knobs_and_keeps_masks_aligned():
     valid = s.semantic_mask != 255
     assert (s.image[..., 0][valid] == s.semantic_mask[valid] * 30).all()
     with pytest.raises(ConfigError, match="must come before"):
-        build_config("segment", {"augment": "[hflip, mosaic]"})
+        task_config("segment", {"augment": "[hflip, mosaic]"})
     data = make_shapes_segmentation(8, 48, 0, "train")
     ds = SegmentDataset(data, tf, 0, multi_sample_transforms(cfg))
     out = ds[(0, 2)]

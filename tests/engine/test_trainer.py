@@ -4,20 +4,20 @@ import numpy as np
 import pytest
 import torch
 
-from cvcraft.config import build_config
 from cvcraft.data import ClassifyDataset, build_loader, make_shapes
 from cvcraft.engine.checkpoint import load_checkpoint
-from cvcraft.engine.classify import ClassifyTask
 from cvcraft.engine.trainer import Trainer, set_loader_epoch
 from cvcraft.errors import ConfigError
 from cvcraft.models import create_model
 from cvcraft.nn.init import init_weights
+from cvcraft.tasks import task_config
+from cvcraft.tasks.classify.task import ClassifyTask
 
 BASE = {"data": "shapes:256", "imgsz": 32, "workers": 0, "progress": False, "plots": False}
 
 
 def fit(tmp_path, name, **kw):
-    cfg = build_config("classify", {**BASE, "out": str(tmp_path / name), **kw})
+    cfg = task_config("classify", {**BASE, "out": str(tmp_path / name), **kw})
     trainer = Trainer(ClassifyTask(cfg), cfg)
     return trainer, trainer.fit()
 
@@ -100,7 +100,7 @@ def test_val_interval_evaluates_every_kth_and_last_epoch(tmp_path):
             calls.append(1)
             return super().evaluate(model)
 
-    cfg = build_config(
+    cfg = task_config(
         "classify", {**BASE, "out": str(tmp_path / "vi"), "model": "lenet5", "epochs": 5,
                      "val_interval": 2, "ema": True, "val_raw": False}
     )  # fmt: skip

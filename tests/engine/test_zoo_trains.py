@@ -4,9 +4,9 @@ import math
 
 import pytest
 
-from cvcraft.config import build_config
-from cvcraft.engine.classify import ClassifyTask
 from cvcraft.engine.trainer import Trainer
+from cvcraft.tasks import task_config
+from cvcraft.tasks.classify.task import ClassifyTask
 
 CASES = [
     ("mlp", 28, {}),
@@ -21,7 +21,7 @@ CASES = [
 
 @pytest.mark.parametrize("name, imgsz, extra", CASES, ids=[c[0] for c in CASES])
 def test_model_trains_from_config(tmp_path, name, imgsz, extra):
-    cfg = build_config(
+    cfg = task_config(
         "classify",
         {
             "data": "shapes:64",

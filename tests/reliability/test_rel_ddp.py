@@ -63,7 +63,7 @@ def _free_port() -> int:
 
 
 def _worker(rank: int, port: int, q) -> None:
-    from cvcraft.engine.classify import Preprocess
+    from cvcraft.tasks.classify.task import Preprocess
 
     os.environ.update(
         MASTER_ADDR="127.0.0.1",
@@ -74,7 +74,7 @@ def _worker(rank: int, port: int, q) -> None:
     )
     torch.set_num_threads(1)
     from cvcraft.data import ClassifyDataset, build_loader, make_shapes
-    from cvcraft.engine.classify import evaluate_classifier
+    from cvcraft.tasks.classify.task import evaluate_classifier
 
     D.init_distributed(torch.device("cpu"))
     data = make_shapes(21, 16, 0, "val")
@@ -94,7 +94,7 @@ def _worker(rank: int, port: int, q) -> None:
 def test_two_process_evaluator_matches_one_process():
     """evaluate_classifier over 2 gloo ranks (unpadded shards) = over all images at once."""
     from cvcraft.data import ClassifyDataset, build_loader, make_shapes
-    from cvcraft.engine.classify import Preprocess, evaluate_classifier
+    from cvcraft.tasks.classify.task import Preprocess, evaluate_classifier
 
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
@@ -147,7 +147,7 @@ def test_ddp_classify_matches_single_process(tmp_path):
 
 @pytest.mark.slow
 def test_ddp_detect_two_processes(tmp_path):
-    if importlib.util.find_spec("cvcraft.engine.detect") is None:
+    if importlib.util.find_spec("cvcraft.tasks.detect.task") is None:
         pytest.skip("cvcraft.engine.detect not present")
     args = [
         "train",

@@ -28,8 +28,9 @@ from cvcraft.data.detection_dataset import (
 )
 from cvcraft.data.loader import EpochSampler, ShardSampler, set_epoch
 from cvcraft.data.segmentation import SegmentDataset, collate_segment, load_segmentation
-from cvcraft.data.webdataset import read_meta, run_pack
+from cvcraft.data.webdataset import read_meta
 from cvcraft.errors import DataError
+from cvcraft.tasks.tools import run_pack
 
 SEED = 3
 

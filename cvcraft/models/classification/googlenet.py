@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cvcraft.errors import ConfigError
+from cvcraft.losses.classification import deep_supervision_loss
 from cvcraft.models.registry import register_model
 from cvcraft.nn.blocks import InceptionBlock
 from cvcraft.nn.conv import ConvBNAct
@@ -101,6 +102,8 @@ class GoogLeNet(nn.Module):
         drop_rate: dropout before ``fc`` (0.2 as torchvision; the paper used 0.4).
         aux_drop_rate: dropout inside the aux heads (0.7, paper).
     """
+
+    aux_loss_weight = AUX_LOSS_WEIGHT  # read by the classify task's deep-supervision loss
 
     def __init__(
         self,
@@ -232,19 +235,9 @@ def googlenet_loss(
     criterion: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy,
     aux_weight: float = AUX_LOSS_WEIGHT,
 ) -> torch.Tensor:
-    """Main loss plus ``aux_weight`` times each auxiliary head's loss.
-
-    ``outputs`` is the model's output: a logits tensor (eval / no aux heads) or a tuple
-    ``(logits, *aux_logits)`` whose ``None`` entries are skipped.
-    """
-    if isinstance(outputs, torch.Tensor):
-        return criterion(outputs, target)
-    logits, *aux = outputs
-    loss = criterion(logits, target)
-    for a in aux:
-        if a is not None:
-            loss = loss + aux_weight * criterion(a, target)
-    return loss
+    """Main loss plus ``aux_weight`` times each auxiliary head's loss (the classify task's
+    own deep-supervision path, ``losses.classification.deep_supervision_loss``)."""
+    return deep_supervision_loss(outputs, target, criterion, aux_weight)
 
 
 @register_model()

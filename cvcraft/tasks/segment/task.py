@@ -23,9 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cvcraft.config import SegmentConfig
 from cvcraft.data.detection_dataset import sized_spec
-from cvcraft.data.io import read_image, write_image
+from cvcraft.data.io import list_images, read_image, write_image
 from cvcraft.data.loader import build_loader
 from cvcraft.data.segmentation import (
     SegmentDataset,
@@ -33,16 +32,15 @@ from cvcraft.data.segmentation import (
     collate_segment,
     load_segmentation,
 )
-from cvcraft.engine.checkpoint import load_checkpoint, load_model_weights
-from cvcraft.engine.classify import STATS_SAMPLES, Preprocess, list_images
 from cvcraft.engine.device import autocast, select_device
-from cvcraft.engine.distributed import all_reduce_sum, world_size
-from cvcraft.engine.trainer import check_resume_classes, weights_of
+from cvcraft.engine.evaluation import run_evaluation
 from cvcraft.errors import CheckpointError, ConfigError, DataError
 from cvcraft.losses.segmentation import build_segmentation_loss
 from cvcraft.metrics.segmentation import SegmentationMetrics
 from cvcraft.models import create_model
 from cvcraft.structures import Sample
+from cvcraft.tasks.base import BaseTask, take_fraction
+from cvcraft.tasks.segment.config import SegmentConfig
 from cvcraft.transforms.base import Compose, Transform
 from cvcraft.transforms.color import HSVJitter
 from cvcraft.transforms.geometric import (
@@ -53,7 +51,7 @@ from cvcraft.transforms.geometric import (
     VerticalFlip,
 )
 from cvcraft.transforms.mosaic import split_pipeline
-from cvcraft.transforms.normalize import IMAGENET_STATS, compute_stats
+from cvcraft.transforms.normalize import IMAGENET_STATS, STATS_SAMPLES, Preprocess, compute_stats
 from cvcraft.viz.plots import plot_confusion_matrix, plot_curves
 from cvcraft.viz.segmentation import overlay_mask, plot_segmentation_grid
 
@@ -169,7 +167,58 @@ def sliding_window_logits(
     return acc / count  # type: ignore[operator]
 
 
-@torch.no_grad()
+class SegmentationEvaluator:
+    """Confusion-matrix metrics (mIoU, pixel accuracy, MPA, fwIoU, Dice, per-class IoU) and
+    ``val_loss`` (``criterion`` over batches with any labelled pixel)."""
+
+    def __init__(
+        self,
+        num_classes: int,
+        device: torch.device,
+        ignore_index: int = 255,
+        criterion: nn.Module | None = None,
+    ) -> None:
+        self.metrics = SegmentationMetrics(num_classes, ignore_index)
+        self.device, self.ignore_index, self.criterion = device, ignore_index, criterion
+        self.reset()
+
+    def reset(self) -> None:
+        self.metrics.reset()
+        self.loss_sum, self.n = 0.0, 0
+
+    def update(self, batch: dict[str, Any], logits: torch.Tensor) -> None:
+        y = batch["masks"].to(self.device)
+        if self.criterion is not None and bool((y != self.ignore_index).any()):
+            self.loss_sum += float(self.criterion(logits, y)) * int(y.shape[0])
+            self.n += int(y.shape[0])
+        self.metrics.update(logits, y)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"metrics": self.metrics.state_dict(), "loss_sum": self.loss_sum, "n": self.n}
+
+    def merge(self, state: dict[str, Any]) -> None:
+        self.metrics.merge(state["metrics"])
+        self.loss_sum += state["loss_sum"]
+        self.n += state["n"]
+
+    def compute(self) -> dict[str, Any]:
+        out = self.metrics.compute()
+        out["val_loss"] = self.loss_sum / max(self.n, 1)
+        return out
+
+
+def segmenter_forward(
+    pre: nn.Module, device: torch.device, window: int, overlap: float, divisor: int
+) -> Any:
+    """The val forward: normalise, then whole-image or sliding-window logits (float)."""
+
+    def forward(model: nn.Module, batch: dict[str, Any]) -> torch.Tensor:
+        x = pre(batch["images"].to(device))
+        return sliding_window_logits(model, x, window, overlap, divisor).float()
+
+    return forward
+
+
 def evaluate_segmenter(
     model: nn.Module,
     loader: Any,
@@ -184,30 +233,11 @@ def evaluate_segmenter(
     criterion: nn.Module | None = None,
     amp: bool = False,
 ) -> dict[str, Any]:
-    """Eval mode + no_grad; streaming confusion-matrix metrics (+ ``val_loss``) over ``loader``."""
-    was_training = model.training
-    model.eval()
-    metrics = SegmentationMetrics(num_classes, ignore_index)
-    loss_sum, n = 0.0, 0
-    for batch in loader:
-        x = pre(batch["images"].to(device))
-        y = batch["masks"].to(device)
-        with autocast(device, amp):
-            logits = sliding_window_logits(model, x, window, overlap, divisor)
-        logits = logits.float()
-        if criterion is not None and bool((y != ignore_index).any()):
-            loss_sum += float(criterion(logits, y)) * int(y.shape[0])
-            n += int(y.shape[0])
-        metrics.update(logits, y)
-    model.train(was_training)
-    if world_size() > 1:  # DDP: each rank saw a shard of the val set; sum the accumulators
-        k = num_classes
-        cm = metrics.cm if metrics.cm is not None else torch.zeros(k, k, dtype=torch.int64)
-        metrics.cm = all_reduce_sum(cm.to(device))
-        loss_sum, n = all_reduce_sum(float(loss_sum)), all_reduce_sum(int(n))
-    out = metrics.compute()
-    out["val_loss"] = loss_sum / max(n, 1)
-    return out
+    """Segmentation metrics (+ ``val_loss``) of ``model`` over ``loader``, reduced across DDP
+    ranks (``engine.evaluation.run_evaluation``)."""
+    evaluator = SegmentationEvaluator(num_classes, device, ignore_index, criterion)
+    forward = segmenter_forward(pre, device, window, overlap, divisor)
+    return run_evaluation(model, loader, forward, [evaluator], device=device, amp=amp)
 
 
 # ----------------------------------------------------------------------------- task
@@ -230,25 +260,21 @@ def _stats(data: Any, mode: str, seed: int) -> dict[str, Any] | None:
     return stats
 
 
-class SegmentTask:
+class SegmentTask(BaseTask):
     """Everything semantic-segmentation-specific the Trainer delegates."""
 
     name = "segment"
-    monitor = "miou"
 
     def __init__(self, cfg: SegmentConfig) -> None:
-        self.cfg = cfg
-        self.classes: list[str] = []
+        super().__init__(cfg)
+        self.cfg: SegmentConfig = cfg
         self.stats: dict[str, Any] | None = None
 
     def setup(self, trainer: Any) -> None:
         cfg = self.cfg
         splits = load_splits(cfg)
-        train, val = splits.train, splits.val
-        if cfg.fraction < 1.0:
-            k = max(1, int(len(train) * cfg.fraction))
-            idx = np.sort(np.random.default_rng([cfg.seed, 7]).permutation(len(train))[:k])
-            train = train.subset(idx)
+        val = splits.val
+        train = take_fraction(splits.train, cfg.fraction, cfg.seed)
         self.classes = list(splits.classes)
         k = len(self.classes)
         if cfg.class_weights and len(cfg.class_weights) != k:
@@ -256,7 +282,7 @@ class SegmentTask:
                 f"class_weights has {len(cfg.class_weights)} values but the data has {k} "
                 f"classes {self.classes[:10]}"
             )
-        resume = check_resume_classes(trainer, self.classes)
+        resume = self.check_resume(trainer)
         if resume is not None and resume.get("norm_stats") is not None:
             self.stats = resume["norm_stats"]
         else:
@@ -292,17 +318,13 @@ class SegmentTask:
             aux_weight=cfg.aux_weight,
             focal_gamma=cfg.focal_gamma,
         ).to(trainer.device)
-        (Path(trainer.out) / "classes.json").write_text(json.dumps(self.classes))
+        self.write_classes(trainer.out)
 
     def checkpoint_meta(self) -> dict[str, Any]:
         cfg = self.cfg
         return {
-            "model_name": cfg.model,
-            "num_classes": len(self.classes),
+            **super().checkpoint_meta(),
             "in_chans": cfg.in_chans,
-            "classes": self.classes,
-            "imgsz": cfg.imgsz,
-            "model_kwargs": dict(cfg.model_kwargs),
             "normalize": cfg.normalize,
             "norm_stats": self.stats,
             "resize": cfg.resize,
@@ -319,14 +341,27 @@ class SegmentTask:
         y = batch["masks"].to(self.device, non_blocking=True)
         return self.criterion(model(x), y), int(y.shape[0])
 
-    @torch.no_grad()
-    def evaluate(self, model: nn.Module, loader: Any = None) -> dict[str, Any]:
+    @classmethod
+    def model_from_checkpoint(cls, state: dict[str, Any]) -> nn.Module:
+        return build_segmenter(
+            state["model_name"],
+            state["num_classes"],
+            state["in_chans"],
+            state.get("model_kwargs") or {},
+        )
+
+    def eval_forward(self, model: nn.Module, batch: dict[str, Any]) -> torch.Tensor:
         cfg = self.cfg
-        return evaluate_segmenter(
-            model, loader or self.val_loader, self.pre, len(self.classes), self.device,
-            window=cfg.imgsz, overlap=cfg.overlap, divisor=cfg.size_divisor,
-            ignore_index=cfg.ignore_index, criterion=self.criterion, amp=cfg.amp,
-        )  # fmt: skip
+        forward = segmenter_forward(self.pre, self.device, cfg.imgsz, cfg.overlap,
+                                    cfg.size_divisor)  # fmt: skip
+        return forward(model, batch)
+
+    def build_evaluators(self) -> dict[str, Any]:
+        return {
+            "segmentation": SegmentationEvaluator(
+                len(self.classes), self.device, self.cfg.ignore_index, self.criterion
+            )
+        }
 
     def finish(self, trainer: Any, model: nn.Module, metrics: dict[str, Any]) -> None:
         if self.cfg.plots:
@@ -375,24 +410,6 @@ def write_plots(
 
 
 # ----------------------------------------------------------------------------- val / predict
-def load_segmenter(weights: str | Path, device: torch.device) -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild a segmentation model from a cvcraft checkpoint (architecture, classes, stats)."""
-    state = load_checkpoint(weights)
-    if state.get("task") != "segment" or "model_name" not in state:
-        raise CheckpointError(
-            f"{weights}: not a cvcraft segmentation checkpoint (task={state.get('task')!r}); "
-            "pass a best.pt/last.pt written by `cvcraft train segment`"
-        )
-    model = build_segmenter(
-        state["model_name"],
-        state["num_classes"],
-        state["in_chans"],
-        state.get("model_kwargs") or {},
-    )
-    load_model_weights(model, weights_of(state), strict=True, source=str(weights))
-    return model.to(device).eval(), state
-
-
 def _apply_state(cfg: SegmentConfig, state: dict[str, Any]) -> nn.Module:
     """Make cfg's inference keys those the model was trained with; return its Preprocess."""
     cfg.imgsz = int(state.get("imgsz", cfg.imgsz))
@@ -404,7 +421,7 @@ def _apply_state(cfg: SegmentConfig, state: dict[str, Any]) -> nn.Module:
 def validate_segmenter(cfg: SegmentConfig, out: Path) -> dict[str, Any]:
     """``cvcraft val segment``: evaluate a checkpoint on the val split of ``data``."""
     device = select_device(cfg.device)
-    model, state = load_segmenter(cfg.weights, device)
+    model, state = SegmentTask.load_model(cfg.weights, device)
     splits = load_splits(cfg)
     if list(splits.classes) != list(state["classes"]):
         raise CheckpointError(
@@ -434,7 +451,7 @@ def predict_segmenter(cfg: SegmentConfig, out: Path) -> list[dict[str, Any]]:
     """``cvcraft predict segment``: per image a raw class-index PNG (``masks/``) and a colour
     overlay (``overlays/``) at the image's own size, plus predictions.json."""
     device = select_device(cfg.device)
-    model, state = load_segmenter(cfg.weights, device)
+    model, state = SegmentTask.load_model(cfg.weights, device)
     classes = list(state["classes"])
     pre = _apply_state(cfg, state).to(device)
     tf = build_transforms(cfg, False)
@@ -474,37 +491,12 @@ def predict_segmenter(cfg: SegmentConfig, out: Path) -> list[dict[str, Any]]:
     return results
 
 
-# The CLI's view of this task (see cli.TASK_MODULES).
-TASK_CLASS = SegmentTask
-validate = validate_segmenter
-predict = predict_segmenter
-SUMMARY_KEYS = ("miou", "pixel_acc", "mean_acc", "fwiou", "best_epoch", "train_seconds")
-VAL_KEYS = ("miou", "pixel_acc", "mean_acc", "fwiou", "mdice", "val_loss")
-# `cvcraft demo segment`: a small U-Net (base 16, ~1.9M params) on 64x64 synthetic scenes of
-# 1-3 shapes. Sized for ~1500 optimizer steps; see the helper report for measured numbers.
-DEMO_PRESET: dict[str, Any] = {
-    "data": "shapes:4000",
-    "model": "unet",
-    "model_kwargs": {"base": 16},
-    "imgsz": 48,
-    # 48 is a multiple of the U-Net's stride 16 but not of 32: the default divisor would
-    # zero-pad every val image to 64, a context the model never saw in training (mIoU 0.62
-    # instead of 0.96 for the same weights).
-    "size_divisor": 16,
-    "epochs": 5,
-    "batch": 16,
-    "optimizer": "adamw",
-    "lr": 0.003,
-    "weight_decay": 1e-4,
-    "schedule": "cosine",
-    "warmup_epochs": 0.3,
-    "loss": "dice_ce",
-    # a 5-epoch run learns faster without scale / colour jitter (the scenes already vary)
-    "scale_min": 1.0,
-    "scale_max": 1.0,
-    "hsv_h": 0.0,
-    "hsv_s": 0.0,
-    "hsv_v": 0.0,
-    "workers": 1,
-    "name": "demo",
-}
+SegmentTask.validate = staticmethod(validate_segmenter)  # type: ignore[attr-defined]
+SegmentTask.predict = staticmethod(predict_segmenter)  # type: ignore[attr-defined]
+
+
+def data_sources(data: str, imgsz: int | None, seed: int) -> tuple[Any, Any]:
+    """(train, val) of ``data`` read as segmentation data (for pack and augment)."""
+    kw = {"imgsz": imgsz} if imgsz else {}  # shapes scenes: the reader's default size
+    splits = load_segmentation(data, seed=seed, **kw)
+    return splits.train, splits.val

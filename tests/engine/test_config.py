@@ -1,12 +1,14 @@
 import pytest
 import yaml
 
-from cvcraft.config import ClassifyConfig, build_config, config_help, parse_overrides, save_config
+from cvcraft.engine.config import parse_overrides, save_config
 from cvcraft.errors import ConfigError
+from cvcraft.tasks import task_config, task_help
+from cvcraft.tasks.classify.config import ClassifyConfig
 
 
 def test_overrides_are_typed():
-    cfg = build_config(
+    cfg = task_config(
         "classify", parse_overrides(["lr=1e-3", "epochs=3", "amp=true", "freeze=[conv1]"])
     )
     assert isinstance(cfg, ClassifyConfig)
@@ -16,7 +18,7 @@ def test_overrides_are_typed():
 def test_yaml_then_overrides(tmp_path):
     f = tmp_path / "c.yaml"
     f.write_text("task: classify\nepochs: 7\nlr: 0.2\n")
-    cfg = build_config("classify", {"lr": "0.3"}, yaml_file=f)
+    cfg = task_config("classify", {"lr": "0.3"}, yaml_file=f)
     assert cfg.epochs == 7 and cfg.lr == 0.3
     save_config(cfg, tmp_path / "out.yaml", "classify")
     assert yaml.safe_load((tmp_path / "out.yaml").read_text())["lr"] == 0.3
@@ -24,7 +26,7 @@ def test_yaml_then_overrides(tmp_path):
 
 def test_unknown_key_did_you_mean():
     with pytest.raises(ConfigError, match='Did you mean "epochs"'):
-        build_config("classify", {"epoch": "3"})
+        task_config("classify", {"epoch": "3"})
 
 
 @pytest.mark.parametrize(
@@ -40,20 +42,20 @@ def test_unknown_key_did_you_mean():
 )
 def test_bad_values(kv, msg):
     with pytest.raises(ConfigError, match=msg):
-        build_config("classify", kv)
+        task_config("classify", kv)
 
 
 def test_bad_yaml_file(tmp_path):
     f = tmp_path / "bad.yaml"
     f.write_text("- a\n- b\n")
     with pytest.raises(ConfigError, match="mapping"):
-        build_config("classify", {}, yaml_file=f)
+        task_config("classify", {}, yaml_file=f)
     with pytest.raises(ConfigError, match="cannot read"):
-        build_config("classify", {}, yaml_file=tmp_path / "missing.yaml")
+        task_config("classify", {}, yaml_file=tmp_path / "missing.yaml")
 
 
 def test_help_lists_every_key():
-    text = config_help("classify")
+    text = task_help("classify")
     for key in (
         "data",
         "model",

@@ -16,14 +16,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from cvcraft.config import ClassifyConfig
 from cvcraft.data import (
     ClassifyDataset,
     build_loader,
     load_classification,
     read_image,
 )
-from cvcraft.data.io import IMAGE_EXTENSIONS
+from cvcraft.data.io import list_images
 from cvcraft.data.sampling import (
     RepeatAwareDataset,
     build_sampler,
@@ -31,24 +30,25 @@ from cvcraft.data.sampling import (
     label_distribution,
 )
 from cvcraft.engine import distributed as ddp
-from cvcraft.engine.checkpoint import load_checkpoint, load_model_weights
 from cvcraft.engine.device import autocast, select_device
-from cvcraft.engine.distributed import all_gather_object, all_reduce_sum, world_size
-from cvcraft.engine.trainer import check_resume_classes, weights_of
+from cvcraft.engine.evaluation import run_evaluation
+from cvcraft.engine.optim import unwrap_model
 from cvcraft.errors import CheckpointError, ConfigError, DataError
 from cvcraft.losses import build_loss
+from cvcraft.losses.classification import deep_supervision_loss
 from cvcraft.metrics.classification import ClassificationMetrics
 from cvcraft.models import create_model
 from cvcraft.structures import Sample
+from cvcraft.tasks.base import BaseTask, take_fraction
+from cvcraft.tasks.classify.config import ClassifyConfig
 from cvcraft.transforms import build_transforms as build_pipeline
 from cvcraft.transforms import default_classify_transforms
 from cvcraft.transforms.mix import MixupCutmix
-from cvcraft.transforms.normalize import IMAGENET_STATS, Normalizer
+from cvcraft.transforms.normalize import IMAGENET_STATS, STATS_SAMPLES, Preprocess
 from cvcraft.transforms.stats_cache import cached_stats
 from cvcraft.viz.plots import plot_confusion_matrix, plot_curves, plot_prediction_grid
 
-STATS_SAMPLES = 5000  # images used to estimate normalization statistics
-AUX_WEIGHT = 0.3  # weight of each auxiliary classifier's loss (GoogLeNet)
+AUX_LOSS_WEIGHT = 0.3  # each auxiliary head's loss weight when a model does not say
 
 
 def load_splits(cfg: ClassifyConfig) -> Any:
@@ -89,25 +89,6 @@ def build_transforms(cfg: ClassifyConfig, train: bool) -> Any:
     )
 
 
-class Preprocess(nn.Module):
-    """uint8 NCHW RGB batch -> float normalized batch (grayscale first if in_chans == 1)."""
-
-    def __init__(self, stats: dict[str, Any] | None, mode: str, in_chans: int) -> None:
-        super().__init__()
-        self.in_chans = in_chans
-        self.norm = Normalizer(stats, mode) if mode != "none" and stats else None
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.float()
-        if self.norm is not None:
-            x = self.norm(x)
-        else:
-            x = x / 255.0
-        if self.in_chans == 1 and x.shape[1] == 3:
-            x = x.mean(dim=1, keepdim=True)  # after normalization: mean of normalized channels
-        return x
-
-
 def build_criterion(cfg: ClassifyConfig, labels: np.ndarray, num_classes: int) -> nn.Module:
     """``loss`` (ce | focal) with ``class_weights`` (none | inverse | sqrt, from the label
     counts; focal takes them as its per-class alpha). Label smoothing stays in the loss for
@@ -129,15 +110,14 @@ def uses_soft_targets(cfg: ClassifyConfig) -> bool:
     return mixing or (cfg.loss == "focal" and cfg.label_smoothing > 0)
 
 
-class ClassifyTask:
+class ClassifyTask(BaseTask):
     """Everything classification-specific the Trainer delegates."""
 
     name = "classify"
-    monitor = "top1"
 
     def __init__(self, cfg: ClassifyConfig) -> None:
-        self.cfg = cfg
-        self.classes: list[str] = []
+        super().__init__(cfg)
+        self.cfg: ClassifyConfig = cfg
         self.stats: dict[str, Any] | None = None
         self.epoch, self.step = 0, 0
         self.train_correct: Any = 0  # int, then a device tensor once training counts
@@ -147,13 +127,10 @@ class ClassifyTask:
     def setup(self, trainer: Any) -> None:
         cfg = self.cfg
         splits = load_splits(cfg)
-        train, val = splits.train, splits.val
-        if cfg.fraction < 1.0:
-            k = max(len(train.classes), int(len(train) * cfg.fraction))
-            idx = np.sort(np.random.default_rng([cfg.seed, 7]).permutation(len(train))[:k])
-            train = train.subset(idx)
+        val = splits.val
+        train = take_fraction(splits.train, cfg.fraction, cfg.seed, len(splits.classes))
         self.classes = list(splits.classes)
-        resume = check_resume_classes(trainer, self.classes)
+        resume = self.check_resume(trainer)
         self.stats = self._stats(train, trainer.out, resume)
         self.train_data, self.val_data = train, val
         ds_val = ClassifyDataset(val, build_transforms(cfg, False), seed=cfg.seed)
@@ -193,7 +170,7 @@ class ClassifyTask:
             cfg.label_smoothing,
         )  # fmt: skip
         self.channels_last = cfg.channels_last
-        (Path(trainer.out) / "classes.json").write_text(json.dumps(self.classes))
+        self.write_classes(trainer.out)
 
     def _stats(self, train: Any, out: Path, resume: dict[str, Any] | None) -> dict[str, Any] | None:
         mode = self.cfg.normalize
@@ -215,15 +192,21 @@ class ClassifyTask:
 
     def checkpoint_meta(self) -> dict[str, Any]:
         return {
-            "model_name": self.cfg.model,
-            "num_classes": len(self.classes),
+            **super().checkpoint_meta(),
             "in_chans": self.cfg.in_chans,
-            "classes": self.classes,
-            "imgsz": self.cfg.imgsz,
-            "model_kwargs": dict(self.cfg.model_kwargs),
             "normalize": self.cfg.normalize,
             "norm_stats": self.stats,
         }
+
+    @classmethod
+    def model_from_checkpoint(cls, state: dict[str, Any]) -> nn.Module:
+        return build_classifier(
+            state["model_name"],
+            state["num_classes"],
+            state["in_chans"],
+            int(state.get("imgsz", 224)),
+            state.get("model_kwargs") or {},
+        )
 
     # -- train / eval
     def _inputs(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -254,35 +237,21 @@ class ClassifyTask:
             # kept as a device tensor: int() here would sync the GPU every step
             self.train_correct = self.train_correct + (logits_main.argmax(1) == hard).sum()
             self.train_seen += int(hard.shape[0])
-        if isinstance(out, tuple):
-            # Auxiliary heads (GoogLeNet): main logits first, then the auxiliary logits,
-            # weighted 0.3 each as in Szegedy et al. 2015; they exist only in train mode.
-            logits, *aux = out
-            loss = self.criterion(logits.float(), y)
-            for a in aux:
-                if a is not None:
-                    loss = loss + AUX_WEIGHT * self.criterion(a.float(), y)
-            return loss, int(y.shape[0])
-        return self.criterion(out.float(), y), int(y.shape[0])
+        # auxiliary heads (GoogLeNet's, only in train mode) count with the model's own weight
+        weight = getattr(unwrap_model(model), "aux_loss_weight", AUX_LOSS_WEIGHT)
+        return deep_supervision_loss(out, y, self.criterion, weight), int(y.shape[0])
 
-    @torch.no_grad()
+    def eval_forward(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return model(self._inputs(batch)).float()
+
+    def build_evaluators(self) -> dict[str, Any]:
+        return {"accuracy": ClassifyEvaluator(len(self.classes), self.cfg.topk, self.device)}
+
     def evaluate(self, model: nn.Module, loader: Any = None) -> dict[str, Any]:
-        out = self._evaluate(model, loader)
+        out = super().evaluate(model, loader)
         if loader is None and self.train_seen:
             out["train_top1"] = float(self.train_correct) / self.train_seen
         return out
-
-    def _evaluate(self, model: nn.Module, loader: Any = None) -> dict[str, Any]:
-        return evaluate_classifier(
-            model,
-            loader or self.val_loader,
-            self.pre,
-            len(self.classes),
-            self.device,
-            amp=self.cfg.amp,
-            topk=self.cfg.topk,
-            channels_last=self.channels_last,
-        )
 
     # -- plots at the end of a run
     def finish(self, trainer: Any, model: nn.Module, metrics: dict[str, Any]) -> None:
@@ -301,7 +270,43 @@ class ClassifyTask:
         )
 
 
-@torch.no_grad()
+class ClassifyEvaluator:
+    """Top-k accuracy, confusion matrix, per-class P/R/F1, ROC-AUC and the mean
+    cross-entropy (``val_loss``) over the val set; ``metrics.json`` always has ``top5``
+    (= top-k when k < 5 classes)."""
+
+    def __init__(self, num_classes: int, topk: int, device: torch.device) -> None:
+        self.k = min(topk, num_classes)
+        self.device = device
+        self.metrics = ClassificationMetrics(num_classes, topk=(1, self.k))
+        self.reset()
+
+    def reset(self) -> None:
+        self.metrics.reset()
+        self.loss_sum, self.n = 0.0, 0
+
+    def update(self, batch: dict[str, Any], logits: torch.Tensor) -> None:
+        y = batch["labels"].to(self.device)
+        self.loss_sum += float(nn.functional.cross_entropy(logits, y, reduction="sum"))
+        self.n += int(y.shape[0])
+        self.metrics.update(logits, y)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"metrics": self.metrics.state_dict(), "loss_sum": self.loss_sum, "n": self.n}
+
+    def merge(self, state: dict[str, Any]) -> None:
+        self.metrics.merge(state["metrics"])
+        self.loss_sum += state["loss_sum"]
+        self.n += state["n"]
+
+    def compute(self) -> dict[str, Any]:
+        out = self.metrics.compute()
+        out["val_loss"] = self.loss_sum / max(self.n, 1)
+        if f"top{self.k}" in out and self.k != 5:
+            out["top5"] = out[f"top{self.k}"]
+        return out
+
+
 def evaluate_classifier(
     model: nn.Module,
     loader: Any,
@@ -313,40 +318,17 @@ def evaluate_classifier(
     topk: int = 5,
     channels_last: bool = False,
 ) -> dict[str, Any]:
-    """The eval paradigm: eval mode, no_grad, streaming metrics over the loader.
+    """The classification metrics of ``model`` over ``loader`` (uint8 batches, ``pre``
+    normalises them), reduced across DDP ranks (``engine.evaluation.run_evaluation``)."""
 
-    Under DDP each rank sees its shard of the val set (``build_loader`` shards unpadded, so
-    every image counts once); the accumulators (confusion matrix, top-k hits, loss sums,
-    probabilities for the AUC) are gathered so every rank returns the global metrics.
-    """
-    was_training = model.training
-    model.eval()
-    metrics = ClassificationMetrics(num_classes, topk=(1, min(topk, num_classes)))
-    loss_sum, n = 0.0, 0
-    for batch in loader:
+    def forward(m: nn.Module, batch: dict[str, Any]) -> torch.Tensor:
         x = pre(batch["images"].to(device))
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        y = batch["labels"].to(device)
-        with autocast(device, amp):
-            logits = model(x)
-        logits = logits.float()
-        loss_sum += float(nn.functional.cross_entropy(logits, y, reduction="sum"))
-        n += int(y.shape[0])
-        metrics.update(logits, y)
-    model.train(was_training)
-    if world_size() > 1:
-        states = all_gather_object(metrics.state_dict())
-        metrics.reset()
-        for st in states:  # rank order, so every rank computes the same numbers
-            metrics.merge(st)
-        loss_sum, n = all_reduce_sum(float(loss_sum)), all_reduce_sum(int(n))
-    out = metrics.compute()
-    out["val_loss"] = loss_sum / max(n, 1)
-    k = min(topk, num_classes)
-    if f"top{k}" in out and k != 5:
-        out["top5"] = out[f"top{k}"]  # metrics.json always has top5 (= top-k when k < 5)
-    return out
+        return m(x).float()
+
+    evaluator = ClassifyEvaluator(num_classes, topk, device)
+    return run_evaluation(model, loader, forward, [evaluator], device=device, amp=amp)
 
 
 def write_plots(
@@ -400,29 +382,10 @@ def build_classifier(
     return create_model(name, num_classes=num_classes, in_chans=in_chans, **kw)
 
 
-def load_classifier(weights: str | Path, device: torch.device) -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild a classifier from a cvcraft checkpoint (architecture, classes, normalization)."""
-    state = load_checkpoint(weights)
-    if state.get("task", "classify") != "classify" or "model_name" not in state:
-        raise CheckpointError(
-            f"{weights}: not a cvcraft classification checkpoint (task={state.get('task')!r}); "
-            "pass a best.pt/last.pt written by `cvcraft train classify`"
-        )
-    model = build_classifier(
-        state["model_name"],
-        state["num_classes"],
-        state["in_chans"],
-        int(state.get("imgsz", 224)),
-        state.get("model_kwargs") or {},
-    )
-    load_model_weights(model, weights_of(state), strict=True, source=str(weights))
-    return model.to(device).eval(), state
-
-
 def validate_classifier(cfg: ClassifyConfig, out: Path) -> dict[str, Any]:
     """``cvcraft val classify``: evaluate a checkpoint on the val split of ``data``."""
     device = select_device(cfg.device)
-    model, state = load_classifier(cfg.weights, device)
+    model, state = ClassifyTask.load_model(cfg.weights, device)
     splits = load_splits(cfg)
     if list(splits.classes) != list(state["classes"]):
         raise CheckpointError(
@@ -449,23 +412,11 @@ def validate_classifier(cfg: ClassifyConfig, out: Path) -> dict[str, Any]:
     return metrics
 
 
-def list_images(source: str | Path) -> list[Path]:
-    p = Path(source)
-    if p.is_file():
-        return [p]
-    if p.is_dir():
-        files = sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_EXTENSIONS)
-        if not files:
-            raise DataError(f"no images ({', '.join(sorted(IMAGE_EXTENSIONS))}) found under {p}")
-        return files
-    raise DataError(f"source={source}: no such file or folder")
-
-
 @torch.no_grad()
 def predict_classifier(cfg: ClassifyConfig, out: Path) -> list[dict[str, Any]]:
     """``cvcraft predict classify``: top-k classes for every image in ``source``."""
     device = select_device(cfg.device)
-    model, state = load_classifier(cfg.weights, device)
+    model, state = ClassifyTask.load_model(cfg.weights, device)
     classes = list(state["classes"])
     cfg.imgsz = int(state.get("imgsz", cfg.imgsz))
     pre = Preprocess(state.get("norm_stats"), state.get("normalize", "none"), state["in_chans"]).to(
@@ -504,9 +455,11 @@ def predict_classifier(cfg: ClassifyConfig, out: Path) -> list[dict[str, Any]]:
     return results
 
 
-# The CLI's view of this task (see cli.TASK_MODULES).
-TASK_CLASS = ClassifyTask
-validate = validate_classifier
-predict = predict_classifier
-SUMMARY_KEYS = ("top1", "top5", "best_epoch", "train_seconds")
-VAL_KEYS = ("top1", "top5", "val_loss")
+ClassifyTask.validate = staticmethod(validate_classifier)  # type: ignore[attr-defined]
+ClassifyTask.predict = staticmethod(predict_classifier)  # type: ignore[attr-defined]
+
+
+def data_sources(data: str, imgsz: int | None, seed: int) -> tuple[Any, Any]:
+    """(train, val) of ``data`` read as classification data (for pack and augment)."""
+    splits = load_classification(data, seed=seed, imgsz_hint=imgsz)
+    return splits.train, splits.val

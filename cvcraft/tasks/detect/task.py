@@ -24,7 +24,6 @@ import torch
 import torchvision
 from torch import nn
 
-from cvcraft.config import DetectConfig
 from cvcraft.data import build_loader, read_image
 from cvcraft.data.detection_dataset import (
     DetectAugment,
@@ -34,18 +33,20 @@ from cvcraft.data.detection_dataset import (
     collate_detect,
     load_detection_splits,
 )
-from cvcraft.engine.checkpoint import load_checkpoint, load_model_weights
-from cvcraft.engine.classify import list_images
+from cvcraft.data.io import list_images
+from cvcraft.engine.checkpoint import load_checkpoint
 from cvcraft.engine.device import autocast, select_device
-from cvcraft.engine.distributed import all_gather_object, all_reduce_sum, world_size
+from cvcraft.engine.evaluation import run_evaluation
 from cvcraft.engine.optim import unwrap_model
-from cvcraft.engine.trainer import check_resume_classes, weights_of
+from cvcraft.engine.trainer import weights_of
 from cvcraft.errors import CheckpointError, ConfigError, DataError
 from cvcraft.metrics.coco import SUMMARY_KEYS as COCO_KEYS
 from cvcraft.metrics.coco import COCOEvaluator
 from cvcraft.metrics.detection_confusion import DetectionConfusionMatrix
 from cvcraft.models import create_model
 from cvcraft.structures import Sample, xyxy_to_xywh
+from cvcraft.tasks.base import BaseTask
+from cvcraft.tasks.detect.config import DetectConfig
 from cvcraft.transforms.letterbox import Letterbox, unletterbox_boxes
 from cvcraft.viz.detection_plots import draw_detections, write_detection_plots
 
@@ -100,15 +101,14 @@ def multi_scale_size(imgsz: int, stride: int, rng: np.random.Generator) -> int:
     return max(stride, int(rng.uniform(lo, hi + stride)) // stride * stride)
 
 
-class DetectTask:
+class DetectTask(BaseTask):
     """Everything detection-specific the Trainer delegates."""
 
     name = "detect"
-    monitor = "map"
 
     def __init__(self, cfg: DetectConfig) -> None:
-        self.cfg = cfg
-        self.classes: list[str] = []
+        super().__init__(cfg)
+        self.cfg: DetectConfig = cfg
         self.category_ids: list[int] = []
         self._step = 0
         self._epoch = 0
@@ -133,12 +133,12 @@ class DetectTask:
                 f"classes={cfg.classes} but {cfg.data} has classes {self.classes}; "
                 "drop classes= or fix the dataset's class list"
             )
-        resume = check_resume_classes(trainer, self.classes)
+        resume = self.check_resume(trainer)
         self.train_data, self.val_data = splits.train, splits.val
         aug = DetectAugment(
             mosaic=cfg.mosaic, mixup=cfg.mixup, degrees=cfg.degrees, translate=cfg.translate,
             scale=cfg.scale, shear=cfg.shear, perspective=cfg.perspective,
-            fliplr=cfg.fliplr, flipud=cfg.flipud,
+            fliplr=cfg.hflip, flipud=cfg.vflip,
             hsv_h=cfg.hsv_h, hsv_s=cfg.hsv_s, hsv_v=cfg.hsv_v,
         )  # fmt: skip
         # Mosaic is off for the last close_mosaic epochs; the dataset reads the epoch from
@@ -175,7 +175,7 @@ class DetectTask:
         trainer.model = model.to(trainer.device)
         self.steps_per_epoch = len(trainer.train_loader)
         out = Path(trainer.out)
-        (out / "classes.json").write_text(json.dumps(self.classes))
+        self.write_classes(out)
         if cfg.plots:
             write_detection_plots(out / "plots", labels_of=splits.train, classes=self.classes)
 
@@ -198,14 +198,13 @@ class DetectTask:
             print(f"epoch {epoch + 1}: Mosaic off for the last {self.cfg.epochs - epoch} epochs")
 
     def checkpoint_meta(self) -> dict[str, Any]:
-        return {
-            "model_name": self.cfg.model,
-            "num_classes": len(self.classes),
-            "classes": self.classes,
-            "category_ids": self.category_ids,
-            "imgsz": self.cfg.imgsz,
-            "model_kwargs": dict(self.cfg.model_kwargs),
-        }
+        return {**super().checkpoint_meta(), "category_ids": self.category_ids}
+
+    @classmethod
+    def model_from_checkpoint(cls, state: dict[str, Any]) -> nn.Module:
+        return build_detector(
+            state["model_name"], int(state["num_classes"]), state.get("model_kwargs") or {}
+        )
 
     # -- train / eval
     def train_loss(self, model: nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, int]:
@@ -228,11 +227,16 @@ class DetectTask:
         self._n_items += 1
         return loss, int(x.shape[0])
 
-    def evaluate(self, model: nn.Module) -> dict[str, Any]:
-        metrics = evaluate_detector(
-            model, self.val_loader, self.gt, self.val_data, self.device, self.cfg,
-            num_classes=len(self.classes),
-        )  # fmt: skip
+    def eval_forward(self, model: nn.Module, batch: dict[str, Any]) -> dict[str, Any]:
+        return detector_forward(self.cfg, self.device)(model, batch)
+
+    def build_evaluators(self) -> dict[str, Any]:
+        return {
+            "coco": DetectionEvaluator(self.gt, self.val_data, len(self.classes), self.cfg.conf)
+        }
+
+    def evaluate(self, model: nn.Module, loader: Any = None) -> dict[str, Any]:
+        metrics = super().evaluate(model, loader)
         self.last_eval = metrics  # with the arrays, for the plots in finish()
         public = without_arrays(metrics)
         for k, v in self._items.items():
@@ -260,7 +264,79 @@ def without_arrays(metrics: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-@torch.no_grad()
+class DetectionEvaluator:
+    """COCO's 12 numbers (``map``, ``map50``, ...) and per-class AP of the detections mapped
+    back to the original images, the detection confusion matrix, and ``val_loss`` (the
+    detector's loss on the letterboxed val batches). ``outputs`` per batch:
+    ``{"dets": per-image dicts, "loss": tensor or None}``."""
+
+    def __init__(
+        self, gt: dict, data: Any, num_classes: int, conf: float, keep_arrays: bool = True
+    ) -> None:
+        self.gt, self.data, self.keep_arrays = gt, data, keep_arrays
+        self.coco = COCOEvaluator(gt)
+        self.confusion = DetectionConfusionMatrix(num_classes, conf_threshold=conf,
+                                                  iou_threshold=0.45)  # fmt: skip
+        self.reset()
+
+    def reset(self) -> None:
+        self.coco.reset()
+        self.confusion.matrix[:] = 0
+        self.loss_sum, self.n_loss = 0.0, 0
+
+    def update(self, batch: dict[str, Any], outputs: dict[str, Any]) -> None:
+        if outputs.get("loss") is not None:
+            self.loss_sum += float(outputs["loss"]) * len(batch["meta"])
+            self.n_loss += len(batch["meta"])
+        preds = []
+        for d, meta in zip(outputs["dets"], batch["meta"]):
+            boxes = unletterbox_boxes(d["boxes"].float(), meta)
+            preds.append(
+                {"image_id": meta["image_id"], "boxes": boxes, "scores": d["scores"].float(),
+                 "labels": d["labels"]}
+            )  # fmt: skip
+            rec = self.data.images[meta["index"]]
+            self.confusion.update(boxes, d["scores"], d["labels"], rec.boxes, rec.labels)
+        self.coco.update(preds)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"coco": self.coco.state_dict(), "confusion": self.confusion.matrix.copy(),
+                "loss_sum": self.loss_sum, "n_loss": self.n_loss}  # fmt: skip
+
+    def merge(self, state: dict[str, Any]) -> None:
+        self.coco.merge(state["coco"])
+        self.confusion.matrix += state["confusion"]
+        self.loss_sum += state["loss_sum"]
+        self.n_loss += state["n_loss"]
+
+    def compute(self) -> dict[str, Any]:
+        res = self.coco.compute()
+        out: dict[str, Any] = {METRIC_NAMES[k]: float(res[k]) for k in COCO_KEYS}
+        if self.n_loss:
+            out["val_loss"] = self.loss_sum / self.n_loss
+        out["per_class"] = res["per_class"]
+        if self.keep_arrays:
+            out["precision"] = res["precision"]
+            out["confusion_matrix"] = self.confusion.compute()
+        return out
+
+
+def detector_forward(cfg: DetectConfig, device: torch.device) -> Any:
+    """The val forward: detections (TTA if ``cfg.tta``) and, without TTA, the detector's
+    loss on the same outputs (every detector here defines it on eval outputs)."""
+
+    def forward(model: nn.Module, batch: dict[str, Any]) -> dict[str, Any]:
+        x = to_inputs(batch["images"], device)
+        if cfg.tta:
+            return {"dets": tta_detect(model, x, cfg.val_conf, cfg.iou, cfg.max_det)}
+        out = model(x)
+        dets = model.postprocess(out, conf=cfg.val_conf, iou=cfg.iou, max_det=cfg.max_det)
+        loss, _ = model.loss(out, batch_targets(batch, device))
+        return {"dets": dets, "loss": loss}
+
+    return forward
+
+
 def evaluate_detector(
     model: nn.Module,
     loader: Any,
@@ -272,61 +348,11 @@ def evaluate_detector(
     num_classes: int,
     keep_arrays: bool = True,
 ) -> dict[str, Any]:
-    """The eval paradigm: eval mode, no_grad; detections mapped back to the original images,
-    COCO's 12 numbers (``map``, ``map50``, ...), per-class AP, the detection confusion matrix
-    and ``val_loss`` (the detector's loss on the letterboxed val batches)."""
-    was_training = model.training
-    model.eval()
-    evaluator = COCOEvaluator(gt)
-    confusion = DetectionConfusionMatrix(num_classes, conf_threshold=cfg.conf, iou_threshold=0.45)
-    loss_sum, n_loss, loss_error = 0.0, 0, None
-    for batch in loader:
-        x = to_inputs(batch["images"], device)
-        with autocast(device, cfg.amp):
-            if cfg.tta:
-                dets = tta_detect(model, x, cfg.val_conf, cfg.iou, cfg.max_det)
-                out = None
-            else:
-                out = model(x)
-                dets = model.postprocess(out, conf=cfg.val_conf, iou=cfg.iou, max_det=cfg.max_det)
-        if out is not None and loss_error is None:
-            try:  # every detector here defines loss on its eval outputs; say so if one doesn't
-                loss, _ = model.loss(out, batch_targets(batch, device))
-                loss_sum += float(loss) * len(x)
-                n_loss += len(x)
-            except (KeyError, TypeError, RuntimeError) as e:
-                loss_error = f"{type(e).__name__}: {e}"
-        preds = []
-        for d, meta in zip(dets, batch["meta"]):
-            boxes = unletterbox_boxes(d["boxes"].float(), meta)
-            preds.append(
-                {"image_id": meta["image_id"], "boxes": boxes, "scores": d["scores"].float(),
-                 "labels": d["labels"]}
-            )  # fmt: skip
-            rec = data.images[meta["index"]]
-            confusion.update(boxes, d["scores"], d["labels"], rec.boxes, rec.labels)
-        evaluator.update(preds)
-    model.train(was_training)
-    if world_size() > 1:  # DDP: each rank saw a shard of the val set; pool them in rank order
-        states = all_gather_object(evaluator.state_dict())
-        evaluator = COCOEvaluator(gt)
-        for st in states:
-            evaluator.merge(st)
-        confusion.matrix = all_reduce_sum(torch.from_numpy(confusion.matrix)).numpy()
-        loss_sum, n_loss = all_reduce_sum(float(loss_sum)), all_reduce_sum(int(n_loss))
-    res = evaluator.compute()
-    out_m: dict[str, Any] = {METRIC_NAMES[k]: float(res[k]) for k in COCO_KEYS}
-    if n_loss:
-        out_m["val_loss"] = loss_sum / n_loss
-    elif loss_error:
-        out_m["val_loss_note"] = (
-            f"not computed: the model's loss refused eval outputs ({loss_error})"
-        )
-    out_m["per_class"] = res["per_class"]
-    if keep_arrays:
-        out_m["precision"] = res["precision"]
-        out_m["confusion_matrix"] = confusion.compute()
-    return out_m
+    """COCO metrics, confusion matrix and val loss of ``model`` over ``loader``, reduced
+    across DDP ranks (``engine.evaluation.run_evaluation``)."""
+    evaluator = DetectionEvaluator(gt, data, num_classes, cfg.conf, keep_arrays)
+    forward = detector_forward(cfg, device)
+    return run_evaluation(model, loader, forward, [evaluator], device=device, amp=cfg.amp)
 
 
 @torch.no_grad()
@@ -389,25 +415,10 @@ def prediction_grid(
     return grid
 
 
-def load_detector(weights: str | Path, device: torch.device) -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild a detector from a cvcraft detection checkpoint (architecture, classes)."""
-    state = load_checkpoint(weights)
-    if state.get("task") != "detect" or "model_name" not in state:
-        raise CheckpointError(
-            f"{weights}: not a cvcraft detection checkpoint (task={state.get('task')!r}); "
-            "pass a best.pt/last.pt written by `cvcraft train detect`"
-        )
-    model = build_detector(
-        state["model_name"], int(state["num_classes"]), state.get("model_kwargs") or {}
-    )
-    load_model_weights(model, weights_of(state), strict=True, source=str(weights))
-    return model.to(device).eval(), state
-
-
 def validate_detector(cfg: DetectConfig, out: Path) -> dict[str, Any]:
     """``cvcraft val detect``: COCO metrics of ``weights`` on the val split of ``data``."""
     device = select_device(cfg.device)
-    model, state = load_detector(cfg.weights, device)
+    model, state = DetectTask.load_model(cfg.weights, device)
     cfg.imgsz = int(state.get("imgsz", cfg.imgsz))
     splits = load_detection_splits(
         cfg.data, imgsz=cfg.imgsz, val_fraction=cfg.val_fraction, seed=cfg.seed
@@ -450,7 +461,7 @@ def predict_detector(cfg: DetectConfig, out: Path) -> list[dict[str, Any]]:
     (image_id -> path). Returns one dict per image with ``path`` and ``summary``.
     """
     device = select_device(cfg.device)
-    model, state = load_detector(cfg.weights, device)
+    model, state = DetectTask.load_model(cfg.weights, device)
     classes = list(state["classes"])
     cat_ids = list(state.get("category_ids") or range(1, len(classes) + 1))
     imgsz = int(state.get("imgsz", cfg.imgsz))
@@ -514,36 +525,12 @@ def _unique_name(path: Path, used: set[str]) -> str:
     return name
 
 
-# The embedded default: the pico YOLO on 64 px multi-object shapes (1-4 objects of 15-38 px),
-# sized for map50 >= 0.9 on the held-out split within about five minutes on 2 CPU cores.
-# Mosaic is off and the scale jitter halved: both pay off over long schedules, while a short
-# run converges faster when training images look like the val ones (measured after 5 epochs:
-# map50 0.37 with 1500 images at scale 0.5, 0.65 with 2500 at 0.25). Final map50 measured:
-# 0.901 with 16 epochs, 0.903 with 18, 0.925 with 20. Affine, HSV and flips stay on.
-DEMO_PRESET: dict[str, Any] = {
-    "data": "shapes:2500",
-    "model": "yolo_p",
-    "imgsz": 64,
-    "epochs": 20,
-    "batch": 16,
-    "optimizer": "adamw",
-    "lr": 0.004,
-    "weight_decay": 0.0005,
-    "warmup_epochs": 1.0,
-    "mosaic": 0.0,
-    "close_mosaic": 0,
-    "scale": 0.25,
-    "workers": 1,
-    # COCO evaluation of the 250 val images every 5th epoch (and the last), EMA weights only:
-    # the per-epoch raw + EMA evaluation cost 2 min of the 5-minute budget
-    "val_interval": 5,
-    "val_raw": False,
-    "name": "demo",
-}
+DetectTask.validate = staticmethod(validate_detector)  # type: ignore[attr-defined]
+DetectTask.predict = staticmethod(predict_detector)  # type: ignore[attr-defined]
 
-# The CLI's view of this task (see cli.TASK_MODULES).
-TASK_CLASS = DetectTask
-validate = validate_detector
-predict = predict_detector
-SUMMARY_KEYS = ("map", "map50", "best_epoch", "train_seconds")
-VAL_KEYS = ("map", "map50", "map75", "val_loss")
+
+def data_sources(data: str, imgsz: int | None, seed: int) -> tuple[Any, Any]:
+    """(train, val) of ``data`` read as detection data (for pack and augment)."""
+    kw = {"imgsz": imgsz} if imgsz else {}  # shapes scenes: the reader's default size
+    splits = load_detection_splits(data, seed=seed, **kw)
+    return splits.train, splits.val

@@ -1,0 +1,153 @@
+"""``BaseTask``: what every task shares, written once.
+
+A task subclasses it and fills in what is its own: ``setup`` (data, loaders, model,
+criterion), ``train_loss`` (or a whole ``train_step``), ``eval_forward`` and
+``build_evaluators`` (its metrics), ``checkpoint_meta``, and the CLI's ``validate`` /
+``predict``. The base gives the default training step (forward -> loss -> backward ->
+step, with accumulation, DDP no-sync, AMP, clipping, EMA through the Trainer), one
+evaluation loop (``engine.evaluation.run_evaluation``) with selectable metrics, the
+``fraction`` subset, the resume-class check, ``classes.json``, and rebuilding a model from a
+checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from cvcraft.engine.checkpoint import load_checkpoint, load_model_weights
+from cvcraft.engine.config import TrainConfig
+from cvcraft.engine.evaluation import Evaluator, run_evaluation
+from cvcraft.engine.trainer import check_resume_classes, weights_of
+from cvcraft.errors import CheckpointError, ConfigError
+from cvcraft.registry import did_you_mean
+from cvcraft.tasks.registry import get_task
+
+
+class BaseTask:
+    """A task the Trainer runs. Subclasses set ``name`` (their registry entry)."""
+
+    name = ""
+
+    def __init__(self, cfg: TrainConfig) -> None:
+        self.cfg = cfg
+        spec = get_task(self.name)
+        self.monitor = spec.monitor
+        self.monitor_mode = spec.monitor_mode
+        self.classes: list[str] = []
+        self.device = torch.device("cpu")
+        self.val_loader: Any = None
+
+    # ------------------------------------------------------------------ building
+    def setup(self, trainer: Any) -> None:
+        """Build data, loaders (``trainer.train_loader``, ``self.val_loader``) and the model
+        (``trainer.model`` on ``trainer.device``; more models in ``trainer.extra_parts``)."""
+        raise NotImplementedError(f"task {self.name} must define setup()")
+
+    def checkpoint_meta(self) -> dict[str, Any]:
+        """What a checkpoint needs to rebuild the model and read its outputs."""
+        return {
+            "model_name": self.cfg.model,
+            "num_classes": len(self.classes),
+            "classes": self.classes,
+            "imgsz": self.cfg.imgsz,
+            "model_kwargs": dict(getattr(self.cfg, "model_kwargs", {}) or {}),
+        }
+
+    # ------------------------------------------------------------------ training
+    def train_loss(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, int]:
+        """The loss of one batch and the number of items in it."""
+        raise NotImplementedError(f"task {self.name} must define train_loss() or train_step()")
+
+    def train_step(self, batch: Any, ctx: Any) -> tuple[float, int]:
+        """One micro-batch: forward and loss under autocast, backward (no gradient sync
+        between accumulation steps under DDP), and an optimizer step when ``ctx.step_now``.
+        Override for several models (a GAN's alternating steps) or extra terms."""
+        model = ctx.model
+        with ctx.no_sync(model):
+            with ctx.autocast():
+                loss, n = self.train_loss(model, batch)
+                loss = ctx.penalties(loss, model)
+            value = ctx.backward(loss)
+        if ctx.step_now:
+            ctx.step()
+        return value, n
+
+    # ------------------------------------------------------------------ evaluation
+    def eval_forward(self, model: nn.Module, batch: Any) -> Any:
+        """The model's outputs on one val batch (what the evaluators read)."""
+        raise NotImplementedError(f"task {self.name} must define eval_forward()")
+
+    def build_evaluators(self) -> dict[str, Evaluator]:
+        """The task's evaluators by name; ``metrics=[...]`` picks a subset."""
+        raise NotImplementedError(f"task {self.name} must define build_evaluators()")
+
+    def evaluators(self) -> list[Evaluator]:
+        """The evaluators ``metrics=`` selects (all of them by default)."""
+        available = self.build_evaluators()
+        wanted = [str(m) for m in getattr(self.cfg, "metrics", [])] or list(available)
+        for m in wanted:
+            if m not in available:
+                raise ConfigError(
+                    f"metrics: {m!r} is not an evaluator of task {self.name}."
+                    f"{did_you_mean(m, available)} Available: {', '.join(available)}"
+                )
+        return [available[m] for m in wanted]
+
+    def evaluate(self, model: nn.Module, loader: Any = None) -> dict[str, Any]:
+        """Metrics of ``model`` on the val loader (or ``loader``), reduced across ranks."""
+        return run_evaluation(
+            model,
+            loader if loader is not None else self.val_loader,
+            self.eval_forward,
+            self.evaluators(),
+            device=self.device,
+            amp=self.cfg.amp,
+        )
+
+    def finish(self, trainer: Any, model: nn.Module, metrics: dict[str, Any]) -> None:
+        """Plots at the end of a run (rank 0 only); nothing by default."""
+
+    # ------------------------------------------------------------------ shared pieces
+    def check_resume(self, trainer: Any) -> dict[str, Any] | None:
+        """The resume state after checking the data's classes match the checkpoint's."""
+        return check_resume_classes(trainer, self.classes)
+
+    def write_classes(self, out: str | Path) -> None:
+        (Path(out) / "classes.json").write_text(json.dumps(self.classes))
+
+    @classmethod
+    def load_model(
+        cls, weights: str | Path, device: torch.device
+    ) -> tuple[nn.Module, dict[str, Any]]:
+        """Rebuild this task's model from a cvcraft checkpoint (architecture, classes,
+        options) with its EMA weights if it has them; eval mode, on ``device``."""
+        state = load_checkpoint(weights)
+        if state.get("task") != cls.name or "model_name" not in state:
+            raise CheckpointError(
+                f"{weights}: not a cvcraft {cls.name} checkpoint (task={state.get('task')!r}); "
+                f"pass a best.pt/last.pt written by `cvcraft train {cls.name}`"
+            )
+        model = cls.model_from_checkpoint(state)
+        load_model_weights(model, weights_of(state), strict=True, source=str(weights))
+        return model.to(device).eval(), state
+
+    @classmethod
+    def model_from_checkpoint(cls, state: dict[str, Any]) -> nn.Module:
+        """The (untrained) model a checkpoint's metadata describes."""
+        raise NotImplementedError(f"task {cls.name} must define model_from_checkpoint()")
+
+
+def take_fraction(data: Any, fraction: float, seed: int, minimum: int = 1) -> Any:
+    """A seeded random subset of ``fraction`` of ``data`` (sorted indices; at least
+    ``minimum`` items), or ``data`` itself when ``fraction`` is 1."""
+    if fraction >= 1.0:
+        return data
+    k = max(minimum, int(len(data) * fraction))
+    idx = np.sort(np.random.default_rng([seed, 7]).permutation(len(data))[:k])
+    return data.subset(idx)

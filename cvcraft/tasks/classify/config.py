@@ -1,0 +1,66 @@
+"""Image classification keys."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path  # noqa: F401  (used by some checks)
+
+from cvcraft.engine.config import TrainConfig, _opt
+from cvcraft.errors import ConfigError
+
+
+@dataclass
+class ClassifyConfig(TrainConfig):
+    """Image classification keys."""
+
+    normalize: str = _opt(
+        "zscore",
+        "input normalization; statistics from the training set",
+        ("zscore", "minmax", "robust", "imagenet", "none"),
+    )
+    label_smoothing: float = _opt(0.0, "label smoothing epsilon")
+    loss: str = _opt("ce", "loss name", ("ce", "focal"))
+    topk: int = _opt(5, "k of the top-k accuracy")
+    crop: str = _opt("auto", "train crop: rrc | pad | none | auto (pad if imgsz <= 64)")
+    scale_min: float = _opt(0.08, "random-resized-crop minimum area fraction")
+    hflip: float = _opt(0.5, "horizontal flip probability")
+    vflip: float = _opt(0.0, "vertical flip probability")
+    degrees: float = _opt(0.0, "random rotation range (+-degrees)")
+    translate: float = _opt(0.0, "random translation (fraction of size)")
+    hsv_h: float = _opt(0.0, "HSV hue gain")
+    hsv_s: float = _opt(0.0, "HSV saturation gain")
+    hsv_v: float = _opt(0.0, "HSV value gain")
+    cutout: float = _opt(0.0, "Cutout probability (one hole of half the image side)")
+    policy: str = _opt(
+        "",
+        "augmentation policy: randaugment | autoaugment[:imagenet|cifar10|svhn] | "
+        "trivialaugment | augmix ('' = none)",
+    )
+    erasing: float = _opt(0.0, "random erasing probability (Zhong et al. 2020)")
+    in_chans: int = _opt(3, "input channels of the model")
+    model_kwargs: dict = _opt({}, "extra model options, e.g. {drop_rate: 0.2, hidden: [256]}")
+    mixup: float = _opt(0.0, "Mixup alpha (Beta(alpha, alpha)); 0 = off")
+    cutmix: float = _opt(0.0, "CutMix alpha; 0 = off")
+    mix_prob: float = _opt(1.0, "probability a batch is mixed (when mixup or cutmix is on)")
+    mix_switch: float = _opt(0.5, "with both on: probability of CutMix instead of Mixup")
+    sampler: str = _opt(
+        "random",
+        "training sampler for imbalanced data (over/undersample: to the largest/smallest class)",
+        ("random", "weighted", "sqrt", "balanced", "oversample", "undersample"),
+    )
+    class_weights: str = _opt(
+        "none", "per-class loss weights from label counts", ("none", "inverse", "sqrt")
+    )
+
+    def check(self) -> None:
+        for k in ("label_smoothing", "hflip", "vflip", "cutout", "erasing"):
+            if not 0.0 <= getattr(self, k) <= 1.0:
+                raise ConfigError(f"{k}={getattr(self, k)} must be in [0, 1]")
+        if self.crop not in ("auto", "rrc", "pad", "none"):
+            raise ConfigError(f"crop={self.crop!r} must be one of auto, rrc, pad, none")
+        for k in ("mixup", "cutmix"):
+            if getattr(self, k) < 0:
+                raise ConfigError(f"{k}={getattr(self, k)} must be >= 0 (0 = off)")
+        for k in ("mix_prob", "mix_switch"):
+            if not 0.0 <= getattr(self, k) <= 1.0:
+                raise ConfigError(f"{k}={getattr(self, k)} must be in [0, 1]")
