@@ -26,11 +26,11 @@ import torch
 import torch.nn.functional as F
 
 from cvcraft.data import ClassifyDataset, build_loader, load_classification
-from cvcraft.engine.classify import evaluate_classifier
 from cvcraft.engine.quantize import quantize_dynamic_linear, quantize_static, quantized_modules
-from cvcraft.engine.tools import load_classifier_any, preprocess_of
 from cvcraft.models.profile import count_macs, measure_latency
 from cvcraft.nn.prune import prune_l1_channels
+from cvcraft.tasks.classify.task import evaluate_classifier
+from cvcraft.tasks.model_tools import load_classifier_any, preprocess_of
 from cvcraft.transforms import default_classify_transforms
 
 

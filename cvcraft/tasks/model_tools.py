@@ -28,16 +28,8 @@ from torch import nn
 
 from cvcraft.attacks import fgsm, pgd, pgd_l2
 from cvcraft.data import ClassifyDataset, build_loader, load_classification, read_image
-from cvcraft.data.io import write_image
+from cvcraft.data.io import list_images, write_image
 from cvcraft.engine.checkpoint import load_checkpoint, load_model_weights, save_checkpoint
-
-# The classify task's helpers, imported in this one place (they are moving to cvcraft.tasks).
-from cvcraft.engine.classify import (
-    Preprocess,
-    build_classifier,
-    evaluate_classifier,
-    list_images,
-)
 from cvcraft.engine.device import select_device
 from cvcraft.engine.export import FORMATS, OnnxModel, export_model, load_torchscript
 from cvcraft.engine.export import torchscript_metadata as _ts_meta
@@ -48,7 +40,11 @@ from cvcraft.explain import CAM_METHODS, attention_rollout, class_activation_map
 from cvcraft.models.profile import count_macs, measure_latency
 from cvcraft.nn.prune import prune_l1_channels, prune_magnitude, shrink_to_widths, sparsity
 from cvcraft.structures import Sample
+
+# The classification task's pieces, imported in this one place.
+from cvcraft.tasks.classify.task import ClassifyTask, evaluate_classifier
 from cvcraft.transforms import default_classify_transforms
+from cvcraft.transforms.normalize import Preprocess
 from cvcraft.viz.adversarial import plot_adversarial_grid, plot_robustness
 from cvcraft.viz.heatmap import overlay_heatmap, plot_heatmaps
 
@@ -130,10 +126,7 @@ def load_classifier_any(weights: str | Path, device: torch.device) -> tuple[nn.M
             f"{weights}: not a cvcraft classification checkpoint (task={state.get('task')!r}); "
             "pass a best.pt/last.pt written by `cvcraft train classify`"
         )
-    model = build_classifier(
-        state["model_name"], state["num_classes"], state["in_chans"],
-        int(state.get("imgsz", 224)), state.get("model_kwargs") or {},
-    )  # fmt: skip
+    model = ClassifyTask.model_from_checkpoint(state)
     pruned = state.get("pruned") or {}
     if pruned.get("widths"):
         shrink_to_widths(model, pruned["widths"])

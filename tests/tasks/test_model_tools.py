@@ -11,7 +11,10 @@ from cvcraft.data import load_classification
 from cvcraft.data.io import read_image, write_image
 from cvcraft.engine.checkpoint import save_checkpoint
 from cvcraft.engine.export import OnnxModel
-from cvcraft.engine.tools import (
+from cvcraft.errors import ConfigError
+from cvcraft.explain import class_activation_map
+from cvcraft.models import create_model
+from cvcraft.tasks.model_tools import (
     PixelModel,
     load_classifier_any,
     parse_number,
@@ -22,9 +25,6 @@ from cvcraft.engine.tools import (
     run_prune,
     run_quantize,
 )
-from cvcraft.errors import ConfigError
-from cvcraft.explain import class_activation_map
-from cvcraft.models import create_model
 from cvcraft.transforms.normalize import IMAGENET_STATS
 from cvcraft.viz.heatmap import overlay_heatmap
 
