@@ -19,6 +19,7 @@ import os
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -50,8 +51,10 @@ def size_mb(model: torch.nn.Module) -> float:
     import io
 
     buf = io.BytesIO()
-    if quantized_modules(model):
-        torch.jit.save(torch.jit.trace(model, torch.zeros(1, 3, 32, 32)), buf)
+    if quantized_modules(model):  # int8 modules keep packed weights outside the state_dict
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated
+            torch.jit.save(torch.jit.trace(model, torch.zeros(1, 3, 32, 32)), buf)
     else:
         torch.save(model.state_dict(), buf)
     return len(buf.getvalue()) / 1e6
