@@ -12,7 +12,7 @@ from cvcraft.data.io import read_image, write_image
 from cvcraft.engine.checkpoint import save_checkpoint
 from cvcraft.engine.export import OnnxModel
 from cvcraft.errors import ConfigError
-from cvcraft.explain import class_activation_map
+from cvcraft.explain import attention_rollout, class_activation_map
 from cvcraft.models import create_model
 from cvcraft.tasks.model_tools import (
     PixelModel,
@@ -31,6 +31,17 @@ from cvcraft.viz.heatmap import overlay_heatmap
 DATA = "shapes:60"  # 60 train / 12 val synthetic 32 px images, 6 classes
 
 
+def _save_ckpt(path, name, model, classes):
+    state = {
+        "task": "classify", "epoch": 0, "model": model.state_dict(), "ema": None,
+        "config": {"seed": 0, "val_fraction": 0.1}, "model_name": name,
+        "num_classes": len(classes), "in_chans": 3, "classes": list(classes), "imgsz": 32,
+        "model_kwargs": {}, "normalize": "zscore", "norm_stats": IMAGENET_STATS,
+    }  # fmt: skip
+    save_checkpoint(path, state)
+    return path
+
+
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
     torch.manual_seed(0)
@@ -40,15 +51,7 @@ def ckpt(tmp_path_factory):
         if isinstance(m, torch.nn.BatchNorm2d):
             m.running_var.uniform_(0.5, 1.5)
             m.bias.data.normal_(0, 0.1)
-    path = tmp_path_factory.mktemp("run") / "best.pt"
-    state = {
-        "task": "classify", "epoch": 0, "model": model.state_dict(), "ema": None,
-        "config": {"seed": 0, "val_fraction": 0.1}, "model_name": "resnet20",
-        "num_classes": len(classes), "in_chans": 3, "classes": list(classes), "imgsz": 32,
-        "model_kwargs": {}, "normalize": "zscore", "norm_stats": IMAGENET_STATS,
-    }  # fmt: skip
-    save_checkpoint(path, state)
-    return path
+    return _save_ckpt(tmp_path_factory.mktemp("run") / "best.pt", "resnet20", model, classes)
 
 
 @pytest.fixture(scope="module")
@@ -82,6 +85,24 @@ def test_explain_writes_the_cam_overlays(ckpt, images, tmp_path):
     assert written.shape == (256, 512, 3)
     assert np.abs(written[:, 256:].astype(int) - expected.astype(int)).max() <= 1
     assert np.array_equal(written[:, :256], big)
+
+
+def test_explain_rollout_for_a_vit(images, tmp_path):
+    torch.manual_seed(0)
+    classes = load_classification(DATA, imgsz_hint=32).classes
+    vit = create_model("vit_tiny_patch4_32", num_classes=len(classes))
+    path = _save_ckpt(tmp_path / "vit.pt", "vit_tiny_patch4_32", vit, classes)
+    res = run_explain({"weights": str(path), "source": str(images / "img1.png"),
+                       "method": "rollout", "out": str(tmp_path / "out")})  # fmt: skip
+    assert len(res) == 1 and res[0]["layer"] == "attention"
+    model, meta = load_classifier_any(path, torch.device("cpu"))
+    img = read_image(images / "img1.png")
+    x = preprocess_of(meta, torch.device("cpu"))(torch.from_numpy(img).permute(2, 0, 1)[None])
+    heat = attention_rollout(model, x)[0][0].numpy()
+    big = np.repeat(np.repeat(img, 8, 0), 8, 1)
+    expected = overlay_heatmap(big, np.kron(heat, np.ones((8, 8), np.float32)))
+    written = read_image(tmp_path / "out" / "img1_rollout.png")
+    assert np.abs(written[:, 256:].astype(int) - expected.astype(int)).max() <= 1
 
 
 def test_explain_bad_inputs(ckpt, images, tmp_path):
