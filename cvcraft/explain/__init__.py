@@ -12,6 +12,7 @@ from cvcraft.explain.cam import (
     class_activation_map,
     segmentation_score,
 )
+from cvcraft.explain.detection import detection_score
 from cvcraft.explain.layers import default_cam_layer, find_layer
 from cvcraft.explain.rollout import attention_maps, attention_rollout
 
@@ -22,6 +23,7 @@ __all__ = [
     "attention_rollout",
     "class_activation_map",
     "default_cam_layer",
+    "detection_score",
     "find_layer",
     "segmentation_score",
 ]

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -48,13 +49,13 @@ SCORECAM_EPS = 1e-8
 class CamResult:
     """Heat maps (B, H, W) in [0, 1], the raw weighted sums (B, h, w) before clipping,
     the class explained per image (B,) (-1 for class-free Eigen-CAM), the layer name and the
-    model's logits (B, num_classes)."""
+    model's output (logits (B, num_classes) for a classifier; detached if a tensor)."""
 
     maps: torch.Tensor
     raw: torch.Tensor
     targets: torch.Tensor
     layer: str
-    logits: torch.Tensor
+    logits: Any
 
 
 def normalize_minmax(maps: torch.Tensor) -> torch.Tensor:
@@ -210,10 +211,11 @@ def class_activation_map(
             logits = model(x)
         if "out" not in store:
             raise ConfigError(f"layer={name!r} did not run in the forward pass; pick another")
-        if logits.ndim != 2 and score_fn is None:
+        if score_fn is None and not (isinstance(logits, torch.Tensor) and logits.ndim == 2):
+            shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits)
             raise ConfigError(
-                f"CAM needs classifier logits (B, num_classes); the model returned "
-                f"{tuple(logits.shape)} (pass score_fn, e.g. segmentation_score, for others)"
+                f"CAM needs classifier logits (B, num_classes); the model returned {shape} "
+                "(pass score_fn, e.g. segmentation_score or detection_score, for others)"
             )
         if score_fn is None:
             targets = _targets(logits.detach(), target)
@@ -252,4 +254,5 @@ def class_activation_map(
         model.train(was_training)
     raw = raw.detach()
     maps = upsample_maps(raw, tuple(x.shape[-2:]))
-    return CamResult(maps, raw, targets, name, logits.detach())
+    out = logits.detach() if isinstance(logits, torch.Tensor) else logits
+    return CamResult(maps, raw, targets, name, out)
