@@ -1,0 +1,59 @@
+"""``cvcraft export``: an ONNX or TorchScript file from a checkpoint, with its parity check
+against eager PyTorch printed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cvcraft.engine.export import FORMATS, export_model
+from cvcraft.errors import ConfigError
+from cvcraft.tasks.model_tools import (
+    checkpoint_metadata,
+    int_arg,
+    load_classifier_any,
+    parse_bool,
+)
+
+EXPORT_KEYS = {
+    "weights": "classification checkpoint (runs/.../best.pt)",
+    "format": f"{' | '.join(FORMATS)} (default onnx)",
+    "dynamic": "true: symbolic batch axis (ONNX) (default false)",
+    "opset": "ONNX opset (default 17)",
+    "batch": "batch size of the traced input (default 1)",
+    "imgsz": "input size (default: the checkpoint's)",
+    "half": "fp16 export (needs a CUDA device; not available on the CPU) (default false)",
+    "out": "output file (default: beside weights, model.onnx / model.ts)",
+}
+
+
+def run_export(args: dict[str, str]) -> dict[str, Any]:
+    """``cvcraft export``: write the ONNX / TorchScript file and print its parity check
+    against eager PyTorch (max |difference| and the tolerance)."""
+    fmt = args.get("format", "onnx")
+    if fmt not in FORMATS:
+        raise ConfigError(f"format={fmt!r}: choose one of {', '.join(FORMATS)}")
+    if parse_bool(args.get("half", "false"), "half"):
+        raise ConfigError("half=true exports fp16, which needs a CUDA device; export fp32 here")
+    weights = Path(args["weights"])
+    model, state = load_classifier_any(weights, torch.device("cpu"))
+    if "model_name" not in state:
+        raise ConfigError("export needs a .pt checkpoint")
+    c, s = int(state["in_chans"]), int_arg(args, "imgsz", int(state.get("imgsz", 224)), 1)
+    b, dynamic = int_arg(args, "batch", 1, 1), parse_bool(args.get("dynamic", "false"), "dynamic")
+    g = torch.Generator().manual_seed(0)
+    example = torch.randn(b, c, s, s, generator=g)
+    check = torch.randn(b + 2 if dynamic else b, c, s, s, generator=g)
+    suffix = ".onnx" if fmt == "onnx" else ".ts"
+    out = Path(args.get("out") or weights.with_name(f"model{suffix}"))
+    report = export_model(
+        model, example, out, fmt, opset=int_arg(args, "opset", 17, 1), dynamic=dynamic,
+        check=check, metadata=checkpoint_metadata(state),
+    )  # fmt: skip
+    verdict = "OK" if report["ok"] else "MISMATCH"
+    print(f"export: wrote {out} ({report['bytes'] / 1e6:.2f} MB, {fmt})")
+    print(f"parity vs PyTorch on a batch of {len(check)}: max |diff| {report['max_abs_diff']:.2e} "
+          f"(tolerance {report['atol']:.1e} + {report['rtol']:.0e}*|y|) {verdict}")  # fmt: skip
+    return report
