@@ -13,7 +13,7 @@ from cvcraft.explain.cam import (
     segmentation_score,
 )
 from cvcraft.explain.detection import detection_score
-from cvcraft.explain.layers import default_cam_layer, find_layer
+from cvcraft.explain.layers import default_cam_layer, find_layer, score_cam_layer
 from cvcraft.explain.rollout import attention_maps, attention_rollout
 
 __all__ = [
@@ -25,5 +25,6 @@ __all__ = [
     "default_cam_layer",
     "detection_score",
     "find_layer",
+    "score_cam_layer",
     "segmentation_score",
 ]

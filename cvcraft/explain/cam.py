@@ -204,7 +204,7 @@ def class_activation_map(
     was_training = model.training
     model.eval()
     try:
-        name = layer or default_cam_layer(model, x)
+        name = layer or default_cam_layer(model, x, coarser=score_fn is not None)
         module = find_layer(model, name)
         need_grad = method in ("gradcam", "gradcam++")
         with torch.set_grad_enabled(need_grad), capture_output(module) as store:

@@ -9,8 +9,9 @@ before global pooling, which is where Grad-CAM's authors look.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import torch
 from torch import nn
@@ -34,16 +35,20 @@ def find_layer(model: nn.Module, name: str) -> nn.Module:
 
 
 @torch.no_grad()
-def default_cam_layer(model: nn.Module, x: torch.Tensor) -> str:
+def default_cam_layer(model: nn.Module, x: torch.Tensor, coarser: bool = False) -> str:
     """Name of the last module (in order of finishing its forward) whose output is a
-    spatial map (B, C, h, w) with h * w > 1; ``x`` is one input batch (B, C, H, W)."""
+    spatial map (B, C, h, w) with h * w > 1 (with ``coarser``: also smaller than the input,
+    which skips a segmenter's full-resolution logits); ``x`` is one batch (B, C, H, W)."""
     last: list[str] = []
     handles = []
+    limit = x.shape[-2] * x.shape[-1] if coarser else None
 
     def hook(name: str):
         def fn(_m: nn.Module, _inp: tuple, out: object) -> None:
-            if isinstance(out, torch.Tensor) and out.ndim == 4 and out.shape[2] * out.shape[3] > 1:
-                last.append(name)
+            if isinstance(out, torch.Tensor) and out.ndim == 4:
+                area = out.shape[2] * out.shape[3]
+                if area > 1 and (limit is None or area < limit):
+                    last.append(name)
 
         return fn
 
@@ -64,6 +69,57 @@ def default_cam_layer(model: nn.Module, x: torch.Tensor) -> str:
             "name one with layer=..., or use method=rollout for a Vision Transformer"
         )
     return last[-1]
+
+
+def score_cam_layer(
+    model: nn.Module,
+    x: torch.Tensor,
+    score_fn: Callable[[Any], torch.Tensor],
+    exclude: tuple[str, ...] = ("head",),
+) -> str:
+    """The last module (in order of finishing its forward) with a spatial output coarser
+    than ``x`` that the score really depends on (non-zero gradient), outside the modules
+    named in ``exclude`` (prediction heads, whose last conv is the score map itself).
+
+    For a multi-scale detector this is the deepest feature of the level the box came from
+    (in a PAN neck: the P3 map for a small box, P5 for a large one)."""
+    names, outs = [], []
+    limit = x.shape[-2] * x.shape[-1]
+    skip = tuple(f"{e}." for e in exclude)
+
+    def hook(name: str):
+        def fn(_m: nn.Module, _inp: tuple, out: object) -> object:
+            if isinstance(out, torch.Tensor) and out.ndim == 4 and out.requires_grad:
+                if 1 < out.shape[2] * out.shape[3] < limit:
+                    names.append(name)
+                    outs.append(out)
+                    return out.clone()  # later in-place ops must not touch the recorded map
+            return None
+
+        return fn
+
+    handles = [
+        m.register_forward_hook(hook(n))
+        for n, m in model.named_modules()
+        if n and n not in exclude and not n.startswith(skip)
+    ]
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.enable_grad():
+            score = score_fn(model(x)).sum()
+            grads = torch.autograd.grad(score, outs, allow_unused=True) if outs else []
+    finally:
+        model.train(was_training)
+        for h in handles:
+            h.remove()
+    for name, g in zip(reversed(names), reversed(grads)):
+        if g is not None and bool(g.abs().sum() > 0):
+            return name
+    raise ConfigError(
+        f"no spatial layer of {type(model).__name__} outside {exclude} influences this score; "
+        "name one with layer=..."
+    )
 
 
 @contextmanager

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from cvcraft.errors import ConfigError
-from cvcraft.explain import class_activation_map, detection_score
+from cvcraft.explain import class_activation_map, detection_score, score_cam_layer
 from cvcraft.models import create_model
 
 gc = pytest.importorskip("pytorch_grad_cam")
@@ -57,3 +57,32 @@ def test_detection_score_bad_inputs():
     with pytest.raises(ConfigError, match="1 boxes for a batch of 2"):
         with torch.no_grad():
             fn(det(torch.rand(2, 3, 32, 32)))
+
+
+class _TwoLevels(torch.nn.Module):
+    """stem -> (p3 -> head3), (p4 -> head4): a box of level 3 does not depend on p4."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = torch.nn.Conv2d(3, 4, 3, 2, 1)
+        self.p3 = torch.nn.Conv2d(4, 4, 3, 1, 1)
+        self.p4 = torch.nn.Conv2d(4, 4, 3, 2, 1)
+        self.head = torch.nn.ModuleDict(
+            {"3": torch.nn.Conv2d(4, 2, 1), "4": torch.nn.Conv2d(4, 2, 1)}
+        )
+
+    def forward(self, x):
+        s = self.stem(x)
+        return self.head["3"](self.p3(s)), self.head["4"](self.p4(s))
+
+
+def test_score_cam_layer_is_the_last_layer_the_score_depends_on():
+    torch.manual_seed(0)
+    model = _TwoLevels()
+    x = torch.randn(1, 3, 16, 16)
+    assert score_cam_layer(model, x, lambda out: out[0][:, 1, 2, 3]) == "p3"
+    assert score_cam_layer(model, x, lambda out: out[1][:, 0, 1, 1]) == "p4"
+    # without excluding the head, its own conv is the last dependency
+    assert score_cam_layer(model, x, lambda out: out[0][:, 1, 2, 3], exclude=()) == "head.3"
+    with pytest.raises(ConfigError, match="influences this score"):
+        score_cam_layer(model, x, lambda out: out[0].sum() * 0)

@@ -8,11 +8,20 @@ import torch
 
 from cvcraft.data import load_classification
 from cvcraft.data.io import read_image
+from cvcraft.engine.checkpoint import save_checkpoint
 from cvcraft.errors import ConfigError
-from cvcraft.explain import attention_rollout, class_activation_map
+from cvcraft.explain import (
+    attention_rollout,
+    class_activation_map,
+    detection_score,
+    segmentation_score,
+)
 from cvcraft.models import create_model
+from cvcraft.structures import Sample
 from cvcraft.tasks.explain_tool import run_explain
 from cvcraft.tasks.model_tools import load_classifier_any, preprocess_of
+from cvcraft.transforms.letterbox import Letterbox
+from cvcraft.transforms.normalize import IMAGENET_STATS
 from cvcraft.viz.heatmap import overlay_heatmap
 
 DATA = "shapes:60"  # the conftest checkpoint's data: 60 train / 12 val, 6 classes
@@ -62,3 +71,78 @@ def test_explain_bad_inputs(ckpt, images, tmp_path):
         run_explain({**base, "method": "gradcam3"})
     with pytest.raises(ConfigError, match="class='dog' is neither"):
         run_explain({**base, "class": "dog"})
+
+
+def _dense_ckpt(path, task, name, model, classes, imgsz):
+    state = {
+        "task": task, "epoch": 0, "model": model.state_dict(), "ema": None,
+        "model_name": name, "num_classes": len(classes), "in_chans": 3,
+        "classes": list(classes), "imgsz": imgsz, "model_kwargs": {},
+        "normalize": "zscore", "norm_stats": IMAGENET_STATS,
+    }  # fmt: skip
+    save_checkpoint(path, state)
+    return path
+
+
+def _x4(a):
+    return np.repeat(np.repeat(a, 4, 0), 4, 1)
+
+
+def _mostly_equal(a, b, frac=0.97):
+    """Overlays agree up to rounding except where boxes/captions are drawn on top."""
+    return np.mean(np.abs(a.astype(int) - b.astype(int)).max(-1) <= 1) >= frac
+
+
+def test_explain_detector_boxes(images, tmp_path):
+    torch.manual_seed(0)
+    classes = ["a", "b", "c", "d"]
+    det = create_model("yolo_p", num_classes=4)
+    path = _dense_ckpt(tmp_path / "det.pt", "detect", "yolo_p", det, classes, 64)
+    res = run_explain({"weights": str(path), "source": str(images / "img0.png"), "conf": "0",
+                       "top": "2", "layer": "neck.td3", "out": str(tmp_path / "out")})  # fmt: skip
+    assert [r["panel"] for r in res] == [1, 2] and res[0]["layer"] == "neck.td3"
+    written = read_image(tmp_path / "out" / "img0_gradcam.png")
+    assert written.shape == (256, 3 * 256, 3)  # the image x4, then one panel per box
+    # panel 2 is the Grad-CAM of the second box's own score, computed here directly
+    model = det.eval()
+    img = Letterbox(64)(Sample(read_image(images / "img0.png"))).image
+    x = torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255
+    box, label = torch.tensor([res[1]["box"]]), torch.tensor([classes.index(res[1]["class"])])
+    heat = class_activation_map(
+        model, x, "neck.td3", "gradcam", score_fn=detection_score(model.decode, box, label)
+    ).maps[0]
+    assert _mostly_equal(written[24:, 512:], overlay_heatmap(_x4(img), _x4(heat.numpy()))[24:])
+
+
+def test_explain_segmenter_classes(images, tmp_path):
+    torch.manual_seed(0)
+    classes = ["background", "thing", "stuff"]
+    seg = create_model("deeplabv3_resnet18", num_classes=3)
+    path = _dense_ckpt(tmp_path / "seg.pt", "segment", "deeplabv3_resnet18", seg, classes, 64)
+    res = run_explain({"weights": str(path), "source": str(images / "img2.png"), "top": "2",
+                       "out": str(tmp_path / "out")})  # fmt: skip
+    model, state = load_checkpoint_model(path)
+    img = Letterbox(64)(Sample(read_image(images / "img2.png"))).image
+    x = preprocess_of(state, torch.device("cpu"))(torch.from_numpy(img).permute(2, 0, 1)[None])
+    with torch.no_grad():
+        area = torch.bincount(model(x).argmax(1).flatten(), minlength=3)
+    order = [classes[int(c)] for c in area.argsort(descending=True) if area[c] > 0][:2]
+    assert [r["class"] for r in res] == order  # the largest predicted classes, in order
+    c = classes.index(res[0]["class"])
+    heat = class_activation_map(
+        model, x, res[0]["layer"], "gradcam", score_fn=segmentation_score(c)
+    ).maps[0]
+    assert float(heat.max()) == pytest.approx(1.0, abs=1e-5)  # a real map, not all zeros
+    written = read_image(tmp_path / "out" / "img2_gradcam.png")
+    assert written.shape == (256, 256 * (1 + len(res)), 3)
+    # below the caption strip, panel 1 is that map over the image (both drawn 4x larger)
+    expected = overlay_heatmap(_x4(img), _x4(heat.numpy()))
+    assert _mostly_equal(written[24:, 256:512], expected[24:])
+    with pytest.raises(ConfigError, match="method=scorecam explains classifiers"):
+        run_explain({"weights": str(path), "source": str(images), "method": "scorecam"})
+
+
+def load_checkpoint_model(path):
+    from cvcraft.tasks.registry import get_task
+
+    return get_task("segment").load_class().load_model(path, torch.device("cpu"))
