@@ -17,7 +17,6 @@ from torch import nn
 
 from cvcraft.data import read_image
 from cvcraft.data.io import list_images, write_image
-from cvcraft.engine.checkpoint import load_checkpoint
 from cvcraft.engine.device import select_device
 from cvcraft.engine.export import OnnxModel
 from cvcraft.errors import ConfigError
@@ -33,13 +32,12 @@ from cvcraft.structures import Sample
 from cvcraft.tasks.detect.task import to_inputs
 from cvcraft.tasks.model_tools import (
     int_arg,
-    load_classifier_any,
+    load_task_model,
     out_dir,
     parse_number,
     preprocess_of,
     val_transform,
 )
-from cvcraft.tasks.registry import get_task
 from cvcraft.transforms.letterbox import Letterbox
 from cvcraft.viz.detection_plots import draw_detections
 from cvcraft.viz.heatmap import overlay_heatmap, plot_heatmaps
@@ -85,21 +83,16 @@ def run_explain(args: dict[str, str]) -> list[dict[str, Any]]:
     if method not in (*CAM_METHODS, "rollout"):
         raise ConfigError(f"method={method!r}: choose one of {', '.join(CAM_METHODS)}, rollout")
     device = select_device(args.get("device", "cpu"))
-    weights = Path(args["weights"])
-    task = "classify"
-    if weights.suffix not in (".onnx", ".ts", ".torchscript") and weights.exists():
-        task = load_checkpoint(weights).get("task", "classify")
+    task, model, meta = load_task_model(args["weights"], device)
     if task in ("detect", "segment"):
         if method not in DENSE_METHODS:
             raise ConfigError(
                 f"method={method} explains classifiers; for a {task} checkpoint use "
                 f"{', '.join(DENSE_METHODS)}"
             )
-        model, state = get_task(task).load_class().load_model(weights, device)
         explain = _explain_boxes if task == "detect" else _explain_classes
-        return explain(model, state, method, args, device)
-    model, meta = load_classifier_any(weights, device)
-    if not isinstance(model, nn.Module) or isinstance(model, OnnxModel | torch.jit.ScriptModule):
+        return explain(model, meta, method, args, device)
+    if isinstance(model, OnnxModel | torch.jit.ScriptModule):
         raise ConfigError("explain needs gradients: pass a .pt checkpoint, not an exported file")
     classes = list(meta["classes"])
     target = _class_index(args.get("class"), classes)

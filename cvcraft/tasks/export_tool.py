@@ -1,5 +1,11 @@
-"""``cvcraft export``: an ONNX or TorchScript file from a checkpoint, with its parity check
-against eager PyTorch printed."""
+"""``cvcraft export``: an ONNX or TorchScript file from a checkpoint of any task, with its
+parity check against eager PyTorch printed.
+
+Classifiers export logits (B, K) from normalised input; segmenters logits (B, K, H, W) from
+normalised input; detectors with a ``decode`` (the YOLOs) export their decoded candidates,
+boxes (B, N, 4) xyxy pixels and class scores (B, N, C), from 0-1 input — NMS stays outside
+the graph (``ops.nms``), as score thresholds and IoU are chosen at run time.
+"""
 
 from __future__ import annotations
 
@@ -7,18 +13,31 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from cvcraft.engine.export import FORMATS, export_model
 from cvcraft.errors import ConfigError
 from cvcraft.tasks.model_tools import (
     checkpoint_metadata,
     int_arg,
-    load_classifier_any,
+    load_task_model,
     parse_bool,
 )
 
+
+class DecodedDetector(nn.Module):
+    """A detector as deployed: image -> (boxes (B, N, 4), scores (B, N, C)), before NMS."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.model.decode(self.model(x))
+
+
 EXPORT_KEYS = {
-    "weights": "classification checkpoint (runs/.../best.pt)",
+    "weights": "checkpoint (runs/.../best.pt) of a classifier, detector or segmenter",
     "format": f"{' | '.join(FORMATS)} (default onnx)",
     "dynamic": "true: symbolic batch axis (ONNX) (default false)",
     "opset": "ONNX opset (default 17)",
@@ -38,14 +57,22 @@ def run_export(args: dict[str, str]) -> dict[str, Any]:
     if parse_bool(args.get("half", "false"), "half"):
         raise ConfigError("half=true exports fp16, which needs a CUDA device; export fp32 here")
     weights = Path(args["weights"])
-    model, state = load_classifier_any(weights, torch.device("cpu"))
-    if "model_name" not in state:
-        raise ConfigError("export needs a .pt checkpoint")
-    c, s = int(state["in_chans"]), int_arg(args, "imgsz", int(state.get("imgsz", 224)), 1)
+    if weights.suffix != ".pt":
+        raise ConfigError(f"weights={weights}: export needs a .pt checkpoint")
+    task, model, state = load_task_model(weights, torch.device("cpu"))
+    if task == "detect":
+        if not hasattr(model, "decode"):
+            raise ConfigError(
+                f"{state.get('model_name')} has no decode(): its post-processing is not a graph "
+                "(Faster R-CNN samples proposals in Python); export a YOLO"
+            )
+        model = DecodedDetector(model).eval()
+    c, s = int(state.get("in_chans", 3)), int_arg(args, "imgsz", int(state.get("imgsz", 224)), 1)
     b, dynamic = int_arg(args, "batch", 1, 1), parse_bool(args.get("dynamic", "false"), "dynamic")
     g = torch.Generator().manual_seed(0)
-    example = torch.randn(b, c, s, s, generator=g)
-    check = torch.randn(b + 2 if dynamic else b, c, s, s, generator=g)
+    draw = torch.rand if task == "detect" else torch.randn  # detectors take 0-1 pixels
+    example = draw(b, c, s, s, generator=g)
+    check = draw(b + 2 if dynamic else b, c, s, s, generator=g)
     suffix = ".onnx" if fmt == "onnx" else ".ts"
     out = Path(args.get("out") or weights.with_name(f"model{suffix}"))
     report = export_model(

@@ -32,11 +32,13 @@ from cvcraft.nn.prune import shrink_to_widths
 
 # The classification task's pieces, imported in this one place.
 from cvcraft.tasks.classify.task import ClassifyTask, evaluate_classifier
+from cvcraft.tasks.registry import get_task
 from cvcraft.transforms import default_classify_transforms
 from cvcraft.transforms.normalize import Preprocess
 
-META_KEYS = ("model_name", "num_classes", "in_chans", "classes", "imgsz", "model_kwargs",
-             "normalize", "norm_stats", "pruned")  # fmt: skip
+META_KEYS = ("task", "model_name", "num_classes", "in_chans", "classes", "imgsz", "model_kwargs",
+             "normalize", "norm_stats", "pruned", "category_ids", "resize", "size_divisor",
+             "ignore_index")  # fmt: skip
 
 
 # -- argument parsing ----------------------------------------------------------------------
@@ -118,6 +120,21 @@ def load_classifier_any(weights: str | Path, device: torch.device) -> tuple[nn.M
         shrink_to_widths(model, pruned["widths"])
     load_model_weights(model, weights_of(state), strict=True, source=str(weights))
     return model.to(device).eval(), state
+
+
+def load_task_model(weights: str | Path, device: torch.device) -> tuple[str, nn.Module, dict]:
+    """(task, model, metadata) of any checkpoint: classifiers through
+    :func:`load_classifier_any` (exported files included), detectors and segmenters through
+    their registered task's ``load_model``."""
+    path = Path(weights)
+    if path.suffix == ".pt" and path.exists():
+        state = load_checkpoint(path)
+        task = state.get("task", "classify")
+        if task != "classify":
+            model, state = get_task(task).load_class().load_model(path, device)
+            return task, model, state
+    model, meta = load_classifier_any(path, device)
+    return str(meta.get("task", "classify")), model, meta
 
 
 def preprocess_of(meta: dict[str, Any], device: torch.device) -> Preprocess:

@@ -49,3 +49,21 @@ def images(tmp_path_factory):
 def save_ckpt():
     """``save_ckpt(path, model_name, model, classes)`` writes a checkpoint of another model."""
     return write_ckpt
+
+
+def write_task_ckpt(path, task, name, model, classes, imgsz):
+    """A detector / segmenter checkpoint in the trainer's format (random weights)."""
+    state = {
+        "task": task, "epoch": 0, "model": model.state_dict(), "ema": None,
+        "model_name": name, "num_classes": len(classes), "in_chans": 3,
+        "classes": list(classes), "imgsz": imgsz, "model_kwargs": {},
+        "normalize": "zscore", "norm_stats": IMAGENET_STATS,
+    }  # fmt: skip
+    save_checkpoint(path, state)
+    return path
+
+
+@pytest.fixture
+def save_task_ckpt():
+    """``save_task_ckpt(path, task, model_name, model, classes, imgsz)``."""
+    return write_task_ckpt

@@ -8,7 +8,6 @@ import torch
 
 from cvcraft.data import load_classification
 from cvcraft.data.io import read_image
-from cvcraft.engine.checkpoint import save_checkpoint
 from cvcraft.errors import ConfigError
 from cvcraft.explain import (
     attention_rollout,
@@ -21,7 +20,6 @@ from cvcraft.structures import Sample
 from cvcraft.tasks.explain_tool import run_explain
 from cvcraft.tasks.model_tools import load_classifier_any, preprocess_of
 from cvcraft.transforms.letterbox import Letterbox
-from cvcraft.transforms.normalize import IMAGENET_STATS
 from cvcraft.viz.heatmap import overlay_heatmap
 
 DATA = "shapes:60"  # the conftest checkpoint's data: 60 train / 12 val, 6 classes
@@ -73,17 +71,6 @@ def test_explain_bad_inputs(ckpt, images, tmp_path):
         run_explain({**base, "class": "dog"})
 
 
-def _dense_ckpt(path, task, name, model, classes, imgsz):
-    state = {
-        "task": task, "epoch": 0, "model": model.state_dict(), "ema": None,
-        "model_name": name, "num_classes": len(classes), "in_chans": 3,
-        "classes": list(classes), "imgsz": imgsz, "model_kwargs": {},
-        "normalize": "zscore", "norm_stats": IMAGENET_STATS,
-    }  # fmt: skip
-    save_checkpoint(path, state)
-    return path
-
-
 def _x4(a):
     return np.repeat(np.repeat(a, 4, 0), 4, 1)
 
@@ -93,11 +80,11 @@ def _mostly_equal(a, b, frac=0.97):
     return np.mean(np.abs(a.astype(int) - b.astype(int)).max(-1) <= 1) >= frac
 
 
-def test_explain_detector_boxes(images, tmp_path):
+def test_explain_detector_boxes(images, tmp_path, save_task_ckpt):
     torch.manual_seed(0)
     classes = ["a", "b", "c", "d"]
     det = create_model("yolo_p", num_classes=4)
-    path = _dense_ckpt(tmp_path / "det.pt", "detect", "yolo_p", det, classes, 64)
+    path = save_task_ckpt(tmp_path / "det.pt", "detect", "yolo_p", det, classes, 64)
     res = run_explain({"weights": str(path), "source": str(images / "img0.png"), "conf": "0",
                        "top": "2", "layer": "neck.td3", "out": str(tmp_path / "out")})  # fmt: skip
     assert [r["panel"] for r in res] == [1, 2] and res[0]["layer"] == "neck.td3"
@@ -114,11 +101,11 @@ def test_explain_detector_boxes(images, tmp_path):
     assert _mostly_equal(written[24:, 512:], overlay_heatmap(_x4(img), _x4(heat.numpy()))[24:])
 
 
-def test_explain_segmenter_classes(images, tmp_path):
+def test_explain_segmenter_classes(images, tmp_path, save_task_ckpt):
     torch.manual_seed(0)
     classes = ["background", "thing", "stuff"]
     seg = create_model("deeplabv3_resnet18", num_classes=3)
-    path = _dense_ckpt(tmp_path / "seg.pt", "segment", "deeplabv3_resnet18", seg, classes, 64)
+    path = save_task_ckpt(tmp_path / "seg.pt", "segment", "deeplabv3_resnet18", seg, classes, 64)
     res = run_explain({"weights": str(path), "source": str(images / "img2.png"), "top": "2",
                        "out": str(tmp_path / "out")})  # fmt: skip
     model, state = load_checkpoint_model(path)

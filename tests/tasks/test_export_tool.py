@@ -5,10 +5,9 @@ import torch
 
 from cvcraft.engine.export import OnnxModel
 from cvcraft.errors import ConfigError
+from cvcraft.models import create_model
 from cvcraft.tasks.export_tool import run_export
 from cvcraft.tasks.model_tools import load_classifier_any
-
-DATA = "shapes:60"  # the conftest checkpoint's data: 60 train / 12 val, 6 classes
 
 
 def test_export_onnx_runs_like_the_checkpoint(ckpt, tmp_path, capsys):
@@ -26,3 +25,24 @@ def test_export_onnx_runs_like_the_checkpoint(ckpt, tmp_path, capsys):
         run_export({"weights": str(ckpt), "half": "true"})
     with pytest.raises(ConfigError, match="format='tflite'"):
         run_export({"weights": str(ckpt), "format": "tflite"})
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_export_detector_and_segmenter(tmp_path, save_task_ckpt, fmt):
+    torch.manual_seed(0)
+    det = create_model("yolo_p", num_classes=4).eval()
+    path = save_task_ckpt(tmp_path / "det.pt", "detect", "yolo_p", det, list("abcd"), 64)
+    report = run_export({"weights": str(path), "format": fmt, "dynamic": "true"})
+    assert report["ok"], report
+    x = torch.rand(3, 3, 64, 64)
+    with torch.no_grad():
+        boxes, scores = det.decode(det(x))
+    if fmt == "onnx":
+        got_boxes, got_scores = OnnxModel(report["path"])(x)
+        assert OnnxModel(report["path"]).metadata["task"] == "detect"
+        torch.testing.assert_close(got_boxes, boxes, atol=1e-3, rtol=1e-4)
+        torch.testing.assert_close(got_scores, scores, atol=1e-5, rtol=1e-4)
+    seg = create_model("deeplabv3_resnet18", num_classes=3).eval()
+    path = save_task_ckpt(tmp_path / "seg.pt", "segment", "deeplabv3_resnet18", seg, "xyz", 64)
+    report = run_export({"weights": str(path), "format": fmt})
+    assert report["ok"], report

@@ -5,8 +5,6 @@ import pytest
 from cvcraft.errors import ConfigError
 from cvcraft.tasks.model_tools import parse_number
 
-DATA = "shapes:60"  # the conftest checkpoint's data: 60 train / 12 val, 6 classes
-
 
 def test_parse_number():
     assert parse_number("8/255", "eps") == 8 / 255 and parse_number("0.5", "x") == 0.5
