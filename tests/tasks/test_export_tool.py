@@ -46,3 +46,24 @@ def test_export_detector_and_segmenter(tmp_path, save_task_ckpt, fmt):
     path = save_task_ckpt(tmp_path / "seg.pt", "segment", "deeplabv3_resnet18", seg, "xyz", 64)
     report = run_export({"weights": str(path), "format": fmt})
     assert report["ok"], report
+
+
+def test_export_detector_with_nms_in_the_graph(tmp_path, save_task_ckpt):
+    torch.manual_seed(0)
+    det = create_model("yolo_p", num_classes=4).eval()
+    path = save_task_ckpt(tmp_path / "det.pt", "detect", "yolo_p", det, list("abcd"), 64)
+    # an untrained YOLO scores ~0.001-0.003: a threshold inside that range keeps some boxes
+    report = run_export({"weights": str(path), "nms": "true", "conf": "0.001", "iou": "0.5"})
+    assert report["ok"] and report["same_as_postprocess"]
+    runner = OnnxModel(report["path"])
+    for seed in (1, 2):  # other images than the traced one: the graph is not frozen to it
+        x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(seed))
+        boxes, scores, labels = runner(x)
+        with torch.no_grad():
+            ref = det.postprocess(det(x), conf=0.001, iou=0.5, max_det=300)[0]
+        assert 0 < len(boxes) == len(ref["boxes"])
+        torch.testing.assert_close(boxes, ref["boxes"], atol=1e-3, rtol=1e-4)
+        torch.testing.assert_close(scores, ref["scores"], atol=1e-5, rtol=1e-4)
+        assert torch.equal(labels, ref["labels"])
+    with pytest.raises(ConfigError, match="nms=true exports one image per call"):
+        run_export({"weights": str(path), "nms": "true", "dynamic": "true"})
