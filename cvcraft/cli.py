@@ -30,6 +30,8 @@ COMMANDS = (
     "eval",
     "augment",
     "pack",
+    "imgproc",
+    "calibrate",
 )
 
 USAGE_HEAD = """\
@@ -47,6 +49,8 @@ commands:
   pack    data=... out=shards/                    write tar shards (WebDataset layout)
   convert from=voc to=coco src=DIR dst=DIR    convert a detection dataset (coco|yolo|voc)
   check   data=PATH [format=coco|yolo|voc]    list every problem in a detection dataset
+  imgproc OP src=IMG [key=value]   a classical image operation (imgproc help: the list)
+  calibrate images=DIR pattern=9x6 square=25  camera intrinsics from checkerboard photos
   eval    detect gt=coco.json pred=results.json   COCO bbox metrics (equal to pycocotools)
 
 examples:
@@ -240,17 +244,30 @@ def cmd_eval(task: str | None, rest: list[str], want_help: bool) -> Any:
     return summary
 
 
-def _module_tool(command: str, module: str, keys: str, runner: str, need: tuple[str, ...]) -> Any:
-    """A tool command whose keys and work live in a library module (lazy import)."""
+def _module_tool(
+    command: str,
+    module: str,
+    keys: str,
+    runner: str,
+    need: tuple[str, ...],
+    positional: str | None = None,
+) -> Any:
+    """A tool command whose keys and work live in a library module (lazy import);
+    ``positional`` names the key a bare first word fills (``cvcraft imgproc canny ...``)."""
 
-    def cmd(_: str | None, rest: list[str], want_help: bool) -> Any:
+    def cmd(word: str | None, rest: list[str], want_help: bool) -> Any:
         import importlib
 
         mod = importlib.import_module(module)
         allowed = getattr(mod, keys)
         if want_help:
             return _tool_help(command, allowed)
-        return getattr(mod, runner)(_tool_args(command, rest, allowed, need))
+        args = _tool_args(command, rest, allowed, need)
+        if word is not None:
+            if positional is None:
+                raise ConfigError(f"{command} takes key=value arguments only, not {word!r}")
+            args[positional] = word
+        return getattr(mod, runner)(args)
 
     return cmd
 
@@ -262,10 +279,20 @@ TOOL_COMMANDS = {
     "eval": cmd_eval,
     # cvcraft augment data=... pipeline=aug.yaml out=grid.png n=16
     "augment": _module_tool(
-        "augment", "cvcraft.tasks.tools", "AUGMENT_KEYS", "run_augment", ("data",)
+        "augment", "cvcraft.tasks.tools", "AUGMENT_KEYS", "run_augment", ("data",), "task"
     ),
     # cvcraft pack data=... out=shards/ [task=classify|detect|segment]
-    "pack": _module_tool("pack", "cvcraft.tasks.tools", "PACK_KEYS", "run_pack", ("data", "out")),
+    "pack": _module_tool(
+        "pack", "cvcraft.tasks.tools", "PACK_KEYS", "run_pack", ("data", "out"), "task"
+    ),
+    # cvcraft imgproc canny src=img.jpg low=50 high=150 steps=true   (imgproc help: the ops)
+    "imgproc": _module_tool(
+        "imgproc", "cvcraft.classic.cli_tools", "IMGPROC_KEYS", "run_imgproc", (), "op"
+    ),
+    # cvcraft calibrate images=DIR pattern=9x6 square=25
+    "calibrate": _module_tool(
+        "calibrate", "cvcraft.classic.cli_tools", "CALIBRATE_KEYS", "run_calibrate", ("images",)
+    ),
 }
 
 

@@ -129,6 +129,35 @@ def clip_boxes(boxes: BoxArray, height: int, width: int) -> BoxArray:
     )
 
 
+# Extra targets a Sample may carry beyond its fixed fields (``Sample.extras``), by name, and
+# how transforms treat each kind: "image" (warped like the image: a paired infrared image),
+# "mask" (warped with nearest, fill 255: a second label map), "points" ((N, K, 3) moved like
+# keypoints), "label" (unchanged by geometry: multi-hot labels, identity ids). A task
+# registers the extras it uses; an unregistered extra is refused by the transforms rather
+# than silently left behind.
+TARGET_KINDS: dict[str, str] = {}
+KINDS = ("image", "mask", "points", "label")
+
+
+def register_target(name: str, kind: str) -> None:
+    """Declare that ``Sample.extras[name]`` is a target of ``kind`` (see ``TARGET_KINDS``)."""
+    if kind not in KINDS:
+        raise ValueError(f"target kind {kind!r} unknown; use one of {KINDS}")
+    if TARGET_KINDS.get(name, kind) != kind:
+        raise ValueError(f"target {name!r} is already a {TARGET_KINDS[name]} target")
+    TARGET_KINDS[name] = kind
+
+
+def target_kind(name: str) -> str:
+    """The registered kind of extra target ``name``; ValueError if it was never registered."""
+    if name not in TARGET_KINDS:
+        raise ValueError(
+            f"Sample.extras[{name!r}] is not a registered target; call "
+            f"cvcraft.structures.register_target({name!r}, kind) with kind in {KINDS}"
+        )
+    return TARGET_KINDS[name]
+
+
 @dataclass
 class Sample:
     """One image and all its targets, as the CPU data pipeline carries them.
@@ -140,6 +169,8 @@ class Sample:
     - ``semantic_mask``: uint8 (H, W) class index, 255 = ignore.
     - ``keypoints``: float32 (N, K, 3) as (x, y, visibility).
     - ``meta``: free-form: ``path``, ``orig_size`` (h, w), ``image_id``, ``index``, ...
+    - ``extras``: further targets by registered name (``register_target``): a paired second
+      image, multi-hot labels, identity ids, ... Geometric transforms move them by kind.
 
     Transforms return a new Sample (``Sample.replace``) rather than mutating their input, so
     a cached image is never changed in place.
@@ -153,6 +184,7 @@ class Sample:
     semantic_mask: np.ndarray | None = None
     keypoints: np.ndarray | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    extras: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not isinstance(self.image, np.ndarray) or self.image.ndim != 3:
@@ -178,6 +210,7 @@ class Sample:
         return int(self.image.shape[1])
 
     def replace(self, **changes: Any) -> Sample:
-        """A copy with some fields replaced (meta is copied, not shared)."""
+        """A copy with some fields replaced (meta and extras are copied, not shared)."""
         changes.setdefault("meta", dict(self.meta))
+        changes.setdefault("extras", dict(self.extras))
         return replace(self, **changes)

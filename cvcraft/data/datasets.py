@@ -20,13 +20,12 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import torch.utils.data
 
+from cvcraft.data.augmented import AugmentedDataset
 from cvcraft.data.cache import DecodedCache
 from cvcraft.data.cifar import find_cifar_dir, read_cifar
 from cvcraft.data.classification import ClassificationData, FileListData
@@ -35,9 +34,8 @@ from cvcraft.data.idx import find_idx_pair, read_idx, read_idx_file
 from cvcraft.data.imagefolder import list_class_folders, read_imagefolder
 from cvcraft.data.shapes import make_shapes
 from cvcraft.data.split import stratified_split
-from cvcraft.data.webdataset import is_shard_folder, shard_ids_of, shard_splits
+from cvcraft.data.webdataset import is_shard_folder, shard_splits
 from cvcraft.errors import DataError
-from cvcraft.structures import Sample
 
 ACCEPTED = (
     "'shapes' or 'shapes:N' (synthetic); a .csv of path,label rows; a CIFAR-10/100 python-batch"
@@ -183,34 +181,6 @@ def _detect(
     raise DataError(f"{spec}: no dataset recognized. Accepted: {ACCEPTED}")
 
 
-class ClassifyDataset(torch.utils.data.Dataset):
-    """A torch Dataset over ``ClassificationData``: item -> transformed ``Sample``.
-
-    Keys are ``(epoch, index)`` (from ``EpochSampler``) or a plain ``index`` (epoch 0). The
-    transform is called as ``transform(sample, rng)`` with
-    ``rng = np.random.default_rng([seed, epoch, index])``.
-    """
-
-    def __init__(
-        self,
-        data: ClassificationData,
-        transform: Callable[[Sample, np.random.Generator], Sample] | None = None,
-        seed: int = 0,
-    ) -> None:
-        self.data, self.transform, self.seed = data, transform, seed
-
-    def __len__(self) -> int:
-        return len(self.data)
-
-    def shard_ids(self) -> np.ndarray | None:
-        """The data's item -> tar shard map (None when not sharded), for ``build_loader``."""
-        return shard_ids_of(self.data)
-
-    def __getitem__(self, key: int | tuple[int, int]) -> Sample:
-        epoch, index = (int(key[0]), int(key[1])) if isinstance(key, tuple) else (0, int(key))
-        if not 0 <= index < len(self.data):
-            raise IndexError(f"index {index} out of range for {len(self.data)} items")
-        sample = self.data.sample(index)
-        if self.transform is not None:
-            sample = self.transform(sample, np.random.default_rng([self.seed, epoch, index]))
-        return sample
+# The classification dataset is the one dataset every task uses (``data/augmented.py``);
+# the name stays for code that reads better with it.
+ClassifyDataset = AugmentedDataset

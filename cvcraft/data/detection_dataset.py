@@ -22,19 +22,19 @@ from typing import Any
 import numpy as np
 import torch
 
+from cvcraft.data.augmented import AugmentedDataset
 from cvcraft.data.detection import DetectionData, DetectionImage, read_dataset
 from cvcraft.data.shapes import SHAPE_CLASSES, render_scene, split_code
 from cvcraft.data.webdataset import (
     ShardDetectionData,
     is_shard_folder,
-    shard_ids_of,
     shard_splits,
 )
 from cvcraft.errors import DataError
 from cvcraft.structures import Sample, xyxy_to_xywh
-from cvcraft.transforms import Compose, HorizontalFlip, HSVJitter, RandomAffine, VerticalFlip
+from cvcraft.transforms.item_pipeline import DetectAugment, DetectionPipeline, ItemPipeline
 from cvcraft.transforms.letterbox import Letterbox
-from cvcraft.transforms.mosaic import DetectionMixUp, Mosaic, run_pipeline, split_pipeline
+from cvcraft.transforms.pipelines import sized_spec, split_pipeline
 
 PAD_VALUE = 114  # letterbox / mosaic border grey (the YOLO convention)
 
@@ -225,177 +225,40 @@ def coco_ground_truth(data: DetectionData, category_ids: Sequence[int] | None = 
 
 
 # ----------------------------------------------------------------------------- dataset
-@dataclass
-class DetectAugment:
-    """The training augmentation knobs (ultralytics names and meanings)."""
-
-    mosaic: float = 1.0
-    mixup: float = 0.0
-    degrees: float = 0.0
-    translate: float = 0.1
-    scale: float = 0.5
-    shear: float = 0.0
-    perspective: float = 0.0
-    fliplr: float = 0.5
-    flipud: float = 0.0
-    hsv_h: float = 0.015
-    hsv_s: float = 0.7
-    hsv_v: float = 0.4
-
-
-def sized_spec(spec: Sequence[Any], imgsz: int) -> list[Any]:
-    """An ``augment:`` list with ``size: imgsz`` filled in for Mosaic entries that omit it,
-    so ``[mosaic, ...]`` in a config means a mosaic at the training size."""
-    out: list[Any] = []
-    for item in spec:
-        entry = {"name": item} if isinstance(item, str) else dict(item or {})
-        if entry.get("name") == "mosaic":
-            entry.setdefault("size", int(imgsz))
-        out.append(entry)
-    return out
-
-
-class DetectionDataset(torch.utils.data.Dataset):
+def detection_dataset(
+    data: DetectionData,
+    imgsz: int,
+    augment: DetectAugment | None = None,
+    seed: int = 0,
+    *,
+    mosaic_until: int | None = None,
+    pipeline: Sequence[Any] | None = None,
+) -> AugmentedDataset:
     """Items ``(epoch, index)`` -> augmented (train) or letterboxed (eval) ``Sample``.
 
-    ``augment=None`` is the eval path: letterbox only, ``meta["letterbox"]`` set. With a
-    ``DetectAugment`` the train path runs Mosaic (probability ``mosaic``, in epochs before
-    ``mosaic_until``), else letterbox, then affine, MixUp, HSV and flips. Mosaic's switch
-    reads the epoch from the item key, so persistent workers follow it without messages.
-
-    ``pipeline`` (the config's ``augment:`` list) replaces those knobs with a spec: its
-    multi-sample steps (mosaic, mixup, copy_paste) first, also switched off from
-    ``mosaic_until`` on, then the per-image transforms, then a letterbox to ``imgsz`` (a
-    no-op when the pipeline already produced that size).
+    ``augment=None`` and no ``pipeline`` is the eval path: letterbox only,
+    ``meta["letterbox"]`` set. With a ``DetectAugment`` the train path is the knob recipe
+    (``DetectionPipeline``: Mosaic until epoch ``mosaic_until``, else letterbox, then affine,
+    MixUp, HSV and flips). ``pipeline`` (the config's ``augment:`` list) replaces the knobs:
+    its multi-sample steps (mosaic, mixup, copy_paste) first, also off from ``mosaic_until``
+    on, then the per-image transforms, then a letterbox to ``imgsz`` (a no-op when the
+    pipeline already produced that size). The epoch comes with each item's key, so
+    persistent workers follow ``mosaic_until`` without messages.
     """
-
-    def __init__(
-        self,
-        data: DetectionData,
-        imgsz: int,
-        augment: DetectAugment | None = None,
-        seed: int = 0,
-        *,
-        mosaic_until: int | None = None,
-        pipeline: Sequence[Any] | None = None,
-    ) -> None:
-        self.data, self.imgsz, self.aug, self.seed = data, int(imgsz), augment, seed
-        self.mosaic_until = mosaic_until
-        self.letterbox = Letterbox(self.imgsz, fill=PAD_VALUE)
-        self._mosaic: Mosaic | None = None
-        self._pipeline = split_pipeline(sized_spec(pipeline, self.imgsz)) if pipeline else None
-        if augment is None:
-            return
-        self._mosaic = Mosaic(self.imgsz, 4, PAD_VALUE) if augment.mosaic > 0 else None
-        self._mixup = DetectionMixUp(fill=PAD_VALUE) if augment.mixup > 0 else None
-        geo = dict(
-            degrees=augment.degrees,
-            translate=augment.translate,
-            shear=augment.shear,
-            perspective=augment.perspective,
+    letterbox = Letterbox(int(imgsz), fill=PAD_VALUE)
+    if pipeline:
+        multi, per_item = split_pipeline(sized_spec(pipeline, int(imgsz)))
+        item: Any = ItemPipeline(
+            lambda x, r: letterbox(per_item(x, r), r),
+            [(t, 1.0) for t in multi],
+            draw=False,
+            until=mosaic_until,
         )
-        scale = min(augment.scale, 0.99)
-        self._affine = RandomAffine(**geo, scale=scale, fill=PAD_VALUE, min_area=4.0)
-        self._photometric = Compose(
-            [
-                HSVJitter(augment.hsv_h, augment.hsv_s, augment.hsv_v),
-                HorizontalFlip(p=augment.fliplr),
-                VerticalFlip(p=augment.flipud),
-            ]
-        )
-
-    def __len__(self) -> int:
-        return len(self.data)
-
-    def shard_ids(self) -> np.ndarray | None:
-        """The data's item -> tar shard map (None when not sharded), for ``build_loader``.
-
-        Under DDP each rank then reads whole shards of its own, except for Mosaic/MixUp
-        partners: those are drawn from the whole dataset, so they come from other shards.
-        """
-        return shard_ids_of(self.data)
-
-    def load(self, index: int) -> Sample:
-        """Image ``index`` as stored (uint8 HWC RGB) with its boxes and labels."""
-        return self.data.sample(index)
-
-    def mosaic_on(self, epoch: int) -> bool:
-        """Whether Mosaic may run in ``epoch`` (off from ``mosaic_until`` on)."""
-        return self._mosaic is not None and (self.mosaic_until is None or epoch < self.mosaic_until)
-
-    def _pre(self, index: int, rng: np.random.Generator, epoch: int) -> Sample:
-        """Mosaic-or-letterbox, then the affine warp (the part MixUp repeats)."""
-        aug = self.aug
-        assert aug is not None
-        if self.mosaic_on(epoch) and rng.random() < aug.mosaic:
-            others = rng.integers(0, len(self.data), self._mosaic.n_inputs - 1)
-            s = self._mosaic([self.load(int(i)) for i in (index, *others)], rng)
-        else:
-            s = self.letterbox(self.load(index), rng)
-        return self._affine(s, rng)
-
-    def __getitem__(self, key: int | tuple[int, int]) -> Sample:
-        epoch, index = (int(key[0]), int(key[1])) if isinstance(key, tuple) else (0, int(key))
-        if not 0 <= index < len(self.data):
-            raise IndexError(f"index {index} out of range for {len(self.data)} images")
-        if self._pipeline is not None:
-            rng = np.random.default_rng([self.seed, epoch, index])
-            multi, per_item = self._pipeline
-            if self.mosaic_until is not None and epoch >= self.mosaic_until:
-                multi = []
-            s = run_pipeline(
-                multi,
-                lambda x, r: self.letterbox(per_item(x, r), r),
-                self.load,
-                index,
-                len(self.data),
-                rng,
-            )
-            s.meta["index"] = index
-            return s
-        if self.aug is None:
-            return self.letterbox(self.load(index))
-        rng = np.random.default_rng([self.seed, epoch, index])
-        s = self._pre(index, rng, epoch)
-        if self._mixup is not None and rng.random() < self.aug.mixup:
-            other = self._pre(int(rng.integers(0, len(self.data))), rng, epoch)
-            s = self._mixup([s, other], rng)
-        s = self._photometric(s, rng)
-        s.meta["index"] = index
-        return s
-
-
-def collate_detect(samples: Sequence[Sample]) -> dict[str, Any]:
-    """Samples (same size) -> ``images`` uint8 (N, 3, H, W); the boxes of all images packed
-    as ``boxes`` float32 (M, 4) xyxy input pixels, ``labels`` int64 (M,) and ``counts``
-    int64 (N,) (boxes per image, in order); ``index`` int64 (N,) and ``meta`` (each sample's
-    meta: image_id, orig_size, letterbox). ``batch_targets(batch)`` gives the per-image list.
-
-    Packed because a loader worker hands every tensor to the main process as its own shared-
-    memory file descriptor (a socket round trip each): two tensors per image cost the demo's
-    training ~6 % of its time; five per batch do not.
-    """
-    if not samples:
-        raise DataError("collate_detect got an empty batch")
-    shape = samples[0].image.shape
-    for s in samples:
-        if s.image.shape != shape:
-            raise DataError(
-                f"images in a batch differ in size: {shape} vs {s.image.shape} "
-                f"({s.meta.get('path')}); every detection image must be letterboxed to imgsz"
-            )
-    images = torch.from_numpy(np.stack([s.image for s in samples])).permute(0, 3, 1, 2)
-    boxes = [s.boxes if s.boxes is not None else np.zeros((0, 4), np.float32) for s in samples]
-    labels = [s.box_labels if s.box_labels is not None else np.zeros(0, np.int64) for s in samples]
-    index = torch.tensor([s.meta.get("index", -1) for s in samples], dtype=torch.int64)
-    return {
-        "images": images.contiguous(),
-        "boxes": torch.from_numpy(np.concatenate(boxes).astype(np.float32).reshape(-1, 4)),
-        "labels": torch.from_numpy(np.concatenate(labels).astype(np.int64)),
-        "counts": torch.tensor([len(b) for b in boxes], dtype=torch.int64),
-        "index": index,
-        "meta": [s.meta for s in samples],
-    }
+    elif augment is not None:
+        item = DetectionPipeline(int(imgsz), augment, PAD_VALUE, mosaic_until)
+    else:
+        item = ItemPipeline(letterbox)
+    return AugmentedDataset(data, item, seed)
 
 
 def batch_targets(
@@ -417,11 +280,10 @@ __all__ = [
     "PAD_VALUE",
     "ArrayDetectionData",
     "DetectAugment",
-    "DetectionDataset",
+    "detection_dataset",
     "DetectionSplits",
     "batch_targets",
     "coco_ground_truth",
-    "collate_detect",
     "load_detection_splits",
     "make_shapes_detection",
     "subset",

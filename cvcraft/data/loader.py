@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 import cv2
@@ -23,9 +23,9 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler
 
+from cvcraft.data.collate import collate_classify
 from cvcraft.data.webdataset import shard_folder_of, shard_ids_of
 from cvcraft.errors import ConfigError, DataError
-from cvcraft.structures import Sample
 
 
 class EpochSampler(Sampler):
@@ -139,28 +139,6 @@ class ShardSampler(EpochSampler):
         items = np.random.default_rng([self.seed, self.epoch, self.rank]).permutation(items)
         # np.resize repeats the list cyclically when it is short and truncates when long
         return np.resize(items, self.num_samples).astype(np.int64)
-
-
-def collate_classify(samples: Sequence[Sample]) -> dict[str, torch.Tensor]:
-    """Samples -> ``{"images": uint8 (N, C, H, W), "labels": int64 (N,), "index": int64 (N,)}``.
-
-    Images stay uint8 (a quarter of float32's bytes through worker pipes); conversion to float
-    and normalization happen on the device.
-    """
-    if not samples:
-        raise DataError("collate_classify got an empty batch")
-    shape = samples[0].image.shape
-    for s in samples:
-        if s.image.shape != shape:
-            raise DataError(
-                f"images in a batch differ in size: {shape} ({samples[0].meta.get('path')}) vs "
-                f"{s.image.shape} ({s.meta.get('path')}); add a resize/crop transform so "
-                "every image has the same size"
-            )
-    images = torch.from_numpy(np.stack([s.image for s in samples])).permute(0, 3, 1, 2)
-    labels = torch.tensor([-1 if s.label is None else s.label for s in samples], dtype=torch.int64)
-    index = torch.tensor([s.meta.get("index", -1) for s in samples], dtype=torch.int64)
-    return {"images": images.contiguous(), "labels": labels, "index": index}
 
 
 class WorkerSeeder:

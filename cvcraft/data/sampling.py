@@ -23,10 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from cvcraft.data.datasets import ClassifyDataset
+from cvcraft.data.augmented import AugmentedDataset
 from cvcraft.data.loader import EpochSampler
 from cvcraft.errors import ConfigError, DataError
-from cvcraft.structures import Sample
 
 WEIGHT_MODES = ("none", "inverse", "sqrt")
 SAMPLERS = ("random", "weighted", "sqrt", "balanced", "oversample", "undersample")
@@ -353,20 +352,6 @@ def build_sampler(
     raise ConfigError(f"sampler={kind!r}: use one of {', '.join(SAMPLERS)}")
 
 
-class RepeatAwareDataset(ClassifyDataset):
-    """``ClassifyDataset`` that also takes ``(epoch, index, repeat)`` keys: a repeat > 0 seeds
-    the augmentation with ``[seed, epoch, index, repeat]``, so copies differ (module doc)."""
-
-    def __getitem__(self, key: int | tuple[int, ...]) -> Sample:
-        if not isinstance(key, tuple) or len(key) < 3 or int(key[2]) == 0:
-            return super().__getitem__(key if not isinstance(key, tuple) else key[:2])
-        epoch, index, repeat = (int(v) for v in key[:3])
-        if not 0 <= index < len(self.data):
-            raise IndexError(f"index {index} out of range for {len(self.data)} items")
-        sample = self.data.sample(index)
-        if self.transform is not None:
-            sample = self.transform(
-                sample, np.random.default_rng([self.seed, epoch, index, repeat])
-            )
-        sample.meta["repeat"] = repeat
-        return sample
+# ``(epoch, index, repeat)`` keys are understood by the one dataset (``AugmentedDataset``):
+# a repeat > 0 seeds the augmentation with ``[seed, epoch, index, repeat]`` (module doc).
+RepeatAwareDataset = AugmentedDataset

@@ -30,11 +30,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-import torch.utils.data
 import yaml
 from PIL import Image
 
+from cvcraft.data.augmented import AugmentedDataset
 from cvcraft.data.detection.convert import detect_format, read_dataset
 from cvcraft.data.io import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, read_image
 from cvcraft.data.shapes import SEMANTIC_CLASSES, render_scene, split_code
@@ -48,6 +47,7 @@ from cvcraft.data.webdataset import (
 from cvcraft.errors import DataError
 from cvcraft.ops.masks import masks_to_boxes
 from cvcraft.structures import Sample
+from cvcraft.transforms.item_pipeline import ItemPipeline
 
 IGNORE_INDEX = 255
 ACCEPTED = (
@@ -532,84 +532,23 @@ def with_class_instances(sample: Sample, background: int = 0) -> Sample:
     return sample.replace(masks=masks, boxes=boxes, box_labels=present.astype(np.int64))
 
 
-class SegmentDataset(torch.utils.data.Dataset):
-    """A torch Dataset over ``SegmentationData``: key -> transformed ``Sample``.
-
-    Keys are ``(epoch, index)`` (from ``EpochSampler``) or an index; the item's generator is
-    ``default_rng([seed, epoch, index])``. ``multi`` is a list of ``(transform, p)``
-    multi-sample transforms (Mosaic, Copy-Paste) each applied with probability p (partners
-    drawn from the same generator), then ``transform``. Samples going through a multi-sample
-    transform carry per-class instances (``with_class_instances``), dropped afterwards.
-    """
-
-    def __init__(
-        self,
-        data: SegmentationData,
-        transform: Callable[[Sample, np.random.Generator], Sample] | None = None,
-        seed: int = 0,
-        multi: Sequence[tuple[Any, float]] = (),
-    ) -> None:
-        self.data, self.transform, self.seed = data, transform, seed
-        self.multi = [(t, float(p)) for t, p in multi if p > 0]
-
-    def __len__(self) -> int:
-        return len(self.data)
-
-    def shard_ids(self) -> np.ndarray | None:
-        """The data's item -> tar shard map (None when not sharded), for ``build_loader``.
-
-        Under DDP each rank then reads whole shards of its own, except for multi-sample
-        partners (Mosaic, Copy-Paste): those are drawn from the whole dataset.
-        """
-        return shard_ids_of(self.data)
-
-    def _with_instances(self, i: int) -> Sample:
-        return with_class_instances(self.data.sample(i))
-
-    def __getitem__(self, key: int | tuple[int, int]) -> Sample:
-        epoch, index = (int(key[0]), int(key[1])) if isinstance(key, tuple) else (0, int(key))
-        if not 0 <= index < len(self.data):
-            raise IndexError(f"index {index} out of range for {len(self.data)} items")
-        rng = np.random.default_rng([self.seed, epoch, index])
-        sample = self.data.sample(index)
-        if self.multi:
-            from cvcraft.transforms.mosaic import run_multi_sample
-
-            for t, p in self.multi:  # one probability draw per transform, always made
-                if rng.random() < p:
-                    # the first sample asked for is this item as it stands (after an
-                    # earlier multi-sample transform); partners are read fresh
-                    pending = [with_class_instances(sample)]
-
-                    def get(i: int, pending: list = pending) -> Sample:
-                        return pending.pop() if pending else self._with_instances(i)
-
-                    sample = run_multi_sample(t, get, index, len(self.data), rng)
-            sample = sample.replace(masks=None, boxes=None, box_labels=None)
-        if self.transform is not None:
-            sample = self.transform(sample, rng)
-        sample.meta["index"] = index
-        return sample
+def segment_dataset(
+    data: SegmentationData,
+    transform: Callable[[Sample, np.random.Generator], Sample] | None = None,
+    seed: int = 0,
+    multi: Sequence[tuple[Any, float]] = (),
+) -> AugmentedDataset:
+    """Items ``(epoch, index)`` -> transformed ``Sample``: ``multi`` is a list of
+    ``(transform, p)`` multi-sample transforms (Mosaic, Copy-Paste), each applied with
+    probability p (one draw each, always made; partners from the item's generator), then
+    ``transform``. Samples going through a multi-sample transform carry per-class instances
+    (``with_class_instances``), dropped afterwards."""
+    item = ItemPipeline(
+        transform, multi, draw=True, prepare=with_class_instances, cleanup=drop_instances
+    )
+    return AugmentedDataset(data, item, seed)
 
 
-def collate_segment(samples: Sequence[Sample]) -> dict[str, torch.Tensor]:
-    """Samples -> ``{"images": uint8 (N, 3, H, W), "masks": int64 (N, H, W), "sizes": (N, 2),
-    "index": (N,)}``; images of different sizes are padded bottom/right to the largest
-    (image 0, mask 255 so padding is ignored by losses and metrics)."""
-    if not samples:
-        raise DataError("collate_segment got an empty batch")
-    h = max(s.height for s in samples)
-    w = max(s.width for s in samples)
-    n = len(samples)
-    images = np.zeros((n, h, w, 3), np.uint8)
-    masks = np.full((n, h, w), IGNORE_INDEX, np.uint8)
-    for i, s in enumerate(samples):  # one slice copy per image
-        images[i, : s.height, : s.width] = s.image
-        if s.semantic_mask is not None:
-            masks[i, : s.height, : s.width] = s.semantic_mask
-    return {
-        "images": torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(),
-        "masks": torch.from_numpy(masks).long(),
-        "sizes": torch.tensor([[s.height, s.width] for s in samples], dtype=torch.int64),
-        "index": torch.tensor([s.meta.get("index", -1) for s in samples], dtype=torch.int64),
-    }
+def drop_instances(sample: Sample) -> Sample:
+    """The semantic sample again after a multi-sample step (instances were its vehicle)."""
+    return sample.replace(masks=None, boxes=None, box_labels=None)

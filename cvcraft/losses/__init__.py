@@ -22,6 +22,14 @@ from cvcraft.losses.classification import (
     SoftTargetCrossEntropy,
     cross_entropy,
 )
+from cvcraft.losses.image import (
+    GradientLoss,
+    MSSSIMLoss,
+    SSIMLoss,
+    gradient_loss,
+    ms_ssim,
+    ssim,
+)
 from cvcraft.losses.registry import LOSSES, build_loss
 from cvcraft.losses.segmentation import (
     DeepSupervisionLoss,
@@ -34,6 +42,12 @@ from cvcraft.losses.segmentation import (
 )
 
 __all__ = [
+    "GradientLoss",
+    "MSSSIMLoss",
+    "SSIMLoss",
+    "gradient_loss",
+    "ms_ssim",
+    "ssim",
     "DeepSupervisionLoss",
     "DiceCELoss",
     "DiceLoss",

@@ -4,6 +4,26 @@ Importing this package imports every model module so that each registers itself.
 """
 
 from cvcraft.models import classification, detection, segmentation  # noqa: F401  (registers)
-from cvcraft.models.registry import MODELS, create_model, list_models, model_info, register_model
+from cvcraft.models.features import FeatureListNet
+from cvcraft.models.registry import (
+    MODELS,
+    create_model,
+    list_aliases,
+    list_models,
+    model_default_cfg,
+    model_info,
+    model_package,
+    register_model,
+)
 
-__all__ = ["MODELS", "create_model", "list_models", "model_info", "register_model"]
+__all__ = [
+    "MODELS",
+    "FeatureListNet",
+    "create_model",
+    "list_aliases",
+    "list_models",
+    "model_default_cfg",
+    "model_info",
+    "model_package",
+    "register_model",
+]

@@ -11,7 +11,9 @@ coders, assigners, COCO RLE and polygon rasterization.
 from cvcraft.ops.anchors import AnchorFit, generate_anchors, grid_anchors, kmeans_anchors, wh_iou
 from cvcraft.ops.assigners import (
     AssignResult,
+    TaskAlignedAssignment,
     atss_assign,
+    batched_task_aligned_assign,
     hungarian_match,
     max_iou_assign,
     simota_assign,
@@ -31,18 +33,20 @@ from cvcraft.ops.boxes import (
 )
 from cvcraft.ops.coders import DeltaCoder, YoloGridCoder
 from cvcraft.ops.masks import masks_to_boxes, polygons_to_mask, rle_decode, rle_encode
-from cvcraft.ops.nms import NMS_METHODS, NMSResult, batched_nms, nms
+from cvcraft.ops.nms import NMS_METHODS, NMSResult, batched_nms, multiclass_nms, nms
 from cvcraft.ops.roi import fpn_level, multiscale_roi_align, roi_align, roi_pool
 
 __all__ = [
     "NMS_METHODS",
     "AnchorFit",
     "AssignResult",
+    "TaskAlignedAssignment",
     "DeltaCoder",
     "NMSResult",
     "YoloGridCoder",
     "atss_assign",
     "batched_nms",
+    "batched_task_aligned_assign",
     "box_area",
     "box_iou",
     "clip_boxes",
@@ -57,6 +61,7 @@ __all__ = [
     "hungarian_match",
     "kmeans_anchors",
     "masks_to_boxes",
+    "multiclass_nms",
     "max_iou_assign",
     "multiscale_roi_align",
     "nms",

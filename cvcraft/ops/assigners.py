@@ -2,7 +2,8 @@
 
 Every detector's training target comes from an assigner; the choice changes accuracy as much
 as the architecture (ATSS's point). All assigners here work on one image, vectorized over
-priors x gts, and return the same ``AssignResult``:
+priors x gts, and return the same ``AssignResult`` (the task-aligned one is written once, for
+a padded batch, ``batched_task_aligned_assign``; ``task_aligned_assign`` is its one-image view):
 
 - ``max_iou_assign`` -- IoU thresholds (Faster R-CNN / RetinaNet; torchvision ``Matcher``).
 - ``atss_assign`` -- adaptive IoU threshold from per-level centre-nearest candidates (ATSS).
@@ -17,19 +18,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import torch
 from scipy.optimize import linear_sum_assignment
 
 from cvcraft.errors import ConfigError
-from cvcraft.ops.boxes import box_iou, generalized_box_iou
+from cvcraft.ops.boxes import box_iou, elementwise_iou, generalized_box_iou
 from cvcraft.structures import cxcywh_to_xyxy
 
 __all__ = [
     "IGNORE",
     "NEGATIVE",
     "AssignResult",
+    "TaskAlignedAssignment",
     "atss_assign",
+    "batched_task_aligned_assign",
     "hungarian_match",
     "max_iou_assign",
     "simota_assign",
@@ -299,6 +303,71 @@ def simota_assign(
 # ----------------------------------------------------------------------------- TOOD
 
 
+class TaskAlignedAssignment(NamedTuple):
+    """Batched task-aligned assignment: per image b and prior n, ``gt_index`` (B, N) int64
+    (-1 = background), ``score_targets`` t_hat (B, N) and the positives' raw ``align_metric``
+    t (B, N), both 0 for negatives."""
+
+    gt_index: torch.Tensor
+    score_targets: torch.Tensor
+    align_metric: torch.Tensor
+
+
+@torch.no_grad()
+def batched_task_aligned_assign(
+    pred_scores: torch.Tensor,
+    pred_boxes: torch.Tensor,
+    anchor_points: torch.Tensor,
+    gt_boxes: torch.Tensor,
+    gt_labels: torch.Tensor,
+    gt_mask: torch.Tensor,
+    topk: int = 10,
+    alpha: float = 0.5,
+    beta: float = 6.0,
+    eps: float = 1e-9,
+) -> TaskAlignedAssignment:
+    """Task-aligned assignment (TOOD, Feng et al. 2021; YOLOv8) for a padded batch.
+
+    Alignment ``t = s^alpha * u^beta`` with s the predicted score of the gt's class and u the
+    IoU of the predicted box with the gt, counted only for anchor points strictly inside the
+    gt. Each gt takes the ``topk`` anchors by t (still inside it, with t > 0, where YOLOv8
+    would also keep zero-t anchors when fewer than topk overlap); an anchor claimed by several
+    gts goes to the claimant of highest IoU. Classification targets are normalized so each
+    gt's best positive gets that gt's best IoU: ``t_hat = t / max_pos(t) * max_pos(u)``.
+
+    pred_scores (B, N, C) probabilities, pred_boxes (B, N, 4), anchor_points (N, 2),
+    gt_boxes (B, M, 4), gt_labels (B, M), gt_mask (B, M) bool (False = padding row).
+    """
+    b, n, _ = pred_boxes.shape
+    m = gt_boxes.shape[1]
+    if m == 0 or n == 0:
+        zeros = pred_boxes.new_zeros(b, n)
+        none = torch.full((b, n), NEGATIVE, dtype=torch.int64, device=pred_boxes.device)
+        return TaskAlignedAssignment(none, zeros, zeros.clone())
+    lt = anchor_points[None, :, None] - gt_boxes[:, None, :, :2]  # (B, N, M, 2)
+    rb = gt_boxes[:, None, :, 2:] - anchor_points[None, :, None]
+    inside = (torch.minimum(lt.amin(-1), rb.amin(-1)) > 0) & gt_mask[:, None, :]  # (B, N, M)
+    # IoU and alignment only where they can be non-zero: the anchor-in-gt pairs are a small
+    # fraction of B x N x M, which keeps time and memory flat at 640 px with many objects
+    bi, ni, mi = inside.nonzero(as_tuple=True)
+    iou = pred_boxes.new_zeros(b, n, m)
+    metric = pred_boxes.new_zeros(b, n, m)
+    pair_iou = elementwise_iou(pred_boxes[bi, ni], gt_boxes[bi, mi]).clamp(min=0)
+    pair_score = pred_scores[bi, ni, gt_labels[bi, mi]].to(pair_iou.dtype)
+    iou[bi, ni, mi] = pair_iou
+    metric[bi, ni, mi] = pair_score.pow(alpha) * pair_iou.pow(beta)
+    top = metric.topk(min(topk, n), dim=1).indices  # (B, k, M)
+    pos = torch.zeros_like(inside).scatter_(1, top, True) & inside & (metric > 0)
+    multi = pos.sum(2) > 1  # anchors claimed by several gts keep the highest-IoU one
+    best = torch.where(pos, iou, iou.new_full((), -1.0)).argmax(2)  # (B, N)
+    one = torch.zeros_like(pos).scatter_(2, best[..., None], True)
+    pos = torch.where(multi[..., None], one, pos)
+    gt_index = torch.where(pos.any(2), pos.to(torch.uint8).argmax(2), NEGATIVE)  # (B, N)
+    metric_pos, iou_pos = metric * pos, iou * pos
+    scale = iou_pos.amax(1, keepdim=True) / (metric_pos.amax(1, keepdim=True) + eps)  # (B,1,M)
+    return TaskAlignedAssignment(gt_index, (metric_pos * scale).amax(2), metric_pos.amax(2))
+
+
 def task_aligned_assign(
     pred_scores: torch.Tensor,
     pred_boxes: torch.Tensor,
@@ -310,16 +379,8 @@ def task_aligned_assign(
     beta: float = 6.0,
     eps: float = 1e-9,
 ) -> AssignResult:
-    """Task-aligned assignment (TOOD, Feng et al. 2021; YOLOv8).
-
-    Alignment ``t = s^alpha * u^beta`` with s the predicted score of the gt's class and u the
-    IoU of the predicted box with the gt, counted only for anchor points strictly inside the
-    gt. Each gt takes the ``topk`` anchors by t (still required to be inside it, with t > 0,
-    where YOLOv8 would also keep zero-t anchors when fewer than topk overlap); an anchor
-    claimed by several gts goes to the claimant of highest IoU. Classification targets are
-    normalized so each gt's best positive gets that gt's best IoU:
-    ``t_hat = t / max_pos(t) * max_pos(u)`` -> ``extras["score_targets"]`` (0 for negatives);
-    the raw t of each positive is ``extras["align_metric"]``.
+    """:func:`batched_task_aligned_assign` on one image, as an ``AssignResult``:
+    ``extras["score_targets"]`` is t_hat and ``extras["align_metric"]`` the raw t.
 
     pred_scores (N, C) probabilities, pred_boxes (N, 4), anchor_points (N, 2), gts (M, 4),
     gt_labels (M,).
@@ -327,34 +388,13 @@ def task_aligned_assign(
     _check("task_aligned_assign", pred_boxes, "pred_boxes")
     _check("task_aligned_assign", gts, "gts")
     _check("task_aligned_assign", anchor_points, "anchor_points", cols=2)
-    n, m = len(pred_boxes), len(gts)
-    gt_index = torch.full((n,), NEGATIVE, dtype=torch.int64, device=pred_boxes.device)
-    zeros = pred_boxes.new_zeros(n)
-    if m == 0 or n == 0:
-        extras = {"score_targets": zeros, "align_metric": zeros.clone()}
-        return _finish(gt_index, pred_boxes.new_zeros((n, m)), gt_labels, extras)
-    inside = _inside(anchor_points, gts)  # (N, M)
-    iou = box_iou(pred_boxes, gts).clamp(min=0) * inside  # (N, M)
-    score = pred_scores[:, gt_labels].to(iou.dtype)  # (N, M)
-    metric = score.pow(alpha) * iou.pow(beta) * inside
-    k = min(topk, n)
-    top = metric.topk(k, dim=0).indices  # (k, M)
-    pos = torch.zeros((n, m), dtype=torch.bool, device=pred_boxes.device)
-    pos.scatter_(0, top, True)
-    pos &= inside & (metric > 0)  # a zero-alignment prior has nothing to learn from this gt
-    # conflicts: keep only the highest-IoU gt for anchors claimed more than once
-    multi = pos.sum(1) > 1
-    if multi.any():
-        best = torch.where(pos, iou, iou.new_full((), -1.0)).argmax(1)  # among its claimants
-        one = torch.zeros_like(pos).scatter_(1, best[:, None], True)
-        pos = torch.where(multi[:, None], one, pos)
-    has = pos.any(1)
-    gt_index = torch.where(has, pos.to(torch.uint8).argmax(1), gt_index)
-    metric_pos = metric * pos
-    iou_pos = iou * pos
-    norm = metric_pos * (iou_pos.amax(0) / (metric_pos.amax(0) + eps))[None]  # (N, M)
-    extras = {"score_targets": norm.amax(1), "align_metric": metric_pos.amax(1)}
-    return _finish(gt_index, box_iou(pred_boxes, gts), gt_labels, extras)
+    mask = torch.ones(1, len(gts), dtype=torch.bool, device=gts.device)
+    r = batched_task_aligned_assign(
+        pred_scores[None], pred_boxes[None], anchor_points, gts[None], gt_labels[None], mask,
+        topk, alpha, beta, eps,
+    )  # fmt: skip
+    extras = {"score_targets": r.score_targets[0], "align_metric": r.align_metric[0]}
+    return _finish(r.gt_index[0], box_iou(pred_boxes, gts), gt_labels, extras)
 
 
 # ----------------------------------------------------------------------------- DETR

@@ -18,6 +18,9 @@ Methods, boxes (N, 4) xyxy and scores (N,):
 - ``weighted``: greedy keep set, each kept box replaced by the average of its cluster
   (itself and the boxes it suppressed) weighted by score * IoU with the kept box.
 
+``multiclass_nms`` is a detector's whole per-image post-processing on top of
+``batched_nms``: per-class score threshold, clip, drop tiny boxes, class-aware NMS, cap.
+
 Class-aware greedy/weighted NMS shift each class's boxes apart (the coordinate-offset trick)
 so one torchvision call never compares different classes; the methods that compute IoU
 themselves zero cross-class IoU with a label mask instead, which is exact where large
@@ -33,9 +36,9 @@ import torch
 import torchvision
 
 from cvcraft.errors import ConfigError
-from cvcraft.ops.boxes import box_iou, elementwise_iou
+from cvcraft.ops.boxes import box_iou, clip_boxes, elementwise_iou
 
-__all__ = ["NMS_METHODS", "NMSResult", "batched_nms", "nms"]
+__all__ = ["NMS_METHODS", "NMSResult", "batched_nms", "multiclass_nms", "nms"]
 
 NMS_METHODS = (
     "greedy",
@@ -113,6 +116,37 @@ def batched_nms(
         boxes, scores, None if class_agnostic else labels, iou_threshold, method,
         score_threshold, max_det, sigma, kernel, top_k,
     )  # fmt: skip
+
+
+def multiclass_nms(
+    boxes: torch.Tensor,
+    scores: torch.Tensor,
+    conf: float,
+    iou: float,
+    max_det: int,
+    image_size: tuple[int, int] | None = None,
+    pre_nms_top_k: int = 10_000,
+    min_size: float = 0.0,
+) -> dict[str, torch.Tensor]:
+    """One image's detections from per-class scores: threshold, class-aware NMS, cap.
+
+    ``boxes`` (N, 4) shared by all classes or (N, C, 4) one per class (Fast R-CNN);
+    ``scores`` (N, C). Every (box, class) pair scoring above ``conf`` is a candidate (so one
+    box may be reported for two classes, as in torchvision/ultralytics multi-label mode);
+    boxes are clipped to ``image_size`` (H, W) when given, then boxes with a side below
+    ``min_size`` pixels are dropped. Returns ``{"boxes" (K, 4),
+    "scores" (K,), "labels" (K,) int64}`` sorted by score.
+    """
+    idx, cls = torch.nonzero(scores > conf, as_tuple=True)  # (P,), (P,)
+    s = scores[idx, cls]
+    b = boxes[idx, cls] if boxes.ndim == 3 else boxes[idx]  # (P, 4)
+    if image_size is not None:
+        b = clip_boxes(b, image_size[0], image_size[1])
+    if min_size > 0:
+        big = ((b[:, 2:] - b[:, :2]) >= min_size).all(1)
+        b, s, cls = b[big], s[big], cls[big]
+    res = batched_nms(b, s, cls, iou, max_det=max_det, top_k=pre_nms_top_k)
+    return {"boxes": res.boxes, "scores": res.scores, "labels": cls[res.keep].to(torch.int64)}
 
 
 def _nms(

@@ -13,5 +13,6 @@ Modules: :mod:`~cvcraft.reference.formulas` (conv output size, receptive field),
 :mod:`~cvcraft.reference.attention`, :mod:`~cvcraft.reference.recurrent`,
 :mod:`~cvcraft.reference.optim`, :mod:`~cvcraft.reference.schedules`,
 :mod:`~cvcraft.reference.boxes` (IoU family, NMS, VOC AP), :mod:`~cvcraft.reference.cluster`
-(k-means, PCA), :mod:`~cvcraft.reference.learn` (logistic regression, a two-layer MLP).
+(k-means, PCA), :mod:`~cvcraft.reference.learn` (logistic regression, a two-layer MLP),
+:mod:`~cvcraft.reference.canny` (Canny's non-maximum suppression and hysteresis as loops).
 """

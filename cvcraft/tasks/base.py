@@ -22,6 +22,7 @@ from torch import nn
 
 from cvcraft.engine.checkpoint import load_checkpoint, load_model_weights
 from cvcraft.engine.config import TrainConfig
+from cvcraft.engine.device import select_device
 from cvcraft.engine.evaluation import Evaluator, run_evaluation
 from cvcraft.engine.trainer import check_resume_classes, weights_of
 from cvcraft.errors import CheckpointError, ConfigError
@@ -141,6 +142,56 @@ class BaseTask:
     def model_from_checkpoint(cls, state: dict[str, Any]) -> nn.Module:
         """The (untrained) model a checkpoint's metadata describes."""
         raise NotImplementedError(f"task {cls.name} must define model_from_checkpoint()")
+
+    # ------------------------------------------------------------------ val (the CLI's)
+    @classmethod
+    def validate(cls, cfg: TrainConfig, out: Path) -> dict[str, Any]:
+        """``cvcraft val <task>``: the metrics of checkpoint ``cfg.weights`` on the val split
+        of ``cfg.data``, computed by the same evaluators and loop as training's.
+
+        The checkpoint is read first, so its inference settings (``apply_checkpoint``:
+        input size, normalization, ...) shape how the data is read; then the data's classes
+        must equal the checkpoint's."""
+        device = select_device(cfg.device)
+        model, state = cls.load_model(cfg.weights, device)
+        task = cls(cfg)
+        task.device = device
+        task.classes = list(state["classes"])
+        task.apply_checkpoint(state)
+        splits = task.load_splits()
+        if list(splits.classes) != task.classes:
+            raise CheckpointError(
+                f"{cfg.weights} was trained on {len(task.classes)} classes {task.classes[:10]}, "
+                f"but {cfg.data} has {len(splits.classes)} classes {list(splits.classes)[:10]}; "
+                "evaluate on data with the same classes"
+            )
+        task.val_data = splits.val
+        task.val_loader = task.build_val_loader(splits)
+        metrics = task.evaluate(model)
+        metrics["weights"] = str(cfg.weights)
+        metrics["images"] = len(splits.val)
+        if cfg.plots:
+            task.val_plots(Path(out), model, metrics)
+        return task.public_metrics(metrics)
+
+    def apply_checkpoint(self, state: dict[str, Any]) -> None:
+        """Take the checkpoint's inference settings (default: its input size)."""
+        self.cfg.imgsz = int(state.get("imgsz", self.cfg.imgsz))
+
+    def load_splits(self) -> Any:
+        """The data ``cfg.data`` names, as an object with ``train``, ``val``, ``classes``."""
+        raise NotImplementedError(f"task {self.name} must define load_splits()")
+
+    def build_val_loader(self, splits: Any) -> Any:
+        """The evaluation loader over ``splits.val`` (unshuffled; sharded under DDP)."""
+        raise NotImplementedError(f"task {self.name} must define build_val_loader()")
+
+    def val_plots(self, out: Path, model: nn.Module, metrics: dict[str, Any]) -> None:
+        """Plots of a ``val`` run (nothing by default)."""
+
+    def public_metrics(self, metrics: dict[str, Any]) -> dict[str, Any]:
+        """What metrics.json keeps (default: everything)."""
+        return metrics
 
 
 def take_fraction(data: Any, fraction: float, seed: int, minimum: int = 1) -> Any:

@@ -38,15 +38,13 @@ from cvcraft.transforms.geometric import (
 from cvcraft.transforms.labels import one_hot, smooth_labels
 from cvcraft.transforms.letterbox import Letterbox, letterbox_params, unletterbox_boxes
 from cvcraft.transforms.mix import MixupCutmix
-from cvcraft.transforms.mosaic import (
+from cvcraft.transforms.mosaic import DetectionMixUp, Mosaic
+from cvcraft.transforms.multi_sample import (
     MULTI_SAMPLE,
-    DetectionMixUp,
-    Mosaic,
     MultiSampleTransform,
     build_multi_sample,
     run_multi_sample,
     run_pipeline,
-    split_pipeline,
 )
 from cvcraft.transforms.normalize import (
     IMAGENET_STATS,
@@ -78,7 +76,12 @@ from cvcraft.transforms.photometric import (
     Sharpness,
     Solarize,
 )
-from cvcraft.transforms.pipelines import build_transforms, default_classify_transforms
+from cvcraft.transforms.pipelines import (
+    build_transforms,
+    default_classify_transforms,
+    sized_spec,
+    split_pipeline,
+)
 from cvcraft.transforms.policies import AugMix, AutoAugment, RandAugment, TrivialAugmentWide
 
 __all__ = [
@@ -91,6 +94,7 @@ __all__ = [
     "build_multi_sample",
     "run_multi_sample",
     "run_pipeline",
+    "sized_spec",
     "split_pipeline",
     "CLAHE",
     "Affine",

@@ -21,7 +21,7 @@ import numpy as np
 
 from cvcraft.errors import ConfigError
 from cvcraft.registry import Registry
-from cvcraft.structures import Sample
+from cvcraft.structures import Sample, target_kind
 from cvcraft.transforms import functional as F
 
 TRANSFORMS: Registry = Registry("transform")
@@ -179,7 +179,42 @@ class GeometricTransform(Transform):
             # keypoints carry one row per instance in pose data; drop them with their box
             if "keypoints" in changes and len(changes["keypoints"]) == len(keep):
                 changes["keypoints"] = changes["keypoints"][keep]
+        if sample.extras:
+            kept = keep if sample.boxes is not None else None
+            changes["extras"] = self._apply_extras(sample, params, point_fn, out_size, kept)
         return sample.replace(**changes)
+
+    def _apply_extras(
+        self,
+        sample: Sample,
+        params: Params,
+        point_fn: Any,
+        out_size: tuple[int, int],
+        kept: np.ndarray | None,
+    ) -> dict[str, Any]:
+        """Move every extra target by its registered kind: images like the image, masks
+        with nearest/255, points like keypoints (their rows dropped with dropped boxes)."""
+        out = {}
+        for name, value in sample.extras.items():
+            kind = target_kind(name)
+            if kind == "image":
+                v = np.asarray(value)
+                hwc = v if v.ndim == 3 else v[..., None]
+                moved = self.raster(hwc, params, interpolation=self.interpolation, fill=self.fill)
+                out[name] = moved if v.ndim == 3 else moved.reshape(moved.shape[:2])
+            elif kind == "mask":
+                m = np.asarray(value)[..., None]
+                out[name] = self.raster(m, params, interpolation="nearest", fill=255)[..., 0]
+            elif kind == "points":
+                kp = F.map_keypoints(value, point_fn, out_size)
+                order = self.keypoint_order(params)
+                kp = kp[:, list(order)] if order is not None else kp
+                if kept is not None and len(kp) == len(kept):
+                    kp = kp[kept]  # one row per box: dropped with its box
+                out[name] = kp
+            else:
+                out[name] = value
+        return out
 
 
 class Compose(Transform):

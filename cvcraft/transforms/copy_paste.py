@@ -21,7 +21,7 @@ from cvcraft.errors import ConfigError, DataError
 from cvcraft.ops.masks import masks_to_boxes
 from cvcraft.structures import Sample
 from cvcraft.transforms import functional as F
-from cvcraft.transforms.mosaic import MULTI_SAMPLE, MultiSampleTransform, Params
+from cvcraft.transforms.multi_sample import MULTI_SAMPLE, MultiSampleTransform, Params
 
 
 class CopyPaste(MultiSampleTransform):

@@ -27,7 +27,7 @@ from cvcraft.errors import ConfigError
 from cvcraft.registry import did_you_mean
 
 # importing these modules registers their transforms under their snake_case names
-from cvcraft.transforms import letterbox, photometric, policies  # noqa: F401
+from cvcraft.transforms import copy_paste, letterbox, mosaic, photometric, policies  # noqa: F401
 from cvcraft.transforms.base import TRANSFORMS, Compose, Transform
 from cvcraft.transforms.color import HSVJitter
 from cvcraft.transforms.erase import Cutout, RandomErasing
@@ -40,6 +40,7 @@ from cvcraft.transforms.geometric import (
     Resize,
     VerticalFlip,
 )
+from cvcraft.transforms.multi_sample import MULTI_SAMPLE, MultiSampleTransform, build_multi_sample
 
 Spec = str | Mapping[str, Any] | Transform
 
@@ -192,3 +193,40 @@ def _policy(name: str) -> Transform:
             "randaugment, trivialaugment or augmix"
         )
     return makers[kind]()
+
+
+# ----------------------------------------------------------------------------- augment: lists
+def sized_spec(spec: Sequence[Any], imgsz: int) -> list[Any]:
+    """An ``augment:`` list with ``size: imgsz`` filled in for Mosaic entries that omit it,
+    so ``[mosaic, ...]`` in a config means a mosaic at the training size."""
+    out: list[Any] = []
+    for item in spec:
+        entry = {"name": item} if isinstance(item, str) else dict(item or {})
+        if entry.get("name") == "mosaic":
+            entry.setdefault("size", int(imgsz))
+        out.append(entry)
+    return out
+
+
+def split_pipeline(
+    spec: Sequence[str | dict[str, Any]], where: str = "augment"
+) -> tuple[list[MultiSampleTransform], Compose]:
+    """An ``augment:`` list -> (multi-sample steps, per-item Compose of the rest).
+
+    Multi-sample entries (``mosaic``, ``mixup``, ``copy_paste``) must come first: they build
+    the image the per-item transforms then work on (YOLOv5's order: mosaic, then affine...).
+    """
+    multi: list[MultiSampleTransform] = []
+    single: list[Any] = []
+    for i, item in enumerate(spec):
+        name = item if isinstance(item, str) else (item or {}).get("name")
+        if name in MULTI_SAMPLE:
+            if single:
+                raise ConfigError(
+                    f"{where}[{i}] ({name}) combines several images and must come before the "
+                    "per-image transforms"
+                )
+            multi.append(build_multi_sample(item))
+        else:
+            single.append(item)
+    return multi, build_transforms(single)

@@ -41,7 +41,9 @@ from cvcraft.transforms import (
 )
 from cvcraft.transforms.base import Compose
 from cvcraft.transforms.mix import MixupCutmix
-from cvcraft.transforms.mosaic import Mosaic, run_pipeline, split_pipeline
+from cvcraft.transforms.mosaic import Mosaic
+from cvcraft.transforms.multi_sample import run_pipeline
+from cvcraft.transforms.pipelines import split_pipeline
 
 MIN_CELL = 160  # smallest drawn cell side in pixels
 

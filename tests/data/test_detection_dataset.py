@@ -8,19 +8,20 @@ import numpy as np
 import pytest
 import torch
 
+from cvcraft.data.collate import collate_detect
 from cvcraft.data.detection import DetectionData, DetectionImage, write_coco
 from cvcraft.data.detection_dataset import (
+    PAD_VALUE,
     DetectAugment,
-    DetectionDataset,
     batch_targets,
     coco_ground_truth,
-    collate_detect,
+    detection_dataset,
     load_detection_splits,
     make_shapes_detection,
 )
 from cvcraft.data.shapes import render_scene, split_code
 from cvcraft.errors import DataError
-from cvcraft.transforms.letterbox import unletterbox_boxes
+from cvcraft.transforms.letterbox import Letterbox, unletterbox_boxes
 
 
 def test_shapes_detection_is_render_scene_seeded_per_index():
@@ -73,7 +74,7 @@ def test_eval_letterbox_known_geometry_and_inverse():
     from cvcraft.data.detection_dataset import ArrayDetectionData
 
     data = ArrayDetectionData(classes=["a"], images=[rec], arrays=[img])
-    s = DetectionDataset(data, 64)[0]
+    s = detection_dataset(data, 64)[0]
     assert s.image.shape == (64, 64, 3)
     np.testing.assert_allclose(s.boxes, [[6.4, 19.2, 19.2, 32.0]], atol=1e-5)
     assert (s.image[:16] == 114).all() and (s.image[48:] == 114).all()
@@ -83,7 +84,7 @@ def test_eval_letterbox_known_geometry_and_inverse():
 
 def _aug_ds(n=12, **kw):
     data = make_shapes_detection(n, 64, seed=1)
-    return DetectionDataset(data, 64, DetectAugment(**kw), seed=5, mosaic_until=2)
+    return detection_dataset(data, 64, DetectAugment(**kw), seed=5, mosaic_until=2)
 
 
 def test_train_items_depend_only_on_seed_epoch_index():
@@ -105,7 +106,7 @@ def test_mosaic_switches_off_at_mosaic_until():
     ds = _aug_ds(mosaic=1.0)
     assert all("mosaic" in ds[(1, i)].meta for i in range(4))
     assert not any("mosaic" in ds[(2, i)].meta for i in range(4))
-    assert ds.mosaic_on(1) and not ds.mosaic_on(2)
+    assert ds.pipeline.mosaic_on(1) and not ds.pipeline.mosaic_on(2)
 
 
 def test_identity_augment_keeps_boxes_exact():
@@ -122,7 +123,7 @@ def test_perspective_key_warps_boxes_with_the_image():
         mosaic=0.0, translate=0.0, scale=0.0, fliplr=0.0, hsv_h=0, hsv_s=0, hsv_v=0,
         perspective=0.002,
     )  # fmt: skip
-    assert warped._affine.perspective == 0.002
+    assert warped.pipeline.affine.perspective == 0.002
     moved = [not np.allclose(warped[(0, i)].boxes, flat[(0, i)].boxes, atol=0.5) for i in range(4)]
     assert any(moved)
 
@@ -190,12 +191,12 @@ def test_shard_folder_of_another_task_is_refused(tmp_path):
 def test_augment_spec_replaces_the_knobs_and_ends_at_imgsz():
     sp = load_detection_splits("shapes:16", imgsz=64, seed=0)
     spec = [{"name": "mosaic", "size": 64}, {"name": "hflip", "p": 1.0}]
-    ds = DetectionDataset(sp.train, 64, DetectAugment(), seed=0, mosaic_until=2, pipeline=spec)
+    ds = detection_dataset(sp.train, 64, DetectAugment(), seed=0, mosaic_until=2, pipeline=spec)
     early, late = ds[(0, 3)], ds[(2, 3)]
     assert early.image.shape == late.image.shape == (64, 64, 3)
     assert "mosaic" in early.meta and "mosaic" not in late.meta  # closed from mosaic_until on
     # late epoch = letterbox + flip only: the boxes are the source boxes mirrored
-    ref = ds.letterbox(ds.load(3))
+    ref = Letterbox(64, fill=PAD_VALUE)(ds.data.sample(3))
     mirrored = ref.boxes.copy()
     mirrored[:, [0, 2]] = 64 - ref.boxes[:, [2, 0]]
     np.testing.assert_allclose(late.boxes, mirrored, atol=1e-3)

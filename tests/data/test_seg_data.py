@@ -9,14 +9,14 @@ import torch
 import yaml
 from PIL import Image
 
+from cvcraft.data.collate import collate_segment
 from cvcraft.data.io import write_image
 from cvcraft.data.segmentation import (
-    SegmentDataset,
-    collate_segment,
     load_segmentation,
     make_shapes_segmentation,
     paint_instances,
     read_mask,
+    segment_dataset,
 )
 from cvcraft.data.shapes import SEMANTIC_CLASSES, render_scene, split_code
 from cvcraft.errors import DataError
@@ -182,7 +182,7 @@ def test_dataset_collate_pads_with_ignore_and_is_deterministic():
         k = int(rng.integers(20, 33))
         return s.replace(image=s.image[:k, :k], semantic_mask=s.semantic_mask[:k, :k])
 
-    ds = SegmentDataset(data, shrink, seed=5)
+    ds = segment_dataset(data, shrink, seed=5)
     b1 = collate_segment([ds[(2, i)] for i in range(4)])
     b2 = collate_segment([ds[(2, i)] for i in range(4)])
     assert torch.equal(b1["images"], b2["images"]) and torch.equal(b1["masks"], b2["masks"])
@@ -195,15 +195,17 @@ def test_dataset_collate_pads_with_ignore_and_is_deterministic():
 
 def test_mosaic_in_dataset_keeps_masks_aligned():
     mosaic_mod = pytest.importorskip("cvcraft.transforms.mosaic")
+    from cvcraft.transforms.multi_sample import run_multi_sample
+
     data = make_shapes_segmentation(6, 32, seed=2)
-    ds = SegmentDataset(data, None, seed=0, multi=[(mosaic_mod.Mosaic(32, n=4), 1.0)])
+    ds = segment_dataset(data, None, seed=0, multi=[(mosaic_mod.Mosaic(32, n=4), 1.0)])
     s = ds[(0, 1)]
     assert s.image.shape == (32, 32, 3) and s.semantic_mask.shape == (32, 32)
     assert set(np.unique(s.semantic_mask).tolist()) <= set(range(7)) | {255}
     # the same item drawn by hand: probability draw, then the partners from the same stream
     rng = np.random.default_rng([0, 0, 1])
     assert rng.random() < 1.0
-    ref = mosaic_mod.run_multi_sample(mosaic_mod.Mosaic(32, n=4), data.sample, 1, 6, rng)
+    ref = run_multi_sample(mosaic_mod.Mosaic(32, n=4), data.sample, 1, 6, rng)
     assert np.array_equal(s.image, ref.image)
     assert np.array_equal(s.semantic_mask, ref.semantic_mask)
 
@@ -235,7 +237,7 @@ def test_class_instances_and_copy_paste_move_pixels_with_labels():
 
     cp = pytest.importorskip("cvcraft.transforms.copy_paste")
     data = make_shapes_segmentation(6, 32, seed=3)
-    ds = SegmentDataset(data, None, seed=1, multi=[(cp.CopyPaste(object_prob=1.0, flip=0.0), 1.0)])
+    ds = segment_dataset(data, None, seed=1, multi=[(cp.CopyPaste(object_prob=1.0, flip=0.0), 1.0)])
     changed = 0
     for i in range(6):
         out = ds[(0, i)]

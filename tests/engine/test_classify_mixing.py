@@ -45,8 +45,8 @@ def test_focal_with_sqrt_alpha_and_soft_switch():
     assert not uses_soft_targets(cfg)
     # focal has no smoothing option: smoothing (like mixing) switches to soft targets
     assert uses_soft_targets(task_config("classify", {"loss": "focal", "label_smoothing": 0.1}))
-    assert uses_soft_targets(task_config("classify", {"cutmix": 1.0}))
-    assert not uses_soft_targets(task_config("classify", {"cutmix": 1.0, "mix_prob": 0.0}))
+    assert uses_soft_targets(task_config("classify", {"cutmix_alpha": 1.0}))
+    assert not uses_soft_targets(task_config("classify", {"cutmix_alpha": 1.0, "mix_prob": 0.0}))
 
 
 class _Record(nn.Module):
@@ -62,7 +62,7 @@ class _Record(nn.Module):
 
 
 def _task(**over):
-    cfg = task_config("classify", {"mixup": 0.4, "cutmix": 1.0, "seed": 7, **over})
+    cfg = task_config("classify", {"mixup_alpha": 0.4, "cutmix_alpha": 1.0, "seed": 7, **over})
     task = ClassifyTask(cfg)
     task.device = torch.device("cpu")
     task.pre = Preprocess(None, "none", 3)
@@ -70,7 +70,7 @@ def _task(**over):
     task.classes = list("abcd")
     task.criterion = build_criterion(cfg, np.arange(4), 4)
     task.soft_targets = uses_soft_targets(cfg)
-    task.mix = MixupCutmix(4, cfg.mixup, cfg.cutmix, cfg.mix_prob, cfg.mix_switch,
+    task.mix = MixupCutmix(4, cfg.mixup_alpha, cfg.cutmix_alpha, cfg.mix_prob, cfg.mix_switch,
                            cfg.label_smoothing)  # fmt: skip
     return task
 

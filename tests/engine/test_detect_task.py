@@ -11,10 +11,10 @@ from torch import nn
 
 import cvcraft.tasks.detect.task as det
 from cvcraft.data import build_loader
+from cvcraft.data.collate import collate_detect
 from cvcraft.data.detection_dataset import (
-    DetectionDataset,
     coco_ground_truth,
-    collate_detect,
+    detection_dataset,
     make_shapes_detection,
 )
 from cvcraft.engine.checkpoint import save_checkpoint
@@ -119,7 +119,7 @@ def test_evaluate_detector_equals_pycocotools():
 
     data = make_shapes_detection(12, 64, seed=2, split="val")
     dets = _noisy_dets(data)
-    loader = build_loader(DetectionDataset(data, 64), 5, shuffle=False, collate_fn=collate_detect)
+    loader = build_loader(detection_dataset(data, 64), 5, shuffle=False, collate_fn=collate_detect)
     gt = coco_ground_truth(data)
     cfg = task_config("detect", {"imgsz": 64})
     m = det.evaluate_detector(
@@ -154,7 +154,7 @@ def test_perfect_detections_give_map_one():
          "labels": torch.from_numpy(r.labels)}
         for r in data.images
     ]  # fmt: skip
-    loader = build_loader(DetectionDataset(data, 64), 4, shuffle=False, collate_fn=collate_detect)
+    loader = build_loader(detection_dataset(data, 64), 4, shuffle=False, collate_fn=collate_detect)
     cfg = task_config("detect", {"imgsz": 64})
     m = det.evaluate_detector(
         ReplayDetector(dets), loader, coco_ground_truth(data), data, torch.device("cpu"), cfg,

@@ -165,7 +165,8 @@ def test_run_evaluation_restores_train_mode_and_uses_no_grad():
 
     out = run_evaluation(model, batches, forward, [Sum()], device=torch.device("cpu"))
     assert model.training
-    expect = float(model.eval()(torch.ones(6, 3)).sum())
+    with torch.no_grad():
+        expect = float(model.eval()(torch.ones(6, 3)).sum())
     assert out["sum"] == pytest.approx(expect, rel=1e-6)
 
 
@@ -179,3 +180,14 @@ def test_detect_flip_knobs_share_the_other_tasks_names_old_spelling_works(capsys
         task_config("detect", {"fliplr": "0.25", "hflip": "0.5"})
     for task in ("classify", "segment"):
         assert task_config(task, {"hflip": "0.25"}).hflip == 0.25
+
+
+def test_classify_mixup_alphas_have_their_own_names_old_spelling_works(capsys):
+    cfg = task_config("classify", {"mixup": "0.2", "cutmix": "1.0"})
+    assert (cfg.mixup_alpha, cfg.cutmix_alpha) == (0.2, 1.0)
+    assert "mixup= is deprecated; it is now mixup_alpha=" in capsys.readouterr().out
+    # in detection, mixup is a probability (ultralytics): bounded by 1
+    from cvcraft.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"mixup=1.5 must be in \[0, 1\]"):
+        task_config("detect", {"mixup": "1.5"})

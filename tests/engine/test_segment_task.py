@@ -8,8 +8,9 @@ import torch
 from sklearn.metrics import jaccard_score
 from torch import nn
 
+from cvcraft.data.collate import collate_segment
 from cvcraft.data.loader import build_loader
-from cvcraft.data.segmentation import SegmentDataset, collate_segment, make_shapes_segmentation
+from cvcraft.data.segmentation import make_shapes_segmentation, segment_dataset
 from cvcraft.engine.trainer import Trainer
 from cvcraft.errors import ConfigError
 from cvcraft.models import create_model
@@ -106,7 +107,7 @@ def test_train_transforms_move_mask_with_image(scale):
 
 def test_evaluate_matches_sklearn_iou_and_ignores_255():
     data = make_shapes_segmentation(6, 32, seed=4)
-    ds = SegmentDataset(data, None)
+    ds = segment_dataset(data, None)
     loader = build_loader(ds, 4, shuffle=False, collate_fn=collate_segment)
 
     class Echo(nn.Module):  # predicts class 1 on the left half, 0 elsewhere
@@ -177,6 +178,6 @@ def test_augment_spec_replaces_the_knobs_and_keeps_masks_aligned():
     with pytest.raises(ConfigError, match="must come before"):
         task_config("segment", {"augment": "[hflip, mosaic]"})
     data = make_shapes_segmentation(8, 48, 0, "train")
-    ds = SegmentDataset(data, tf, 0, multi_sample_transforms(cfg))
+    ds = segment_dataset(data, tf, 0, multi_sample_transforms(cfg))
     out = ds[(0, 2)]
     assert out.image.shape == (48, 48, 3) and "mosaic" in out.meta

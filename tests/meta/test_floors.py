@@ -50,7 +50,9 @@ def imports_of(path: Path) -> list[tuple[int, tuple[str, ...]]]:
 
 
 def modules() -> list[Path]:
-    return sorted(p for p in PACKAGE.rglob("*.py") if p.name != "__init__.py" or p.parent != PACKAGE)
+    return sorted(
+        p for p in PACKAGE.rglob("*.py") if p.name != "__init__.py" or p.parent != PACKAGE
+    )
 
 
 def test_every_package_has_a_floor():

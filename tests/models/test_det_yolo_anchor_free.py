@@ -20,9 +20,9 @@ from cvcraft.models.detection.yolo_coder import (
     make_anchor_points,
     yolo_decode,
 )
-from cvcraft.models.detection.yolo_loss import batched_task_aligned_assign, pad_targets
+from cvcraft.models.detection.yolo_loss import pad_targets
 from cvcraft.nn.fuse import fuse_model
-from cvcraft.ops.assigners import task_aligned_assign
+from cvcraft.ops.assigners import batched_task_aligned_assign, task_aligned_assign
 
 # yolov8 parameter counts at 80 classes (ultralytics' own numbers, their fixed 16-weight DFL
 # conv excluded: ours computes the expectation with a matmul instead)
@@ -142,7 +142,7 @@ def test_batched_assigner_equals_per_image_tood():
         )
     gt_boxes, gt_labels, gt_mask = pad_targets(targets)
     kw = {"topk": 10, "alpha": 0.5, "beta": 6.0}
-    gt_index, t_hat = batched_task_aligned_assign(
+    gt_index, t_hat, _ = batched_task_aligned_assign(
         pred_scores, pred_boxes, anchors, gt_boxes, gt_labels, gt_mask, **kw
     )
     assert (gt_index >= 0).sum() > 5
@@ -177,7 +177,7 @@ def test_loss_at_zero_error_is_minimal(box_kind):
     # decoded boxes equal the gt -> 1 - CIoU = 1 - SIoU = 0
     assert items["box"] < 1e-5
     # DFL at its minimum: the entropy of the two-bin targets of the positive cells
-    fg, t_hat = batched_task_aligned_assign(
+    fg, t_hat, _ = batched_task_aligned_assign(
         out["cls"].sigmoid(),
         yolo_decode(out["box"], out["anchors"], out["strides"]),
         out["anchors"],

@@ -20,7 +20,7 @@ import torch
 
 from cvcraft.engine.export import OnnxModel, export_onnx, parity
 from cvcraft.models import create_model, list_models, model_info
-from cvcraft.tasks.registry import model_task
+from cvcraft.tasks import model_task
 
 ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")

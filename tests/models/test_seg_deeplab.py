@@ -6,7 +6,7 @@ from torchvision.models.segmentation import deeplabv3_resnet50
 from cvcraft.errors import ConfigError
 from cvcraft.models import create_model, model_info
 from cvcraft.models.segmentation.deeplab import AtrousConv2d, atrous, make_aspp
-from cvcraft.models.segmentation.encoders import resnet_backbone, resnet_features
+from cvcraft.models.segmentation.encoders import resnet_backbone
 
 
 def test_deeplabv3_resnet50_equals_torchvision_after_state_dict_mapping():
@@ -41,7 +41,7 @@ def test_dilated_backbone_equals_torchvision_replace_stride_with_dilation(os_, f
     ours.load_state_dict({k: v for k, v in ref.state_dict().items() if not k.startswith("fc.")})
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
-        feats = resnet_features(ours, x)
+        feats = ours.forward_intermediates(x)
         r = ref.layer4(
             ref.layer3(ref.layer2(ref.layer1(ref.maxpool(ref.relu(ref.bn1(ref.conv1(x)))))))
         )
@@ -53,7 +53,13 @@ def test_basicblock_backbone_dilates_and_bad_stride_raises():
     net = resnet_backbone("resnet18", output_stride=8)
     assert net.layer4[1].conv2.dilation == (4, 4) and net.layer4[0].conv1.stride == (1, 1)
     with torch.no_grad():
-        assert resnet_features(net.eval(), torch.randn(1, 3, 64, 64))[-1].shape == (1, 512, 8, 8)
+        assert net.eval().forward_intermediates(torch.randn(1, 3, 64, 64))[-1].shape == (
+            1,
+            512,
+            8,
+            8,
+        )
+    assert [f["reduction"] for f in net.feature_info] == [2, 4, 8, 8, 8]
     with pytest.raises(ConfigError):
         resnet_backbone("resnet18", output_stride=4)
 

@@ -57,7 +57,8 @@ def test_shapes_and_in_chans_of_registered_models():
         assert m.default_input_size == (1, 224, 224)
         for size in (32, 224):
             assert m(torch.empty(2, 1, size, size)).shape == (2, 5)
-        assert m.forward_features(torch.empty(1, 1, 64, 64)).shape == (1, 512, 7, 7)
+        # forward_features is the map before the 7x7 pool (timm convention), H/32 x W/32
+        assert m.forward_features(torch.empty(1, 1, 64, 64)).shape == (1, 512, 2, 2)
 
 
 def test_grads_and_classifier_on_a_small_table():

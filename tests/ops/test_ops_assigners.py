@@ -5,7 +5,9 @@ from __future__ import annotations
 import itertools
 import math
 import statistics
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -17,6 +19,7 @@ from cvcraft.ops.assigners import (
     IGNORE,
     NEGATIVE,
     atss_assign,
+    batched_task_aligned_assign,
     hungarian_match,
     max_iou_assign,
     simota_assign,
@@ -329,3 +332,54 @@ def test_empty_gts_give_all_negative():
     ]
     for r in results:
         assert r.gt_index.tolist() == [NEGATIVE, NEGATIVE] and r.num_gts == 0
+
+
+# Outputs of the former per-image task_aligned_assign (its own implementation, before it became
+# a view of the batched one), frozen on random cases by that code at commit 2ee32e7; five of
+# the seven cases have anchors claimed by several gts, one has no gts.
+TAL_CASES = Path(__file__).parent / "data" / "task_aligned_assign_cases.npz"
+
+
+def _tal_cases() -> list[dict[str, torch.Tensor]]:
+    data = np.load(TAL_CASES)
+    n = len({k.split("_")[0] for k in data.files})
+    return [
+        {
+            k.split("_", 1)[1]: torch.from_numpy(data[k])
+            for k in data.files
+            if k.startswith(f"c{i}_")
+        }
+        for i in range(n)
+    ]
+
+
+def test_task_aligned_assign_reproduces_the_former_per_image_outputs():
+    cases = _tal_cases()
+    assert len(cases) == 7
+    for c in cases:
+        topk, alpha, beta = c["params"].tolist()
+        r = task_aligned_assign(
+            c["scores"], c["boxes"], c["anchors"], c["gts"], c["labels"],
+            topk=int(topk), alpha=alpha, beta=beta,
+        )  # fmt: skip
+        assert torch.equal(r.gt_index, c["out_gt_index"])
+        assert torch.equal(r.labels, c["out_labels"])
+        torch.testing.assert_close(r.quality, c["out_quality"])
+        torch.testing.assert_close(r.extras["score_targets"], c["out_score_targets"])
+        torch.testing.assert_close(r.extras["align_metric"], c["out_align_metric"])
+
+
+def test_batched_task_aligned_assign_with_padding_rows_equals_the_former_outputs():
+    for c in _tal_cases():  # each case as a batch of one with 3 masked-out padding gts
+        topk, alpha, beta = c["params"].tolist()
+        m, pad = len(c["gts"]), 3
+        gts = torch.cat([c["gts"], torch.rand(pad, 4) * 50])[None]
+        labels = torch.cat([c["labels"], torch.zeros(pad, dtype=torch.int64)])[None]
+        mask = (torch.arange(m + pad) < m)[None]
+        r = batched_task_aligned_assign(
+            c["scores"][None], c["boxes"][None], c["anchors"], gts, labels, mask,
+            topk=int(topk), alpha=alpha, beta=beta,
+        )  # fmt: skip
+        assert torch.equal(r.gt_index[0], c["out_gt_index"])
+        torch.testing.assert_close(r.score_targets[0], c["out_score_targets"])
+        torch.testing.assert_close(r.align_metric[0], c["out_align_metric"])

@@ -12,7 +12,7 @@ import torch
 import torchvision
 
 from cvcraft.errors import ConfigError
-from cvcraft.ops.nms import NMS_METHODS, batched_nms, nms
+from cvcraft.ops.nms import NMS_METHODS, batched_nms, multiclass_nms, nms
 
 # the module itself: the package attribute cvcraft.ops.nms is the nms() function
 nms_module = importlib.import_module("cvcraft.ops.nms")
@@ -286,3 +286,45 @@ def test_bad_arguments_raise() -> None:
         nms(boxes[:, :3], scores)
     with pytest.raises(ValueError, match="labels"):
         batched_nms(boxes, scores, torch.zeros(4, dtype=torch.long))
+
+
+def _multiclass_reference(boxes, scores, conf, iou, max_det, size, min_size):
+    """torchvision only: every (box, class) above conf, clip, drop small, batched NMS, cap."""
+    out_b, out_s, out_l = [], [], []
+    for cls in range(scores.shape[1]):
+        keep = scores[:, cls] > conf
+        b = boxes[keep, cls] if boxes.ndim == 3 else boxes[keep]
+        b = torchvision.ops.clip_boxes_to_image(b, size)
+        s = scores[keep, cls]
+        big = ((b[:, 2:] - b[:, :2]) >= min_size).all(1)
+        out_b.append(b[big]), out_s.append(s[big]), out_l.append(torch.full((int(big.sum()),), cls))
+    b, s, lab = torch.cat(out_b), torch.cat(out_s), torch.cat(out_l)
+    keep = torchvision.ops.batched_nms(b, s, lab, iou)[:max_det]
+    return b[keep], s[keep], lab[keep]
+
+
+@pytest.mark.parametrize("per_class_boxes", [False, True])
+def test_multiclass_nms_matches_torchvision_pipeline(per_class_boxes):
+    g = torch.Generator().manual_seed(5)
+    n, c = 300, 4
+    xy = torch.rand(n, 2, generator=g) * 90 - 10  # some boxes poke outside the 80x100 image
+    wh = torch.rand(n, 2, generator=g) * 40 + 0.5
+    boxes = torch.cat([xy, xy + wh], 1)
+    if per_class_boxes:  # Fast R-CNN: one regressed box per class
+        boxes = boxes[:, None] + torch.randn(n, c, 4, generator=g)
+    scores = torch.rand(n, c, generator=g)
+    got = multiclass_nms(boxes, scores, 0.3, 0.5, 60, (80, 100), min_size=1.0)
+    rb, rs, rl = _multiclass_reference(boxes, scores, 0.3, 0.5, 60, (80, 100), 1.0)
+    assert len(got["boxes"]) == 60  # the cap is reached
+    torch.testing.assert_close(got["boxes"], rb)
+    torch.testing.assert_close(got["scores"], rs)
+    assert torch.equal(got["labels"], rl) and got["labels"].dtype == torch.int64
+
+
+def test_multiclass_nms_threshold_is_strict_and_empty_input_is_empty():
+    boxes = torch.tensor([[0.0, 0, 10, 10], [20, 20, 30, 30]])
+    scores = torch.tensor([[0.5, 0.2], [0.49, 0.7]])
+    got = multiclass_nms(boxes, scores, 0.5, 0.5, 10)  # 0.5 itself is not above 0.5
+    assert got["labels"].tolist() == [1] and got["scores"].tolist() == pytest.approx([0.7])
+    empty = multiclass_nms(torch.zeros(0, 4), torch.zeros(0, 3), 0.1, 0.5, 10)
+    assert empty["boxes"].shape == (0, 4) and empty["labels"].shape == (0,)

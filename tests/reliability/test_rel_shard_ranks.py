@@ -20,14 +20,10 @@ import torch
 import torch.multiprocessing as mp
 
 from cvcraft.data import ClassifyDataset, build_loader, load_classification
-from cvcraft.data.detection_dataset import (
-    DetectAugment,
-    DetectionDataset,
-    collate_detect,
-    load_detection_splits,
-)
+from cvcraft.data.collate import collate_detect, collate_segment
+from cvcraft.data.detection_dataset import DetectAugment, detection_dataset, load_detection_splits
 from cvcraft.data.loader import EpochSampler, ShardSampler, set_epoch
-from cvcraft.data.segmentation import SegmentDataset, collate_segment, load_segmentation
+from cvcraft.data.segmentation import load_segmentation, segment_dataset
 from cvcraft.data.webdataset import read_meta
 from cvcraft.errors import DataError
 from cvcraft.tasks.tools import run_pack
@@ -56,10 +52,10 @@ def _train_dataset(task: str, folder: Path):
         return ClassifyDataset(data, seed=SEED), data, None
     if task == "detect":
         data = load_detection_splits(str(folder), imgsz=32).train
-        ds = DetectionDataset(data, 32, DetectAugment(mosaic=1.0), seed=SEED)
+        ds = detection_dataset(data, 32, DetectAugment(mosaic=1.0), seed=SEED)
         return ds, data, collate_detect
     data = load_segmentation(folder).train
-    return SegmentDataset(data, seed=SEED), data, collate_segment
+    return segment_dataset(data, seed=SEED), data, collate_segment
 
 
 def _tar_oracle(folder: Path) -> dict[str, int]:

@@ -8,7 +8,7 @@ from cvcraft.errors import DataError
 from cvcraft.ops.masks import masks_to_boxes
 from cvcraft.structures import Sample
 from cvcraft.transforms.copy_paste import CopyPaste
-from cvcraft.transforms.mosaic import run_multi_sample
+from cvcraft.transforms.multi_sample import run_multi_sample
 
 H, W = 60, 80
 

@@ -8,13 +8,8 @@ from cvcraft.data.shapes import render_scene
 from cvcraft.errors import ConfigError, DataError
 from cvcraft.ops.masks import masks_to_boxes
 from cvcraft.structures import Sample
-from cvcraft.transforms.mosaic import (
-    DetectionMixUp,
-    Mosaic,
-    build_multi_sample,
-    fit_into,
-    run_multi_sample,
-)
+from cvcraft.transforms.mosaic import DetectionMixUp, Mosaic, fit_into
+from cvcraft.transforms.multi_sample import build_multi_sample, run_multi_sample
 
 
 def _scenes(n, size, seed=0, hw=None):
@@ -192,7 +187,8 @@ def test_errors():
 
 
 def test_split_and_run_pipeline_from_augment_spec():
-    from cvcraft.transforms.mosaic import run_pipeline, split_pipeline
+    from cvcraft.transforms.multi_sample import run_pipeline
+    from cvcraft.transforms.pipelines import split_pipeline
 
     multi, per_item = split_pipeline([{"name": "mosaic", "size": 48}, {"name": "mixup"}, "hflip"])
     assert [type(t).__name__ for t in multi] == ["Mosaic", "DetectionMixUp"]

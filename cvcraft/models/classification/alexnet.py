@@ -87,7 +87,10 @@ class AlexNet(nn.Module):
         self.classifier[6] = nn.Linear(4096, num_classes) if num_classes > 0 else nn.Identity()
 
 
-@register_model()
+@register_model(
+    tv_twin="alexnet",
+    default_cfg={"optimizer": "sgd", "lr": 0.01, "weight_decay": 5e-4},  # the paper's
+)
 def alexnet(num_classes: int = 1000, in_chans: int = 3, **kw) -> AlexNet:
     """AlexNet (one-tower, torchvision layout); 61.1M params; option ``drop_rate``."""
     return AlexNet(num_classes=num_classes, in_chans=in_chans, **kw)

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from cvcraft.errors import ConfigError
+from cvcraft.models.features import feature_entry, stage_features
 from cvcraft.models.registry import register_model
 from cvcraft.nn.blocks import CSPBlock
 from cvcraft.nn.conv import ConvBNAct
@@ -83,8 +84,11 @@ class Darknet(nn.Module):
         act: activation name (``"leaky_relu"`` is the paper's, slope 0.1).
 
     Shapes (256 input): stem (B, w0/2, 256, 256) -> stages at strides 2..32 -> C5
-    (B, widths[-1], 8, 8) -> avgpool + fc (B, num_classes).
+    (B, widths[-1], 8, 8) -> avgpool + fc (B, num_classes). ``feature_info`` taps (timm's):
+    ``stem`` (/1), ``stages.0`` (/2) .. ``stages.4`` (/32).
     """
+
+    head_names = ("drop", "avgpool", "fc")
 
     def __init__(
         self,
@@ -115,7 +119,8 @@ class Darknet(nn.Module):
         self.stem = darknet_conv(in_chans, widths[0] // 2, 3, act=act)  # (B, w0/2, H, W)
         in_ch = widths[0] // 2
         stages = []
-        for n, w in zip(depths, widths):
+        self.feature_info = [feature_entry(in_ch, 1, "stem")]
+        for i, (n, w) in enumerate(zip(depths, widths)):
             down = darknet_conv(in_ch, w, 3, 2, act=act)  # halves H, W
             if csp:
                 body: nn.Module = CSPBlock(w, w, n=n, act=act)
@@ -123,6 +128,7 @@ class Darknet(nn.Module):
                 body = nn.Sequential(*(DarknetResidual(w, act) for _ in range(n)))
             stages.append(nn.Sequential(down, body))
             in_ch = w
+            self.feature_info.append(feature_entry(w, 2 ** (i + 1), f"stages.{i}"))
         self.stages = nn.ModuleList(stages)
         self.stage_channels = tuple(widths)
         self.num_features = in_ch
@@ -131,14 +137,20 @@ class Darknet(nn.Module):
         self.fc = nn.Linear(in_ch, num_classes) if num_classes > 0 else nn.Identity()
         init_weights(self, "kaiming", nonlinearity="leaky_relu")
 
+    def feature_stages(self) -> list[tuple[str, nn.Module]]:
+        """``stem``, ``stages.0`` .. ``stages.K-1`` in order."""
+        return [("stem", self.stem)] + [(f"stages.{i}", s) for i, s in enumerate(self.stages)]
+
+    def forward_intermediates(
+        self, x: torch.Tensor, indices: Sequence[int] | None = None
+    ) -> list[torch.Tensor]:
+        """Maps at ``feature_info[indices]`` (default all): stem (B, w0/2, H, W), then
+        stage i (B, widths[i], H / 2^(i+1), W / 2^(i+1))."""
+        return stage_features(self, x, indices)
+
     def forward_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
         """(B, C, H, W) -> every stage's output, strides 2, 4, 8, 16, 32 (for 5 stages)."""
-        x = self.stem(x)
-        outs = []
-        for stage in self.stages:
-            x = stage(x)
-            outs.append(x)
-        return outs
+        return self.forward_intermediates(x, range(1, len(self.feature_info)))
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> last stage (B, num_features, H/32, W/32)."""
@@ -158,13 +170,17 @@ class Darknet(nn.Module):
         self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
 
 
-@register_model()
+# darknet53.cfg: SGD lr 0.1, weight decay 5e-4.
+_CFG = {"optimizer": "sgd", "lr": 0.1, "weight_decay": 5e-4}
+
+
+@register_model(default_cfg=_CFG)
 def darknet53(num_classes: int = 1000, in_chans: int = 3, **kw) -> Darknet:
     """Darknet-53 classifier (YOLOv3's trunk): 5 stages of (1, 2, 8, 8, 4) residual units."""
     return Darknet(num_classes=num_classes, in_chans=in_chans, **kw)
 
 
-@register_model()
+@register_model(default_cfg=_CFG)
 def cspdarknet53(num_classes: int = 1000, in_chans: int = 3, **kw) -> Darknet:
     """CSPDarknet-53 classifier: Darknet-53 with a CSP (C3) block per stage."""
     return Darknet(num_classes=num_classes, in_chans=in_chans, csp=True, **kw)

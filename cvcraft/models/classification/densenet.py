@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cvcraft.errors import ConfigError
+from cvcraft.models.features import feature_entry, stage_features
 from cvcraft.models.registry import register_model
 from cvcraft.nn.blocks import DenseBlock
 
@@ -54,7 +55,12 @@ class DenseNet(nn.Module):
         compression: fraction of channels transition layers keep (0.5, "-C" in BC).
         drop_rate: dropout after each dense layer.
         memory_efficient: gradient checkpointing inside dense layers (slower, far less memory).
+
+    ``feature_info`` taps (timm's): ``features.relu0`` (/2), ``features.denseblock1..3``
+    (/4, /8, /16, before their transitions) and ``features.norm5`` (/32).
     """
+
+    head_names = ("classifier",)
 
     def __init__(
         self,
@@ -80,16 +86,20 @@ class DenseNet(nn.Module):
             "pool0": nn.MaxPool2d(3, stride=2, padding=1),  # (B, c0, H/4, W/4)
         }
         c = num_init_features
+        self.feature_info = [feature_entry(c, 2, "features.relu0")]
         for i, n in enumerate(block_config):
             layers[f"denseblock{i + 1}"] = DenseBlock(
                 n, c, growth_rate, bn_size, drop_rate=drop_rate, memory_efficient=memory_efficient
             )
             c += n * growth_rate
             if i != len(block_config) - 1:
+                self.feature_info.append(feature_entry(c, 4 * 2**i, f"features.denseblock{i + 1}"))
+            if i != len(block_config) - 1:
                 c_out = int(c * compression)
                 layers[f"transition{i + 1}"] = Transition(c, c_out)
                 c = c_out
         layers["norm5"] = nn.BatchNorm2d(c)
+        self.feature_info.append(feature_entry(c, 2 ** (len(block_config) + 1), "features.norm5"))
         self.features = nn.Sequential()
         for name, m in layers.items():
             self.features.add_module(name, m)
@@ -103,6 +113,17 @@ class DenseNet(nn.Module):
                 nn.init.zeros_(m.bias)
             elif isinstance(m, nn.Linear):
                 nn.init.zeros_(m.bias)
+
+    def feature_stages(self) -> list[tuple[str, nn.Module]]:
+        """``features.conv0`` .. ``features.norm5`` in order."""
+        return [(f"features.{n}", m) for n, m in self.features.named_children()]
+
+    def forward_intermediates(
+        self, x: torch.Tensor, indices: Sequence[int] | None = None
+    ) -> list[torch.Tensor]:
+        """Maps at ``feature_info[indices]`` (default all): (B, 64, H/2, W/2),
+        (B, 256, H/4, W/4) .. (B, 1024, H/32, W/32) for DenseNet-121."""
+        return stage_features(self, x, indices)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, in_chans, H, W) -> (B, num_features, H/32, W/32), after norm5 (before its ReLU)."""
@@ -146,13 +167,17 @@ def _densenet(block_config: tuple[int, ...], num_classes: int, in_chans: int, **
     return DenseNet(32, block_config, 64, num_classes=num_classes, in_chans=in_chans, **kw)
 
 
-@register_model()
+# The paper: SGD lr 0.1 at batch 256, weight decay 1e-4.
+_CFG = {"optimizer": "sgd", "lr": 0.1, "weight_decay": 1e-4}
+
+
+@register_model(tv_twin="densenet121", tv_converter=from_torchvision_state_dict, default_cfg=_CFG)
 def densenet121(num_classes: int = 1000, in_chans: int = 3, **kw) -> DenseNet:
     """DenseNet-121 (k=32, blocks 6-12-24-16); 8.0M params."""
     return _densenet((6, 12, 24, 16), num_classes, in_chans, **kw)
 
 
-@register_model()
+@register_model(tv_twin="densenet169", tv_converter=from_torchvision_state_dict, default_cfg=_CFG)
 def densenet169(num_classes: int = 1000, in_chans: int = 3, **kw) -> DenseNet:
     """DenseNet-169 (k=32, blocks 6-12-32-32); 14.1M params."""
     return _densenet((6, 12, 32, 32), num_classes, in_chans, **kw)

@@ -23,6 +23,7 @@ from torch import nn
 
 from cvcraft.errors import ConfigError
 from cvcraft.models.classification.mobilenetv2 import ConvNormAct, round_channels
+from cvcraft.models.features import feature_entry, stage_features
 from cvcraft.models.registry import register_model
 from cvcraft.nn.attention import SqueezeExcite
 from cvcraft.nn.drop import DropPath
@@ -79,7 +80,12 @@ class EfficientNet(nn.Module):
         drop_path_rate: stochastic-depth rate of the last block; block i of N gets
             ``drop_path_rate * i / N``.
         stages: (expand, kernel, stride, c_in, c_out, repeats) rows before scaling.
+
+    ``feature_info`` taps (timm's): the last stage at each stride, ``features.1`` (/2),
+    ``.2`` (/4), ``.3`` (/8), ``.5`` (/16), ``.7`` (/32, before the 1x1 head conv).
     """
+
+    head_names = ("avgpool", "classifier")
 
     def __init__(
         self,
@@ -105,7 +111,8 @@ class EfficientNet(nn.Module):
         layers: list[nn.Module] = [
             ConvNormAct(in_chans, c_stem, 3, 2, act=nn.SiLU)
         ]  # (B, 32, H/2, W/2)
-        for (t, k, s, c_in, c_out, _), n in zip(stages, repeats):
+        red, self.feature_info = 2, []
+        for j, ((t, k, s, c_in, c_out, _), n) in enumerate(zip(stages, repeats)):
             c_in, c_out = round_channels(c_in * width_mult), round_channels(c_out * width_mult)
             blocks = []
             for i in range(n):
@@ -115,6 +122,9 @@ class EfficientNet(nn.Module):
                 )
                 done += 1
             layers.append(nn.Sequential(*blocks))
+            red *= s
+            if j + 1 == len(stages) or stages[j + 1][2] == 2:  # last stage at this stride
+                self.feature_info.append(feature_entry(c_out, red, f"features.{len(layers) - 1}"))
         c_last = round_channels(stages[-1][4] * width_mult)
         self.num_features = 4 * c_last
         layers.append(ConvNormAct(c_last, self.num_features, 1, act=nn.SiLU))
@@ -141,6 +151,17 @@ class EfficientNet(nn.Module):
         nn.init.zeros_(fc.bias)
         return fc
 
+    def feature_stages(self) -> list[tuple[str, nn.Module]]:
+        """``features.0`` (stem) .. ``features.8`` (head conv) in order."""
+        return [(f"features.{i}", m) for i, m in enumerate(self.features)]
+
+    def forward_intermediates(
+        self, x: torch.Tensor, indices: Sequence[int] | None = None
+    ) -> list[torch.Tensor]:
+        """Maps at ``feature_info[indices]`` (default all): (B, 16, H/2, W/2) ..
+        (B, 320, H/32, W/32) for B0."""
+        return stage_features(self, x, indices)
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, in_chans, H, W) -> (B, num_features, H/32, W/32)."""
         return self.features(x)
@@ -163,7 +184,11 @@ class EfficientNet(nn.Module):
         self.classifier[1] = self._linear(num_classes)
 
 
-@register_model()
+@register_model(
+    tv_twin="efficientnet_b0",
+    # the paper: RMSProp 0.256 at batch 4096, scaled to 256; weight decay 1e-5
+    default_cfg={"optimizer": "rmsprop", "lr": 0.016, "weight_decay": 1e-5},
+)
 def efficientnet_b0(num_classes: int = 1000, in_chans: int = 3, **kw) -> EfficientNet:
     """EfficientNet-B0 (torchvision layout, SE + SiLU, stochastic depth 0.2); 5.3M params."""
     return EfficientNet(num_classes=num_classes, in_chans=in_chans, **kw)

@@ -240,7 +240,7 @@ def googlenet_loss(
     return deep_supervision_loss(outputs, target, criterion, aux_weight)
 
 
-@register_model()
+@register_model(tv_twin="googlenet")
 def googlenet(num_classes: int = 1000, in_chans: int = 3, **kw) -> GoogLeNet:
     """GoogLeNet (Inception v1, torchvision layout, aux heads); 13.0M params (6.6M w/o aux)."""
     return GoogLeNet(num_classes=num_classes, in_chans=in_chans, **kw)

@@ -71,7 +71,7 @@ class LeNet5(nn.Module):
         self.fc3 = nn.Linear(84, num_classes) if num_classes > 0 else nn.Identity()
 
 
-@register_model()
+@register_model(default_cfg={"mean": "dataset", "std": "dataset", "lr": 0.01, "weight_decay": 0.0})
 def lenet5(num_classes: int = 10, in_chans: int = 1, **kw) -> LeNet5:
     """LeNet-5; ``act`` ("tanh" | "relu") and ``pool`` ("avg" | "max") are options."""
     return LeNet5(num_classes=num_classes, in_chans=in_chans, **kw)

@@ -14,13 +14,14 @@ Shapes (224 input): stem (B, 32, 112, 112) -> 17 inverted residuals (B, 320, 7, 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from cvcraft.errors import ConfigError
+from cvcraft.models.features import feature_entry, stage_features
 from cvcraft.models.registry import register_model
 
 
@@ -108,7 +109,12 @@ class MobileNetV2(nn.Module):
         width_mult: scales every channel count (rounded to multiples of ``round_nearest``);
             the last 1280-wide conv is only ever widened, never thinned.
         drop_rate: dropout before the classifier (0.2).
+
+    ``feature_info`` taps (timm's): the last block at each stride, ``features.1`` (/2),
+    ``.3`` (/4), ``.6`` (/8), ``.13`` (/16), ``.17`` (/32, before the 1280-wide 1x1 conv).
     """
+
+    head_names = ("classifier",)
 
     def __init__(
         self,
@@ -126,11 +132,16 @@ class MobileNetV2(nn.Module):
         c = round_channels(32 * width_mult, round_nearest)
         self.num_features = round_channels(1280 * max(1.0, width_mult), round_nearest)
         layers: list[nn.Module] = [ConvNormAct(in_chans, c, 3, stride=2)]  # (B, c, H/2, W/2)
-        for t, c_out, n, s in _SETTINGS:
+        red, self.feature_info = 2, []
+        for j, (t, c_out, n, s) in enumerate(_SETTINGS):
             c_out = round_channels(c_out * width_mult, round_nearest)
             for i in range(n):
                 layers.append(InvertedResidual(c, c_out, s if i == 0 else 1, t))
                 c = c_out
+            red *= s
+            last_at_stride = j + 1 == len(_SETTINGS) or _SETTINGS[j + 1][3] == 2
+            if last_at_stride:
+                self.feature_info.append(feature_entry(c, red, f"features.{len(layers) - 1}"))
         layers.append(ConvNormAct(c, self.num_features, 1))
         self.features = nn.Sequential(*layers)
         self.classifier = nn.Sequential(nn.Dropout(drop_rate), self._linear(num_classes))
@@ -148,6 +159,17 @@ class MobileNetV2(nn.Module):
         nn.init.normal_(fc.weight, 0.0, 0.01)
         nn.init.zeros_(fc.bias)
         return fc
+
+    def feature_stages(self) -> list[tuple[str, nn.Module]]:
+        """``features.0`` .. ``features.18`` in order."""
+        return [(f"features.{i}", m) for i, m in enumerate(self.features)]
+
+    def forward_intermediates(
+        self, x: torch.Tensor, indices: Sequence[int] | None = None
+    ) -> list[torch.Tensor]:
+        """Maps at ``feature_info[indices]`` (default all): (B, 16, H/2, W/2) ..
+        (B, 320, H/32, W/32) at width 1.0."""
+        return stage_features(self, x, indices)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, in_chans, H, W) -> (B, num_features, H/32, W/32)."""
@@ -171,7 +193,11 @@ class MobileNetV2(nn.Module):
         self.classifier[1] = self._linear(num_classes)
 
 
-@register_model()
+@register_model(
+    aliases=("mobilenetv2_100",),
+    tv_twin="mobilenet_v2",
+    default_cfg={"optimizer": "sgd", "lr": 0.045, "weight_decay": 4e-5},  # torchvision recipe
+)
 def mobilenet_v2(num_classes: int = 1000, in_chans: int = 3, **kw) -> MobileNetV2:
     """MobileNetV2 1.0 (torchvision layout); 3.5M params; option ``width_mult``."""
     return MobileNetV2(num_classes=num_classes, in_chans=in_chans, **kw)

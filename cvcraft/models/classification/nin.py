@@ -109,7 +109,7 @@ class NIN(nn.Module):
         self.head = MlpConv(192, (192, 192, num_classes), 3, self.batch_norm, last_act=False)
 
 
-@register_model()
+@register_model(default_cfg={"mean": "dataset", "std": "dataset", "lr": 0.1, "weight_decay": 1e-4})
 def nin(num_classes: int = 10, in_chans: int = 3, **kw) -> NIN:
     """Network in Network (CIFAR-10 model); options ``batch_norm``, ``drop_rate``."""
     return NIN(num_classes=num_classes, in_chans=in_chans, **kw)

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cvcraft.errors import ConfigError
+from cvcraft.models.features import feature_entry, stage_features
 from cvcraft.models.registry import register_model
 from cvcraft.nn.repvgg import RepVGGBlock, reparameterize_model
 
@@ -33,8 +34,11 @@ class RepVGG(nn.Module):
     """RepVGG with per-stage depths and width multipliers (a for stages 1-3, b for stage 4).
 
     Stages are ``stage0..stage4`` (``nn.Sequential`` of :class:`RepVGGBlock`); ``fc`` is the
-    classifier on globally averaged features.
+    classifier on globally averaged features. ``feature_info`` taps every stage output,
+    ``stage0`` (/2) .. ``stage4`` (/32).
     """
+
+    head_names = ("fc",)
 
     def __init__(
         self,
@@ -54,19 +58,29 @@ class RepVGG(nn.Module):
         c = min(64, int(64 * a))
         self.stage0 = nn.Sequential(RepVGGBlock(in_chans, c, stride=2))  # (B, c, H/2, W/2)
         widths = (int(64 * a), int(128 * a), int(256 * a), int(512 * b))
+        self.feature_info = [feature_entry(c, 2, "stage0")]
         for i, (n, w) in enumerate(zip(depths, widths)):
             blocks = [RepVGGBlock(c, w, stride=2)]  # a stage's first block halves H, W
             blocks += [RepVGGBlock(w, w) for _ in range(n - 1)]
             self.add_module(f"stage{i + 1}", nn.Sequential(*blocks))
             c = w
+            self.feature_info.append(feature_entry(c, 2 ** (i + 2), f"stage{i + 1}"))
         self.num_features = c
         self.fc = nn.Linear(c, num_classes) if num_classes > 0 else nn.Identity()
 
+    def feature_stages(self) -> list[tuple[str, nn.Module]]:
+        """``stage0`` .. ``stage4`` in order."""
+        return [(f"stage{i}", getattr(self, f"stage{i}")) for i in range(5)]
+
+    def forward_intermediates(
+        self, x: torch.Tensor, indices: Sequence[int] | None = None
+    ) -> list[torch.Tensor]:
+        """Maps at ``feature_info[indices]`` (default all), stage i at H / 2^(i+1)."""
+        return stage_features(self, x, indices)
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, in_chans, H, W) -> (B, num_features, H/32, W/32)."""
-        for i in range(5):
-            x = getattr(self, f"stage{i}")(x)
-        return x
+        return self.forward_intermediates(x, [-1])[0]
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """Global average -> fc: (B, C, h, w) -> (B, num_classes)."""
@@ -86,13 +100,17 @@ class RepVGG(nn.Module):
         self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
 
 
-@register_model()
+# The paper: SGD lr 0.1 at batch 256 (cosine), weight decay 1e-4.
+_CFG = {"optimizer": "sgd", "lr": 0.1, "weight_decay": 1e-4}
+
+
+@register_model(default_cfg=_CFG)
 def repvgg_a0(num_classes: int = 1000, in_chans: int = 3, **kw) -> RepVGG:
     """RepVGG-A0 (depths 1-2-4-14-1, a=0.75, b=2.5); 9.11M params training, 8.31M fused."""
     return RepVGG((2, 4, 14, 1), (0.75, 2.5), num_classes=num_classes, in_chans=in_chans, **kw)
 
 
-@register_model()
+@register_model(default_cfg=_CFG)
 def repvgg_b0(num_classes: int = 1000, in_chans: int = 3, **kw) -> RepVGG:
     """RepVGG-B0 (depths 1-4-6-16-1, a=1, b=2.5); 15.82M params training, 14.34M fused."""
     return RepVGG((4, 6, 16, 1), (1.0, 2.5), num_classes=num_classes, in_chans=in_chans, **kw)

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cvcraft.errors import ConfigError
+from cvcraft.models.features import feature_entry, stage_features
 from cvcraft.models.registry import register_model
 from cvcraft.nn.init import init_weights
 from cvcraft.nn.residual import BasicBlock, Bottleneck, conv1x1, conv3x3
@@ -54,7 +55,12 @@ class ResNet(nn.Module):
 
     Shapes (imagenet stem, 224 input): (B, in_chans, 224, 224) -> layer4 (B, 512*e, 7, 7)
     -> avgpool (B, 512*e) -> fc (B, num_classes), e = block expansion.
+
+    ``feature_info`` taps (timm's): the stem after ``relu`` (/2, /1 with the cifar stem),
+    then ``layer1`` .. ``layerK``; ``dilate_resnet`` keeps them at the output stride.
     """
+
+    head_names = ("avgpool", "fc")
 
     def __init__(
         self,
@@ -99,9 +105,13 @@ class ResNet(nn.Module):
         self.relu = nn.ReLU(inplace=True)
 
         in_ch = stem_width
+        stem_red = 2 if stem == "imagenet" else 1  # conv1's stride
+        pooled = stem_red * (2 if stem == "imagenet" else 1)  # after the max-pool
+        self.feature_info = [feature_entry(stem_width, stem_red, "relu")]
         for i, (n, w) in enumerate(zip(layers, widths)):
             stage, in_ch = self._make_stage(block, in_ch, w, n, stride=1 if i == 0 else 2)
             self.add_module(f"layer{i + 1}", stage)
+            self.feature_info.append(feature_entry(in_ch, pooled * 2**i, f"layer{i + 1}"))
         self.num_stages = len(layers)
         self.num_features = in_ch
         self.avgpool = nn.AdaptiveAvgPool2d(1)
@@ -130,12 +140,23 @@ class ResNet(nn.Module):
         ]
         return nn.Sequential(*blocks), out_ch
 
+    def feature_stages(self) -> list[tuple[str, nn.Module]]:
+        """The trunk in order: stem conv, bn, relu, max-pool, then ``layer1..layerK``."""
+        stem = [(n, getattr(self, n)) for n in ("conv1", "bn1", "relu", "maxpool")]
+        return stem + [
+            (f"layer{i}", getattr(self, f"layer{i}")) for i in range(1, self.num_stages + 1)
+        ]
+
+    def forward_intermediates(
+        self, x: torch.Tensor, indices: Sequence[int] | None = None
+    ) -> list[torch.Tensor]:
+        """Maps at ``feature_info[indices]`` (default all): stem (B, stem_width, H/2, W/2),
+        layer1 (H/4), ..., layer4 (B, num_features, H/32, W/32) for the imagenet stem."""
+        return stage_features(self, x, indices)
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, in_chans, H, W) -> last feature map (B, num_features, H/32, W/32) (imagenet stem)."""
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))  # (B, stem_width, H/4, W/4)
-        for i in range(1, self.num_stages + 1):
-            x = getattr(self, f"layer{i}")(x)  # each later stage halves H, W
-        return x
+        return self.forward_intermediates(x, [-1])[0]
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """(B, num_features, h, w) -> (B, num_classes) logits (or pooled features)."""
@@ -180,91 +201,102 @@ def _cifar_resnet(depth: int, num_classes: int, in_chans: int, **kw) -> ResNet:
     )  # fmt: skip
 
 
-@register_model()
+# Recipes: ImageNet, SGD lr 0.1 at batch 256, weight decay 1e-4 (He et al. 2016, torchvision's
+# reference); CIFAR, the same at batch 128 (He et al. 2016, Sec. 4.2) with the data's own stats.
+_CIFAR_CFG = {
+    "mean": "dataset",
+    "std": "dataset",
+    "optimizer": "sgd",
+    "lr": 0.1,
+    "weight_decay": 1e-4,
+}
+
+
+@register_model(tv_twin="resnet18")
 def resnet18(num_classes: int = 1000, in_chans: int = 3, **kw) -> ResNet:
     """ResNet-18 (BasicBlock, 2-2-2-2), torchvision-compatible; 11.7M params."""
     return _resnet(18, num_classes, in_chans, **kw)
 
 
-@register_model()
+@register_model(tv_twin="resnet34")
 def resnet34(num_classes: int = 1000, in_chans: int = 3, **kw) -> ResNet:
     """ResNet-34 (BasicBlock, 3-4-6-3), torchvision-compatible; 21.8M params."""
     return _resnet(34, num_classes, in_chans, **kw)
 
 
-@register_model()
+@register_model(tv_twin="resnet50")
 def resnet50(num_classes: int = 1000, in_chans: int = 3, **kw) -> ResNet:
     """ResNet-50 (Bottleneck, 3-4-6-3), torchvision-compatible; 25.6M params."""
     return _resnet(50, num_classes, in_chans, **kw)
 
 
-@register_model()
+@register_model(tv_twin="resnet101")
 def resnet101(num_classes: int = 1000, in_chans: int = 3, **kw) -> ResNet:
     """ResNet-101 (Bottleneck, 3-4-23-3), torchvision-compatible; 44.5M params."""
     return _resnet(101, num_classes, in_chans, **kw)
 
 
-@register_model()
+@register_model(tv_twin="resnet152")
 def resnet152(num_classes: int = 1000, in_chans: int = 3, **kw) -> ResNet:
     """ResNet-152 (Bottleneck, 3-8-36-3), torchvision-compatible; 60.2M params."""
     return _resnet(152, num_classes, in_chans, **kw)
 
 
-@register_model()
+@register_model(tv_twin="resnext50_32x4d")
 def resnext50_32x4d(num_classes: int = 1000, in_chans: int = 3, **kw) -> ResNet:
     """ResNeXt-50 32x4d (Xie et al. 2017): grouped 3x3 convs, torchvision-compatible."""
     return _resnet(50, num_classes, in_chans, groups=32, base_width=4, **kw)
 
 
-@register_model()
+@register_model(tv_twin="wide_resnet50_2")
 def wide_resnet50_2(num_classes: int = 1000, in_chans: int = 3, **kw) -> ResNet:
     """Wide ResNet-50-2 (Zagoruyko & Komodakis 2016): 2x bottleneck width; torchvision keys."""
     return _resnet(50, num_classes, in_chans, base_width=128, **kw)
 
 
-@register_model()
+@register_model(default_cfg=_CIFAR_CFG)
 def resnet18_cifar(num_classes: int = 10, in_chans: int = 3, **kw) -> ResNet:
     """ResNet-18 with the CIFAR stem (3x3/1 conv1, no max-pool) for 32x32 input."""
     return _resnet(18, num_classes, in_chans, stem="cifar", **kw)
 
 
-@register_model()
+@register_model(default_cfg=_CIFAR_CFG)
 def resnet34_cifar(num_classes: int = 10, in_chans: int = 3, **kw) -> ResNet:
     """ResNet-34 with the CIFAR stem for 32x32 input."""
     return _resnet(34, num_classes, in_chans, stem="cifar", **kw)
 
 
-@register_model()
+@register_model(default_cfg=_CIFAR_CFG)
 def resnet50_cifar(num_classes: int = 10, in_chans: int = 3, **kw) -> ResNet:
     """ResNet-50 with the CIFAR stem for 32x32 input."""
     return _resnet(50, num_classes, in_chans, stem="cifar", **kw)
 
 
-@register_model()
+@register_model(default_cfg=_CIFAR_CFG)
 def resnet20(num_classes: int = 10, in_chans: int = 3, **kw) -> ResNet:
     """He et al. CIFAR ResNet-20 (n=3), option-B shortcuts; 0.27M params."""
     return _cifar_resnet(20, num_classes, in_chans, **kw)
 
 
-@register_model()
+@register_model(default_cfg=_CIFAR_CFG)
 def resnet32(num_classes: int = 10, in_chans: int = 3, **kw) -> ResNet:
     """He et al. CIFAR ResNet-32 (n=5), option-B shortcuts; 0.47M params."""
     return _cifar_resnet(32, num_classes, in_chans, **kw)
 
 
-@register_model()
+@register_model(default_cfg=_CIFAR_CFG)
 def resnet44(num_classes: int = 10, in_chans: int = 3, **kw) -> ResNet:
     """He et al. CIFAR ResNet-44 (n=7), option-B shortcuts; 0.66M params."""
     return _cifar_resnet(44, num_classes, in_chans, **kw)
 
 
-@register_model()
+@register_model(default_cfg=_CIFAR_CFG)
 def resnet56(num_classes: int = 10, in_chans: int = 3, **kw) -> ResNet:
     """He et al. CIFAR ResNet-56 (n=9), option-B shortcuts; 0.86M params."""
     return _cifar_resnet(56, num_classes, in_chans, **kw)
 
 
-@register_model()
+@register_model(default_cfg=_CIFAR_CFG)
 def resnet110(num_classes: int = 10, in_chans: int = 3, **kw) -> ResNet:
     """He et al. CIFAR ResNet-110 (n=18), option-B shortcuts; 1.7M params."""
     return _cifar_resnet(110, num_classes, in_chans, **kw)

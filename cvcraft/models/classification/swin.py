@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cvcraft.errors import ConfigError
+from cvcraft.models.features import feature_entry, resolve_out_indices, run_stages
 from cvcraft.models.registry import register_model
 from cvcraft.nn.drop import DropPath
 from cvcraft.nn.transformer import MLPBlock, WindowAttention
@@ -143,7 +144,11 @@ class SwinTransformer(nn.Module):
 
     Shapes (tiny, 224): (B, 3, 224, 224) -> embed (B, 56, 56, 96) -> stages (B, 28, 28,
     192), (B, 14, 14, 384), (B, 7, 7, 768) -> norm, mean over H, W (B, 768) -> head.
+    ``feature_info`` taps every stage, ``stages.0`` (/P) .. ``stages.K-1`` (/(P 2^(K-1))),
+    returned channels-first (B, C, h, w) for necks; ``forward_features`` stays channels-last.
     """
+
+    head_names = ("norm", "head")
 
     def __init__(
         self,
@@ -170,11 +175,13 @@ class SwinTransformer(nn.Module):
         total = sum(depths)
         rates = [drop_path_rate * i / max(total - 1, 1) for i in range(total)]
         stages, dim, start = [], embed_dim, 0
+        self.feature_info = []
         for i, (d, h) in enumerate(zip(depths, num_heads)):
             out_dim = embed_dim * 2**i
             stages.append(SwinStage(dim, out_dim, d, h, window, i > 0, mlp_ratio,
                                     drop_rate, attn_drop_rate, rates[start:start + d]))  # fmt: skip
             dim, start = out_dim, start + d
+            self.feature_info.append(feature_entry(dim, patch_size * 2**i, f"stages.{i}"))
         self.stages = nn.Sequential(*stages)
         self.num_features = dim
         self.norm = nn.LayerNorm(dim)
@@ -184,6 +191,21 @@ class SwinTransformer(nn.Module):
                 nn.init.trunc_normal_(m.weight, std=0.02)
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
+
+    def feature_stages(self) -> list[tuple[str, nn.Module]]:
+        """``patch_embed``, ``stages.0`` .. ``stages.K-1`` in order (channels-last maps)."""
+        return [("patch_embed", self.patch_embed)] + [
+            (f"stages.{i}", s) for i, s in enumerate(self.stages)
+        ]
+
+    def forward_intermediates(
+        self, x: torch.Tensor, indices: Sequence[int] | None = None
+    ) -> list[torch.Tensor]:
+        """Stage outputs at ``feature_info[indices]`` (default all), channels-first
+        (B, embed_dim 2^i, H / (P 2^i), W / (P 2^i)), before the final norm."""
+        idx = resolve_out_indices(self.feature_info, indices, "SwinTransformer")
+        maps = run_stages(self.feature_stages(), x, [self.feature_info[i]["module"] for i in idx])
+        return [m.permute(0, 3, 1, 2) for m in maps]  # (B, h, w, C) -> (B, C, h, w)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> normalised last-stage map, channels-last (B, H/32, W/32, D)."""
@@ -238,7 +260,17 @@ def from_torchvision_state_dict(sd: dict[str, torch.Tensor]) -> dict[str, torch.
 
 
 # -- registered constructors ------------------------------------------------------------
-@register_model()
+# The paper: AdamW lr 1e-3 at batch 1024, weight decay 0.05.
+_CFG = {"optimizer": "adamw", "lr": 1e-3, "weight_decay": 0.05}
+_SMALL_CFG = {**_CFG, "mean": "dataset", "std": "dataset"}
+
+
+@register_model(
+    aliases=("swin_t",),
+    tv_twin="swin_t",
+    tv_converter=from_torchvision_state_dict,
+    default_cfg=_CFG,
+)
 def swin_tiny_patch4_window7_224(
     num_classes: int = 1000, in_chans: int = 3, **kw
 ) -> SwinTransformer:
@@ -247,7 +279,12 @@ def swin_tiny_patch4_window7_224(
     return SwinTransformer(num_classes, in_chans, 4, 96, (2, 2, 6, 2), (3, 6, 12, 24), 7, **kw)
 
 
-@register_model()
+@register_model(
+    aliases=("swin_s",),
+    tv_twin="swin_s",
+    tv_converter=from_torchvision_state_dict,
+    default_cfg=_CFG,
+)
 def swin_small_patch4_window7_224(
     num_classes: int = 1000, in_chans: int = 3, **kw
 ) -> SwinTransformer:
@@ -256,7 +293,7 @@ def swin_small_patch4_window7_224(
     return SwinTransformer(num_classes, in_chans, 4, 96, (2, 2, 18, 2), (3, 6, 12, 24), 7, **kw)
 
 
-@register_model()
+@register_model(default_cfg=_SMALL_CFG)
 def swin_nano_patch2_window4_32(num_classes: int = 10, in_chans: int = 3, **kw) -> SwinTransformer:
     """Small Swin for 32x32 input: 2x2 patches, 4x4 windows, 64 wide, depths 2-2-2."""
     kw.setdefault("drop_path_rate", 0.1)

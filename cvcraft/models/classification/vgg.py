@@ -17,10 +17,13 @@ Shapes (224 input): (B, 3, 224, 224) -> features (B, 512, 7, 7) -> flatten (B, 2
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
 from cvcraft.errors import ConfigError
+from cvcraft.models.features import feature_entry, stage_features
 from cvcraft.models.registry import register_model
 
 # Conv widths per layer; "M" is a 2x2 max-pool. Keys are the paper's column letters.
@@ -41,7 +44,12 @@ class VGG(nn.Module):
         cfg: a key of :data:`CFGS` ("A", "B", "D", "E") or a list of widths and "M".
         batch_norm: BatchNorm2d after every conv (the ``_bn`` models).
         drop_rate: dropout before the second and third FC layer (0.5 in the paper).
+
+    ``feature_info`` taps (timm's): the ReLU before each max-pool (/1, /2, /4, /8, /16) and
+    the last max-pool (/32), named by their ``features.<i>`` index.
     """
+
+    head_names = ("avgpool", "classifier")
 
     def __init__(
         self,
@@ -61,21 +69,25 @@ class VGG(nn.Module):
         self.num_classes = num_classes
         self.default_input_size = (in_chans, 224, 224)
         layers: list[nn.Module] = []
-        ch = in_chans
+        ch, red = in_chans, 1
+        self.feature_info = []
         for v in cfg:
             if v == "M":
+                self.feature_info.append(feature_entry(ch, red, f"features.{len(layers) - 1}"))
                 layers.append(nn.MaxPool2d(kernel_size=2, stride=2))  # halves H, W
+                red *= 2
                 continue
             layers.append(nn.Conv2d(ch, int(v), kernel_size=3, padding=1))
             if batch_norm:
                 layers.append(nn.BatchNorm2d(int(v)))
             layers.append(nn.ReLU(inplace=True))
             ch = int(v)
+        self.feature_info.append(feature_entry(ch, red, f"features.{len(layers) - 1}"))
         self.features = nn.Sequential(*layers)
-        self.num_features = ch * 7 * 7
+        self.num_features = ch  # channels of forward_features; the classifier sees ch * 7 * 7
         self.avgpool = nn.AdaptiveAvgPool2d((7, 7))
         self.classifier = nn.Sequential(
-            nn.Linear(self.num_features, 4096),
+            nn.Linear(ch * 7 * 7, 4096),
             nn.ReLU(inplace=True),
             nn.Dropout(drop_rate),
             nn.Linear(4096, 4096),
@@ -99,12 +111,24 @@ class VGG(nn.Module):
                 nn.init.normal_(m.weight, 0.0, 0.01)
                 nn.init.zeros_(m.bias)
 
+    def feature_stages(self) -> list[tuple[str, nn.Module]]:
+        """``features.0`` .. ``features.<last>`` in order."""
+        return [(f"features.{i}", m) for i, m in enumerate(self.features)]
+
+    def forward_intermediates(
+        self, x: torch.Tensor, indices: Sequence[int] | None = None
+    ) -> list[torch.Tensor]:
+        """Maps at ``feature_info[indices]`` (default all): (B, 64, H, W) .. (B, 512, H/32, W/32)
+        for the 64..512 VGG widths."""
+        return stage_features(self, x, indices)
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, in_chans, H, W) -> (B, 512, 7, 7) pooled conv features (H, W >= 32)."""
-        return self.avgpool(self.features(x))
+        """(B, in_chans, H, W) -> (B, 512, H/32, W/32) conv features, before the 7x7 pool."""
+        return self.features(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.forward_features(x).flatten(1))  # (B, num_classes)
+        x = self.avgpool(self.forward_features(x)).flatten(1)  # (B, 512 * 7 * 7)
+        return self.classifier(x)  # (B, num_classes)
 
     def get_classifier(self) -> nn.Module:
         """The final linear layer (``classifier[6]``)."""
@@ -120,49 +144,53 @@ def _vgg(depth: int, batch_norm: bool, num_classes: int, in_chans: int, **kw) ->
     return VGG(_DEPTH_CFG[depth], num_classes, in_chans, batch_norm=batch_norm, **kw)
 
 
-@register_model()
+# The paper: SGD lr 0.01 at batch 256, weight decay 5e-4.
+_CFG = {"optimizer": "sgd", "lr": 0.01, "weight_decay": 5e-4}
+
+
+@register_model(tv_twin="vgg11", default_cfg=_CFG)
 def vgg11(num_classes: int = 1000, in_chans: int = 3, **kw) -> VGG:
     """VGG-11 (config A); 132.9M params."""
     return _vgg(11, False, num_classes, in_chans, **kw)
 
 
-@register_model()
+@register_model(tv_twin="vgg11_bn", default_cfg=_CFG)
 def vgg11_bn(num_classes: int = 1000, in_chans: int = 3, **kw) -> VGG:
     """VGG-11 with BatchNorm; 132.9M params."""
     return _vgg(11, True, num_classes, in_chans, **kw)
 
 
-@register_model()
+@register_model(tv_twin="vgg13", default_cfg=_CFG)
 def vgg13(num_classes: int = 1000, in_chans: int = 3, **kw) -> VGG:
     """VGG-13 (config B); 133.0M params."""
     return _vgg(13, False, num_classes, in_chans, **kw)
 
 
-@register_model()
+@register_model(tv_twin="vgg13_bn", default_cfg=_CFG)
 def vgg13_bn(num_classes: int = 1000, in_chans: int = 3, **kw) -> VGG:
     """VGG-13 with BatchNorm; 133.1M params."""
     return _vgg(13, True, num_classes, in_chans, **kw)
 
 
-@register_model()
+@register_model(tv_twin="vgg16", default_cfg=_CFG)
 def vgg16(num_classes: int = 1000, in_chans: int = 3, **kw) -> VGG:
     """VGG-16 (config D); 138.4M params."""
     return _vgg(16, False, num_classes, in_chans, **kw)
 
 
-@register_model()
+@register_model(tv_twin="vgg16_bn", default_cfg=_CFG)
 def vgg16_bn(num_classes: int = 1000, in_chans: int = 3, **kw) -> VGG:
     """VGG-16 with BatchNorm; 138.4M params."""
     return _vgg(16, True, num_classes, in_chans, **kw)
 
 
-@register_model()
+@register_model(tv_twin="vgg19", default_cfg=_CFG)
 def vgg19(num_classes: int = 1000, in_chans: int = 3, **kw) -> VGG:
     """VGG-19 (config E); 143.7M params."""
     return _vgg(19, False, num_classes, in_chans, **kw)
 
 
-@register_model()
+@register_model(tv_twin="vgg19_bn", default_cfg=_CFG)
 def vgg19_bn(num_classes: int = 1000, in_chans: int = 3, **kw) -> VGG:
     """VGG-19 with BatchNorm; 143.7M params."""
     return _vgg(19, True, num_classes, in_chans, **kw)

@@ -22,11 +22,13 @@ of the patch size.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 
 from cvcraft.errors import ConfigError
+from cvcraft.models.features import feature_entry, resolve_out_indices, run_stages
 from cvcraft.models.registry import register_model
 from cvcraft.nn.transformer import LearnedPositionEmbedding, TransformerEncoderBlock
 
@@ -44,7 +46,11 @@ class VisionTransformer(nn.Module):
 
     Shapes (base, 224): (B, 3, 224, 224) -> patches (B, 196, 768) -> + cls (B, 197, 768)
     -> blocks (B, 197, 768) -> norm, cls token (B, 768) -> head (B, num_classes).
+    ``feature_info`` taps every block ``blocks.i`` at stride P; ``forward_intermediates``
+    returns its patch tokens as a map (B, D, H/P, W/P), class token dropped (timm's choice).
     """
+
+    head_names = ("norm", "head")
 
     def __init__(
         self,
@@ -84,6 +90,9 @@ class VisionTransformer(nn.Module):
         ])  # fmt: skip
         self.norm = nn.LayerNorm(embed_dim, eps=norm_eps)
         self.head = nn.Linear(embed_dim, num_classes) if num_classes > 0 else nn.Identity()
+        self.feature_info = [
+            feature_entry(embed_dim, patch_size, f"blocks.{i}") for i in range(depth)
+        ]
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -99,8 +108,8 @@ class VisionTransformer(nn.Module):
         nn.init.zeros_(self.patch_embed.bias)
         nn.init.trunc_normal_(self.cls_token, std=0.02)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C, H, W) -> token states after the final norm (B, 1 + H/P * W/P, D)."""
+    def _tokens(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+        """(B, C, H, W) -> embedded tokens with class token and positions (B, 1 + gh gw, D)."""
         B, _, H, W = x.shape
         if H % self.patch_size or W % self.patch_size:
             raise ConfigError(
@@ -111,9 +120,28 @@ class VisionTransformer(nn.Module):
         grid = (x.shape[2], x.shape[3])
         x = x.flatten(2).transpose(1, 2)  # (B, gh*gw, D): row-major patches
         x = torch.cat([self.cls_token.expand(B, -1, -1), x], dim=1)  # (B, 1 + gh*gw, D)
-        x = self.pos_drop(self.pos_embed(x, grid))
-        x = self.blocks(x)
-        return self.norm(x)
+        return self.pos_drop(self.pos_embed(x, grid)), grid
+
+    def feature_stages(self) -> list[tuple[str, nn.Module]]:
+        """The encoder blocks ``blocks.0`` .. ``blocks.L-1`` in order (on token sequences)."""
+        return [(f"blocks.{i}", b) for i, b in enumerate(self.blocks)]
+
+    def forward_intermediates(
+        self, x: torch.Tensor, indices: Sequence[int] | None = None
+    ) -> list[torch.Tensor]:
+        """Patch tokens after ``blocks[i]`` for i in ``indices`` (default all) as maps
+        (B, D, H/P, W/P), without the final norm."""
+        idx = resolve_out_indices(self.feature_info, indices, "VisionTransformer")
+        tokens, (gh, gw) = self._tokens(x)
+        outs = run_stages(
+            self.feature_stages(), tokens, [self.feature_info[i]["module"] for i in idx]
+        )
+        return [t[:, 1:].transpose(1, 2).unflatten(2, (gh, gw)) for t in outs]  # (B, D, gh, gw)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> token states after the final norm (B, 1 + H/P * W/P, D)."""
+        x, _ = self._tokens(x)
+        return self.norm(self.blocks(x))
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """(B, N, D) tokens -> (B, num_classes) from the class token."""
@@ -180,25 +208,35 @@ def _vit(size: str, patch: int, img: int, num_classes: int, in_chans: int, **kw)
     )
 
 
-@register_model()
+# DeiT's recipe for ViTs trained on ImageNet alone: AdamW lr 5e-4 at batch 512, decay 0.05.
+_CFG = {"optimizer": "adamw", "lr": 5e-4, "weight_decay": 0.05}
+_SMALL_CFG = {**_CFG, "mean": "dataset", "std": "dataset"}
+
+
+@register_model(default_cfg=_CFG)
 def vit_tiny_patch16_224(num_classes: int = 1000, in_chans: int = 3, **kw) -> VisionTransformer:
     """ViT-Ti/16 (192 wide, 12 blocks, 3 heads); 5.7M params, 1.3 GMACs at 224."""
     return _vit("tiny", 16, 224, num_classes, in_chans, **kw)
 
 
-@register_model()
+@register_model(default_cfg=_CFG)
 def vit_small_patch16_224(num_classes: int = 1000, in_chans: int = 3, **kw) -> VisionTransformer:
     """ViT-S/16 (384 wide, 12 blocks, 6 heads); 22M params, 4.6 GMACs at 224."""
     return _vit("small", 16, 224, num_classes, in_chans, **kw)
 
 
-@register_model()
+@register_model(
+    aliases=("vit_b_16",),
+    tv_twin="vit_b_16",
+    tv_converter=from_torchvision_state_dict,
+    default_cfg=_CFG,
+)
 def vit_base_patch16_224(num_classes: int = 1000, in_chans: int = 3, **kw) -> VisionTransformer:
     """ViT-B/16 (768 wide, 12 blocks, 12 heads); 86.6M params = torchvision ``vit_b_16``."""
     return _vit("base", 16, 224, num_classes, in_chans, **kw)
 
 
-@register_model()
+@register_model(default_cfg=_SMALL_CFG)
 def vit_tiny_patch4_32(num_classes: int = 10, in_chans: int = 3, **kw) -> VisionTransformer:
     """ViT-Ti with 4x4 patches for 32x32 (CIFAR) input: 64 patch tokens + class token."""
     return _vit("tiny", 4, 32, num_classes, in_chans, **kw)

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from cvcraft.errors import CheckpointError
+from cvcraft.models.weights import checkpoint_weights
 
 __all__ = ["BackboneLoadReport", "backbone_prefix", "load_backbone_state"]
 
@@ -55,16 +56,6 @@ def backbone_prefix(detector: nn.Module) -> str:
     return fn() if callable(fn) else "backbone"
 
 
-def _weights(state: dict[str, Any]) -> dict[str, torch.Tensor]:
-    """A bare state dict, or the weights inside a cvcraft checkpoint (its EMA when present)."""
-    if isinstance(state.get("model"), dict):
-        state = state["ema"] if isinstance(state.get("ema"), dict) else state["model"]
-    sd = {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
-    if sd and all(k.startswith("module.") for k in sd):  # saved from a DDP wrapper
-        sd = {k[len("module.") :]: v for k, v in sd.items()}
-    return sd
-
-
 def load_backbone_state(
     detector: nn.Module,
     state_dict: dict[str, Any],
@@ -86,7 +77,7 @@ def load_backbone_state(
         raise CheckpointError(
             f"{type(detector).__name__} has no module {prefix!r} (its backbone prefix)"
         ) from None
-    sd = _weights(state_dict)
+    sd = checkpoint_weights(state_dict)
     own = backbone.state_dict()
     report = BackboneLoadReport(prefix)
     mismatched = [

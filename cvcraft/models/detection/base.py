@@ -16,6 +16,8 @@ A detector is an ``nn.Module`` with three entry points:
 
 Class attributes a task reads: ``num_classes``, ``default_input_size`` (C, H, W), ``stride``
 (the largest output stride; input sides must be multiples of it).
+
+``valid_targets`` drops degenerate boxes from targets before any detector's loss.
 """
 
 from __future__ import annotations
@@ -27,6 +29,17 @@ from torch import nn
 
 Target = dict[str, torch.Tensor]
 Detections = list[dict[str, torch.Tensor]]
+
+
+def valid_targets(targets: list[Target], min_size: float = 1e-3) -> list[Target]:
+    """Targets without degenerate boxes (a side below ``min_size`` px), which would give
+    log(0) box targets and IoU-0 matches; shared by the detectors' losses."""
+    out = []
+    for t in targets:  # one dict per image; the boxes inside are filtered vectorised
+        wh = t["boxes"][:, 2:] - t["boxes"][:, :2]
+        keep = (wh >= min_size).all(1)
+        out.append({**t, "boxes": t["boxes"][keep], "labels": t["labels"][keep]})
+    return out
 
 
 class Detector(nn.Module):

@@ -8,8 +8,9 @@ classifies it into C + 1 classes (0 = background) with class-specific box refine
 
 Pieces, each reused from ``cvcraft.ops``:
 
-- FPN: 1x1 lateral convs on C2..C5, top-down nearest upsampling + add, 3x3 output convs,
-  and P6 = stride-2 subsampling of P5 (for the RPN's largest anchors only).
+- FPN (``cvcraft.models.necks.FPN``) on the trunk's ``layer1..layer4`` maps (its
+  ``forward_intermediates``): 1x1 laterals, top-down nearest upsampling + add, 3x3 output
+  convs, and P6 = stride-2 subsampling of P5 (for the RPN's largest anchors only).
 - Anchors: one size per level (32, 64, 128, 256, 512 px on P2..P6) x ratios (0.5, 1, 2),
   ``generate_anchors`` + ``grid_anchors`` (torchvision's ``AnchorGenerator`` values/order).
 - RPN training: ``max_iou_assign`` (IoU >= 0.7 positive, < 0.3 negative, every gt keeps its
@@ -32,7 +33,6 @@ resizing that torchvision's ``GeneralizedRCNNTransform`` does inside the model.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -43,14 +43,15 @@ from torch import nn
 from cvcraft.errors import ConfigError
 from cvcraft.losses.box import smooth_l1_loss
 from cvcraft.models.classification.resnet import ResNet
-from cvcraft.models.detection.base import Detections, Detector, Target
-from cvcraft.models.detection.yolov1 import multiclass_nms, valid_targets
-from cvcraft.models.registry import MODELS, register_model
+from cvcraft.models.detection.base import Detections, Detector, Target, valid_targets
+from cvcraft.models.necks.fpn import FPN
+from cvcraft.models.registry import IMAGENET_MEAN, IMAGENET_STD, MODELS, register_model
+from cvcraft.models.weights import rename_keys
 from cvcraft.ops.anchors import generate_anchors, grid_anchors
 from cvcraft.ops.assigners import max_iou_assign
 from cvcraft.ops.boxes import clip_boxes
 from cvcraft.ops.coders import DeltaCoder
-from cvcraft.ops.nms import batched_nms
+from cvcraft.ops.nms import batched_nms, multiclass_nms
 from cvcraft.ops.roi import multiscale_roi_align
 
 __all__ = [
@@ -86,36 +87,6 @@ def balanced_sample(
     return pos, neg
 
 
-class FPN(nn.Module):
-    """Feature Pyramid Network top-down path (Lin et al. 2017).
-
-    ``P_i = out_i(lat_i(C_i) + up(P'_{i+1}))`` with 1x1 laterals, nearest 2x upsampling to
-    C_i's size and 3x3 output convs; ``extra_pool`` adds P6 = P5 subsampled by 2 (kernel 1).
-    [(B, c_i, H_i, W_i)] -> [(B, out_ch, H_i, W_i)] (+ P6).
-    """
-
-    def __init__(self, in_channels: Sequence[int], out_ch: int = 256, extra_pool: bool = True):
-        super().__init__()
-        self.lateral = nn.ModuleList(nn.Conv2d(c, out_ch, 1) for c in in_channels)
-        self.output = nn.ModuleList(nn.Conv2d(out_ch, out_ch, 3, padding=1) for _ in in_channels)
-        self.extra_pool = extra_pool
-        for m in self.modules():  # a = 1 Kaiming uniform, zero bias (FPN's usual init)
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_uniform_(m.weight, a=1)
-                nn.init.zeros_(m.bias)
-
-    def forward(self, feats: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-        top = self.lateral[-1](feats[-1])
-        outs = [self.output[-1](top)]
-        for i in range(len(feats) - 2, -1, -1):
-            lat = self.lateral[i](feats[i])
-            top = lat + F.interpolate(top, size=lat.shape[-2:], mode="nearest")
-            outs.insert(0, self.output[i](top))
-        if self.extra_pool:
-            outs.append(F.max_pool2d(outs[-1], 1, 2, 0))
-        return outs
-
-
 class ResNetFPN(nn.Module):
     """ResNet trunk (``body``, a classifier without its fc) + ``FPN`` on layer1..layer4."""
 
@@ -125,19 +96,13 @@ class ResNetFPN(nn.Module):
             raise ConfigError(f"Faster R-CNN: ResNet depth must be one of {DEPTHS}, got {depth}")
         body = MODELS.get(f"resnet{depth}")(num_classes=0, in_chans=in_chans, **resnet_kw)
         self.body: ResNet = body
-        chans = [getattr(self.body, f"layer{i}")[-1].last_bn().num_features for i in range(1, 5)]
+        chans = [f["num_chs"] for f in self.body.feature_info[1:5]]  # layer1..layer4
         self.fpn = FPN(chans, fpn_channels)
         self.out_channels = fpn_channels
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         """(B, 3, H, W) -> [P2 .. P6], strides 4 .. 64, each (B, fpn_channels, ., .)."""
-        b = self.body
-        x = b.maxpool(b.relu(b.bn1(b.conv1(x))))
-        feats = []
-        for i in range(1, 5):
-            x = getattr(b, f"layer{i}")(x)
-            feats.append(x)
-        return self.fpn(feats)
+        return self.fpn(self.body.forward_intermediates(x, (1, 2, 3, 4)))  # C2..C5 -> P2..P6
 
 
 class RPNHead(nn.Module):
@@ -185,6 +150,9 @@ class FasterRCNN(Detector):
     ``box_deltas`` (sum R, 4 (C+1)), ``image_size`` (H, W) and, when it sampled RoIs against
     targets (training), ``roi_labels`` / ``roi_targets``.
     """
+
+    # the class-count-dependent layers: re-initialised when weights come from another num_classes
+    head_names = ("cls_score", "bbox_pred")
 
     def __init__(
         self,
@@ -441,25 +409,30 @@ def from_torchvision_state_dict(sd: dict[str, torch.Tensor]) -> dict[str, torch.
         (r"^roi_heads\.box_head\.(fc6|fc7)\.", r"\1."),
         (r"^roi_heads\.box_predictor\.", ""),
     ]
-    out = {}
-    for k, v in sd.items():
-        for pat, rep in rules:
-            k = re.sub(pat, rep, k)
-        out[k] = v
-    return out
+    return rename_keys(sd, rules)
 
 
 def _fasterrcnn(depth: int, num_classes: int, in_chans: int, **kw: Any) -> FasterRCNN:
     return FasterRCNN(num_classes=num_classes, in_chans=in_chans, depth=depth, **kw)
 
 
-@register_model()
+# torchvision's detection reference: SGD lr 0.02 at batch 16, weight decay 1e-4, inputs
+# normalized with the ImageNet statistics its trunk was trained with.
+_CFG = {"mean": IMAGENET_MEAN, "std": IMAGENET_STD, "optimizer": "sgd", "lr": 0.02,
+        "weight_decay": 1e-4}  # fmt: skip
+
+
+@register_model(
+    tv_twin="fasterrcnn_resnet50_fpn",
+    tv_converter=from_torchvision_state_dict,
+    default_cfg=_CFG,
+)
 def fasterrcnn_resnet50_fpn(num_classes: int = 90, in_chans: int = 3, **kw: Any) -> FasterRCNN:
     """Faster R-CNN, ResNet-50-FPN, torchvision's layout and defaults (41.3M params at C=90)."""
     return _fasterrcnn(50, num_classes, in_chans, **kw)
 
 
-@register_model()
+@register_model(default_cfg=_CFG)
 def fasterrcnn_resnet18_fpn(num_classes: int = 90, in_chans: int = 3, **kw: Any) -> FasterRCNN:
     """CPU-sized Faster R-CNN: ResNet-18 trunk, 128-channel FPN, 512-wide head, 512 input."""
     kw.setdefault("fpn_channels", 128)

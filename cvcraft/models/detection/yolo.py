@@ -38,7 +38,7 @@ from cvcraft.models.detection.yolo_loss import YoloLoss
 from cvcraft.models.registry import register_model
 from cvcraft.nn.conv import ConvBNAct
 from cvcraft.nn.pool import SPPF
-from cvcraft.ops.nms import batched_nms
+from cvcraft.ops.nms import multiclass_nms
 
 __all__ = ["C2f", "SCALES", "YOLO", "YoloScale"]
 
@@ -267,18 +267,10 @@ class YOLO(Detector):
         """Threshold every (cell, class) score at ``conf`` (multi-label: a cell may report
         several classes), keep the best ``max_candidates``, class-aware greedy NMS."""
         boxes, scores = self.decode(outputs)
-        results = []
-        for b, s in zip(boxes, scores):  # one image at a time: NMS is per image
-            cell, label = torch.nonzero(s > conf, as_tuple=True)
-            sc = s[cell, label]
-            if len(sc) > max_candidates:
-                sc, top = sc.topk(max_candidates)
-                cell, label = cell[top], label[top]
-            res = batched_nms(b[cell], sc, label, iou, max_det=max_det)
-            results.append(
-                {"boxes": res.boxes, "scores": res.scores, "labels": label[res.keep].long()}
-            )
-        return results
+        return [
+            multiclass_nms(b, s, conf, iou, max_det, pre_nms_top_k=max_candidates)
+            for b, s in zip(boxes, scores)  # one image at a time: NMS is per image
+        ]
 
 
 def _yolo(scale: str, num_classes: int, in_chans: int, **kw: Any) -> YOLO:

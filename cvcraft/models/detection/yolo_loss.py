@@ -2,8 +2,7 @@
 
 Everything is vectorized over the batch: targets are padded to (B, M_max) with a validity
 mask, and the assignment is one set of (B, N, M) tensor ops instead of a loop over images
-(:func:`batched_task_aligned_assign` reproduces the per-image
-:func:`cvcraft.ops.assigners.task_aligned_assign` exactly; the test checks it image by image).
+(:func:`cvcraft.ops.assigners.batched_task_aligned_assign`).
 
 Loss, normalized by S = sum of the alignment targets over the batch (so it is a mean per
 matched object, independent of batch size and image count):
@@ -27,13 +26,9 @@ from torch import nn
 from cvcraft.errors import ConfigError
 from cvcraft.losses.box import distribution_focal_loss, iou_loss
 from cvcraft.models.detection.yolo_coder import encode_ltrb, yolo_decode
-from cvcraft.ops.boxes import elementwise_iou
+from cvcraft.ops.assigners import batched_task_aligned_assign
 
-__all__ = [
-    "YoloLoss",
-    "batched_task_aligned_assign",
-    "pad_targets",
-]
+__all__ = ["YoloLoss", "pad_targets"]
 
 
 def pad_targets(
@@ -58,59 +53,6 @@ def pad_targets(
         labels[i, :k] = t["labels"].to(device)
         mask[i, :k] = True
     return boxes, labels, mask
-
-
-@torch.no_grad()
-def batched_task_aligned_assign(
-    pred_scores: torch.Tensor,
-    pred_boxes: torch.Tensor,
-    anchor_points: torch.Tensor,
-    gt_boxes: torch.Tensor,
-    gt_labels: torch.Tensor,
-    gt_mask: torch.Tensor,
-    topk: int = 10,
-    alpha: float = 0.5,
-    beta: float = 6.0,
-    eps: float = 1e-9,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Task-aligned assignment (TOOD) for a whole padded batch; the rules are those of
-    :func:`cvcraft.ops.assigners.task_aligned_assign`: t = s^alpha u^beta for anchors strictly
-    inside the gt, each gt takes its top-k anchors with t > 0, conflicts go to the highest-IoU
-    gt, and targets t_hat = t / max_pos(t) * max_pos(u) per gt.
-
-    pred_scores (B, N, C) probabilities, pred_boxes (B, N, 4), anchor_points (N, 2),
-    gt_boxes (B, M, 4), gt_labels (B, M), gt_mask (B, M) ->
-    gt_index (B, N) int64 (-1 = background), score_targets (B, N).
-    """
-    b, n, _ = pred_boxes.shape
-    m = gt_boxes.shape[1]
-    if m == 0:
-        return (
-            torch.full((b, n), -1, dtype=torch.int64, device=pred_boxes.device),
-            pred_boxes.new_zeros(b, n),
-        )
-    lt = anchor_points[None, :, None] - gt_boxes[:, None, :, :2]  # (B, N, M, 2)
-    rb = gt_boxes[:, None, :, 2:] - anchor_points[None, :, None]
-    inside = (torch.minimum(lt.amin(-1), rb.amin(-1)) > 0) & gt_mask[:, None, :]  # (B, N, M)
-    # IoU and alignment only where they can be non-zero: the anchor-in-gt pairs are a small
-    # fraction of B x N x M, which keeps time and memory flat at 640 px with many objects
-    bi, ni, mi = inside.nonzero(as_tuple=True)
-    iou = pred_boxes.new_zeros(b, n, m)
-    metric = pred_boxes.new_zeros(b, n, m)
-    pair_iou = elementwise_iou(pred_boxes[bi, ni], gt_boxes[bi, mi]).clamp(min=0)
-    pair_score = pred_scores[bi, ni, gt_labels[bi, mi]].to(pair_iou.dtype)
-    iou[bi, ni, mi] = pair_iou
-    metric[bi, ni, mi] = pair_score.pow(alpha) * pair_iou.pow(beta)
-    top = metric.topk(min(topk, n), dim=1).indices  # (B, k, M)
-    pos = torch.zeros_like(inside).scatter_(1, top, True) & inside & (metric > 0)
-    multi = pos.sum(2) > 1  # anchors claimed by several gts keep the highest-IoU one
-    best = torch.where(pos, iou, iou.new_full((), -1.0)).argmax(2)  # (B, N)
-    one = torch.zeros_like(pos).scatter_(2, best[..., None], True)
-    pos = torch.where(multi[..., None], one, pos)
-    gt_index = torch.where(pos.any(2), pos.to(torch.uint8).argmax(2), -1)  # (B, N)
-    metric_pos, iou_pos = metric * pos, iou * pos
-    scale = iou_pos.amax(1, keepdim=True) / (metric_pos.amax(1, keepdim=True) + eps)  # (B,1,M)
-    return gt_index, (metric_pos * scale).amax(2)
 
 
 class YoloLoss(nn.Module):
@@ -156,7 +98,7 @@ class YoloLoss(nn.Module):
                 f"classes; set num_classes to the dataset's class count"
             )
         pred_boxes = yolo_decode(box_logits, anchors, strides)  # (B, N, 4) pixels
-        gt_index, t_hat = batched_task_aligned_assign(
+        gt_index, t_hat, _ = batched_task_aligned_assign(
             cls_logits.detach().sigmoid(),
             pred_boxes.detach(),
             anchors,

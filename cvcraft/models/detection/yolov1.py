@@ -23,8 +23,8 @@ S x S, so any input size works; the paper trained a 24-layer Darknet at 448. Out
 sigmoid-squashed (x, y, sqrt w, sqrt h, conf in [0, 1]) -- the paper's linear outputs
 diverge easily without its ImageNet pre-training -- and class scores are a softmax.
 
-``multiclass_nms`` (score threshold + class-aware NMS + max_det) is the post-processing step
-shared by the detectors in this package.
+Post-processing is ``cvcraft.ops.nms.multiclass_nms`` (score threshold + class-aware NMS +
+max_det), shared by the detectors in this package.
 """
 
 from __future__ import annotations
@@ -36,55 +36,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from cvcraft.errors import ConfigError
-from cvcraft.models.detection.base import Detections, Detector, Target
+from cvcraft.models.detection.base import Detections, Detector, Target, valid_targets
 from cvcraft.models.registry import MODELS, register_model
-from cvcraft.ops.boxes import clip_boxes, elementwise_iou
-from cvcraft.ops.nms import batched_nms
+from cvcraft.ops.boxes import elementwise_iou
+from cvcraft.ops.nms import multiclass_nms
 from cvcraft.structures import cxcywh_to_xyxy
 
-__all__ = ["YOLOv1", "multiclass_nms", "valid_targets", "yolov1", "yolov1_decode", "yolov1_encode"]
-
-
-def valid_targets(targets: list[Target], min_size: float = 1e-3) -> list[Target]:
-    """Targets without degenerate boxes (a side below ``min_size`` px), which would give
-    log(0) box targets and IoU-0 matches; shared by the detectors' losses."""
-    out = []
-    for t in targets:
-        wh = t["boxes"][:, 2:] - t["boxes"][:, :2]
-        keep = (wh >= min_size).all(1)
-        out.append({**t, "boxes": t["boxes"][keep], "labels": t["labels"][keep]})
-    return out
-
-
-def multiclass_nms(
-    boxes: torch.Tensor,
-    scores: torch.Tensor,
-    conf: float,
-    iou: float,
-    max_det: int,
-    image_size: tuple[int, int] | None = None,
-    pre_nms_top_k: int = 10_000,
-    min_size: float = 0.0,
-) -> dict[str, torch.Tensor]:
-    """One image's detections from per-class scores: threshold, class-aware NMS, cap.
-
-    ``boxes`` (N, 4) shared by all classes or (N, C, 4) one per class (Fast R-CNN);
-    ``scores`` (N, C). Every (box, class) pair scoring above ``conf`` is a candidate (so one
-    box may be reported for two classes, as in torchvision/ultralytics multi-label mode);
-    boxes are clipped to ``image_size`` (H, W) when given, then boxes with a side below
-    ``min_size`` pixels are dropped. Returns ``{"boxes" (K, 4),
-    "scores" (K,), "labels" (K,) int64}`` sorted by score.
-    """
-    idx, cls = torch.nonzero(scores > conf, as_tuple=True)  # (P,), (P,)
-    s = scores[idx, cls]
-    b = boxes[idx, cls] if boxes.ndim == 3 else boxes[idx]  # (P, 4)
-    if image_size is not None:
-        b = clip_boxes(b, image_size[0], image_size[1])
-    if min_size > 0:
-        big = ((b[:, 2:] - b[:, :2]) >= min_size).all(1)
-        b, s, cls = b[big], s[big], cls[big]
-    res = batched_nms(b, s, cls, iou, max_det=max_det, top_k=pre_nms_top_k)
-    return {"boxes": res.boxes, "scores": res.scores, "labels": cls[res.keep].to(torch.int64)}
+__all__ = ["YOLOv1", "yolov1", "yolov1_decode", "yolov1_encode"]
 
 
 def yolov1_encode(
@@ -251,7 +209,10 @@ class YOLOv1(Detector):
         return [multiclass_nms(b, sc, conf, iou, max_det, size) for b, sc in zip(boxes, scores)]
 
 
-@register_model()
+@register_model(
+    # the paper: SGD (momentum 0.9) at 1e-3 warming up to 1e-2, weight decay 5e-4
+    default_cfg={"optimizer": "sgd", "lr": 1e-3, "weight_decay": 5e-4}
+)
 def yolov1(num_classes: int = 20, in_chans: int = 3, **kw) -> YOLOv1:
     """YOLOv1 (S=7, B=2) on a ResNet-18 trunk, 448 input; ``backbone=`` picks another trunk."""
     return YOLOv1(num_classes=num_classes, in_chans=in_chans, **kw)

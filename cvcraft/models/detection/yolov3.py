@@ -38,12 +38,12 @@ from torch.nn.utils.rnn import pad_sequence
 
 from cvcraft.errors import ConfigError
 from cvcraft.models.classification.darknet import Darknet, darknet_conv
-from cvcraft.models.detection.base import Detections, Detector, Target
-from cvcraft.models.detection.yolov1 import multiclass_nms, valid_targets
+from cvcraft.models.detection.base import Detections, Detector, Target, valid_targets
 from cvcraft.models.registry import register_model
 from cvcraft.ops.anchors import wh_iou
 from cvcraft.ops.boxes import pairwise_iou
 from cvcraft.ops.coders import YoloGridCoder
+from cvcraft.ops.nms import multiclass_nms
 
 __all__ = ["COCO_ANCHORS", "YOLOv3", "assign_yolov3", "yolov3", "yolov3_tiny"]
 

@@ -26,7 +26,7 @@ W/8) -> logits (B, K, H/8, W/8) -> bilinear (B, K, H, W).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -34,14 +34,16 @@ from torch import Tensor, nn
 
 from cvcraft.errors import ConfigError
 from cvcraft.models.registry import register_model
-from cvcraft.models.segmentation.encoders import resnet_backbone, resnet_channels, resnet_features
+from cvcraft.models.segmentation.encoders import resnet_backbone
 from cvcraft.models.segmentation.heads import (
     FCNHead,
     aux_logits,
+    fcn_head_tv_rules,
     is_exporting,
     resize,
     seg_outputs,
 )
+from cvcraft.models.weights import rename_keys
 from cvcraft.nn.conv import ConvBNAct, DepthwiseSeparableConv
 from cvcraft.nn.pool import ASPP
 
@@ -193,6 +195,9 @@ class DeepLabV3(nn.Module):
         separable: depthwise-separable ASPP branches.
     """
 
+    # the class-count-dependent layers: re-initialised when weights come from another num_classes
+    head_names = ("classifier.2", "aux_classifier.2")
+
     def __init__(
         self,
         num_classes: int = 21,
@@ -208,7 +213,7 @@ class DeepLabV3(nn.Module):
         self.num_classes = num_classes
         self.default_input_size = (in_chans, 520, 520)
         self.backbone = resnet_backbone(backbone, in_chans, output_stride)
-        ch = resnet_channels(self.backbone)
+        ch = [f["num_chs"] for f in self.backbone.feature_info]
         rates = _rates(rates, output_stride)
         self.classifier = nn.Sequential(
             make_aspp(ch[-1], aspp_channels, rates, separable),
@@ -218,7 +223,7 @@ class DeepLabV3(nn.Module):
         self.aux_classifier = FCNHead(ch[-2], num_classes) if aux else None
 
     def forward(self, x: Tensor) -> Tensor | tuple[Tensor, list[Tensor]]:
-        feats = resnet_features(self.backbone, x)
+        feats = self.backbone.forward_intermediates(x)
         main = self.classifier(feats[-1])  # (B, K, H/os, W/os)
         aux = aux_logits(self.aux_classifier, feats[-2], self.training)
         return seg_outputs(self.training, main, aux, x.shape[-2:])
@@ -262,7 +267,7 @@ class DeepLabV3Plus(nn.Module):
         self.num_classes = num_classes
         self.default_input_size = (in_chans, 512, 512)
         self.backbone = resnet_backbone(backbone, in_chans, output_stride)
-        ch = resnet_channels(self.backbone)
+        ch = [f["num_chs"] for f in self.backbone.feature_info]
         c = aspp_channels
         self.align_corners = align_corners
 
@@ -287,7 +292,7 @@ class DeepLabV3Plus(nn.Module):
         return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=True)
 
     def forward(self, x: Tensor) -> Tensor | tuple[Tensor, list[Tensor]]:
-        feats = resnet_features(self.backbone, x)
+        feats = self.backbone.forward_intermediates(x)
         low = self.low_level(feats[1])  # (B, 48, H/4, W/4)
         y = self._up(self.aspp(feats[-1]), low.shape[-2:])  # (B, 256, H/4, W/4)
         y = self.head(self.decoder(torch.cat([y, low], dim=1)))  # (B, K, H/4, W/4)
@@ -304,37 +309,70 @@ def _v3plus(depth: int, num_classes: int, in_chans: int, **kw) -> DeepLabV3Plus:
     return DeepLabV3Plus(num_classes, in_chans, backbone=f"resnet{depth}", **kw)
 
 
-@register_model()
+# torchvision's DeepLabHead is flat: (ASPP 0, conv 1, BN 2, ReLU 3, conv 4); ours regroups conv
+# + BN into ConvBNAct (classifier.1) and the ASPP branches likewise.
+_TV_RULES = [
+    (r"^(classifier\.0\.convs\.[0-3])\.0\.", r"\1.conv."),
+    (r"^(classifier\.0\.convs\.[0-3])\.1\.", r"\1.bn."),
+    (r"^classifier\.0\.convs\.4\.1\.", "classifier.0.convs.4.1.conv."),
+    (r"^classifier\.0\.convs\.4\.2\.", "classifier.0.convs.4.1.bn."),
+    (r"^classifier\.0\.project\.0\.", "classifier.0.project.0.conv."),
+    (r"^classifier\.0\.project\.1\.", "classifier.0.project.0.bn."),
+    (r"^classifier\.1\.", "classifier.1.conv."),
+    (r"^classifier\.2\.", "classifier.1.bn."),
+    (r"^classifier\.4\.", "classifier.2."),
+]
+
+
+def from_torchvision_state_dict(sd: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """Rename a torchvision ``deeplabv3_resnet50/101`` state_dict to ours: backbone keys are
+    equal; the ASPP head and the auxiliary FCN head regroup conv + BN."""
+    return rename_keys(sd, _TV_RULES + fcn_head_tv_rules("aux_classifier"))
+
+
+# torchvision's segmentation reference: SGD lr 0.02 at batch 32, weight decay 1e-4.
+_CFG = {"optimizer": "sgd", "lr": 0.02, "weight_decay": 1e-4}
+
+
+@register_model(default_cfg=_CFG)
 def deeplabv3_resnet18(num_classes: int = 21, in_chans: int = 3, **kw) -> DeepLabV3:
     """DeepLabV3, dilated ResNet-18 (os 8), ASPP 256."""
     return _v3(18, num_classes, in_chans, **kw)
 
 
-@register_model()
+@register_model(
+    tv_twin="deeplabv3_resnet50",
+    tv_converter=from_torchvision_state_dict,
+    default_cfg=_CFG,
+)
 def deeplabv3_resnet50(num_classes: int = 21, in_chans: int = 3, **kw) -> DeepLabV3:
     """DeepLabV3, dilated ResNet-50 (os 8); torchvision ``deeplabv3_resnet50`` layout."""
     return _v3(50, num_classes, in_chans, **kw)
 
 
-@register_model()
+@register_model(
+    tv_twin="deeplabv3_resnet101",
+    tv_converter=from_torchvision_state_dict,
+    default_cfg=_CFG,
+)
 def deeplabv3_resnet101(num_classes: int = 21, in_chans: int = 3, **kw) -> DeepLabV3:
     """DeepLabV3, dilated ResNet-101 (os 8); torchvision ``deeplabv3_resnet101`` layout."""
     return _v3(101, num_classes, in_chans, **kw)
 
 
-@register_model()
+@register_model(default_cfg=_CFG)
 def deeplabv3plus_resnet18(num_classes: int = 21, in_chans: int = 3, **kw) -> DeepLabV3Plus:
     """DeepLabV3+, dilated ResNet-18 (os 16)."""
     return _v3plus(18, num_classes, in_chans, **kw)
 
 
-@register_model()
+@register_model(default_cfg=_CFG)
 def deeplabv3plus_resnet50(num_classes: int = 21, in_chans: int = 3, **kw) -> DeepLabV3Plus:
     """DeepLabV3+, dilated ResNet-50 (os 16)."""
     return _v3plus(50, num_classes, in_chans, **kw)
 
 
-@register_model()
+@register_model(default_cfg=_CFG)
 def deeplabv3plus_resnet101(num_classes: int = 21, in_chans: int = 3, **kw) -> DeepLabV3Plus:
     """DeepLabV3+, dilated ResNet-101 (os 16)."""
     return _v3plus(101, num_classes, in_chans, **kw)

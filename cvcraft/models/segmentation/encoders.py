@@ -5,14 +5,16 @@
   (Chen et al. 2017, DeepLab): the map stays at 1/16 or 1/8 while each 3x3 conv keeps its
   receptive field. The module keeps torchvision's names (``conv1``, ``layer1``...), so a
   segmentation model holding it as ``backbone`` has torchvision's ``backbone.*`` keys.
-- ``resnet_features``: the five feature maps (strides 2, 4, 8, 16, 32 at output stride 32).
+  Its five feature maps (stem, layer1..layer4; strides 2, 4, 8, 16, 32 at output stride 32)
+  come from the ResNet's own ``forward_intermediates`` / ``feature_info``
+  (:mod:`cvcraft.models.features`), which ``dilate_resnet`` keeps in step with the dilation.
 - ``vgg_features``: the ``features`` stack of a zoo VGG (FCN, SegNet).
 """
 
 from __future__ import annotations
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from cvcraft.errors import ConfigError
 from cvcraft.models.classification.resnet import ResNet
@@ -48,6 +50,8 @@ def dilate_resnet(net: ResNet, output_stride: int) -> ResNet:
             else:
                 m.dilation, m.padding = (dilation, dilation), (dilation, dilation)
     net.output_stride = output_stride
+    for info in net.feature_info:  # dilated stages stay at the output stride
+        info["reduction"] = min(info["reduction"], output_stride)
     return net
 
 
@@ -57,27 +61,6 @@ def resnet_backbone(name: str = "resnet50", in_chans: int = 3, output_stride: in
     if not isinstance(net, ResNet):
         raise ConfigError(f"backbone {name!r} is not a ResNet; use resnet18/34/50/101/152")
     return dilate_resnet(net, output_stride)
-
-
-def resnet_channels(net: ResNet) -> list[int]:
-    """Channels of the five maps ``resnet_features`` returns (stem, layer1..layer4)."""
-    stages = [getattr(net, f"layer{i}") for i in range(1, net.num_stages + 1)]
-    return [net.bn1.num_features] + [s[-1].last_bn().num_features for s in stages]
-
-
-def resnet_features(net: ResNet, x: Tensor, stages: int | None = None) -> list[Tensor]:
-    """[stem (B, 64, H/2, W/2), layer1 (H/4), layer2 (H/8), layer3, layer4] for an imagenet stem.
-
-    With dilation the last maps stay at ``net.output_stride``; ``stages`` stops after
-    ``layer<stages>`` (a pruned decoder needs no deeper maps).
-    """
-    x = net.relu(net.bn1(net.conv1(x)))  # (B, 64, H/2, W/2)
-    feats = [x]
-    x = net.maxpool(x)  # (B, 64, H/4, W/4)
-    for i in range(1, (net.num_stages if stages is None else stages) + 1):
-        x = getattr(net, f"layer{i}")(x)
-        feats.append(x)
-    return feats
 
 
 def vgg_features(
@@ -101,7 +84,5 @@ __all__ = [
     "OUTPUT_STRIDES",
     "dilate_resnet",
     "resnet_backbone",
-    "resnet_channels",
-    "resnet_features",
     "vgg_features",
 ]

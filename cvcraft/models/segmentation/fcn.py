@@ -25,6 +25,8 @@ Shapes (VGG-16, H, W multiples of 32): pool3 (B, 256, H/8), pool4 (B, 512, H/16)
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -34,11 +36,10 @@ from cvcraft.models.classification.vgg import VGG
 from cvcraft.models.registry import register_model
 from cvcraft.models.segmentation.encoders import (
     resnet_backbone,
-    resnet_channels,
-    resnet_features,
     vgg_features,
 )
-from cvcraft.models.segmentation.heads import FCNHead, aux_logits, seg_outputs
+from cvcraft.models.segmentation.heads import FCNHead, aux_logits, fcn_head_tv_rules, seg_outputs
+from cvcraft.models.weights import rename_keys
 from cvcraft.nn.conv import transposed_conv
 
 STRIDES = (32, 16, 8)
@@ -155,6 +156,9 @@ class FCNResNet(nn.Module):
     (B, 3, H, W) -> layer4 (B, 2048, H/8, W/8) -> (B, K, H/8, W/8) -> (B, K, H, W).
     """
 
+    # the class-count-dependent layers: re-initialised when weights come from another num_classes
+    head_names = ("classifier.2", "aux_classifier.2")
+
     def __init__(
         self,
         num_classes: int = 21,
@@ -167,14 +171,24 @@ class FCNResNet(nn.Module):
         self.num_classes = num_classes
         self.default_input_size = (in_chans, 520, 520)
         self.backbone = resnet_backbone(backbone, in_chans, output_stride)
-        ch = resnet_channels(self.backbone)
+        ch = [f["num_chs"] for f in self.backbone.feature_info]
         self.classifier = FCNHead(ch[-1], num_classes)
         self.aux_classifier = FCNHead(ch[-2], num_classes) if aux else None
 
     def forward(self, x: Tensor) -> Tensor | tuple[Tensor, list[Tensor]]:
-        feats = resnet_features(self.backbone, x)
+        feats = self.backbone.forward_intermediates(x)
         aux = aux_logits(self.aux_classifier, feats[-2], self.training)
         return seg_outputs(self.training, self.classifier(feats[-1]), aux, x.shape[-2:])
+
+
+def from_torchvision_state_dict(sd: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """Rename a torchvision ``fcn_resnet50/101`` state_dict to ours: the backbone keys are
+    equal; both FCN heads regroup conv + BN (``fcn_head_tv_rules``)."""
+    return rename_keys(sd, fcn_head_tv_rules("classifier") + fcn_head_tv_rules("aux_classifier"))
+
+
+# torchvision's segmentation reference: SGD lr 0.02 at batch 32, weight decay 1e-4.
+_CFG = {"optimizer": "sgd", "lr": 0.02, "weight_decay": 1e-4}
 
 
 @register_model()
@@ -195,13 +209,21 @@ def fcn8s(num_classes: int = 21, in_chans: int = 3, **kw) -> FCN:
     return FCN(num_classes, in_chans, stride=8, **kw)
 
 
-@register_model()
+@register_model(
+    tv_twin="fcn_resnet50",
+    tv_converter=from_torchvision_state_dict,
+    default_cfg=_CFG,
+)
 def fcn_resnet50(num_classes: int = 21, in_chans: int = 3, **kw) -> FCNResNet:
     """FCN head on a dilated ResNet-50 (os 8); torchvision ``fcn_resnet50`` layout."""
     return FCNResNet(num_classes, in_chans, backbone="resnet50", **kw)
 
 
-@register_model()
+@register_model(
+    tv_twin="fcn_resnet101",
+    tv_converter=from_torchvision_state_dict,
+    default_cfg=_CFG,
+)
 def fcn_resnet101(num_classes: int = 21, in_chans: int = 3, **kw) -> FCNResNet:
     """FCN head on a dilated ResNet-101 (os 8); torchvision ``fcn_resnet101`` layout."""
     return FCNResNet(num_classes, in_chans, backbone="resnet101", **kw)

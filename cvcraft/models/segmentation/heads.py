@@ -9,10 +9,12 @@
   step aside then).
 - ``seg_outputs``: resize logits to the input size and apply the train/eval contract:
   training with auxiliary heads -> ``(main, [aux, ...])``, otherwise ``main`` alone.
+- ``fcn_head_tv_rules``: key renames from torchvision's flat FCNHead to ours.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import torch
@@ -42,6 +44,18 @@ class FCNHead(nn.Sequential):
         super().__init__(
             ConvBNAct(in_ch, mid, 3), nn.Dropout(dropout), nn.Conv2d(mid, num_classes, 1)
         )
+
+
+def fcn_head_tv_rules(prefix: str) -> list[tuple[str, str]]:
+    """Regex renames of a torchvision ``FCNHead`` under ``prefix`` to ours: its flat
+    (conv 0, BN 1, ReLU 2, dropout 3, conv 4) becomes (ConvBNAct 0 = conv + bn, dropout 1,
+    conv 2)."""
+    p = re.escape(prefix)
+    return [
+        (rf"^{p}\.0\.weight$", f"{prefix}.0.conv.weight"),
+        (rf"^{p}\.1\.", f"{prefix}.0.bn."),
+        (rf"^{p}\.4\.", f"{prefix}.2."),
+    ]
 
 
 def aux_logits(head: nn.Module | None, feat: Tensor, training: bool) -> list[Tensor]:
@@ -77,4 +91,12 @@ def seg_outputs(
     return main, [resize(a, size) for a in aux]
 
 
-__all__ = ["FCNHead", "aux_logits", "check_min_size", "is_exporting", "resize", "seg_outputs"]
+__all__ = [
+    "FCNHead",
+    "aux_logits",
+    "fcn_head_tv_rules",
+    "check_min_size",
+    "is_exporting",
+    "resize",
+    "seg_outputs",
+]

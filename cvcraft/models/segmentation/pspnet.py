@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from cvcraft.errors import ConfigError
 from cvcraft.models.registry import register_model
-from cvcraft.models.segmentation.encoders import resnet_backbone, resnet_channels, resnet_features
+from cvcraft.models.segmentation.encoders import resnet_backbone
 from cvcraft.models.segmentation.heads import (
     FCNHead,
     aux_logits,
@@ -78,7 +78,7 @@ class PSPNet(nn.Module):
         self.num_classes = num_classes
         self.default_input_size = (in_chans, 473, 473)
         self.backbone = resnet_backbone(backbone, in_chans, output_stride)
-        ch = resnet_channels(self.backbone)
+        ch = [f["num_chs"] for f in self.backbone.feature_info]
         self.ppm = PyramidPooling(ch[-1], bins)
         self.head = nn.Sequential(
             ConvBNAct(self.ppm.out_channels, head_channels, 3),
@@ -88,7 +88,7 @@ class PSPNet(nn.Module):
         self.aux_classifier = FCNHead(ch[-2], num_classes) if aux else None
 
     def forward(self, x: Tensor) -> Tensor | tuple[Tensor, list[Tensor]]:
-        feats = resnet_features(self.backbone, x)
+        feats = self.backbone.forward_intermediates(x)
         main = self.head(self.ppm(feats[-1]))  # (B, K, H/os, W/os)
         aux = aux_logits(self.aux_classifier, feats[-2], self.training)
         return seg_outputs(self.training, main, aux, x.shape[-2:])

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from cvcraft.errors import ConfigError
 from cvcraft.models.registry import register_model
-from cvcraft.models.segmentation.encoders import resnet_backbone, resnet_channels, resnet_features
+from cvcraft.models.segmentation.encoders import resnet_backbone
 from cvcraft.models.segmentation.heads import check_min_size
 from cvcraft.nn.conv import ConvBNAct, transposed_conv
 
@@ -128,7 +128,7 @@ class UNet(nn.Module):
             ins, skips, outs = widths[:0:-1], widths[-2::-1], widths[-2::-1]
         else:
             self.backbone = resnet_backbone(encoder, in_chans)
-            enc = resnet_channels(self.backbone)  # [64, l1, l2, l3, l4], strides 2..32
+            enc = [f["num_chs"] for f in self.backbone.feature_info]  # [64, l1..l4], /2../32
             if len(decoder_channels) != len(enc):
                 raise ConfigError(
                     f"UNet decoder_channels needs {len(enc)} entries, got {decoder_channels}"
@@ -143,7 +143,7 @@ class UNet(nn.Module):
     def encode(self, x: Tensor) -> list[Tensor]:
         """Encoder maps, shallowest first."""
         if self.backbone is not None:
-            return resnet_features(self.backbone, x)  # strides 2, 4, 8, 16, 32
+            return self.backbone.forward_intermediates(x)  # strides 2, 4, 8, 16, 32
         check_min_size(x, 2 ** len(self.downs), "unet")
         feats = [self.inc(x)]  # (B, base, H, W)
         for down in self.downs:

@@ -40,7 +40,7 @@ from torch import Tensor, nn
 
 from cvcraft.errors import ConfigError
 from cvcraft.models.registry import register_model
-from cvcraft.models.segmentation.encoders import resnet_backbone, resnet_channels, resnet_features
+from cvcraft.models.segmentation.encoders import resnet_backbone
 from cvcraft.models.segmentation.heads import (
     check_min_size,
     is_exporting,
@@ -168,7 +168,7 @@ class UNetPlusPlus(nn.Module):
             )
         else:
             self.backbone = resnet_backbone(encoder, in_chans)
-            widths = resnet_channels(self.backbone)
+            widths = [f["num_chs"] for f in self.backbone.feature_info]
             depth = len(widths) - 1
         self.depth, self.deep_supervision, self.ensemble = depth, deep_supervision, ensemble
         if (prune_level is not None or ensemble) and not deep_supervision:
@@ -241,7 +241,7 @@ class UNetPlusPlus(nn.Module):
         self._check_prune()
         level = self.depth if self.training or self.prune_level is None else self.prune_level
         if self.backbone is not None:
-            enc = resnet_features(self.backbone, x, stages=level)  # strides 2, 4, ..
+            enc = self.backbone.forward_intermediates(x, range(level + 1))  # strides 2, 4, ..
         else:
             check_min_size(x, 2**level, "unet_pp")
             enc = [self.enc[0](x)]  # (B, base, H, W)
@@ -278,7 +278,7 @@ def smp_unetplusplus_state_dict(
     if model.backbone is None or model.final is None or model.up_mode == "transposed":
         raise ConfigError("smp_unetplusplus_state_dict needs a ResNet encoder and SMP_UNETPLUSPLUS")
     d = model.depth
-    widths = resnet_channels(model.backbone)
+    widths = [f["num_chs"] for f in model.backbone.feature_info]
     node = {f"x_{d - i - j}_{d - 1 - i}": (i, j) for i, j in _keys(d)}
     # smp's Conv2dReLU is (conv, norm, relu) -> our ConvBNAct (conv, bn, act).
     sub = {"conv1.0": "0.conv", "conv1.1": "0.bn", "conv2.0": "1.conv", "conv2.1": "1.bn"}

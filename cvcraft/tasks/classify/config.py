@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path  # noqa: F401  (used by some checks)
+from typing import ClassVar
 
 from cvcraft.engine.config import TrainConfig, _opt
 from cvcraft.errors import ConfigError
@@ -11,7 +11,11 @@ from cvcraft.errors import ConfigError
 
 @dataclass
 class ClassifyConfig(TrainConfig):
-    """Image classification keys."""
+    """Image classification keys. Mixup/CutMix are batch-level here (timm's recipe): their
+    Beta alphas are ``mixup_alpha``/``cutmix_alpha`` and ``mix_prob`` is how often a batch is
+    mixed, so ``mixup`` means "a probability" in no task and "an alpha" in another."""
+
+    renamed: ClassVar[dict[str, str]] = {"mixup": "mixup_alpha", "cutmix": "cutmix_alpha"}
 
     normalize: str = _opt(
         "zscore",
@@ -39,8 +43,8 @@ class ClassifyConfig(TrainConfig):
     erasing: float = _opt(0.0, "random erasing probability (Zhong et al. 2020)")
     in_chans: int = _opt(3, "input channels of the model")
     model_kwargs: dict = _opt({}, "extra model options, e.g. {drop_rate: 0.2, hidden: [256]}")
-    mixup: float = _opt(0.0, "Mixup alpha (Beta(alpha, alpha)); 0 = off")
-    cutmix: float = _opt(0.0, "CutMix alpha; 0 = off")
+    mixup_alpha: float = _opt(0.0, "Mixup alpha (Beta(alpha, alpha)); 0 = off")
+    cutmix_alpha: float = _opt(0.0, "CutMix alpha; 0 = off")
     mix_prob: float = _opt(1.0, "probability a batch is mixed (when mixup or cutmix is on)")
     mix_switch: float = _opt(0.5, "with both on: probability of CutMix instead of Mixup")
     sampler: str = _opt(
@@ -58,7 +62,7 @@ class ClassifyConfig(TrainConfig):
                 raise ConfigError(f"{k}={getattr(self, k)} must be in [0, 1]")
         if self.crop not in ("auto", "rrc", "pad", "none"):
             raise ConfigError(f"crop={self.crop!r} must be one of auto, rrc, pad, none")
-        for k in ("mixup", "cutmix"):
+        for k in ("mixup_alpha", "cutmix_alpha"):
             if getattr(self, k) < 0:
                 raise ConfigError(f"{k}={getattr(self, k)} must be >= 0 (0 = off)")
         for k in ("mix_prob", "mix_switch"):

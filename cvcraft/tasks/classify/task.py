@@ -29,11 +29,12 @@ from cvcraft.data.sampling import (
     class_weights,
     label_distribution,
 )
+from cvcraft.data.stats_cache import cached_stats
 from cvcraft.engine import distributed as ddp
 from cvcraft.engine.device import autocast, select_device
 from cvcraft.engine.evaluation import run_evaluation
 from cvcraft.engine.optim import unwrap_model
-from cvcraft.errors import CheckpointError, ConfigError, DataError
+from cvcraft.errors import ConfigError, DataError
 from cvcraft.losses import build_loss
 from cvcraft.losses.classification import deep_supervision_loss
 from cvcraft.metrics.classification import ClassificationMetrics
@@ -45,7 +46,6 @@ from cvcraft.transforms import build_transforms as build_pipeline
 from cvcraft.transforms import default_classify_transforms
 from cvcraft.transforms.mix import MixupCutmix
 from cvcraft.transforms.normalize import IMAGENET_STATS, STATS_SAMPLES, Preprocess
-from cvcraft.transforms.stats_cache import cached_stats
 from cvcraft.viz.plots import plot_confusion_matrix, plot_curves, plot_prediction_grid
 
 AUX_LOSS_WEIGHT = 0.3  # each auxiliary head's loss weight when a model does not say
@@ -106,7 +106,7 @@ def build_criterion(cfg: ClassifyConfig, labels: np.ndarray, num_classes: int) -
 def uses_soft_targets(cfg: ClassifyConfig) -> bool:
     """Mixup/CutMix on, or focal loss with label smoothing (focal has no smoothing option, so
     the smoothed targets are made up front)."""
-    mixing = (cfg.mixup > 0 or cfg.cutmix > 0) and cfg.mix_prob > 0
+    mixing = (cfg.mixup_alpha > 0 or cfg.cutmix_alpha > 0) and cfg.mix_prob > 0
     return mixing or (cfg.loss == "focal" and cfg.label_smoothing > 0)
 
 
@@ -126,14 +126,13 @@ class ClassifyTask(BaseTask):
     # -- setup
     def setup(self, trainer: Any) -> None:
         cfg = self.cfg
-        splits = load_splits(cfg)
+        splits = self.load_splits()
         val = splits.val
         train = take_fraction(splits.train, cfg.fraction, cfg.seed, len(splits.classes))
         self.classes = list(splits.classes)
         resume = self.check_resume(trainer)
         self.stats = self._stats(train, trainer.out, resume)
         self.train_data, self.val_data = train, val
-        ds_val = ClassifyDataset(val, build_transforms(cfg, False), seed=cfg.seed)
         world, rank = ddp.world_size(), ddp.rank()
         if cfg.sampler != "random" and rank == 0:
             report = label_distribution(train.labels, self.classes)
@@ -154,9 +153,7 @@ class ClassifyTask(BaseTask):
                 f"{cfg.data}: {len(train)} training images is fewer than batch={cfg.batch}; "
                 "lower batch="
             )
-        self.val_loader = build_loader(
-            ds_val, cfg.batch, shuffle=False, workers=cfg.workers, seed=cfg.seed
-        )
+        self.val_loader = self.build_val_loader(splits)
         self.device = trainer.device
         model = build_classifier(
             cfg.model, len(self.classes), cfg.in_chans, cfg.imgsz, cfg.model_kwargs
@@ -166,11 +163,30 @@ class ClassifyTask(BaseTask):
         self.criterion = build_criterion(cfg, train.labels, len(self.classes)).to(trainer.device)
         self.soft_targets = uses_soft_targets(cfg)
         self.mix = MixupCutmix(
-            len(self.classes), cfg.mixup, cfg.cutmix, cfg.mix_prob, cfg.mix_switch,
+            len(self.classes), cfg.mixup_alpha, cfg.cutmix_alpha, cfg.mix_prob, cfg.mix_switch,
             cfg.label_smoothing,
         )  # fmt: skip
         self.channels_last = cfg.channels_last
         self.write_classes(trainer.out)
+
+    def load_splits(self) -> Any:
+        return load_splits(self.cfg)
+
+    def build_val_loader(self, splits: Any) -> Any:
+        cfg = self.cfg
+        ds = ClassifyDataset(splits.val, build_transforms(cfg, False), seed=cfg.seed)
+        return build_loader(ds, cfg.batch, shuffle=False, workers=cfg.workers, seed=cfg.seed)
+
+    def apply_checkpoint(self, state: dict[str, Any]) -> None:
+        super().apply_checkpoint(state)
+        self.stats = state.get("norm_stats")
+        mode = state.get("normalize", "none")
+        self.pre = Preprocess(self.stats, mode, state["in_chans"]).to(self.device)
+        self.channels_last = False
+
+    def val_plots(self, out: Path, model: nn.Module, metrics: dict[str, Any]) -> None:
+        write_plots(out, [], metrics, model, self.val_data, self.pre, self.classes, self.device,
+                    build_transforms(self.cfg, False))  # fmt: skip
 
     def _stats(self, train: Any, out: Path, resume: dict[str, Any] | None) -> dict[str, Any] | None:
         mode = self.cfg.normalize
@@ -382,36 +398,6 @@ def build_classifier(
     return create_model(name, num_classes=num_classes, in_chans=in_chans, **kw)
 
 
-def validate_classifier(cfg: ClassifyConfig, out: Path) -> dict[str, Any]:
-    """``cvcraft val classify``: evaluate a checkpoint on the val split of ``data``."""
-    device = select_device(cfg.device)
-    model, state = ClassifyTask.load_model(cfg.weights, device)
-    splits = load_splits(cfg)
-    if list(splits.classes) != list(state["classes"]):
-        raise CheckpointError(
-            f"{cfg.weights} was trained on {state['num_classes']} classes "
-            f"{state['classes'][:10]}..., but {cfg.data} has {len(splits.classes)} classes "
-            f"{list(splits.classes)[:10]}...; "
-            "evaluate on data with the same classes"
-        )
-    imgsz = int(state.get("imgsz", cfg.imgsz))
-    cfg.imgsz = imgsz
-    pre = Preprocess(state.get("norm_stats"), state.get("normalize", "none"), state["in_chans"]).to(
-        device
-    )
-    tf = build_transforms(cfg, False)
-    ds = ClassifyDataset(splits.val, tf, seed=cfg.seed)
-    loader = build_loader(ds, cfg.batch, shuffle=False, workers=cfg.workers, seed=cfg.seed)
-    metrics = evaluate_classifier(
-        model, loader, pre, state["num_classes"], device, amp=cfg.amp, topk=cfg.topk
-    )
-    metrics["weights"] = str(cfg.weights)
-    metrics["images"] = len(splits.val)
-    if cfg.plots:
-        write_plots(out, [], metrics, model, splits.val, pre, list(state["classes"]), device, tf)
-    return metrics
-
-
 @torch.no_grad()
 def predict_classifier(cfg: ClassifyConfig, out: Path) -> list[dict[str, Any]]:
     """``cvcraft predict classify``: top-k classes for every image in ``source``."""
@@ -455,7 +441,6 @@ def predict_classifier(cfg: ClassifyConfig, out: Path) -> list[dict[str, Any]]:
     return results
 
 
-ClassifyTask.validate = staticmethod(validate_classifier)  # type: ignore[attr-defined]
 ClassifyTask.predict = staticmethod(predict_classifier)  # type: ignore[attr-defined]
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path  # noqa: F401  (used by some checks)
+from pathlib import Path
 from typing import ClassVar
 
 from cvcraft.engine.config import TrainConfig, _opt
@@ -78,7 +78,6 @@ class DetectConfig(TrainConfig):
         if self.backbone_weights and not Path(self.backbone_weights).is_file():
             raise ConfigError(f"backbone_weights={self.backbone_weights}: no such file")
         if self.augment:  # fail now, not in a worker: build the spec once
-            from cvcraft.data.detection_dataset import sized_spec
-            from cvcraft.transforms.mosaic import split_pipeline
+            from cvcraft.transforms.pipelines import sized_spec, split_pipeline
 
             split_pipeline(sized_spec(self.augment, self.imgsz), "augment")

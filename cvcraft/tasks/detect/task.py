@@ -1,6 +1,6 @@
 """Object detection as a Trainer task, plus its val and predict entry points.
 
-Data flow: reader (COCO / YOLO / VOC / shapes) -> ``DetectionDataset`` (Mosaic, affine,
+Data flow: reader (COCO / YOLO / VOC / shapes) -> ``detection_dataset`` (Mosaic, affine,
 MixUp, HSV, flips on uint8 HWC with a per-item generator) -> ``collate_detect`` (uint8 NCHW
 + per-image targets) -> device -> float 0-1 -> detector. Any registered detector keeps the
 contract in ``models/detection/base.py`` (forward / loss / postprocess), so this file trains
@@ -25,12 +25,12 @@ import torchvision
 from torch import nn
 
 from cvcraft.data import build_loader, read_image
+from cvcraft.data.collate import collate_detect
 from cvcraft.data.detection_dataset import (
     DetectAugment,
-    DetectionDataset,
     batch_targets,
     coco_ground_truth,
-    collate_detect,
+    detection_dataset,
     load_detection_splits,
 )
 from cvcraft.data.io import list_images
@@ -39,7 +39,7 @@ from cvcraft.engine.device import autocast, select_device
 from cvcraft.engine.evaluation import run_evaluation
 from cvcraft.engine.optim import unwrap_model
 from cvcraft.engine.trainer import weights_of
-from cvcraft.errors import CheckpointError, ConfigError, DataError
+from cvcraft.errors import ConfigError, DataError
 from cvcraft.metrics.coco import SUMMARY_KEYS as COCO_KEYS
 from cvcraft.metrics.coco import COCOEvaluator
 from cvcraft.metrics.detection_confusion import DetectionConfusionMatrix
@@ -118,15 +118,7 @@ class DetectTask(BaseTask):
     # -- setup
     def setup(self, trainer: Any) -> None:
         cfg = self.cfg
-        splits = load_detection_splits(
-            cfg.data,
-            imgsz=cfg.imgsz,
-            val_fraction=cfg.val_fraction,
-            seed=cfg.seed,
-            fraction=cfg.fraction,
-        )
-        for note in splits.notes:
-            print(f"data: {note}")
+        splits = self.load_splits()
         self.classes, self.category_ids = splits.classes, splits.category_ids
         if cfg.classes and [str(c) for c in cfg.classes] != self.classes:
             raise ConfigError(
@@ -143,7 +135,7 @@ class DetectTask(BaseTask):
         )  # fmt: skip
         # Mosaic is off for the last close_mosaic epochs; the dataset reads the epoch from
         # each item's key, so persistent workers need no message to switch.
-        self.train_ds = DetectionDataset(
+        self.train_ds = detection_dataset(
             splits.train,
             cfg.imgsz,
             aug,
@@ -160,8 +152,7 @@ class DetectTask(BaseTask):
                 f"{cfg.data}: {len(splits.train)} training images is fewer than "
                 f"batch={cfg.batch}; lower batch="
             )
-        self.val_loader = self._val_loader(splits.val)
-        self.gt = coco_ground_truth(splits.val, self.category_ids)
+        self.val_loader = self.build_val_loader(splits)
         self.device = trainer.device
         model = build_detector(cfg.model, len(self.classes), cfg.model_kwargs)
         if cfg.backbone_weights and resume is None:
@@ -179,12 +170,31 @@ class DetectTask(BaseTask):
         if cfg.plots:
             write_detection_plots(out / "plots", labels_of=splits.train, classes=self.classes)
 
-    def _val_loader(self, data: Any) -> Any:
-        ds = DetectionDataset(data, self.cfg.imgsz, None, seed=self.cfg.seed)
+    def load_splits(self) -> Any:
+        cfg = self.cfg
+        splits = load_detection_splits(cfg.data, imgsz=cfg.imgsz, val_fraction=cfg.val_fraction,
+                                       seed=cfg.seed, fraction=cfg.fraction)  # fmt: skip
+        for note in splits.notes:
+            print(f"data: {note}")
+        return splits
+
+    def build_val_loader(self, splits: Any) -> Any:
+        """Letterboxed val images, and the COCO ground truth they are scored against."""
+        self.gt = coco_ground_truth(splits.val, splits.category_ids)
+        ds = detection_dataset(splits.val, self.cfg.imgsz, None, seed=self.cfg.seed)
         return build_loader(
             ds, self.cfg.batch, shuffle=False, workers=self.cfg.workers, seed=self.cfg.seed,
             collate_fn=collate_detect,
         )  # fmt: skip
+
+    def val_plots(self, out: Path, model: nn.Module, metrics: dict[str, Any]) -> None:
+        write_detection_plots(
+            out / "plots",
+            metrics=self.last_eval,  # with the precision arrays (PR curves)
+            classes=self.classes,
+            labels_of=self.val_data,
+            grid=prediction_grid(model, self.val_data, self.cfg, self.device),
+        )
 
     def on_epoch_start(self, trainer: Any, epoch: int) -> None:
         """Reset the per-epoch loss parts; say when Mosaic switches off (close_mosaic)."""
@@ -415,42 +425,6 @@ def prediction_grid(
     return grid
 
 
-def validate_detector(cfg: DetectConfig, out: Path) -> dict[str, Any]:
-    """``cvcraft val detect``: COCO metrics of ``weights`` on the val split of ``data``."""
-    device = select_device(cfg.device)
-    model, state = DetectTask.load_model(cfg.weights, device)
-    cfg.imgsz = int(state.get("imgsz", cfg.imgsz))
-    splits = load_detection_splits(
-        cfg.data, imgsz=cfg.imgsz, val_fraction=cfg.val_fraction, seed=cfg.seed
-    )
-    for note in splits.notes:
-        print(f"data: {note}")
-    if list(splits.classes) != list(state["classes"]):
-        raise CheckpointError(
-            f"{cfg.weights} was trained on classes {state['classes'][:10]}, but {cfg.data} has "
-            f"{list(splits.classes)[:10]}; evaluate on data with the same classes"
-        )
-    ds = DetectionDataset(splits.val, cfg.imgsz, None, seed=cfg.seed)
-    loader = build_loader(
-        ds, cfg.batch, shuffle=False, workers=cfg.workers, seed=cfg.seed, collate_fn=collate_detect
-    )
-    gt = coco_ground_truth(splits.val, splits.category_ids)
-    metrics = evaluate_detector(
-        model, loader, gt, splits.val, device, cfg, num_classes=len(splits.classes)
-    )
-    metrics["weights"] = str(cfg.weights)
-    metrics["images"] = len(splits.val)
-    if cfg.plots:
-        write_detection_plots(
-            out / "plots",
-            metrics=metrics,
-            classes=splits.classes,
-            labels_of=splits.val,
-            grid=prediction_grid(model, splits.val, cfg, device),
-        )
-    return without_arrays(metrics)
-
-
 @torch.no_grad()
 def predict_detector(cfg: DetectConfig, out: Path) -> list[dict[str, Any]]:
     """``cvcraft predict detect``: boxes for every image in ``source``.
@@ -525,7 +499,6 @@ def _unique_name(path: Path, used: set[str]) -> str:
     return name
 
 
-DetectTask.validate = staticmethod(validate_detector)  # type: ignore[attr-defined]
 DetectTask.predict = staticmethod(predict_detector)  # type: ignore[attr-defined]
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path  # noqa: F401  (used by some checks)
 
 from cvcraft.engine.config import TrainConfig, _opt
 from cvcraft.errors import ConfigError
@@ -50,8 +49,7 @@ class SegmentConfig(TrainConfig):
 
     def check(self) -> None:
         if self.augment:  # fail now, not in a worker: build the spec once
-            from cvcraft.data.detection_dataset import sized_spec
-            from cvcraft.transforms.mosaic import split_pipeline
+            from cvcraft.transforms.pipelines import sized_spec, split_pipeline
 
             split_pipeline(sized_spec(self.augment, self.imgsz), "augment")
         for k in ("hflip", "vflip", "mosaic", "copy_paste", "alpha"):

@@ -1,6 +1,6 @@
 """Semantic segmentation as a Trainer task, plus its val and predict entry points.
 
-Data flow: reader -> ``SegmentDataset`` (optional Mosaic, then scale / crop / flip / HSV on
+Data flow: reader -> ``segment_dataset`` (optional Mosaic, then scale / crop / flip / HSV on
 uint8 HWC with the mask following every geometric op, nearest, 255 fill) -> collate (pads to
 the batch's largest image, mask padding 255) -> device -> float + normalization -> model.
 
@@ -23,18 +23,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cvcraft.data.detection_dataset import sized_spec
+from cvcraft.data.collate import collate_segment
 from cvcraft.data.io import list_images, read_image, write_image
 from cvcraft.data.loader import build_loader
-from cvcraft.data.segmentation import (
-    SegmentDataset,
-    SegSplits,
-    collate_segment,
-    load_segmentation,
-)
+from cvcraft.data.segmentation import SegSplits, load_segmentation, segment_dataset
 from cvcraft.engine.device import autocast, select_device
 from cvcraft.engine.evaluation import run_evaluation
-from cvcraft.errors import CheckpointError, ConfigError, DataError
+from cvcraft.errors import ConfigError, DataError
 from cvcraft.losses.segmentation import build_segmentation_loss
 from cvcraft.metrics.segmentation import SegmentationMetrics
 from cvcraft.models import create_model
@@ -50,8 +45,8 @@ from cvcraft.transforms.geometric import (
     Resize,
     VerticalFlip,
 )
-from cvcraft.transforms.mosaic import split_pipeline
 from cvcraft.transforms.normalize import IMAGENET_STATS, STATS_SAMPLES, Preprocess, compute_stats
+from cvcraft.transforms.pipelines import sized_spec, split_pipeline
 from cvcraft.viz.plots import plot_confusion_matrix, plot_curves
 from cvcraft.viz.segmentation import overlay_mask, plot_segmentation_grid
 
@@ -290,10 +285,9 @@ class SegmentTask(BaseTask):
             if self.stats is not None:
                 (Path(trainer.out) / "norm_stats.json").write_text(json.dumps(self.stats, indent=1))
         self.train_data, self.val_data = train, val
-        ds_train = SegmentDataset(
+        ds_train = segment_dataset(
             train, build_transforms(cfg, True), cfg.seed, multi_sample_transforms(cfg)
         )
-        ds_val = SegmentDataset(val, build_transforms(cfg, False), cfg.seed)
         trainer.train_loader = build_loader(
             ds_train, cfg.batch, shuffle=True, workers=cfg.workers, seed=cfg.seed,
             drop_last=True, collate_fn=collate_segment,
@@ -303,10 +297,7 @@ class SegmentTask(BaseTask):
                 f"{cfg.data}: {len(train)} training images is fewer than batch={cfg.batch}; "
                 "lower batch="
             )
-        self.val_loader = build_loader(
-            ds_val, cfg.batch, shuffle=False, workers=cfg.workers, seed=cfg.seed,
-            collate_fn=collate_segment,
-        )  # fmt: skip
+        self.val_loader = self.build_val_loader(splits)
         self.device = trainer.device
         model = build_segmenter(cfg.model, k, cfg.in_chans, cfg.model_kwargs)
         trainer.model = model.to(trainer.device)
@@ -319,6 +310,30 @@ class SegmentTask(BaseTask):
             focal_gamma=cfg.focal_gamma,
         ).to(trainer.device)
         self.write_classes(trainer.out)
+
+    def load_splits(self) -> Any:
+        return load_splits(self.cfg)
+
+    def build_val_loader(self, splits: Any) -> Any:
+        cfg = self.cfg
+        ds = segment_dataset(splits.val, build_transforms(cfg, False), cfg.seed)
+        return build_loader(ds, cfg.batch, shuffle=False, workers=cfg.workers, seed=cfg.seed,
+                            collate_fn=collate_segment)  # fmt: skip
+
+    def apply_checkpoint(self, state: dict[str, Any]) -> None:
+        """The trained input size, resize, padding divisor and normalization; the val loss
+        is plain cross-entropy (the training loss may have needed the training data)."""
+        self.pre = _apply_state(self.cfg, state).to(self.device)
+        self.criterion = build_segmentation_loss("ce", ignore_index=self.cfg.ignore_index).to(
+            self.device
+        )
+
+    def val_plots(self, out: Path, model: nn.Module, metrics: dict[str, Any]) -> None:
+        write_plots(out, [], metrics, model, self.val_data, self.pre, self.classes, self.device,
+                    self.cfg)  # fmt: skip
+
+    def public_metrics(self, metrics: dict[str, Any]) -> dict[str, Any]:
+        return {**metrics, "classes": list(self.classes)}
 
     def checkpoint_meta(self) -> dict[str, Any]:
         cfg = self.cfg
@@ -418,34 +433,6 @@ def _apply_state(cfg: SegmentConfig, state: dict[str, Any]) -> nn.Module:
     return Preprocess(state.get("norm_stats"), state.get("normalize", "none"), state["in_chans"])
 
 
-def validate_segmenter(cfg: SegmentConfig, out: Path) -> dict[str, Any]:
-    """``cvcraft val segment``: evaluate a checkpoint on the val split of ``data``."""
-    device = select_device(cfg.device)
-    model, state = SegmentTask.load_model(cfg.weights, device)
-    splits = load_splits(cfg)
-    if list(splits.classes) != list(state["classes"]):
-        raise CheckpointError(
-            f"{cfg.weights} was trained on classes {state['classes'][:10]}, but {cfg.data} has "
-            f"{list(splits.classes)[:10]}; evaluate on data with the same classes"
-        )
-    pre = _apply_state(cfg, state).to(device)
-    ds = SegmentDataset(splits.val, build_transforms(cfg, False), seed=cfg.seed)
-    loader = build_loader(ds, cfg.batch, shuffle=False, workers=cfg.workers, seed=cfg.seed,
-                          collate_fn=collate_segment)  # fmt: skip
-    criterion = build_segmentation_loss("ce", ignore_index=cfg.ignore_index).to(device)
-    metrics = evaluate_segmenter(
-        model, loader, pre, state["num_classes"], device, window=cfg.imgsz,
-        overlap=cfg.overlap, divisor=cfg.size_divisor, ignore_index=cfg.ignore_index,
-        criterion=criterion, amp=cfg.amp,
-    )  # fmt: skip
-    metrics["weights"] = str(cfg.weights)
-    metrics["images"] = len(splits.val)
-    metrics["classes"] = list(state["classes"])
-    if cfg.plots:
-        write_plots(out, [], metrics, model, splits.val, pre, list(state["classes"]), device, cfg)
-    return metrics
-
-
 @torch.no_grad()
 def predict_segmenter(cfg: SegmentConfig, out: Path) -> list[dict[str, Any]]:
     """``cvcraft predict segment``: per image a raw class-index PNG (``masks/``) and a colour
@@ -491,7 +478,6 @@ def predict_segmenter(cfg: SegmentConfig, out: Path) -> list[dict[str, Any]]:
     return results
 
 
-SegmentTask.validate = staticmethod(validate_segmenter)  # type: ignore[attr-defined]
 SegmentTask.predict = staticmethod(predict_segmenter)  # type: ignore[attr-defined]
 
 

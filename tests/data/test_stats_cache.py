@@ -6,7 +6,7 @@ import os
 import numpy as np
 
 from cvcraft.data import ArrayData, FileListData, write_image
-from cvcraft.transforms.stats_cache import cached_stats
+from cvcraft.data.stats_cache import cached_stats
 
 
 def _array(seed=0, n=12):
