@@ -32,6 +32,11 @@ COMMANDS = (
     "pack",
     "imgproc",
     "calibrate",
+    "explain",
+    "attack",
+    "prune",
+    "quantize",
+    "export",
 )
 
 USAGE_HEAD = """\
@@ -51,6 +56,11 @@ commands:
   check   data=PATH [format=coco|yolo|voc]    list every problem in a detection dataset
   imgproc OP src=IMG [key=value]   a classical image operation (imgproc help: the list)
   calibrate images=DIR pattern=9x6 square=25  camera intrinsics from checkerboard photos
+  explain [METHOD] weights=best.pt source=imgs/    CAM/Grad-CAM/... heat-map overlays
+  attack  [METHOD] weights=best.pt data=...        robust accuracy vs eps, adversarial grid
+  prune   [METHOD] weights=best.pt amount=0.5      magnitude / L1-channel pruning + table
+  quantize [MODE] weights=best.pt data=...         int8 (static/dynamic) + table
+  export  [FORMAT] weights=best.pt                 onnx | torchscript, with a parity check
   eval    detect gt=coco.json pred=results.json   COCO bbox metrics (equal to pycocotools)
 
 examples:
@@ -288,6 +298,41 @@ TOOL_COMMANDS = {
     # cvcraft imgproc canny src=img.jpg low=50 high=150 steps=true   (imgproc help: the ops)
     "imgproc": _module_tool(
         "imgproc", "cvcraft.classic.cli_tools", "IMGPROC_KEYS", "run_imgproc", (), "op"
+    ),
+    # cvcraft explain weights=best.pt source=imgs/ method=gradcam [layer=...] [class=...]
+    "explain": _module_tool(
+        "explain",
+        "cvcraft.tasks.explain_tool",
+        "EXPLAIN_KEYS",
+        "run_explain",
+        ("weights", "source"),
+        "method",
+    ),
+    # cvcraft attack weights=best.pt data=... method=fgsm,pgd eps=0,2/255,8/255
+    "attack": _module_tool(
+        "attack",
+        "cvcraft.tasks.attack_tool",
+        "ATTACK_KEYS",
+        "run_attack",
+        ("weights", "data"),
+        "method",
+    ),
+    # cvcraft prune weights=best.pt method=l1_channel amount=0.5
+    "prune": _module_tool(
+        "prune", "cvcraft.tasks.compress_tool", "PRUNE_KEYS", "run_prune", ("weights",), "method"
+    ),
+    # cvcraft quantize weights=best.pt data=... mode=static|dynamic
+    "quantize": _module_tool(
+        "quantize",
+        "cvcraft.tasks.compress_tool",
+        "QUANTIZE_KEYS",
+        "run_quantize",
+        ("weights", "data"),
+        "mode",
+    ),
+    # cvcraft export weights=best.pt format=onnx|torchscript [dynamic=true] [nms=true]
+    "export": _module_tool(
+        "export", "cvcraft.tasks.export_tool", "EXPORT_KEYS", "run_export", ("weights",), "format"
     ),
     # cvcraft calibrate images=DIR pattern=9x6 square=25
     "calibrate": _module_tool(
