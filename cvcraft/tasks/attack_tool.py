@@ -15,8 +15,8 @@ from torch import nn
 from cvcraft.attacks import fgsm, pgd, pgd_l2
 from cvcraft.engine.device import select_device
 from cvcraft.errors import ConfigError
+from cvcraft.tasks.classify.task import PixelModel
 from cvcraft.tasks.model_tools import (
-    PixelModel,
     int_arg,
     load_classifier_any,
     out_dir,

@@ -23,12 +23,8 @@ import torch
 from torch import nn
 
 from cvcraft.data import ClassifyDataset, build_loader, load_classification
-from cvcraft.engine.checkpoint import load_checkpoint, load_model_weights
-from cvcraft.engine.export import OnnxModel, load_torchscript
-from cvcraft.engine.export import torchscript_metadata as _ts_meta
-from cvcraft.engine.trainer import weights_of
+from cvcraft.engine.checkpoint import load_checkpoint
 from cvcraft.errors import CheckpointError, ConfigError
-from cvcraft.nn.prune import shrink_to_widths
 
 # The classification task's pieces, imported in this one place.
 from cvcraft.tasks.classify.task import ClassifyTask, evaluate_classifier
@@ -103,23 +99,7 @@ def load_classifier_any(weights: str | Path, device: torch.device) -> tuple[nn.M
     path = Path(weights)
     if not path.exists():
         raise CheckpointError(f"weights={weights}: no such file")
-    if path.suffix == ".onnx":
-        model: nn.Module = OnnxModel(path)
-        return model, dict(model.metadata)
-    if path.suffix in (".ts", ".torchscript"):
-        return load_torchscript(path), _ts_meta(path)
-    state = load_checkpoint(path)
-    if state.get("task", "classify") != "classify" or "model_name" not in state:
-        raise CheckpointError(
-            f"{weights}: not a cvcraft classification checkpoint (task={state.get('task')!r}); "
-            "pass a best.pt/last.pt written by `cvcraft train classify`"
-        )
-    model = ClassifyTask.model_from_checkpoint(state)
-    pruned = state.get("pruned") or {}
-    if pruned.get("widths"):
-        shrink_to_widths(model, pruned["widths"])
-    load_model_weights(model, weights_of(state), strict=True, source=str(weights))
-    return model.to(device).eval(), state
+    return ClassifyTask.load_model(path, device)
 
 
 def load_task_model(weights: str | Path, device: torch.device) -> tuple[str, nn.Module, dict]:
@@ -142,18 +122,6 @@ def preprocess_of(meta: dict[str, Any], device: torch.device) -> Preprocess:
     return Preprocess(meta.get("norm_stats"), meta.get("normalize", "none"), meta["in_chans"]).to(
         device
     )
-
-
-class PixelModel(nn.Module):
-    """``model(preprocess(255 x))``: a classifier on float pixels in [0, 1], what attacks
-    perturb (so eps is in pixel units whatever the normalisation)."""
-
-    def __init__(self, model: nn.Module, pre: nn.Module) -> None:
-        super().__init__()
-        self.model, self.pre = model, pre
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(self.pre(x * 255.0))
 
 
 def val_transform(meta: dict[str, Any]) -> Any:

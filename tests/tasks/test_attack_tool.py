@@ -7,7 +7,8 @@ import torch
 from cvcraft.data import load_classification
 from cvcraft.errors import ConfigError
 from cvcraft.tasks.attack_tool import run_attack
-from cvcraft.tasks.model_tools import PixelModel, load_classifier_any, preprocess_of
+from cvcraft.tasks.classify.task import PixelModel
+from cvcraft.tasks.model_tools import load_classifier_any, preprocess_of
 
 DATA = "shapes:60"  # the conftest checkpoint's data: 60 train / 12 val, 6 classes
 

@@ -43,6 +43,7 @@ from cvcraft.losses.classification import deep_supervision_loss
 from cvcraft.losses.distillation import hint_loss, kd_loss
 from cvcraft.metrics.classification import ClassificationMetrics
 from cvcraft.models import create_model, model_default_cfg
+from cvcraft.nn.prune import shrink_to_widths
 from cvcraft.structures import Sample
 from cvcraft.tasks.base import BaseTask, take_fraction
 from cvcraft.tasks.classify.config import ClassifyConfig
@@ -254,13 +255,17 @@ class ClassifyTask(BaseTask):
 
     @classmethod
     def model_from_checkpoint(cls, state: dict[str, Any]) -> nn.Module:
-        return build_classifier(
+        """The architecture a checkpoint describes, at its pruned widths when ``cvcraft
+        prune`` removed channels."""
+        model = build_classifier(
             state["model_name"],
             state["num_classes"],
             state["in_chans"],
             int(state.get("imgsz", 224)),
             state.get("model_kwargs") or {},
         )
+        widths = (state.get("pruned") or {}).get("widths")
+        return shrink_to_widths(model, widths) if widths else model
 
     # -- train / eval
     def _inputs(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
