@@ -349,7 +349,9 @@ def _print_help(command: str, task: str) -> None:
 # Keys that may differ on resume: they change where/how the run executes, not what it
 # computes. Everything else comes from the run's own config.yaml so the resumed run
 # continues the same experiment (same schedule length, same data, same seed).
-RESUME_OVERRIDABLE = ("workers", "device", "progress", "plots", "resume", "out", "name")
+RESUME_OVERRIDABLE = (
+    "workers", "device", "progress", "plots", "resume", "out", "name", "tensorboard", "diagnose",
+)  # fmt: skip
 
 
 def resume_config(task: str, cfg: Any, overrides: dict[str, str]) -> Any:

@@ -50,6 +50,11 @@ class TrainConfig:
     device: str = _opt("auto", "auto | cpu | cuda | cuda:N | mps")
     optimizer: str = _opt("sgd", "optimizer", "cvcraft.engine.optim:OPTIMIZERS")
     lr: float = _opt(0.05, "base learning rate (the peak after warmup)")
+    lr_scale: str = _opt(
+        "none", "scale lr with the batch: linear | sqrt (lr given for base_batch)",
+        ("none", "linear", "sqrt"),
+    )  # fmt: skip
+    base_batch: int = _opt(256, "lr_scale: the batch size lr= is meant for")
     momentum: float = _opt(0.9, "SGD/RMSProp momentum, Adam beta1")
     nesterov: bool = _opt(True, "Nesterov momentum for SGD")
     weight_decay: float = _opt(5e-4, "weight decay (not applied to biases and norm layers)")
@@ -100,6 +105,12 @@ class TrainConfig:
     cache_dir: str = _opt("", "where the decoded-image cache lives (default ~/.cache/cvcraft)")
     skip_bad: bool = _opt(False, "skip (and count) unreadable images instead of stopping")
     plots: bool = _opt(True, "write plots/*.png")
+    tensorboard: bool = _opt(
+        False, "write TensorBoard events (scalars, lr, histograms) to tensorboard/"
+    )
+    diagnose: bool = _opt(
+        False, "record per-layer gradient norms and dead ReLUs; warn on vanishing/exploding"
+    )
     progress: bool = _opt(True, "show progress bars")
     source: str = _opt("", "predict: an image file or a folder of images")
     augment: list = _opt(
@@ -243,7 +254,7 @@ def validate(cfg: TrainConfig) -> None:
                 f"{f.name}={val!r} is not one of {', '.join(map(str, choices))}."
                 f"{did_you_mean(str(val), [str(c) for c in choices])}"
             )
-    positive = ["epochs", "batch", "imgsz", "accumulate"]
+    positive = ["epochs", "batch", "imgsz", "accumulate", "base_batch"]
     for k in positive:
         if getattr(cfg, k) <= 0:
             raise ConfigError(f"{k}={getattr(cfg, k)} must be > 0")
