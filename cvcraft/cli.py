@@ -37,6 +37,7 @@ COMMANDS = (
     "prune",
     "quantize",
     "export",
+    "tune",
 )
 
 USAGE_HEAD = """\
@@ -56,6 +57,7 @@ commands:
   check   data=PATH [format=coco|yolo|voc]    list every problem in a detection dataset
   imgproc OP src=IMG [key=value]   a classical image operation (imgproc help: the list)
   calibrate images=DIR pattern=9x6 square=25  camera intrinsics from checkerboard photos
+  tune    TASK space=space.yaml trials=N out=DIR  Optuna search (TPE, pruning, resumable)
   explain [METHOD] weights=best.pt source=imgs/    CAM/Grad-CAM/... heat-map overlays
   attack  [METHOD] weights=best.pt data=...        robust accuracy vs eps, adversarial grid
   prune   [METHOD] weights=best.pt amount=0.5      magnitude / L1-channel pruning + table
@@ -282,11 +284,27 @@ def _module_tool(
     return cmd
 
 
+def cmd_tune(task: str | None, rest: list[str], want_help: bool) -> Any:
+    """``cvcraft tune TASK space=... trials=N [out=] [metric=] [direction=] key=value ...``;
+    keys that are not tune's are fixed settings of every trial's run."""
+    from cvcraft.tasks.tune import TUNE_KEYS, run_tune
+
+    if want_help:
+        _tool_help("tune", TUNE_KEYS)
+        print("  (any other key=value: a fixed setting of the task, as for `train`)")
+        return None
+    args: dict[str, Any] = dict(parse_overrides(rest))
+    if task is not None:
+        args["task"] = task
+    return run_tune(args)
+
+
 TOOL_COMMANDS = {
     "models": cmd_models,
     "convert": cmd_convert,
     "check": cmd_check,
     "eval": cmd_eval,
+    "tune": cmd_tune,
     # cvcraft augment data=... pipeline=aug.yaml out=grid.png n=16
     "augment": _module_tool(
         "augment", "cvcraft.tasks.tools", "AUGMENT_KEYS", "run_augment", ("data",), "task"
