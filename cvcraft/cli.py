@@ -38,6 +38,7 @@ COMMANDS = (
     "quantize",
     "export",
     "tune",
+    "scaling",
 )
 
 USAGE_HEAD = """\
@@ -58,6 +59,7 @@ commands:
   imgproc OP src=IMG [key=value]   a classical image operation (imgproc help: the list)
   calibrate images=DIR pattern=9x6 square=25  camera intrinsics from checkerboard photos
   tune    TASK space=space.yaml trials=N out=DIR  Optuna search (TPE, pruning, resumable)
+  scaling TASK models=a,b,c fractions=.25,.5,1     fit L(N), L(D) power laws to a run ladder
   explain [METHOD] weights=best.pt source=imgs/    CAM/Grad-CAM/... heat-map overlays
   attack  [METHOD] weights=best.pt data=...        robust accuracy vs eps, adversarial grid
   prune   [METHOD] weights=best.pt amount=0.5      magnitude / L1-channel pruning + table
@@ -299,12 +301,27 @@ def cmd_tune(task: str | None, rest: list[str], want_help: bool) -> Any:
     return run_tune(args)
 
 
+def cmd_scaling(task: str | None, rest: list[str], want_help: bool) -> Any:
+    """``cvcraft scaling TASK models=a,b,c fractions=... key=value ...``."""
+    from cvcraft.tasks.scaling import SCALING_KEYS, run_scaling
+
+    if want_help:
+        _tool_help("scaling", SCALING_KEYS)
+        print("  (any other key=value: a fixed setting of the task, as for `train`)")
+        return None
+    args: dict[str, Any] = dict(parse_overrides(rest))
+    if task is not None:
+        args["task"] = task
+    return run_scaling(args)
+
+
 TOOL_COMMANDS = {
     "models": cmd_models,
     "convert": cmd_convert,
     "check": cmd_check,
     "eval": cmd_eval,
     "tune": cmd_tune,
+    "scaling": cmd_scaling,
     # cvcraft augment data=... pipeline=aug.yaml out=grid.png n=16
     "augment": _module_tool(
         "augment", "cvcraft.tasks.tools", "AUGMENT_KEYS", "run_augment", ("data",), "task"
