@@ -65,7 +65,9 @@ def test_unpaired_and_mismatched_pairs_name_the_file(tmp_path):
 def test_synthetic_pairs_are_fixed_by_seed_and_index():
     a, b = SyntheticPairs(4, 32, seed=1), SyntheticPairs(4, 32, seed=1)
     s, t = a.sample(2), b.sample(2)
-    assert np.array_equal(s.image, t.image) and np.array_equal(s.extras[INFRARED], t.extras[INFRARED])
+    assert np.array_equal(s.image, t.image) and np.array_equal(
+        s.extras[INFRARED], t.extras[INFRARED]
+    )
     assert not np.array_equal(a.sample(1).image, s.image)
     # the infrared view has warm targets: its maximum exceeds the dimmed scene's
     assert s.extras[INFRARED].max() > 0.4 * s.image.max()

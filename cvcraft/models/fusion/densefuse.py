@@ -103,5 +103,7 @@ class DenseFuse(nn.Module):
 def densefuse(num_classes: int = 1, in_chans: int = 2, **kw) -> DenseFuse:
     """DenseFuse (width 16; ``width``, ``strategy`` in add / l1 / concat kwargs)."""
     if num_classes != 1:
-        raise ConfigError(f"a fusion network outputs one image: num_classes must be 1, got {num_classes}")
+        raise ConfigError(
+            f"a fusion network outputs one image: num_classes must be 1, got {num_classes}"
+        )
     return DenseFuse(in_chans, **kw)

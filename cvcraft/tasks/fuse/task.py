@@ -22,10 +22,10 @@ import torch
 from torch import nn
 
 from cvcraft.classic.color import rgb_to, to_rgb
+from cvcraft.data.augmented import AugmentedDataset
 from cvcraft.data.collate import Collate
 from cvcraft.data.fusion import INFRARED, FusionSplits, load_fusion, pair_fusion_folders
 from cvcraft.data.io import write_image
-from cvcraft.data.augmented import AugmentedDataset
 from cvcraft.data.loader import build_loader
 from cvcraft.engine.device import autocast, select_device
 from cvcraft.errors import DataError
