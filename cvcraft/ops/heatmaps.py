@@ -6,7 +6,8 @@ mu = x / s - 0.5.
 - target:  H_k(i, j) = exp(-((j - mu_x)^2 + (i - mu_y)^2) / (2 sigma^2)), weight 1 where the
   keypoint is labelled (v > 0) and inside the image, else 0;
 - decode:  (i*, j*) = argmax H_k; move a quarter cell towards the higher neighbour in x and
-  in y (the "quarter offset"); x = (j* + dx + 0.5) s; score = H_k(i*, j*).
+  in y (the "quarter offset"; none along an axis where the peak is on the border);
+  x = (j* + dx + 0.5) s; score = H_k(i*, j*).
 
 Shapes: keypoints (N, K, 3) -> targets (N, K, h, w), weights (N, K); heatmaps (N, K, h, w)
 -> keypoints (N, K, 2), scores (N, K).
@@ -57,8 +58,8 @@ def decode_heatmaps(heatmaps: torch.Tensor, stride: float) -> tuple[torch.Tensor
     def nb(off: int) -> torch.Tensor:
         return pad.gather(-1, (at + off)[..., None])[..., 0]
 
-    # a border peak has a missing neighbour (replicated = equal): no step that way
-    dx = torch.sign(nb(1) - nb(-1)) * 0.25
-    dy = torch.sign(nb(w + 2) - nb(-(w + 2))) * 0.25
+    # a peak on the border has only one neighbour along that axis: no step there
+    dx = torch.where((ix > 0) & (ix < w - 1), torch.sign(nb(1) - nb(-1)) * 0.25, 0.0)
+    dy = torch.where((iy > 0) & (iy < h - 1), torch.sign(nb(w + 2) - nb(-(w + 2))) * 0.25, 0.0)
     xy = torch.stack([ix.float() + dx + 0.5, iy.float() + dy + 0.5], -1) * stride
     return xy, score
