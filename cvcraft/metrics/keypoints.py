@@ -244,3 +244,19 @@ class COCOKeypointEvaluator:
         out["map"], out["map50"] = out["AP"], out["AP50"]
         out["iou_thresholds"] = IOU_THRESHOLDS.copy()
         return out
+
+
+def pck_hits(
+    pred: np.ndarray, gt: np.ndarray, norm: np.ndarray, alpha: float = 0.2
+) -> tuple[int, int]:
+    """Percentage of correct keypoints, as (hits, labelled): a labelled keypoint (v > 0) is
+    correct when |pred - gt| <= alpha * norm of its person (PCK@0.2 with the torso diameter
+    as norm, PCKh@0.5 with the head size). People with norm <= 0 are left out.
+    (N, K, 2+) x (N, K, 3) x (N,) -> two counts; PCK = hits / labelled."""
+    pred, gt = np.asarray(pred, np.float64), np.asarray(gt, np.float64)
+    norm = np.asarray(norm, np.float64)
+    if pred.shape[:2] != gt.shape[:2] or len(norm) != len(gt):
+        raise DataError(f"pck: pred {pred.shape}, gt {gt.shape} and norm {norm.shape} disagree")
+    lab = (gt[..., 2] > 0) & (norm[:, None] > 0)
+    dist = np.linalg.norm(pred[..., :2] - gt[..., :2], axis=-1)
+    return int((lab & (dist <= alpha * norm[:, None])).sum()), int(lab.sum())

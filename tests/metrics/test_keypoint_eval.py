@@ -16,6 +16,7 @@ from cvcraft.metrics.keypoints import (
     KPT_SUMMARY_KEYS,
     COCOKeypointEvaluator,
     oks,
+    pck_hits,
 )
 
 pytest.importorskip("pycocotools")
@@ -191,3 +192,22 @@ def test_keypoint_count_mismatch_names_the_annotation():
     ev = COCOKeypointEvaluator(gt)
     with pytest.raises(DataError, match="not 3 x 17"):
         ev.update([{"image_id": 1, "category_id": 1, "keypoints": [0.0] * 30, "score": 1.0}])
+
+
+def test_pck_matches_a_loop_oracle_at_the_boundary():
+    rng = np.random.default_rng(0)
+    gt = np.concatenate([rng.uniform(0, 100, (4, 17, 2)), rng.integers(0, 3, (4, 17, 1))], -1)
+    norm = np.array([50.0, 20.0, 0.0, 35.0])
+    pred = gt[..., :2] + rng.normal(0, 6, (4, 17, 2))
+    pred[0, 0] = gt[0, 0, :2] + [6.0, 8.0]  # exactly 0.2 * 50 = 10 away: counts as correct
+    gt[0, 0, 2] = 2
+    hits, total = pck_hits(pred, gt, norm, 0.2)
+    want_hits = want_total = 0
+    for n in range(4):
+        for k in range(17):
+            if gt[n, k, 2] > 0 and norm[n] > 0:
+                want_total += 1
+                want_hits += np.hypot(*(pred[n, k] - gt[n, k, :2])) <= 0.2 * norm[n]
+    assert (hits, total) == (want_hits, want_total) and hits < total
+    with pytest.raises(DataError, match="disagree"):
+        pck_hits(pred, gt, norm[:2])

@@ -23,8 +23,8 @@ def test_true_heatmaps_score_ap_one_and_merge_equals_one_pass():
     data, batches = _batches()
     gt = coco_keypoints_dict(data)
     rng = np.random.default_rng(0)
-    whole = PoseEvaluator(gt, COCO_SIGMAS, 2.0)
-    parts = [PoseEvaluator(gt, COCO_SIGMAS, 2.0) for _ in batches]
+    whole = PoseEvaluator(gt, COCO_SIGMAS, 2.0, (5, 12))
+    parts = [PoseEvaluator(gt, COCO_SIGMAS, 2.0, (5, 12)) for _ in batches]
     for b, part in zip(batches, parts):
         hm, _ = gaussian_heatmaps(b["keypoints"], (16, 16), 4, 2.0)
         hm = hm * torch.from_numpy(rng.uniform(0.5, 1, hm.shape[:2]))[..., None, None].float()
@@ -33,9 +33,10 @@ def test_true_heatmaps_score_ap_one_and_merge_equals_one_pass():
     want = whole.compute()
     assert want["map"] == pytest.approx(1.0) and want["val_people"] == 12
     assert want["val_loss"] > 0  # the peaks were scaled, so not the exact targets
-    merged = PoseEvaluator(gt, COCO_SIGMAS, 2.0)
+    merged = PoseEvaluator(gt, COCO_SIGMAS, 2.0, (5, 12))
     for p in parts:
         merged.merge(p.state_dict())
     got = merged.compute()
-    for k in ("map", "map50", "AR", "APm", "val_loss"):
+    assert want["pck"] == 1.0  # decoded within a cell: far inside 0.2 torso diameters
+    for k in ("map", "map50", "AR", "APm", "val_loss", "pck"):
         assert got[k] == pytest.approx(want[k], abs=1e-12), k

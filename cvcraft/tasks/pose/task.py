@@ -31,7 +31,7 @@ from cvcraft.data.skeleton import COCO_SKELETON
 from cvcraft.engine.device import autocast, select_device
 from cvcraft.errors import ConfigError, DataError
 from cvcraft.losses.keypoints import keypoint_mse
-from cvcraft.metrics.keypoints import COCO_SIGMAS, COCOKeypointEvaluator
+from cvcraft.metrics.keypoints import COCO_SIGMAS, COCOKeypointEvaluator, pck_hits
 from cvcraft.models import create_model
 from cvcraft.ops.heatmaps import decode_heatmaps, gaussian_heatmaps
 from cvcraft.structures import Sample
@@ -85,17 +85,21 @@ def sigmas_for(cfg: PoseConfig, k: int) -> np.ndarray:
 
 
 class PoseEvaluator:
-    """OKS AP of decoded heatmaps: COCO keypoint evaluation on image coordinates, plus the
-    heatmap ``val_loss``. ``update(batch, heatmaps)``; state = the detections + loss sums."""
+    """OKS AP of decoded heatmaps: COCO keypoint evaluation on image coordinates, the
+    heatmap ``val_loss`` and PCK@0.2 (torso diameter = |left shoulder - right hip|, when the
+    skeleton names them). ``update(batch, heatmaps)``; state = detections + sums."""
 
-    def __init__(self, gt: dict[str, Any], sigmas: np.ndarray, sigma: float) -> None:
+    def __init__(
+        self, gt: dict[str, Any], sigmas: np.ndarray, sigma: float, torso: tuple[int, int] | None
+    ) -> None:
         self.coco = COCOKeypointEvaluator(gt, sigmas)
-        self.sigma = sigma
+        self.sigma, self.torso = sigma, torso
         self.reset()
 
     def reset(self) -> None:
         self.coco.reset()
         self.loss_sum, self.n = 0.0, 0
+        self.pck_hits, self.pck_total = 0, 0
 
     def update(self, batch: dict[str, Any], heatmaps: torch.Tensor) -> None:
         hm = heatmaps.float().cpu()
@@ -104,23 +108,36 @@ class PoseEvaluator:
         self.loss_sum += float(keypoint_mse(hm, target, weight)) * len(hm)
         self.n += len(hm)
         xy, score = decode_heatmaps(hm, stride)
+        if self.torso is not None:  # PCK is scale-free: crop coordinates will do
+            gt = batch["keypoints"].double().numpy()
+            a, b = self.torso
+            both = (gt[:, a, 2] > 0) & (gt[:, b, 2] > 0)
+            norm = np.where(both, np.linalg.norm(gt[:, a, :2] - gt[:, b, :2], axis=-1), 0)
+            hits, total = pck_hits(xy.numpy(), gt, norm, 0.2)
+            self.pck_hits += hits
+            self.pck_total += total
         xy = to_image(xy.double(), batch["crop"].double())
         self.coco.update([{"image_id": int(i), "keypoints": xy[j:j + 1].numpy(),
                            "scores": [float(score[j].mean())]}
                           for j, i in enumerate(batch["image_id"])])  # fmt: skip
 
     def state_dict(self) -> dict[str, Any]:
-        return {"coco": self.coco.state_dict(), "loss_sum": self.loss_sum, "n": self.n}
+        return {"coco": self.coco.state_dict(), "loss_sum": self.loss_sum, "n": self.n,
+                "pck": (self.pck_hits, self.pck_total)}  # fmt: skip
 
     def merge(self, state: dict[str, Any]) -> None:
         self.coco.merge(state["coco"])
         self.loss_sum += state["loss_sum"]
         self.n += state["n"]
+        self.pck_hits += state["pck"][0]
+        self.pck_total += state["pck"][1]
 
     def compute(self) -> dict[str, Any]:
         out = {k: v for k, v in self.coco.compute().items() if k != "iou_thresholds"}
         out["val_loss"] = self.loss_sum / max(self.n, 1)
         out["val_people"] = self.n
+        if self.torso is not None:
+            out["pck"] = self.pck_hits / max(self.pck_total, 1)
         return out
 
 
@@ -205,7 +222,11 @@ class PoseTask(BaseTask):
 
     def build_evaluators(self) -> dict[str, Any]:
         sig = sigmas_for(self.cfg, self.num_keypoints)
-        return {"keypoints": PoseEvaluator(self.gt, sig, self.cfg.sigma)}
+        names = list(self.gt["categories"][0]["keypoints"])
+        torso = None
+        if "left_shoulder" in names and "right_hip" in names:
+            torso = (names.index("left_shoulder"), names.index("right_hip"))
+        return {"keypoints": PoseEvaluator(self.gt, sig, self.cfg.sigma, torso)}
 
     @staticmethod
     def predict(cfg: PoseConfig, out: Path) -> list[dict[str, Any]]:
