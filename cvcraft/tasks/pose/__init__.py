@@ -9,11 +9,11 @@ from cvcraft.tasks.registry import TaskSpec, register_task
 
 # `cvcraft demo pose`: SimpleBaseline (ResNet-18, 64-channel deconvs) on 64x64 stick figures.
 DEMO_PRESET: dict[str, Any] = {
-    "data": "shapes:3000",
+    "data": "shapes:2000",
     "model": "simple_baseline",
     "model_kwargs": {"backbone": "resnet18", "deconv_channels": 64},
     "imgsz": 64,
-    "epochs": 6,
+    "epochs": 3,
     "batch": 32,
     "lr": 0.002,
     "workers": 1,
