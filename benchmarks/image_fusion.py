@@ -18,13 +18,14 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from cvcraft.classic.fusion import FUSION_RULES, fuse_classical
 from cvcraft.cli import main
 from cvcraft.data.fusion import load_fusion
 from cvcraft.metrics.fusion import FUSION_METRICS, FusionEvaluator, to_uint8
-from cvcraft.tasks.fuse.task import collate_fuse, model_input
+from cvcraft.tasks.fuse.task import FuseTask, collate_fuse, colour_fused, fuse_sample, model_input
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "roadscene"
 
@@ -42,6 +43,25 @@ def baselines(data: str, val_fraction: float, seed: int) -> dict[str, dict[str, 
     return {r: ev.compute() for r, ev in evs.items()}
 
 
+def figure(weights: Path, data: str, path: str, pairs: int = 3) -> None:
+    """Rows of held-out pairs: infrared | visible | max | Laplacian | network (colour)."""
+    from cvcraft.data.io import write_image
+    from cvcraft.viz.augment_grid import make_grid
+
+    model, _ = FuseTask.load_model(weights, torch.device("cpu"))
+    val = load_fusion(data, val_fraction=0.2, seed=0).val
+    cells = []
+    for i in range(pairs):
+        s = val.sample(i)
+        ir, vy, fy = fuse_sample(model, s, torch.device("cpu"))
+        cells += [np.repeat(ir[..., None], 3, 2), s.image]
+        for rule in ("max", "laplacian"):
+            cells.append(colour_fused(s.image, fuse_classical(ir, vy, rule)))
+        cells.append(colour_fused(s.image, fy))
+    write_image(path, make_grid(cells, cols=5))
+    print(f"figure: {path}")
+
+
 def run() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--data", default=str(DATA))
@@ -51,6 +71,7 @@ def run() -> None:
     ap.add_argument("--w-gradient", type=float, default=1.0, help="gradient loss weight")
     ap.add_argument("--strategy", default="concat")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--figure", default="", help="also write fused examples to this PNG")
     args = ap.parse_args()
     torch.set_num_threads(1)
     rows: dict[str, dict[str, float]] = {}
@@ -70,6 +91,8 @@ def run() -> None:
             f"densefuse w{args.width} {args.strategy}, w_grad {args.w_gradient:g}, {args.epochs} ep"
         )
         rows[name] = json.loads((Path(tmp) / "run" / "metrics.json").read_text())
+        if args.figure:
+            figure(Path(tmp) / "run" / "best.pt", args.data, args.figure)
     print(f"\nRoadScene held-out pairs: {int(rows['average']['val_images'])}; baselines "
           f"{t_base:.1f} s, network train+eval {t_train:.1f} s")  # fmt: skip
     print(
