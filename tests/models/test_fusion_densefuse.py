@@ -23,6 +23,16 @@ def test_output_shape_range_and_any_size(strategy):
         assert torch.allclose(m(x), m(x.flip(1)), atol=1e-6)
 
 
+def test_untrained_skip_network_is_the_pixel_average():
+    x = torch.rand(2, 2, 12, 15) * 0.9 + 0.05
+    with torch.no_grad():
+        y = create_model("densefuse", width=4)(x)
+    torch.testing.assert_close(y, x.mean(1, keepdim=True), atol=1e-5, rtol=1e-5)
+    with torch.no_grad():  # without the skip the last conv is random: not the average
+        z = create_model("densefuse", width=4, skip=False)(x)
+    assert (z - x.mean(1, keepdim=True)).abs().max() > 1e-3
+
+
 def test_l1_norm_rule_matches_a_loop_oracle():
     rng = np.random.default_rng(0)
     a, b = rng.normal(size=(2, 1, 3, 5, 6))

@@ -10,8 +10,13 @@ and ``concat`` (a learned 1x1 conv over [phi_ir, phi_vis], the end-to-end varian
 The paper trains the auto-encoder on single images and fuses only at test time; here the
 whole network is trained on pairs with the fusion loss (``cvcraft.losses.fusion``).
 
+With ``skip=True`` (default) the decoder output is added to logit((ir + vis) / 2) before the
+sigmoid, and its last conv starts at zero: the untrained network is the pixel average, and
+training learns the correction (a short run then starts from a sane image, not grey).
+
 Shapes (width w = 16): (B, 2, H, W) -> per source (B, 1, H, W) -> encoder (B, 4w, H, W)
--> fused (B, 4w, H, W) -> decoder 4w -> 4w -> 2w -> w -> 1 -> sigmoid (B, 1, H, W).
+-> fused (B, 4w, H, W) -> decoder 4w -> 4w -> 2w -> w -> 1 [+ logit of the mean] ->
+sigmoid (B, 1, H, W).
 No normalization layers (fused images are full-resolution, batches small and sizes vary)
 and no down-sampling, so any H, W works.
 """
@@ -62,7 +67,9 @@ class DenseFuse(nn.Module):
 
     default_input_size = (2, 256, 256)
 
-    def __init__(self, in_chans: int = 2, width: int = 16, strategy: str = "concat") -> None:
+    def __init__(
+        self, in_chans: int = 2, width: int = 16, strategy: str = "concat", skip: bool = True
+    ) -> None:
         super().__init__()
         if in_chans != 2:
             raise ConfigError(
@@ -78,6 +85,10 @@ class DenseFuse(nn.Module):
             _conv(feat, feat), _conv(feat, 2 * width), _conv(2 * width, width),
             _conv(width, 1, act=None),
         )  # fmt: skip
+        self.skip = skip
+        if skip:  # start as the pixel average: the correction is zero
+            nn.init.zeros_(self.decoder[-1].conv.weight)
+            nn.init.zeros_(self.decoder[-1].conv.bias)
 
     def fuse(self, a: Tensor, b: Tensor) -> Tensor:
         """The fusion layer on the two encoded maps (B, 4w, H, W) -> (B, 4w, H, W)."""
@@ -95,13 +106,16 @@ class DenseFuse(nn.Module):
         b = x.shape[0]
         feats = self.encoder(torch.cat([x[:, :1], x[:, 1:]], 0))  # both sources: (2B, 4w, H, W)
         fused = self.fuse(feats[:b], feats[b:])  # (B, 4w, H, W)
-        return torch.sigmoid(self.decoder(fused))  # (B, 1, H, W)
+        out = self.decoder(fused)  # (B, 1, H, W)
+        if self.skip:
+            out = out + torch.logit(x.mean(1, keepdim=True), eps=1e-3)
+        return torch.sigmoid(out)
 
 
 @register_model(default_cfg={"mean": (0.0, 0.0, 0.0), "std": (1.0, 1.0, 1.0),
                              "optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0})  # fmt: skip
 def densefuse(num_classes: int = 1, in_chans: int = 2, **kw) -> DenseFuse:
-    """DenseFuse (width 16; ``width``, ``strategy`` in add / l1 / concat kwargs)."""
+    """DenseFuse (width 16; ``width``, ``strategy`` in add / l1 / concat, ``skip`` kwargs)."""
     if num_classes != 1:
         raise ConfigError(
             f"a fusion network outputs one image: num_classes must be 1, got {num_classes}"
