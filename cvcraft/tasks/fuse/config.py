@@ -28,7 +28,7 @@ class FuseConfig(TrainConfig):
     warmup_epochs: float = _opt(0.0, "linear warmup length in epochs")
     val_fraction: float = _opt(0.2, "held-out share of the pairs")
     w_intensity: float = _opt(1.0, "weight of the intensity loss |f - max(ir, vis)|")
-    w_gradient: float = _opt(1.0, "weight of the gradient loss (Sobel, max of the sources)")
+    w_gradient: float = _opt(4.0, "weight of the gradient loss (Sobel, max of the sources)")
     w_ssim: float = _opt(1.0, "weight of the SSIM loss 1 - (SSIM(f, ir) + SSIM(f, vis)) / 2")
     resize: int = _opt(0, "val/predict: resize the longer side to this first (0 = native)")
     hflip: float = _opt(0.5, "horizontal flip probability (train; the pair flips together)")
