@@ -2,8 +2,9 @@
 metrics averaged over images, in the streaming evaluator protocol.
 
 Per image (grey uint8 sources a = infrared, b = visible luma, fused f): EN, SD, SF, AG of f;
-MI = MI(a, f) + MI(b, f); SSIM = (SSIM(a, f) + SSIM(b, f)) / 2; Q^{AB/F}. The functions
-are ``cvcraft.metrics.image``'s (one implementation); this file only accumulates them.
+MI = MI(a, f) + MI(b, f); SSIM = (SSIM(a, f) + SSIM(b, f)) / 2; Q^{AB/F};
+MSE = (MSE(a, f) + MSE(b, f)) / 2 and PSNR = 10 log10(255^2 / MSE) (lower MSE is better).
+The functions are ``cvcraft.metrics.image``'s (one implementation); this file only accumulates them.
 The state is per-metric sums and the image count, so ``merge`` is addition and any split of
 the images over processes gives the same means.
 """
@@ -20,13 +21,14 @@ from cvcraft.metrics.image import (
     average_gradient,
     entropy,
     fusion_mi,
+    mse,
     qabf,
     spatial_frequency,
     ssim,
     standard_deviation,
 )
 
-FUSION_METRICS = ("en", "sd", "sf", "ag", "mi", "ssim", "qabf")
+FUSION_METRICS = ("en", "sd", "sf", "ag", "mi", "ssim", "qabf", "psnr", "mse")
 
 
 def fusion_metrics(a: np.ndarray, b: np.ndarray, f: np.ndarray) -> dict[str, float]:
@@ -39,6 +41,7 @@ def fusion_metrics(a: np.ndarray, b: np.ndarray, f: np.ndarray) -> dict[str, flo
             )
     if not a.shape == b.shape == f.shape:
         raise DataError(f"sources {a.shape}, {b.shape} and fused {f.shape} differ in size")
+    err = (mse(a, f) + mse(b, f)) / 2
     return {
         "en": entropy(f),
         "sd": standard_deviation(f),
@@ -47,6 +50,8 @@ def fusion_metrics(a: np.ndarray, b: np.ndarray, f: np.ndarray) -> dict[str, flo
         "mi": fusion_mi(a, b, f),
         "ssim": (ssim(a, f) + ssim(b, f)) / 2,
         "qabf": qabf(a, b, f),
+        "psnr": float("inf") if err == 0 else float(10 * np.log10(255.0**2 / err)),
+        "mse": err,
     }
 
 

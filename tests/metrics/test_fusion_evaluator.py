@@ -37,6 +37,9 @@ def test_per_image_metrics_match_oracles():
           "use_sample_covariance": False}  # fmt: skip
     ref = (skm.structural_similarity(a, f, **kw) + skm.structural_similarity(b, f, **kw)) / 2
     assert m["ssim"] == pytest.approx(ref, abs=1e-10)
+    err = (skm.mean_squared_error(a, f) + skm.mean_squared_error(b, f)) / 2
+    assert m["mse"] == pytest.approx(err, 1e-12)
+    assert m["psnr"] == pytest.approx(10 * math.log10(255**2 / err), 1e-12)
     assert set(m) == set(FUSION_METRICS) and 0 <= m["qabf"] <= 1
 
 

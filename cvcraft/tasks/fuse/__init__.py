@@ -30,6 +30,7 @@ register_task(
         model_packages=("fusion",),
         monitor="val_loss",
         monitor_mode="min",
+        lower_is_better=("mse",),
         summary_keys=(
             "en",
             "sd",
@@ -42,7 +43,7 @@ register_task(
             "best_epoch",
             "train_seconds",
         ),
-        val_keys=("en", "sd", "sf", "ag", "mi", "ssim", "qabf", "val_loss"),
+        val_keys=("en", "sd", "sf", "ag", "mi", "ssim", "qabf", "psnr", "val_loss"),
         demo_preset=DEMO_PRESET,
         target_kind="image",
         default_imgsz=96,
