@@ -9,6 +9,10 @@ mu = x / s - 0.5.
   in y (the "quarter offset"; none along an axis where the peak is on the border);
   x = (j* + dx + 0.5) s; score = H_k(i*, j*).
 
+- DARK (Zhang et al. 2020, distribution-aware decoding): blur the heatmap with the target's
+  Gaussian (keeping its peak), take log, and step from the argmax by the Newton/Taylor
+  offset -H^-1 g of the log-heatmap (central differences), exact for a Gaussian peak.
+
 Shapes: keypoints (N, K, 3) -> targets (N, K, h, w), weights (N, K); heatmaps (N, K, h, w)
 -> keypoints (N, K, 2), scores (N, K).
 """
@@ -63,3 +67,54 @@ def decode_heatmaps(heatmaps: torch.Tensor, stride: float) -> tuple[torch.Tensor
     dy = torch.where((iy > 0) & (iy < h - 1), torch.sign(nb(w + 2) - nb(-(w + 2))) * 0.25, 0.0)
     xy = torch.stack([ix.float() + dx + 0.5, iy.float() + dy + 0.5], -1) * stride
     return xy, score
+
+
+def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of every map (radius 3 sigma, replicated border)."""
+    r = max(1, int(round(3 * sigma)))
+    t = torch.arange(-r, r + 1, dtype=x.dtype, device=x.device)
+    g = torch.exp(-(t**2) / (2 * sigma**2))
+    g = g / g.sum()
+    n, k, h, w = x.shape
+    y = torch.nn.functional.pad(x.reshape(n * k, 1, h, w), (r, r, r, r), mode="replicate")
+    y = torch.nn.functional.conv2d(y, g.view(1, 1, 1, -1))
+    y = torch.nn.functional.conv2d(y, g.view(1, 1, -1, 1))
+    return y.reshape(n, k, h, w)
+
+
+def decode_heatmaps_dark(
+    heatmaps: torch.Tensor, stride: float, sigma: float | None = 2.0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """DARK decoding: keypoints (N, K, 2) in input pixels and scores (N, K) (the raw peak).
+    ``sigma`` is the blur (the targets' sigma; None = no blur). Peaks within 2 cells of the
+    border keep the plain argmax."""
+    if heatmaps.ndim != 4:
+        raise DataError(f"heatmaps must be (N, K, h, w), got {tuple(heatmaps.shape)}")
+    hm = heatmaps.double()
+    n, k, h, w = hm.shape
+    score, idx = hm.reshape(n, k, -1).max(-1)
+    if sigma:
+        blurred = _gaussian_blur(hm, sigma)
+        peak = blurred.reshape(n, k, -1).amax(-1).clamp_min(1e-12)
+        hm = blurred * (score.clamp_min(1e-12) / peak)[..., None, None]
+    lg = torch.log(hm.clamp_min(1e-10)).reshape(n, k, -1)
+    iy, ix = idx // w, idx % w
+    inner = (ix >= 2) & (ix < w - 2) & (iy >= 2) & (iy < h - 2)
+    at = torch.where(inner, idx, 2 * w + 2)  # any interior cell: replaced below anyway
+
+    def v(dy: int, dx: int) -> torch.Tensor:
+        return lg.gather(-1, (at + dy * w + dx)[..., None])[..., 0]
+
+    c = v(0, 0)
+    gx, gy = 0.5 * (v(0, 1) - v(0, -1)), 0.5 * (v(1, 0) - v(-1, 0))
+    hxx = 0.25 * (v(0, 2) - 2 * c + v(0, -2))
+    hyy = 0.25 * (v(2, 0) - 2 * c + v(-2, 0))
+    hxy = 0.25 * (v(1, 1) - v(-1, 1) - v(1, -1) + v(-1, -1))
+    det = hxx * hyy - hxy**2
+    ok = inner & (det.abs() > 1e-12)
+    safe = torch.where(ok, det, torch.ones_like(det))
+    ox = -(hyy * gx - hxy * gy) / safe  # -H^-1 g
+    oy = -(hxx * gy - hxy * gx) / safe
+    ox, oy = torch.where(ok, ox, 0.0), torch.where(ok, oy, 0.0)
+    xy = torch.stack([ix + ox + 0.5, iy + oy + 0.5], -1) * stride
+    return xy.to(heatmaps.dtype), score.to(heatmaps.dtype)

@@ -26,6 +26,11 @@ def test_train_val_predict_pose(tmp_path, capsys):
     metrics = json.loads((val / "metrics.json").read_text())
     for k in ("map", "map50", "AR", "val_loss"):
         assert abs(metrics[k] - trained[k]) < 1e-9, k
+    dark = tmp_path / "dark"
+    assert main(["val", "pose", *common, f"weights={run / 'best.pt'}", f"out={dark}",
+                 "decode=dark"]) == 0  # fmt: skip
+    d = json.loads((dark / "metrics.json").read_text())
+    assert 0 <= d["map"] <= 1 and d["val_loss"] == metrics["val_loss"]  # same heatmaps
 
     src = tmp_path / "src"
     write_image(src / "a.png", shapes_pose(1, 64, seed=9).sample(0).image)

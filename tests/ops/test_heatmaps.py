@@ -57,3 +57,24 @@ def test_bad_input():
         gaussian_heatmaps(torch.zeros(1, 2, 3), (4, 4), 4, sigma=0)
     with pytest.raises(DataError, match=r"\(N, K, h, w\)"):
         decode_heatmaps(torch.zeros(3, 4, 4), 4)
+
+
+def test_dark_recovers_a_gaussian_peak_exactly():
+    from cvcraft.ops.heatmaps import decode_heatmaps_dark
+
+    rng = np.random.default_rng(1)
+    kp = torch.tensor(rng.uniform(12, 52, (2, 9, 2)), dtype=torch.float64)
+    kp = torch.cat([kp, torch.full((2, 9, 1), 2.0, dtype=torch.float64)], -1)
+    t, _ = gaussian_heatmaps(kp, (16, 16), 4, 2.0)
+    t = t.double() * 0.8
+    exact, score = decode_heatmaps_dark(t, 4, sigma=None)  # log of a Gaussian is quadratic
+    assert (exact - kp[..., :2]).abs().max() < 1e-4 and score.max() <= 0.8 + 1e-6
+    blurred, _ = decode_heatmaps_dark(t, 4, sigma=2.0)  # blur + Taylor: still near exact
+    quarter, _ = decode_heatmaps(t, 4)
+    err_dark = (blurred - kp[..., :2]).norm(dim=-1).mean()
+    err_quarter = (quarter - kp[..., :2]).norm(dim=-1).mean()
+    assert err_dark < 0.1 * 4 and err_dark < err_quarter  # under a tenth of a cell
+    edge = torch.zeros(1, 1, 8, 8, dtype=torch.float64)
+    edge[0, 0, 0, 1] = 1.0  # a peak by the border keeps the plain argmax
+    xy, _ = decode_heatmaps_dark(edge, 2, sigma=None)
+    assert xy[0, 0].tolist() == [3.0, 1.0]

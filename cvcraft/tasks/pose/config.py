@@ -32,6 +32,8 @@ class PoseConfig(TrainConfig):
     degrees: float = _opt(30.0, "random rotation range (+-degrees)")
     scale: float = _opt(0.25, "random scale range 1 +- scale")
     oks_sigmas: list = _opt([], "per-keypoint OKS sigmas (default: COCO's 17)")
+    decode: str = _opt("quarter", "heatmap decoding: argmax + quarter offset, or DARK",
+                       ("quarter", "dark"))  # fmt: skip
     kpt_threshold: float = _opt(0.2, "predict: draw keypoints whose heatmap peak exceeds this")
 
     def check(self) -> None:

@@ -33,7 +33,7 @@ from cvcraft.errors import ConfigError, DataError
 from cvcraft.losses.keypoints import keypoint_mse
 from cvcraft.metrics.keypoints import COCO_SIGMAS, COCOKeypointEvaluator, pck_hits
 from cvcraft.models import create_model
-from cvcraft.ops.heatmaps import decode_heatmaps, gaussian_heatmaps
+from cvcraft.ops.heatmaps import decode_heatmaps, decode_heatmaps_dark, gaussian_heatmaps
 from cvcraft.structures import Sample
 from cvcraft.tasks.base import BaseTask, take_fraction
 from cvcraft.tasks.pose.config import PoseConfig
@@ -74,6 +74,13 @@ def to_image(xy: torch.Tensor, crop: torch.Tensor) -> torch.Tensor:
     return torch.linalg.solve(a, (xy - t[:, None]).transpose(1, 2)).transpose(1, 2)
 
 
+def decode(heatmaps: torch.Tensor, stride: float, method: str, sigma: float):
+    """Keypoints (N, K, 2) and scores (N, K) by the configured decoding."""
+    if method == "dark":
+        return decode_heatmaps_dark(heatmaps, stride, sigma)
+    return decode_heatmaps(heatmaps, stride)
+
+
 def sigmas_for(cfg: PoseConfig, k: int) -> np.ndarray:
     if cfg.oks_sigmas:
         if len(cfg.oks_sigmas) != k:
@@ -90,10 +97,15 @@ class PoseEvaluator:
     skeleton names them). ``update(batch, heatmaps)``; state = detections + sums."""
 
     def __init__(
-        self, gt: dict[str, Any], sigmas: np.ndarray, sigma: float, torso: tuple[int, int] | None
+        self,
+        gt: dict[str, Any],
+        sigmas: np.ndarray,
+        sigma: float,
+        torso: tuple[int, int] | None,
+        method: str = "quarter",
     ) -> None:
         self.coco = COCOKeypointEvaluator(gt, sigmas)
-        self.sigma, self.torso = sigma, torso
+        self.sigma, self.torso, self.method = sigma, torso, method
         self.reset()
 
     def reset(self) -> None:
@@ -107,7 +119,7 @@ class PoseEvaluator:
         target, weight = gaussian_heatmaps(batch["keypoints"], hm.shape[-2:], stride, self.sigma)
         self.loss_sum += float(keypoint_mse(hm, target, weight)) * len(hm)
         self.n += len(hm)
-        xy, score = decode_heatmaps(hm, stride)
+        xy, score = decode(hm, stride, self.method, self.sigma)
         if self.torso is not None:  # PCK is scale-free: crop coordinates will do
             gt = batch["keypoints"].double().numpy()
             a, b = self.torso
@@ -196,7 +208,7 @@ class PoseTask(BaseTask):
     def checkpoint_meta(self) -> dict[str, Any]:
         return {**super().checkpoint_meta(), "num_keypoints": self.num_keypoints,
                 "keypoint_names": self.keypoint_names, "skeleton": self.skeleton,
-                "padding": self.cfg.padding}  # fmt: skip
+                "padding": self.cfg.padding, "sigma": self.cfg.sigma}  # fmt: skip
 
     @classmethod
     def model_from_checkpoint(cls, state: dict[str, Any]) -> nn.Module:
@@ -206,6 +218,7 @@ class PoseTask(BaseTask):
     def apply_checkpoint(self, state: dict[str, Any]) -> None:
         self.cfg.imgsz = int(state.get("imgsz", self.cfg.imgsz))
         self.cfg.padding = float(state.get("padding", self.cfg.padding))
+        self.cfg.sigma = float(state.get("sigma", self.cfg.sigma))
         self.pre = self.pre.to(self.device)
 
     def _forward(self, model: nn.Module, batch: dict[str, Any]) -> torch.Tensor:
@@ -226,7 +239,7 @@ class PoseTask(BaseTask):
         torso = None
         if "left_shoulder" in names and "right_hip" in names:
             torso = (names.index("left_shoulder"), names.index("right_hip"))
-        return {"keypoints": PoseEvaluator(self.gt, sig, self.cfg.sigma, torso)}
+        return {"keypoints": PoseEvaluator(self.gt, sig, self.cfg.sigma, torso, self.cfg.decode)}
 
     @staticmethod
     def predict(cfg: PoseConfig, out: Path) -> list[dict[str, Any]]:
@@ -248,6 +261,7 @@ def predict_pose(cfg: PoseConfig, out: Path) -> list[dict[str, Any]]:
     model, state = PoseTask.load_model(cfg.weights, device)
     pre = Preprocess(dict(IMAGENET_STATS), "zscore", 3).to(device)
     size = int(state["imgsz"])
+    cfg.sigma = float(state.get("sigma", cfg.sigma))
     skeleton = [tuple(s) for s in state.get("skeleton") or COCO_SKELETON]
     results, coco = [], []
     src = Path(cfg.source)
@@ -261,7 +275,7 @@ def predict_pose(cfg: PoseConfig, out: Path) -> list[dict[str, Any]]:
         x = pre(torch.from_numpy(crop).permute(2, 0, 1)[None].to(device))
         with autocast(device, cfg.amp):
             hm = model(x).float().cpu()
-        xy, score = decode_heatmaps(hm, model_stride(model))
+        xy, score = decode(hm, model_stride(model), cfg.decode, cfg.sigma)
         xy = to_image(xy.double(), torch.from_numpy(m)[None])[0].numpy()
         sc = score[0].numpy()
         drawn = draw_skeleton(image, xy, sc, skeleton, cfg.kpt_threshold)
