@@ -22,6 +22,7 @@ from cvcraft.losses.classification import (
     SoftTargetCrossEntropy,
     cross_entropy,
 )
+from cvcraft.losses.fusion import FusionLoss, fusion_loss_terms
 from cvcraft.losses.image import (
     GradientLoss,
     MSSSIMLoss,
@@ -30,6 +31,7 @@ from cvcraft.losses.image import (
     ms_ssim,
     ssim,
 )
+from cvcraft.losses.keypoints import KeypointMSELoss, keypoint_mse
 from cvcraft.losses.registry import LOSSES, build_loss
 from cvcraft.losses.segmentation import (
     DeepSupervisionLoss,
@@ -42,6 +44,10 @@ from cvcraft.losses.segmentation import (
 )
 
 __all__ = [
+    "FusionLoss",
+    "KeypointMSELoss",
+    "fusion_loss_terms",
+    "keypoint_mse",
     "GradientLoss",
     "MSSSIMLoss",
     "SSIMLoss",

@@ -371,14 +371,16 @@ def _match(
     gt_ignore: np.ndarray,
     gt_crowd: np.ndarray,
     gt_counts: np.ndarray,
+    similarity: Any = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Greedy COCO matching for all (image, category) groups at once.
 
     Detections of group i are ``det_box[det_start[i] : det_start[i] + det_count[i]]`` in
     score order; its gts are ``gt_start[i] + arange(gt_count[i])`` in file order.
     ``gt_ignore`` is (num_gt, A); ``gt_counts`` (num_gt,) is False for gts whose match
-    pycocotools does not count (id 0). Returns two (num_det, A, T) bool arrays: matched a
-    counted gt, and matched an ignored gt.
+    pycocotools does not count (id 0). ``similarity(det (n,), gt (n, Gp), valid (n, Gp))``
+    -> (n, Gp) replaces box IoU (keypoints: OKS); indices are into these sorted arrays.
+    Returns two (num_det, A, T) bool arrays: matched a counted gt, and matched an ignored gt.
 
     The loop runs over detection *rank* (< maxDets): matching a detection depends only on
     which gts the higher-scored ones took, so each step handles every group that has a
@@ -403,7 +405,10 @@ def _match(
         avail = np.broadcast_to(valid[:, None, None, :], (len(sel), n_area, n_thr, gp)).copy()
         for d in range(int(cnt[0])):
             n = int(np.searchsorted(-cnt, -d, side="left"))  # groups with count > d
-            iou = box_iou_coco(det_box[det_start[sel[:n]] + d], gbox[:n], crowd[:n])  # (n, Gp)
+            if similarity is None:
+                iou = box_iou_coco(det_box[det_start[sel[:n]] + d], gbox[:n], crowd[:n])  # (n, Gp)
+            else:
+                iou = similarity(det_start[sel[:n]] + d, gidx[:n], valid[:n])
             # Only rows with some IoU >= the lowest threshold can match at all.
             live = np.flatnonzero(((iou >= thr[0]) & valid[:n]).any(-1))
             if not len(live):
@@ -441,21 +446,30 @@ def evaluate_arrays(
     det_score: np.ndarray,
     *,
     num_categories: int,
+    similarity: Any = None,
+    area_ranges: np.ndarray = AREA_RANGES,
+    max_dets: Sequence[int] = MAX_DETS,
+    gt_flagged: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """COCO precision (T, R, K, A, M) and recall (T, K, A, M) from flat arrays.
 
     Images and categories are 0-based ranks (image ids / category ids sorted); boxes xywh
     float64; gts in file order, detections in input order (both orders break ties).
+    ``similarity(det, gt) -> (n, Gp)`` with indices into the *input* det and gt arrays
+    replaces box IoU (OKS for keypoints; ``det_box`` then gives only the detection's area);
+    ``area_ranges`` (A, 2) and ``max_dets`` default to the bbox ones; ``gt_flagged`` (G,)
+    marks further ignored gts (keypoints: none labelled) that, unlike crowds, match once.
     """
     n_thr, n_rec, n_cat, n_area, n_m = (
         len(IOU_THRESHOLDS),
         len(REC_THRESHOLDS),
         num_categories,
-        len(AREA_RANGES),
-        len(MAX_DETS),
+        len(area_ranges),
+        len(max_dets),
     )
-    lo, hi = AREA_RANGES[:, 0], AREA_RANGES[:, 1]
-    gt_ignore = gt_crowd[:, None] | (gt_area[:, None] < lo) | (gt_area[:, None] > hi)  # (G, A)
+    lo, hi = area_ranges[:, 0], area_ranges[:, 1]
+    flagged = gt_crowd if gt_flagged is None else gt_crowd | gt_flagged
+    gt_ignore = flagged[:, None] | (gt_area[:, None] < lo) | (gt_area[:, None] > hi)  # (G, A)
 
     # Groups are (image, category) pairs, keyed image-major so keys sort like pycocotools' loops.
     gkey = gt_img * n_cat + gt_cat
@@ -472,8 +486,15 @@ def evaluate_arrays(
     )
     first = np.searchsorted(dkey, dkey, side="left")
     rank = np.arange(len(dkey)) - first
-    keep = rank < MAX_DETS[-1]
+    keep = rank < max_dets[-1]
     dkey, dbox, dscore, dcat, dimg, rank = (x[keep] for x in (dkey, dbox, dscore, dcat, dimg, rank))
+    sorted_similarity = None
+    if similarity is not None:  # the matcher indexes sorted arrays; the caller's are unsorted
+        det_orig = dorder[keep]
+
+        def sorted_similarity(d: np.ndarray, g: np.ndarray, valid: np.ndarray) -> np.ndarray:
+            return np.where(valid, similarity(det_orig[d], gorder[g]), 0.0)
+
     groups, det_start, det_count = np.unique(dkey, return_index=True, return_counts=True)
     gt_start = np.searchsorted(gkey_sorted, groups, side="left")
     gt_count = np.searchsorted(gkey_sorted, groups, side="right") - gt_start
@@ -481,6 +502,7 @@ def evaluate_arrays(
     hit, hit_ign = _match(
         dbox, det_start, det_count, gt_start, gt_count,
         gt_box[gorder], gt_ignore[gorder], gt_crowd[gorder], gt_id[gorder] != 0,
+        sorted_similarity,
     )  # fmt: skip  # (D, A, T) each
     darea = dbox[:, 2] * dbox[:, 3]
     out_of_range = ((darea[:, None] < lo) | (darea[:, None] > hi))[:, :, None]  # (D, A, 1)
@@ -496,7 +518,7 @@ def evaluate_arrays(
     # Accumulation order: category, score desc, image, rank (pycocotools' concatenate + sort).
     acc = np.lexsort((rank, dimg, -dscore, dcat))
     undefined = (npig == 0).T  # (A, K): no non-ignored gt -> -1
-    for mi, max_det in enumerate(MAX_DETS):
+    for mi, max_det in enumerate(max_dets):
         sel = acc[rank[acc] < max_det]
         tp_flag = np.ascontiguousarray(tp_all[sel].transpose(1, 2, 0))  # (A, T, N)
         fp_flag = np.ascontiguousarray(fp_all[sel].transpose(1, 2, 0))

@@ -70,15 +70,21 @@ def _input_for(model: torch.nn.Module, name: str) -> torch.Tensor:
 @pytest.mark.parametrize("name", list(_cases()))
 def test_onnx_export_matches_torch(name):
     torch.manual_seed(0)
-    model = create_model(name, num_classes=10).eval()
+    task = model_task(name)
+    # a fusion network outputs one image whatever the data; every other head takes 10 outputs
+    model = create_model(name, **({} if task == "fuse" else {"num_classes": 10})).eval()
     x = _input_for(model, name)
     with torch.no_grad():
         expected = model(x)
     buf = io.BytesIO()
     export_onnx(model, x, buf, opset=17)
     got = OnnxModel(buf.getvalue())(x)
-    if model_task(name) == "classify":
+    if task == "classify":
         assert got.shape == expected.shape == (1, 10)
+    elif task == "fuse":  # one fused image at the input resolution
+        assert got.shape == expected.shape == (1, 1, *x.shape[-2:])
+    elif task == "pose":  # one heatmap per keypoint at stride 4
+        assert got.shape == expected.shape == (1, 10, *(v // 4 for v in x.shape[-2:]))
     else:  # segmentation: logits at the input resolution
         assert got.shape == expected.shape == (1, 10, *x.shape[-2:])
     # Randomly initialised deep segmenters output logits in the hundreds; float32 reordering
