@@ -16,7 +16,9 @@ from cvcraft.errors import DataError
 
 FUZZ = settings(
     derandomize=True,  # a failure reproduces: the same examples every run
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 
 COCO_SEED = json.dumps(
