@@ -282,8 +282,9 @@ def load_model_weights(
             line = f"  {k}: checkpoint {a} vs model {b}"
             if k in head_keys and len(a) == len(b) and a[1:] == b[1:]:
                 line += (
-                    f" — the checkpoint was trained with {a[0]} classes; pass "
-                    f"num_classes={a[0]} or load with strict=False to re-initialise the head"
+                    f" — the checkpoint was trained with {a[0]} classes; use data with "
+                    f"{a[0]} classes, or train with weights= (a head of another size is "
+                    f"re-initialised)"
                 )
             lines.append(line)
 
@@ -296,7 +297,10 @@ def load_model_weights(
             lines.append(f"  missing in checkpoint ({len(missing)}): {_few(missing)}")
         if unexpected:
             lines.append(f"  unexpected in checkpoint ({len(unexpected)}): {_few(unexpected)}")
-        lines.append("  use the architecture the checkpoint was trained with, or strict=False")
+        lines.append(
+            "  use the model= the checkpoint was trained with"
+            + (f" (model={arch})" if arch is not None else "")
+        )
         raise CheckpointError("\n".join(lines))
     bad = {k for k, _, _ in mismatched}
     model.load_state_dict({k: v for k, v in sd.items() if k in own and k not in bad}, strict=False)

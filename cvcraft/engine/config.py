@@ -250,6 +250,15 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"ema_decay={cfg.ema_decay} must be in [0, 1)")
     if cfg.devices < 1:
         raise ConfigError(f"devices={cfg.devices} must be >= 1")
+    set_by_task = {"num_classes": "the data's classes"}
+    if hasattr(cfg, "in_chans"):
+        set_by_task["in_chans"] = "the key in_chans="
+    for k in set_by_task.keys() & set(getattr(cfg, "model_kwargs", None) or {}):
+        raise ConfigError(
+            f"model_kwargs: {k} is set by the task from {set_by_task[k]}; remove it "
+            "(to fine-tune on other classes, pass weights=: a head of another size is "
+            "re-initialised)"
+        )
     cfg.check()
 
 

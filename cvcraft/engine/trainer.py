@@ -68,6 +68,7 @@ from cvcraft.engine.distributed import (
     write_launch_result,
 )
 from cvcraft.engine.ema import ModelEMA
+from cvcraft.engine.finetune import load_finetune_weights
 from cvcraft.engine.optim import build_optimizer, freeze, freeze_bn_stats, unwrap_model
 from cvcraft.engine.regularization import clip_gradients, l1_penalty, l2_penalty
 from cvcraft.engine.schedules import SCHEDULES, build_scheduler
@@ -326,8 +327,16 @@ class Trainer:
             torch.manual_seed(cfg.seed)
             init_weights(model, scheme=cfg.init)
         if cfg.weights and resume_state is None:
-            state = load_checkpoint(cfg.weights)
-            load_model_weights(model, weights_of(state), strict=True, source=cfg.weights)
+            classes = getattr(self.task, "classes", None)
+            self.log(
+                load_finetune_weights(
+                    model,
+                    load_checkpoint(cfg.weights),
+                    num_classes=len(classes) if classes else None,
+                    source=cfg.weights,
+                    model_name=cfg.model,
+                )
+            )
         if cfg.freeze:
             freeze(model, cfg.freeze)
         if cfg.channels_last:
