@@ -304,7 +304,16 @@ def _print_help(command: str, task: str) -> None:
 # Keys that may differ on resume: they change where/how the run executes, not what it
 # computes. Everything else comes from the run's own config.yaml so the resumed run
 # continues the same experiment (same schedule length, same data, same seed).
-RESUME_OVERRIDABLE = ("workers", "device", "progress", "plots", "resume", "out", "name")
+RESUME_OVERRIDABLE = (
+    "workers",
+    "device",
+    "progress",
+    "plots",
+    "resume",
+    "out",
+    "name",
+    "exist_ok",
+)
 
 
 def resume_config(task: str, cfg: Any, overrides: dict[str, str]) -> Any:
@@ -368,6 +377,7 @@ def run(argv: list[str]) -> Any:
     from cvcraft.engine.config import save_config
     from cvcraft.engine.trainer import (
         Trainer,
+        claim_run_dir,
         ensure_writable,
         resolve_run_dir,
         write_atomic,
@@ -389,6 +399,7 @@ def run(argv: list[str]) -> Any:
     if cfg.name == "train":
         cfg.name = command
     out = resolve_run_dir(task, cfg)
+    claim_run_dir(out, cfg.exist_ok, keep=cfg.weights)
     ensure_writable(out)
     if command == "val":
         save_config(cfg, out / "config.yaml", task)

@@ -93,6 +93,9 @@ class TrainConfig:
     lr_mults: dict = _opt({}, "per-prefix LR multipliers, e.g. {fc: 10}")
     resume: bool = _opt(False, "resume the run in `out` from its last valid checkpoint")
     out: str = _opt("", "run folder (default runs/<task>/<name>, numbered if it exists)")
+    exist_ok: bool = _opt(
+        False, "allow out= to be a folder that already holds a run (its files are replaced)"
+    )
     name: str = _opt("train", "run name under runs/<task>/")
     classes: list = _opt([], "class names in label order (default: found in the data)")
     val_fraction: float = _opt(0.1, "validation share when the dataset has no val split")

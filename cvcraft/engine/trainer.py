@@ -170,6 +170,38 @@ def ensure_writable(folder: Path) -> None:
         ) from None
 
 
+# the files that make a folder a run: writing a new run over them would destroy the old one
+RUN_FILES = ("config.yaml", "last.pt", "best.pt", "metrics.csv", "metrics.json")
+
+
+def claim_run_dir(folder: Path, exist_ok: bool, log: Any = print, keep: str = "") -> None:
+    """Refuse a folder that already holds a run unless ``exist_ok``; with ``exist_ok`` the old
+    run's checkpoints and metrics are removed first, so no file of it stays mixed in (a later
+    resume would otherwise pick up its ``last.prev.pt``)."""
+    found = [n for n in RUN_FILES if (folder / n).exists()]
+    if not found:
+        return
+    if not exist_ok:
+        raise ConfigError(
+            f"out={folder} already holds a run ({', '.join(found)}); pass resume=true to "
+            "continue it, exist_ok=true to replace it, or choose another out="
+        )
+    stale = [
+        p
+        for p in folder.iterdir()
+        if p.is_file()
+        and (p.name in RUN_FILES or p.name.startswith(("last.", "best.", "timing.csv")))
+    ]
+    if keep and any(p.resolve() == Path(keep).resolve() for p in stale):
+        raise ConfigError(
+            f"weights={keep} is a file of the run exist_ok=true would replace; copy it out "
+            "first or choose another out="
+        )
+    for p in stale:
+        p.unlink()
+    log(f"exist_ok=true: replaced the run in {folder} ({len(stale)} files removed)")
+
+
 def check_resume_classes(trainer: Any, classes: list[str]) -> dict[str, Any] | None:
     """The trainer's resume state (None on a fresh run), after checking it was trained on
     the same ``classes`` as the data now given; CheckpointError otherwise."""
@@ -307,14 +339,16 @@ class Trainer:
         cfg = self.cfg
         if cfg.val_interval < 1:
             raise ConfigError(f"val_interval={cfg.val_interval} must be >= 1 (1 = every epoch)")
+        resume = cfg.resume or (
+            self.auto_resume and any((self.out / n).exists() for n in ("last.pt", "last.prev.pt"))
+        )
         if is_main_process():
+            if not resume and not self.auto_resume:
+                claim_run_dir(self.out, cfg.exist_ok, self.log, keep=cfg.weights)
             ensure_writable(self.out)
         barrier()
         set_deterministic(cfg.deterministic)
         seed_everything(cfg.seed)
-        resume = cfg.resume or (
-            self.auto_resume and any((self.out / n).exists() for n in ("last.pt", "last.prev.pt"))
-        )
         if self.auto_resume and resume:
             self.log(f"torchrun restart {elastic_restart_count()}: resuming the run in {self.out}")
         resume_state = self._find_resume_state() if resume else None
