@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -153,6 +154,8 @@ class DetectTask(BaseTask):
                 f"batch={cfg.batch}; lower batch="
             )
         self.val_loader = self.build_val_loader(splits)
+        if not self.gt["annotations"]:
+            self.no_val_objects(trainer, len(splits.val))
         self.device = trainer.device
         model = build_detector(cfg.model, len(self.classes), cfg.model_kwargs)
         if cfg.backbone_weights and resume is None:
@@ -169,6 +172,16 @@ class DetectTask(BaseTask):
         self.write_classes(out)
         if cfg.plots:
             write_detection_plots(out / "plots", labels_of=splits.train, classes=self.classes)
+
+    def no_val_objects(self, trainer: Any, n_images: int) -> None:
+        """A val split without objects has no mAP (COCO reports -1): say so, and let the val
+        loss pick best.pt unless monitor= was given."""
+        note = f"data: the {n_images} val images have no objects, so map/map50 are -1"
+        if not self.cfg.monitor:
+            trainer.monitor, trainer.monitor_mode = "val_loss", "min"
+            trainer.best_fitness = math.inf
+            note += "; best.pt follows val_loss"
+        print(note)
 
     def load_splits(self) -> Any:
         cfg = self.cfg
