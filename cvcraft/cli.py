@@ -145,7 +145,36 @@ MODELS_KEYS = {
 }
 
 
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0][:100] if text else ''}"
+
+
+def _uncounted_row(name: str, task: str, size: tuple[int, ...] | None, e: Exception) -> str:
+    """A table row for a model whose MACs could not be counted: params from a build on the
+    meta device (no memory), and why."""
+    import torch
+
+    from cvcraft.models import create_model
+
+    why = _first_line(e)
+    if isinstance(e, NotImplementedError):  # e.g. nonzero() in a detector's proposals
+        why = "its forward has data-dependent ops that cannot be counted without real data"
+    try:
+        with torch.device("meta"):
+            model = create_model(name)
+        params = f"{sum(p.numel() for p in model.parameters()) / 1e6:>9.2f}M"
+        size = size or tuple(getattr(model, "default_input_size", ()))
+    except Exception:
+        params = f"{'?':>10}"
+    shown = "x".join(map(str, size)) if size else "?"
+    return f"{name:<32} {task:<9} {shown:<14} {params} {'n/a':>8}  ({why})"
+
+
 def cmd_models(pattern: str | None, rest: list[str], want_help: bool) -> list[str]:
+    """The model table, one row printed as soon as it is counted; a model whose MACs cannot
+    be counted (an input too small for it, an op without a meta kernel) gets its params and
+    a note instead of stopping the table."""
     from cvcraft.models import list_models
     from cvcraft.models.profile import model_table
 
@@ -155,20 +184,33 @@ def cmd_models(pattern: str | None, rest: list[str], want_help: bool) -> list[st
         return []
     args = _tool_args("models", rest, MODELS_KEYS, ())
     names = list_models(pattern or "*")
+    if not names:
+        raise ConfigError(f"no registered model matches {pattern!r}; `cvcraft models` lists all")
     size = (3, int(args["imgsz"]), int(args["imgsz"])) if args.get("imgsz") else None
     latency = str(args.get("latency", "false")).lower() in ("1", "true", "yes")
     print(
-        f"{'model':<32} {'input':<14} {'params':>10} {'GMACs':>8}"
-        + ("  latency ms" if latency else "")
+        f"{'model':<32} {'task':<9} {'input':<14} {'params':>10} {'GMACs':>8}"
+        + ("  latency ms" if latency else ""),
+        flush=True,
     )
-    for row in model_table(names, size, latency=latency):
+    failed = 0
+    for name in names:
+        task = model_task(name)
+        try:
+            row = model_table([name], size, latency=latency)[0]
+        except Exception as e:  # one model's counting problem must not hide the others
+            failed += 1
+            print(_uncounted_row(name, task, size, e))
+            continue
         line = (
-            f"{row['name']:<32} {'x'.join(map(str, row['input_size'])):<14} "
+            f"{row['name']:<32} {task:<9} {'x'.join(map(str, row['input_size'])):<14} "
             f"{row['params'] / 1e6:>9.2f}M {row['gmacs']:>8.3f}"
         )
         if latency:
             line += f"  {row['latency_ms']:.1f}"
-        print(line)
+        print(line, flush=True)
+    if failed:
+        print(f"{failed} of {len(names)} models: MACs not counted (n/a; the reason is on the row)")
     return names
 
 
