@@ -194,6 +194,77 @@ class BaseTask:
         return metrics
 
 
+def readable_images(
+    files: list[Path], skipped: list[tuple[str, str]]
+) -> list[tuple[Path, np.ndarray]]:
+    """``(path, image)`` of the files that decode; the others go to ``skipped`` as
+    ``(path, reason)`` so ``predict`` finishes every readable image (``finish_skipped``
+    then decides whether the run failed)."""
+    from cvcraft.data.io import read_image
+    from cvcraft.errors import DataError
+
+    out = []
+    for f in files:
+        try:
+            out.append((f, read_image(f)))
+        except DataError as e:
+            skipped.append((str(f), str(e)))
+    return out
+
+
+def finish_skipped(out: Path, skipped: list[tuple[str, str]], total: int, skip_bad: bool) -> None:
+    """After ``predict`` wrote its results: list the unreadable images in
+    ``out/skipped.json`` and say so; without ``skip_bad`` that is an error (exit code 2),
+    the predictions of the readable images are kept either way."""
+    from cvcraft.errors import DataError
+
+    if not skipped:
+        return
+    (Path(out) / "skipped.json").write_text(
+        json.dumps([{"path": p, "error": e} for p, e in skipped], indent=1)
+    )
+    msg = (
+        f"{len(skipped)} of {total} images could not be read and were skipped (first: "
+        f"{skipped[0][1]}); the list is in {Path(out) / 'skipped.json'}"
+    )
+    if not skip_bad:
+        raise DataError(
+            f"{msg}; the predictions of the other images are saved in {out}. Fix or remove "
+            "the files, or pass skip_bad=true to accept skipping them"
+        )
+    print(f"skip_bad=true: {msg}")
+
+
+def drop_unreadable(data: Any, subset: Any, split: str, workers: int = 4) -> Any:
+    """``skip_bad=true`` for data read item by item: decode every item of ``data`` once (a
+    thread pool: decoding releases the GIL), drop those that fail, and say how many.
+    ``subset(data, indices)`` makes the smaller dataset."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from cvcraft.errors import DataError
+
+    def fails(i: int) -> str | None:
+        try:
+            data.sample(i)
+        except DataError as e:
+            return str(e)
+        return None
+
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        errors = list(pool.map(fails, range(len(data))))
+    bad = [i for i, e in enumerate(errors) if e is not None]
+    if not bad:
+        return data
+    print(
+        f"data: skip_bad=true: skipped {len(bad)} of {len(data)} {split} items that cannot be "
+        f"read (first: {errors[bad[0]]})"
+    )
+    keep = [i for i, e in enumerate(errors) if e is None]
+    if not keep:
+        raise DataError(f"no {split} item of the data can be read (first: {errors[bad[0]]})")
+    return subset(data, keep)
+
+
 def take_fraction(data: Any, fraction: float, seed: int, minimum: int = 1) -> Any:
     """A seeded random subset of ``fraction`` of ``data`` (sorted indices; at least
     ``minimum`` items), or ``data`` itself when ``fraction`` is 1."""

@@ -20,7 +20,6 @@ from cvcraft.data import (
     ClassifyDataset,
     build_loader,
     load_classification,
-    read_image,
 )
 from cvcraft.data.io import list_images
 from cvcraft.data.sampling import (
@@ -40,7 +39,7 @@ from cvcraft.losses.classification import deep_supervision_loss
 from cvcraft.metrics.classification import ClassificationMetrics
 from cvcraft.models import create_model
 from cvcraft.structures import Sample
-from cvcraft.tasks.base import BaseTask, take_fraction
+from cvcraft.tasks.base import BaseTask, finish_skipped, readable_images, take_fraction
 from cvcraft.tasks.classify.config import ClassifyConfig
 from cvcraft.transforms import build_transforms as build_pipeline
 from cvcraft.transforms import default_classify_transforms
@@ -413,11 +412,13 @@ def predict_classifier(cfg: ClassifyConfig, out: Path) -> list[dict[str, Any]]:
     k = min(cfg.topk, len(classes))
     results: list[dict[str, Any]] = []
     files = list_images(cfg.source)
+    skipped: list[tuple[str, str]] = []
     for start in range(0, len(files), cfg.batch):
-        chunk = files[start : start + cfg.batch]
-        imgs = np.stack(
-            [tf(Sample(read_image(f), meta={"path": str(f)}), rng).image for f in chunk]
-        )
+        read = readable_images(files[start : start + cfg.batch], skipped)
+        if not read:
+            continue
+        chunk = [f for f, _ in read]
+        imgs = np.stack([tf(Sample(im, meta={"path": str(f)}), rng).image for f, im in read])
         x = pre(torch.from_numpy(imgs).permute(0, 3, 1, 2).to(device))
         with autocast(device, cfg.amp):
             probs = model(x).float().softmax(1)
@@ -438,6 +439,7 @@ def predict_classifier(cfg: ClassifyConfig, out: Path) -> list[dict[str, Any]]:
         fh.write("path,class,score\n")
         for r in results:
             fh.write(f"{r['path']},{r['class']},{r['score']:.6f}\n")
+    finish_skipped(out, skipped, len(files), cfg.skip_bad)
     return results
 
 
