@@ -226,3 +226,123 @@ def test_04_models_as_the_readme_shows_it(capsys):
     assert main(["models"]) == 0
     out = capsys.readouterr().out
     assert "yolo_n" in out and "resnet18" in out
+
+
+# ----------------------------------------------------------------------------- items 5, 6
+@pytest.fixture(scope="module")
+def detector(tmp_path_factory):
+    """yolo_p trained 2 epochs on the tiny YOLO data (val with objects)."""
+    root = tmp_path_factory.mktemp("det")
+    data = _yolo_dataset(root / "yolo", val_objects=True)
+    out = root / "run"
+    run(["train", "detect", f"data={data}", *DET, "epochs=2", "close_mosaic=0", "lr=0.01",
+         f"out={out}"])  # fmt: skip
+    return data, out
+
+
+def _corrupt(path: Path) -> Path:
+    path.write_bytes(b"\xff\xd8 this is not a JPEG")
+    return path
+
+
+def test_05_predict_keeps_going_past_an_unreadable_image(six_class_run, detector, tmp_path, capsys):
+    src = _image_folder(tmp_path / "src", ("x",), n=3)
+    bad = _corrupt(src / "x" / "1.png")
+    for task, weights in (
+        ("classify", six_class_run / "best.pt"),
+        ("detect", detector[1] / "best.pt"),
+    ):
+        out = tmp_path / f"p_{task}"
+        code = main(["predict", task, f"weights={weights}", f"source={src}", f"out={out}"])
+        err = capsys.readouterr().err
+        assert code == 2 and "1 of 3 images could not be read" in err, (task, err)
+        assert "skip_bad=true" in err
+        skipped = json.loads((out / "skipped.json").read_text())
+        assert [s["path"] for s in skipped] == [str(bad)]
+        preds = json.loads((out / "predictions.json").read_text())
+        if task == "classify":
+            assert sorted(Path(p["path"]).name for p in preds) == ["0.png", "2.png"]
+        out2 = tmp_path / f"q_{task}"
+        code = main(["predict", task, f"weights={weights}", f"source={src}", f"out={out2}",
+                     "skip_bad=true"])  # fmt: skip
+        said = capsys.readouterr()
+        assert code == 0, said.err
+        assert "skip_bad=true: 1 of 3 images could not be read" in said.out
+
+
+def test_05_skip_bad_in_detection_training(tmp_path, capsys):
+    data = _yolo_dataset(tmp_path / "yolo", val_objects=True)
+    _corrupt(tmp_path / "yolo" / "images" / "train" / "3.jpg")
+    argv = ["train", "detect", f"data={data}", *DET, "epochs=1", "close_mosaic=0"]
+    assert main([*argv, f"out={tmp_path / 'a'}"]) == 2  # the default stops, naming the file
+    assert "3.jpg" in capsys.readouterr().err
+    assert main([*argv, f"out={tmp_path / 'b'}", "skip_bad=true"]) == 0
+    said = capsys.readouterr().out
+    # the YOLO reader opens headers: the file is left out there, one line per image
+    assert "3.jpg: [unreadable_image]" in said
+    assert load_checkpoint(tmp_path / "b" / "last.pt")["epoch"] == 0
+
+
+def test_05_skip_bad_in_segmentation_training_and_predict(tmp_path, capsys):
+    root = tmp_path / "seg"
+    rng = np.random.default_rng(0)
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir(parents=True)
+    for i in range(10):
+        mask = np.zeros((32, 32), np.uint8)
+        mask[8:24, 8:24] = 1
+        cv2.imwrite(str(root / "images" / f"{i}.png"), rng.integers(0, 255, (32, 32, 3), np.uint8))
+        cv2.imwrite(str(root / "masks" / f"{i}.png"), mask)
+    _corrupt(root / "images" / "5.png")
+    argv = ["train", "segment", f"data={root}", "imgsz=32", "batch=4", "epochs=1", "workers=0",
+            "progress=false", "plots=false", "model_kwargs={base: 4, depth: 2}"]  # fmt: skip
+    assert main([*argv, f"out={tmp_path / 'a'}"]) == 2
+    assert "5.png" in capsys.readouterr().err
+    out = tmp_path / "b"
+    assert main([*argv, f"out={out}", "skip_bad=true"]) == 0
+    assert "skip_bad=true: skipped 1 of" in capsys.readouterr().out
+    src = root / "images"
+    code = main(["predict", "segment", f"weights={out / 'best.pt'}", f"source={src}",
+                 f"out={tmp_path / 'p'}"])  # fmt: skip
+    assert code == 2 and "1 of 10 images could not be read" in capsys.readouterr().err
+    assert len(json.loads((tmp_path / "p" / "predictions.json").read_text())) == 9
+
+
+def test_06_predict_detect_feeds_eval_detect(detector, tmp_path, capsys):
+    data, run_dir = detector
+    images = sorted((data.parent / "images" / "val").glob("*.jpg"))
+    # the ground truth with the dataset's own ids: not 0..N-1, categories not 1..K in order
+    gt = {
+        "images": [],
+        "annotations": [],
+        "categories": [{"id": 9, "name": "other"}, {"id": 5, "name": "box"}],
+    }
+    for k, f in enumerate(images):
+        gt["images"].append({"id": 100 + 7 * k, "file_name": f.name, "width": 64, "height": 64})
+        for line in (data.parent / "labels" / "val" / f"{f.stem}.txt").read_text().splitlines():
+            c, cx, cy, w, h = map(float, line.split())
+            box = [(cx - w / 2) * 64, (cy - h / 2) * 64, w * 64, h * 64]
+            gt["annotations"].append({"id": len(gt["annotations"]) + 1, "image_id": 100 + 7 * k,
+                                      "category_id": 5 if c == 0 else 9, "bbox": box,
+                                      "area": box[2] * box[3], "iscrowd": 0})  # fmt: skip
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    pred_dir = tmp_path / "pred"
+    run(["predict", "detect", f"weights={run_dir / 'best.pt'}", f"source={images[0].parent}",
+         f"out={pred_dir}", f"gt={tmp_path / 'gt.json'}", "conf=0.001"])  # fmt: skip
+    preds = json.loads((pred_dir / "predictions.json").read_text())
+    assert preds and {p["image_id"] for p in preds} <= {100 + 7 * k for k in range(len(images))}
+    assert {p["category_id"] for p in preds} <= {5, 9}
+    summary = run(["eval", "detect", f"gt={tmp_path / 'gt.json'}",
+                   f"pred={pred_dir / 'predictions.json'}"])  # fmt: skip
+    # the oracle: pycocotools on the same pair, and `cvcraft val` of the same weights
+    assert summary["AP"] == pytest.approx(
+        _pycocotools_ap(tmp_path / "gt.json", pred_dir / "predictions.json"), abs=1e-12
+    )
+    val = run(["val", "detect", f"data={data}", f"weights={run_dir / 'best.pt'}", *DET,
+               f"out={tmp_path / 'v'}"])  # fmt: skip
+    assert summary["AP"] == pytest.approx(val["map"], abs=1e-3)
+    # without gt=: numeric file names are the image ids (COCO's naming)
+    run(["predict", "detect", f"weights={run_dir / 'best.pt'}", f"source={images[0].parent}",
+         f"out={tmp_path / 'pred2'}", "conf=0.001"])  # fmt: skip
+    preds = json.loads((tmp_path / "pred2" / "predictions.json").read_text())
+    assert {p["image_id"] for p in preds} <= {int(f.stem) for f in images}
