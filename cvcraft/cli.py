@@ -444,8 +444,8 @@ def run(argv: list[str]) -> Any:
     claim_run_dir(out, cfg.exist_ok, keep=cfg.weights)
     ensure_writable(out)
     if command == "val":
-        save_config(cfg, out / "config.yaml", task)
         metrics = task_cls.validate(cfg, out)
+        save_config(cfg, out / "config.yaml", task)  # after: the checkpoint's imgsz, resize...
         write_atomic(out / "metrics.json", json.dumps(metrics, indent=2, default=float))
         scalars = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
         write_metrics_csv(out / "metrics.csv", [scalars])

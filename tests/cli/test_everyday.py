@@ -346,3 +346,24 @@ def test_06_predict_detect_feeds_eval_detect(detector, tmp_path, capsys):
          f"out={tmp_path / 'pred2'}", "conf=0.001"])  # fmt: skip
     preds = json.loads((tmp_path / "pred2" / "predictions.json").read_text())
     assert {p["image_id"] for p in preds} <= {int(f.stem) for f in images}
+
+
+# ----------------------------------------------------------------------------- item 7
+def test_07_val_segment_reads_the_checkpoint_before_the_data(tmp_path, capsys):
+    import yaml
+
+    run_dir = tmp_path / "run"
+    assert main(["train", "segment", "data=shapes:24", "imgsz=32", "resize=40", "epochs=1",
+                 "batch=8", "workers=0", "progress=false", "plots=false",
+                 "model_kwargs={base: 4, depth: 2}", f"out={run_dir}"]) == 0  # fmt: skip
+    trained = json.loads((run_dir / "metrics.json").read_text())
+    capsys.readouterr()
+    # no imgsz=/resize= given: the checkpoint's apply (the default imgsz would render the
+    # shapes at another size and give other numbers)
+    val = tmp_path / "val"
+    assert main(["val", "segment", "data=shapes:24", f"weights={run_dir / 'best.pt'}",
+                 "workers=0", "progress=false", "plots=false", f"out={val}"]) == 0  # fmt: skip
+    metrics = json.loads((val / "metrics.json").read_text())
+    assert metrics["miou"] == pytest.approx(trained["miou"], abs=1e-9)
+    saved = yaml.safe_load((val / "config.yaml").read_text())
+    assert saved["imgsz"] == 32 and saved["resize"] == 40
