@@ -476,11 +476,20 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
         run(argv)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handlers below
     except ProblemsFound as e:
         print(str(e), file=sys.stderr)
         return 1
     except CvcraftError as e:
         print(f"error: {_one_line(str(e))}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # `cvcraft --help | head`: the reader left; nothing to report
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so the interpreter's final flush is silent
+        return 1
+    except OSError as e:  # the file system said no: a read-only folder, a file as a folder
+        where = f" {e.filename}" if e.filename else ""
+        print(f"error: cannot use{where}: {e.strerror or e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; the last completed epoch is in last.pt (resume=true)", file=sys.stderr)

@@ -24,6 +24,8 @@ import yaml
 from cvcraft.errors import ConfigError
 from cvcraft.registry import did_you_mean
 
+MAX_IMGSZ = 16384  # px: beyond this a single decoded image is GiBs (a typo, not a size)
+
 
 def _opt(default: Any, help: str, choices: tuple[Any, ...] | None = None, **kw: Any) -> Any:
     meta = {"help": help, "choices": choices}
@@ -236,6 +238,17 @@ def validate(cfg: TrainConfig) -> None:
             raise ConfigError(
                 f"{f.name}={val!r} is not one of {', '.join(map(str, choices))}."
                 f"{did_you_mean(str(val), [str(c) for c in choices])}"
+            )
+    if cfg.imgsz > MAX_IMGSZ:
+        raise ConfigError(
+            f"imgsz={cfg.imgsz} is larger than {MAX_IMGSZ} px (one {cfg.imgsz}^2 image would "
+            f"need {3 * cfg.imgsz**2 / 2**30:.0f} GiB); pick a smaller imgsz="
+        )
+    for k, v in cfg.lr_mults.items():
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
+            raise ConfigError(
+                f"lr_mults: {k}={v!r} must be a number >= 0 (a multiplier of lr), "
+                "e.g. lr_mults={fc: 10, layer1: 0.1}"
             )
     positive = ["epochs", "batch", "imgsz", "accumulate"]
     for k in positive:

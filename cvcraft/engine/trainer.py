@@ -171,7 +171,8 @@ def ensure_writable(folder: Path) -> None:
 
 
 # the files that make a folder a run: writing a new run over them would destroy the old one
-RUN_FILES = ("config.yaml", "last.pt", "best.pt", "metrics.csv", "metrics.json")
+# (a config.yaml alone is a run that failed before its first epoch: nothing to lose)
+RUN_FILES = ("last.pt", "best.pt", "metrics.csv", "metrics.json")
 
 
 def claim_run_dir(folder: Path, exist_ok: bool, log: Any = print, keep: str = "") -> None:

@@ -194,6 +194,37 @@ class BaseTask:
         return metrics
 
 
+def build_model_with(name: str, model_kwargs: dict[str, Any], build: Any) -> nn.Module:
+    """``build()`` (a model constructor call using ``model_kwargs``), with a constructor's
+    TypeError/ValueError turned into a ConfigError naming model_kwargs when it was given."""
+    try:
+        return build()
+    except (TypeError, ValueError) as e:
+        if not model_kwargs:
+            raise
+        raise ConfigError(
+            f"model_kwargs={dict(model_kwargs)}: model {name} cannot be built with them "
+            f"({type(e).__name__}: {str(e).splitlines()[0][:200]}); fix or remove them"
+        ) from None
+
+
+def check_input_size(model: nn.Module, name: str, in_chans: int, imgsz: int) -> None:
+    """One batch-1 forward at ``imgsz`` before training, so an input the model cannot take
+    (AlexNet below 63 px, an MLP built for another size) is a one-line ConfigError now
+    rather than a traceback in the first step."""
+    was = model.training
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, in_chans, imgsz, imgsz))
+    except (ValueError, RuntimeError) as e:
+        raise ConfigError(
+            f"model={name} cannot take {imgsz}x{imgsz} inputs ({str(e).splitlines()[0][:200]}); "
+            "choose another imgsz= or model="
+        ) from None
+    finally:
+        model.train(was)
+
+
 def readable_images(
     files: list[Path], skipped: list[tuple[str, str]]
 ) -> list[tuple[Path, np.ndarray]]:

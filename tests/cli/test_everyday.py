@@ -4,6 +4,7 @@ The numbers in the test names are the issue's items.
 """
 
 import json
+import os
 from pathlib import Path
 
 import cv2
@@ -367,3 +368,53 @@ def test_07_val_segment_reads_the_checkpoint_before_the_data(tmp_path, capsys):
     assert metrics["miou"] == pytest.approx(trained["miou"], abs=1e-9)
     saved = yaml.safe_load((val / "config.yaml").read_text())
     assert saved["imgsz"] == 32 and saved["resize"] == 40
+
+
+# ----------------------------------------------------------------------------- item 11
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["lr_mults={fc: x}"], "lr_mults: fc='x' must be a number >= 0"),
+        (["model_kwargs={drop_rate: abc}"], "model_kwargs={'drop_rate': 'abc'}: model resnet20"),
+        (["model_kwargs={depth: 7}"], "cannot be built with them"),
+        (["imgsz=100000"], "imgsz=100000 is larger than 16384 px"),
+        (["model=alexnet"], "model=alexnet cannot take 32x32 inputs"),
+    ],
+)
+def test_11_one_line_errors_instead_of_tracebacks(args, expected, tmp_path, capsys):
+    code = main(["train", "classify", "data=shapes:64", "batch=32", "epochs=1", *FAST,
+                 f"out={tmp_path / 'r'}", *args])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and expected in err, err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_11_file_system_errors_are_one_line(tmp_path, capsys, monkeypatch):
+    (tmp_path / "afile").write_text("")
+    assert main(["pack", "data=shapes:8", f"out={tmp_path / 'afile'}"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot use") and "Not a directory" in err
+    # the run folder turns read-only mid-run (root ignores modes: the OS error is injected)
+    import cvcraft.engine.trainer as trainer_mod
+
+    def refuse(path, *a, **k):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(trainer_mod, "save_checkpoint", refuse)
+    code = main(["train", "classify", "data=shapes:64", "batch=32", "epochs=1", *FAST,
+                 f"out={tmp_path / 'r'}"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and "last.pt: Permission denied" in err and "Traceback" not in err
+
+
+def test_11_help_into_a_closed_pipe_is_quiet():
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    p = subprocess.Popen([sys.executable, "-m", "cvcraft.cli", "--help"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, env=env)  # fmt: skip
+    p.stdout.close()  # `| head` that has already gone
+    err = p.stderr.read().decode()
+    p.wait(timeout=120)
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err

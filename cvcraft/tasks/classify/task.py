@@ -39,7 +39,14 @@ from cvcraft.losses.classification import deep_supervision_loss
 from cvcraft.metrics.classification import ClassificationMetrics
 from cvcraft.models import create_model
 from cvcraft.structures import Sample
-from cvcraft.tasks.base import BaseTask, finish_skipped, readable_images, take_fraction
+from cvcraft.tasks.base import (
+    BaseTask,
+    build_model_with,
+    check_input_size,
+    finish_skipped,
+    readable_images,
+    take_fraction,
+)
 from cvcraft.tasks.classify.config import ClassifyConfig
 from cvcraft.transforms import build_transforms as build_pipeline
 from cvcraft.transforms import default_classify_transforms
@@ -157,6 +164,7 @@ class ClassifyTask(BaseTask):
         model = build_classifier(
             cfg.model, len(self.classes), cfg.in_chans, cfg.imgsz, cfg.model_kwargs
         )
+        check_input_size(model, cfg.model, cfg.in_chans, cfg.imgsz)
         trainer.model = model.to(trainer.device)
         self.pre = Preprocess(self.stats, cfg.normalize, cfg.in_chans).to(trainer.device)
         self.criterion = build_criterion(cfg, train.labels, len(self.classes)).to(trainer.device)
@@ -388,13 +396,21 @@ def build_classifier(
     kw = dict(model_kwargs)
     if "img_size" not in kw:
         try:
-            return create_model(
-                name, num_classes=num_classes, in_chans=in_chans, img_size=imgsz, **kw
+            return build_model_with(
+                name,
+                model_kwargs,
+                lambda: create_model(
+                    name, num_classes=num_classes, in_chans=in_chans, img_size=imgsz, **kw
+                ),
             )
         except ConfigError as e:
             if "'img_size'" not in str(e):
                 raise
-    return create_model(name, num_classes=num_classes, in_chans=in_chans, **kw)
+    return build_model_with(
+        name,
+        model_kwargs,
+        lambda: create_model(name, num_classes=num_classes, in_chans=in_chans, **kw),
+    )
 
 
 @torch.no_grad()

@@ -47,7 +47,13 @@ from cvcraft.metrics.coco import COCOEvaluator
 from cvcraft.metrics.detection_confusion import DetectionConfusionMatrix
 from cvcraft.models import create_model
 from cvcraft.structures import Sample, xyxy_to_xywh
-from cvcraft.tasks.base import BaseTask, drop_unreadable, finish_skipped, readable_images
+from cvcraft.tasks.base import (
+    BaseTask,
+    build_model_with,
+    drop_unreadable,
+    finish_skipped,
+    readable_images,
+)
 from cvcraft.tasks.detect.config import DetectConfig
 from cvcraft.transforms.letterbox import Letterbox, unletterbox_boxes
 from cvcraft.viz.detection_plots import draw_detections, write_detection_plots
@@ -68,7 +74,9 @@ def to_inputs(images: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 def build_detector(name: str, num_classes: int, model_kwargs: dict[str, Any]) -> nn.Module:
     """``create_model`` for a detector; raises ConfigError if ``name`` is not one."""
-    model = create_model(name, num_classes=num_classes, **dict(model_kwargs))
+    model = build_model_with(
+        name, model_kwargs, lambda: create_model(name, num_classes=num_classes, **model_kwargs)
+    )
     if not (hasattr(model, "loss") and hasattr(model, "postprocess")):
         raise ConfigError(
             f"model={name} is not a detector (no loss/postprocess); pick one of "

@@ -36,6 +36,7 @@ from cvcraft.models import create_model
 from cvcraft.structures import Sample
 from cvcraft.tasks.base import (
     BaseTask,
+    build_model_with,
     drop_unreadable,
     finish_skipped,
     readable_images,
@@ -249,7 +250,11 @@ def evaluate_segmenter(
 def build_segmenter(
     name: str, num_classes: int, in_chans: int, model_kwargs: dict[str, Any]
 ) -> nn.Module:
-    return create_model(name, num_classes=num_classes, in_chans=in_chans, **dict(model_kwargs))
+    return build_model_with(
+        name,
+        model_kwargs,
+        lambda: create_model(name, num_classes=num_classes, in_chans=in_chans, **model_kwargs),
+    )
 
 
 def _stats(data: Any, mode: str, seed: int) -> dict[str, Any] | None:
