@@ -418,3 +418,36 @@ def test_11_help_into_a_closed_pipe_is_quiet():
     err = p.stderr.read().decode()
     p.wait(timeout=120)
     assert "Traceback" not in err and "BrokenPipeError" not in err, err
+
+
+# ----------------------------------------------------------------------------- item 16
+def test_16_eval_detect_does_not_import_torch(tmp_path):
+    import subprocess
+    import sys
+
+    gt = {"images": [{"id": 1, "width": 50, "height": 50}, {"id": 2, "width": 50, "height": 50}],
+          "categories": [{"id": 1, "name": "a"}, {"id": 3, "name": "b"}],
+          "annotations": [
+              {"id": 1, "image_id": 1, "category_id": 1, "bbox": [5, 5, 20, 20], "area": 400,
+               "iscrowd": 0},
+              {"id": 2, "image_id": 2, "category_id": 3, "bbox": [10, 0, 30, 15], "area": 450,
+               "iscrowd": 0}]}  # fmt: skip
+    pred = [{"image_id": 1, "category_id": 1, "bbox": [6, 4, 20, 21], "score": 0.9},
+            {"image_id": 2, "category_id": 3, "bbox": [20, 0, 30, 15], "score": 0.8},
+            {"image_id": 2, "category_id": 1, "bbox": [0, 0, 9, 9], "score": 0.3}]  # fmt: skip
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    (tmp_path / "pred.json").write_text(json.dumps(pred))
+    args = ["eval", "detect", f"gt={tmp_path / 'gt.json'}", f"pred={tmp_path / 'pred.json'}"]
+    code = (
+        "import json, sys; from cvcraft.cli import run; "
+        f"s = run({args!r}); "
+        "print(json.dumps({'torch': 'torch' in sys.modules, 'AP': s['AP']}))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert res.returncode == 0, res.stderr
+    said = json.loads(res.stdout.strip().splitlines()[-1])
+    assert said["torch"] is False
+    assert said["AP"] == pytest.approx(
+        _pycocotools_ap(tmp_path / "gt.json", tmp_path / "pred.json"), abs=1e-12
+    )
