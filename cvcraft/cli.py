@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from cvcraft.engine.config import parse_overrides
+from cvcraft.engine.threads import passive_waiting
 from cvcraft.errors import ConfigError, CvcraftError
 from cvcraft.registry import did_you_mean
 from cvcraft.tasks import get_task, list_tasks, model_task, task_config, task_help
@@ -348,6 +349,7 @@ def _print_help(command: str, task: str) -> None:
 # continues the same experiment (same schedule length, same data, same seed).
 RESUME_OVERRIDABLE = (
     "workers",
+    "threads",
     "device",
     "progress",
     "plots",
@@ -427,6 +429,10 @@ def run(argv: list[str]) -> Any:
     )
 
     task_cls = spec.load_class()
+    if command not in ("train", "demo"):  # the Trainer sets them for training
+        from cvcraft.engine.threads import set_threads
+
+        set_threads(cfg.threads)
     if command in ("train", "demo"):
         from cvcraft.engine.distributed import is_main_process
 
@@ -473,6 +479,9 @@ def _one_line(msg: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # before anything imports torch: idle OpenMP threads sleep instead of spinning, so a
+    # busy neighbour process does not collapse training (engine/threads.py)
+    passive_waiting()
     argv = sys.argv[1:] if argv is None else argv
     try:
         run(argv)

@@ -44,6 +44,9 @@ class TrainConfig:
     batch: int = _opt(64, "batch size per optimizer step (before accumulation)")
     imgsz: int = _opt(32, "square input size fed to the model")
     workers: int = _opt(2, "data-loading worker processes (0 = in the main process)")
+    threads: int = _opt(
+        0, "torch CPU threads (0 = auto: torch's default capped at the usable cores)"
+    )
     seed: int = _opt(0, "seed of every random choice (data order, augmentation, init)")
     deterministic: bool = _opt(False, "use deterministic algorithms (bit-identical reruns)")
     device: str = _opt("auto", "auto | cpu | cuda | cuda:N | mps")
@@ -254,7 +257,15 @@ def validate(cfg: TrainConfig) -> None:
     for k in positive:
         if getattr(cfg, k) <= 0:
             raise ConfigError(f"{k}={getattr(cfg, k)} must be > 0")
-    nonneg = ["workers", "lr", "weight_decay", "warmup_epochs", "grad_clip", "grad_clip_value"]
+    nonneg = [
+        "workers",
+        "threads",
+        "lr",
+        "weight_decay",
+        "warmup_epochs",
+        "grad_clip",
+        "grad_clip_value",
+    ]
     for k in nonneg + ["patience", "l1", "l2"]:
         if getattr(cfg, k) < 0:
             raise ConfigError(f"{k}={getattr(cfg, k)} must be >= 0")

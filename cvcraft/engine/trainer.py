@@ -72,6 +72,7 @@ from cvcraft.engine.finetune import load_finetune_weights
 from cvcraft.engine.optim import build_optimizer, freeze, freeze_bn_stats, unwrap_model
 from cvcraft.engine.regularization import clip_gradients, l1_penalty, l2_penalty
 from cvcraft.engine.schedules import SCHEDULES, build_scheduler
+from cvcraft.engine.threads import set_threads
 from cvcraft.errors import CheckpointError, ConfigError, TrainingError
 from cvcraft.nn.init import init_weights
 
@@ -350,6 +351,7 @@ class Trainer:
         barrier()
         set_deterministic(cfg.deterministic)
         seed_everything(cfg.seed)
+        set_threads(cfg.threads)
         if self.auto_resume and resume:
             self.log(f"torchrun restart {elastic_restart_count()}: resuming the run in {self.out}")
         resume_state = self._find_resume_state() if resume else None

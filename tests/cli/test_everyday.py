@@ -451,3 +451,45 @@ def test_16_eval_detect_does_not_import_torch(tmp_path):
     assert said["AP"] == pytest.approx(
         _pycocotools_ap(tmp_path / "gt.json", tmp_path / "pred.json"), abs=1e-12
     )
+
+
+# ----------------------------------------------------------------------------- item 15
+def test_15_cli_sets_passive_waiting_before_torch_and_threads_key(tmp_path):
+    import subprocess
+    import sys
+
+    args = ["train", "classify", "data=shapes:64", "batch=32", "epochs=1", "threads=1", *FAST]
+    code = (
+        "import json, os, sys; from cvcraft.cli import main; "
+        f"assert 0 == main({args!r} + ['out={tmp_path}/' + str(os.getpid())]); "
+        "import torch; print(json.dumps({'wait': os.environ.get('OMP_WAIT_POLICY'), "
+        "'threads': torch.get_num_threads()}))"
+    )
+    root = str(Path(__file__).resolve().parents[2])
+    base = {k: v for k, v in os.environ.items() if not k.startswith("OMP_")}
+    for env, wait in (({}, "PASSIVE"), ({"OMP_WAIT_POLICY": "ACTIVE"}, "ACTIVE")):
+        res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             env={**base, **env, "PYTHONPATH": root})  # fmt: skip
+        assert res.returncode == 0, res.stderr
+        said = json.loads(res.stdout.strip().splitlines()[-1])
+        assert said == {"wait": wait, "threads": 1}  # a user's own policy is kept
+
+
+def test_15_threads_auto_is_capped_at_usable_cores(monkeypatch):
+    from cvcraft.engine import threads
+
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setattr(threads, "usable_cores", lambda: 1)
+        torch.set_num_threads(2)
+        assert threads.set_threads(0) == 1 == torch.get_num_threads()
+        assert threads.set_threads(2) == 2 == torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
+    env: dict[str, str] = {}
+    assert threads.passive_waiting(env) is ("torch" not in __import__("sys").modules)
+    assert env == {"OMP_WAIT_POLICY": "PASSIVE"}
+    env = {"OMP_WAIT_POLICY": "active"}
+    assert threads.passive_waiting(env) is False and env == {"OMP_WAIT_POLICY": "active"}
+    with pytest.raises(Exception, match="threads=-1 must be >= 0"):
+        run(["train", "classify", "threads=-1"])
