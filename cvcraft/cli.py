@@ -48,7 +48,7 @@ commands:
   models  [pattern]    registered models with params and GMACs (latency=true adds CPU ms)
   augment data=... pipeline=aug.yaml out=grid.png n=16   look at what a pipeline does
   pack    data=... out=shards/                    write tar shards (WebDataset layout)
-  convert from=voc to=coco src=DIR dst=DIR    convert a detection dataset (coco|yolo|voc)
+  convert from=voc to=coco src=DIR out=DIR    convert a detection dataset (coco|yolo|voc)
   check   data=PATH [format=coco|yolo|voc]    list every problem in a detection dataset
   imgproc OP src=IMG [key=value]   a classical image operation (imgproc help: the list)
   calibrate images=DIR pattern=9x6 square=25  camera intrinsics from checkerboard photos
@@ -78,6 +78,11 @@ def _parse(argv: list[str]) -> tuple[str, str | None, list[str], str | None, boo
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(usage())
         raise SystemExit(0)
+    if argv[0] in ("-V", "--version", "version"):
+        from cvcraft import __version__
+
+        print(f"cvcraft {__version__}")
+        raise SystemExit(0)
     ap = argparse.ArgumentParser(prog="cvcraft", add_help=False)
     ap.add_argument("command", nargs="?")
     ap.add_argument("rest", nargs=argparse.REMAINDER)
@@ -103,7 +108,21 @@ def _parse(argv: list[str]) -> tuple[str, str | None, list[str], str | None, boo
     task = None
     if rest and "=" not in rest[0]:
         task = rest.pop(0)
+    if task is None and config_file and ns.command in ("train", "val", "predict", "demo"):
+        task = _config_task(config_file)  # a run's config.yaml names its task
     return ns.command, task, rest, config_file, want_help
+
+
+def _config_task(path: str) -> str | None:
+    """The ``task:`` of a config file (a run folder's config.yaml has one), else None."""
+    import yaml
+
+    try:
+        loaded = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError):
+        return None  # build_config reports the file's problem with its own message
+    task = loaded.get("task") if isinstance(loaded, dict) else None
+    return str(task) if task else None
 
 
 def _check_task(command: str, task: str | None) -> str:
@@ -220,6 +239,7 @@ CONVERT_KEYS = {
     "to": "destination format: coco | yolo | voc",
     "src": "source dataset path",
     "dst": "destination folder",
+    "out": "destination folder (the same as dst=, the name every other command uses)",
     "split": "split to convert (default train)",
     "images": "copy | symlink | none (default copy)",
 }
@@ -230,7 +250,12 @@ def cmd_convert(_: str | None, rest: list[str], want_help: bool) -> Any:
 
     if want_help:
         return _tool_help("convert", CONVERT_KEYS)
-    a = _tool_args("convert", rest, CONVERT_KEYS, ("to", "src", "dst"))
+    a = _tool_args("convert", rest, CONVERT_KEYS, ("to", "src"))
+    if a.get("out") and a.get("dst") and a["out"] != a["dst"]:
+        raise ConfigError("convert: give the destination once, as out= (or dst=)")
+    a["dst"] = a.get("dst") or a.get("out", "")
+    if not a["dst"]:
+        raise ConfigError("convert needs out= (the destination folder; dst= also works)")
     report = convert_dataset(
         a["src"],
         a.get("from") or None,
@@ -436,7 +461,9 @@ def run(argv: list[str]) -> Any:
     if command in ("train", "demo"):
         from cvcraft.engine.distributed import is_main_process
 
-        metrics = Trainer(task_cls(cfg), cfg).fit()
+        trainer = Trainer(task_cls(cfg), cfg)
+        _RUN["dir"] = trainer.out
+        metrics = trainer.fit()
         if is_main_process():
             print(json.dumps({k: metrics[k] for k in spec.summary_keys if k in metrics}))
         return metrics
@@ -469,6 +496,20 @@ def run(argv: list[str]) -> Any:
     return results
 
 
+_RUN: dict[str, Path] = {}  # the run folder of this invocation (for the Ctrl-C message)
+
+
+def _interrupted() -> str:
+    """What Ctrl-C leaves: the last finished epoch if there is one, else nothing to resume."""
+    folder = _RUN.get("dir")
+    if folder is None:
+        return "interrupted"
+    last = folder / "last.pt"
+    if last.exists():
+        return f"interrupted; the last completed epoch is in {last} (resume=true out={folder})"
+    return f"interrupted before the first epoch finished; {folder} has no checkpoint to resume"
+
+
 def _one_line(msg: str) -> str:
     """A DataLoader worker re-raises our error with its traceback inside the message; the
     user needs only the last line (the original message)."""
@@ -482,6 +523,7 @@ def main(argv: list[str] | None = None) -> int:
     # before anything imports torch: idle OpenMP threads sleep instead of spinning, so a
     # busy neighbour process does not collapse training (engine/threads.py)
     passive_waiting()
+    _RUN.clear()
     argv = sys.argv[1:] if argv is None else argv
     try:
         run(argv)
@@ -501,7 +543,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: cannot use{where}: {e.strerror or e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted; the last completed epoch is in last.pt (resume=true)", file=sys.stderr)
+        print(_interrupted(), file=sys.stderr)
         return 130
     return 0
 

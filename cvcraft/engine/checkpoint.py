@@ -74,6 +74,9 @@ def _atomic_write_bytes(
     checkpoint's sidecar steps), then ``os.replace`` it onto ``path`` and sync the folder."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)  # mkstemp's 0600 -> the mode any other file gets
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

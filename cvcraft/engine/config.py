@@ -54,7 +54,7 @@ class TrainConfig:
         "sgd", "optimizer", ("sgd", "adagrad", "rmsprop", "adadelta", "adam", "adamw")
     )
     lr: float = _opt(0.05, "base learning rate (the peak after warmup)")
-    momentum: float = _opt(0.9, "SGD/RMSProp momentum, Adam beta1")
+    momentum: float = _opt(0.9, "SGD/RMSProp momentum (adam/adamw use their default betas)")
     nesterov: bool = _opt(True, "Nesterov momentum for SGD")
     weight_decay: float = _opt(5e-4, "weight decay (not applied to biases and norm layers)")
     schedule: str = _opt(

@@ -493,3 +493,64 @@ def test_15_threads_auto_is_capped_at_usable_cores(monkeypatch):
     assert threads.passive_waiting(env) is False and env == {"OMP_WAIT_POLICY": "active"}
     with pytest.raises(Exception, match="threads=-1 must be >= 0"):
         run(["train", "classify", "threads=-1"])
+
+
+# ----------------------------------------------------------------------------- items 12, 14
+def test_12_ctrl_c_before_the_first_checkpoint_promises_nothing(tmp_path, capsys, monkeypatch):
+    from cvcraft.engine.trainer import Trainer
+
+    def interrupt(self, epoch):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Trainer, "train_one_epoch", interrupt)
+    out = tmp_path / "r"
+    code = main(["train", "classify", "data=shapes:64", "batch=32", "epochs=1", *FAST,
+                 f"out={out}"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 130 and "before the first epoch finished" in err and "last.pt" not in err
+
+
+def test_14_version_config_task_checkpoint_mode_and_convert_out(six_class_run, tmp_path, capsys):
+    from cvcraft import __version__
+
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out.strip() == f"cvcraft {__version__}"
+    # checkpoints get the mode every other file gets (umask applied), not mkstemp's 0600
+    umask = os.umask(0)
+    os.umask(umask)
+    mode = (six_class_run / "best.pt").stat().st_mode & 0o777
+    assert mode == (six_class_run / "metrics.csv").stat().st_mode & 0o777 == 0o666 & ~umask
+    # train --config run/config.yaml takes the task the file names
+    data = _yolo_dataset(tmp_path / "yolo", val_objects=True)
+    assert main(["train", "detect", f"data={data}", *DET, "epochs=1", "close_mosaic=0",
+                 f"out={tmp_path / 'a'}"]) == 0  # fmt: skip
+    capsys.readouterr()
+    assert main(["train", "--config", str(tmp_path / "a" / "config.yaml"),
+                 f"out={tmp_path / 'b'}"]) == 0  # fmt: skip
+    assert load_checkpoint(tmp_path / "b" / "last.pt")["task"] == "detect"
+    # convert takes out= like every other command
+    report = run(["convert", "from=yolo", "to=coco", f"src={data}", f"out={tmp_path / 'c'}"])
+    assert report is not None and list((tmp_path / "c").rglob("*.json"))
+
+
+# ----------------------------------------------------------------------------- item 8
+def test_08_no_second_evaluation_when_the_best_epoch_is_the_last(tmp_path, monkeypatch):
+    from cvcraft.tasks.classify.task import ClassifyTask
+
+    calls = []
+    original = ClassifyTask.evaluate
+
+    def counting(self, model, loader=None):
+        calls.append(1)
+        return original(self, model, loader)
+
+    monkeypatch.setattr(ClassifyTask, "evaluate", counting)
+    out = tmp_path / "r"
+    metrics = run(["train", "classify", "data=shapes:64", "batch=32", "epochs=2", *FAST,
+                   "monitor=epoch", "monitor_mode=max", f"out={out}"])  # fmt: skip
+    assert len(calls) == 2  # one per epoch; the final numbers are epoch 2's
+    rows = (out / "metrics.csv").read_text().splitlines()
+    last = dict(zip(rows[0].split(","), rows[-1].split(",")))
+    assert metrics["best_epoch"] == 2
+    assert float(last["top1"]) == pytest.approx(metrics["top1"], rel=1e-5)
