@@ -521,6 +521,7 @@ class Trainer:
             improved = False
             if evaluated:
                 metrics = self.evaluate()
+                self._last_eval = (epoch, metrics)
                 row.update({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
                 if monitor not in row:
                     raise ConfigError(
@@ -731,10 +732,16 @@ class Trainer:
     def _finish(self, monitor: str) -> dict[str, Any]:
         barrier()  # rank 0 has written best.pt
         best = self.out / "best.pt"
-        if best.exists():
-            state = load_checkpoint(best)
-            load_model_weights(self.eval_model, weights_of(state), strict=True, source=str(best))
-        metrics = self.evaluate() if self.history else {}
+        last_eval = getattr(self, "_last_eval", None)
+        if last_eval is not None and last_eval[0] == self.best_epoch:
+            metrics = last_eval[1]  # best.pt holds the weights just evaluated: no second pass
+        else:
+            if best.exists():
+                state = load_checkpoint(best)
+                load_model_weights(
+                    self.eval_model, weights_of(state), strict=True, source=str(best)
+                )
+            metrics = self.evaluate() if self.history else {}
         final = {k: v for k, v in metrics.items() if isinstance(v, (int, float, list, dict))}
         final.update(
             {
