@@ -172,7 +172,8 @@ def load_checkpoint(
                 f"checkpoint {path} ({len(data)} bytes) does not match its checksum in "
                 f"{sidecar_path(path).name}: the file is truncated or corrupted (interrupted "
                 f"copy, full disk). Use {previous_path(path).name} or best.pt if present, or "
-                f"re-copy the file; pass verify=False only if you changed it on purpose."
+                f"re-copy the file. Only if you changed it on purpose: delete "
+                f"{sidecar_path(path).name} and it loads unverified, with a warning."
             )
     # torch.save writes a zip (PK..); legacy files start with a pickle opcode (0x80). Anything
     # else is not a checkpoint at all, and torch's own message would blame weights_only.

@@ -554,3 +554,21 @@ def test_08_no_second_evaluation_when_the_best_epoch_is_the_last(tmp_path, monke
     last = dict(zip(rows[0].split(","), rows[-1].split(",")))
     assert metrics["best_epoch"] == 2
     assert float(last["top1"]) == pytest.approx(metrics["top1"], rel=1e-5)
+
+
+# ----------------------------------------------------------------------------- item 10
+def test_10_a_changed_checkpoint_gets_advice_the_cli_can_follow(six_class_run, tmp_path, capsys):
+    import shutil
+
+    shutil.copy(six_class_run / "best.pt.sha256", tmp_path / "best.pt.sha256")
+    state = load_checkpoint(six_class_run / "best.pt")
+    state["note"] = "edited on purpose"
+    torch.save(state, tmp_path / "best.pt")  # the sidecar now lists another digest
+    code = main(["val", "classify", "data=shapes:96", f"weights={tmp_path / 'best.pt'}",
+                 "workers=0", "plots=false", f"out={tmp_path / 'v'}"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and "does not match its checksum" in err
+    assert "verify=False" not in err and "delete best.pt.sha256" in err
+    (tmp_path / "best.pt.sha256").unlink()  # following the advice
+    with pytest.warns(UserWarning, match="no best.pt.sha256 checksum file"):
+        assert load_checkpoint(tmp_path / "best.pt")["note"] == "edited on purpose"
