@@ -141,7 +141,8 @@ def schedule_kwargs(cfg: TrainConfig, name: str, steps_per_epoch: int) -> dict[s
 def resolve_run_dir(task: str, cfg: TrainConfig, *, root: str | Path = "runs") -> Path:
     """``out`` if given; else runs/<task>/<name>, numbered (name2, name3, ...) if taken.
 
-    With ``resume=true`` and no ``out``, the newest existing runs/<task>/<name>* is reused.
+    With ``resume=true`` and no ``out``, the newest runs/<task>/<name>* holding a checkpoint
+    is reused (a folder left by a command that failed before its first epoch is skipped).
     """
     if cfg.out:
         return Path(cfg.out)
@@ -151,7 +152,8 @@ def resolve_run_dir(task: str, cfg: TrainConfig, *, root: str | Path = "runs") -
         existing = [p for p in candidates[:1000] if p.exists()]
         if not existing:
             raise ConfigError(f"resume=true but no run folder {base / cfg.name}* exists; pass out=")
-        return existing[-1]
+        started = [p for p in existing if (p / "last.pt").exists() or (p / "last.prev.pt").exists()]
+        return (started or existing)[-1]
     for p in candidates:
         if not p.exists():
             return p

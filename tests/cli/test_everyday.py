@@ -572,3 +572,14 @@ def test_10_a_changed_checkpoint_gets_advice_the_cli_can_follow(six_class_run, t
     (tmp_path / "best.pt.sha256").unlink()  # following the advice
     with pytest.warns(UserWarning, match="no best.pt.sha256 checksum file"):
         assert load_checkpoint(tmp_path / "best.pt")["note"] == "edited on purpose"
+
+
+def test_12_resume_skips_the_folder_of_a_failed_start(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    base = ["train", "classify", "data=shapes:64", "batch=32", *FAST]
+    assert main([*base, "epochs=1"]) == 0  # runs/classify/train
+    assert main([*base, "epochs=1", "model=alexnet"]) == 2  # fails: leaves train2
+    assert (tmp_path / "runs" / "classify" / "train2").exists()
+    capsys.readouterr()
+    assert main([*base, "resume=true"]) == 0
+    assert "runs/classify/train/last.pt" in capsys.readouterr().out
