@@ -7,6 +7,7 @@ Public API (imported lazily so ``import cvcraft`` stays cheap in data workers)::
     cvcraft.profile(model, (3, 224, 224))          # params, MACs, CPU latency
     cvcraft.load_dataset("path/to/imagefolder")   # -> DataSplits(train, val, classes)
     cvcraft.Trainer(task, cfg).fit()
+    cvcraft.list_tasks()                            # registered tasks (register_task adds one)
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ __version__ = "0.1.0"
 _LAZY = {
     "create_model": ("cvcraft.models", "create_model"),
     "list_models": ("cvcraft.models", "list_models"),
+    "model_default_cfg": ("cvcraft.models", "model_default_cfg"),
+    "list_tasks": ("cvcraft.tasks", "list_tasks"),
     "profile": ("cvcraft.models.profile", "profile"),
     "load_dataset": ("cvcraft.data", "load_classification"),
     "Trainer": ("cvcraft.engine.trainer", "Trainer"),

@@ -33,6 +33,13 @@ COMMANDS = (
     "pack",
     "imgproc",
     "calibrate",
+    "explain",
+    "attack",
+    "prune",
+    "quantize",
+    "export",
+    "tune",
+    "scaling",
 )
 
 USAGE_HEAD = """\
@@ -52,6 +59,13 @@ commands:
   check   data=PATH [format=coco|yolo|voc]    list every problem in a detection dataset
   imgproc OP src=IMG [key=value]   a classical image operation (imgproc help: the list)
   calibrate images=DIR pattern=9x6 square=25  camera intrinsics from checkerboard photos
+  tune    TASK space=space.yaml trials=N out=DIR  Optuna search (TPE, pruning, resumable)
+  scaling TASK models=a,b,c fractions=.25,.5,1     fit L(N), L(D) power laws to a run ladder
+  explain [METHOD] weights=best.pt source=imgs/    CAM/Grad-CAM/... heat-map overlays
+  attack  [METHOD] weights=best.pt data=...        robust accuracy vs eps, adversarial grid
+  prune   [METHOD] weights=best.pt amount=0.5      magnitude / L1-channel pruning + table
+  quantize [MODE] weights=best.pt data=...         int8 (static/dynamic) + table
+  export  [FORMAT] weights=best.pt                 onnx | torchscript, with a parity check
   eval    detect gt=coco.json pred=results.json   COCO bbox metrics (equal to pycocotools)
 
 examples:
@@ -340,11 +354,42 @@ def _module_tool(
     return cmd
 
 
+def cmd_tune(task: str | None, rest: list[str], want_help: bool) -> Any:
+    """``cvcraft tune TASK space=... trials=N [out=] [metric=] [direction=] key=value ...``;
+    keys that are not tune's are fixed settings of every trial's run."""
+    from cvcraft.tasks.tune import TUNE_KEYS, run_tune
+
+    if want_help:
+        _tool_help("tune", TUNE_KEYS)
+        print("  (any other key=value: a fixed setting of the task, as for `train`)")
+        return None
+    args: dict[str, Any] = dict(parse_overrides(rest))
+    if task is not None:
+        args["task"] = task
+    return run_tune(args)
+
+
+def cmd_scaling(task: str | None, rest: list[str], want_help: bool) -> Any:
+    """``cvcraft scaling TASK models=a,b,c fractions=... key=value ...``."""
+    from cvcraft.tasks.scaling import SCALING_KEYS, run_scaling
+
+    if want_help:
+        _tool_help("scaling", SCALING_KEYS)
+        print("  (any other key=value: a fixed setting of the task, as for `train`)")
+        return None
+    args: dict[str, Any] = dict(parse_overrides(rest))
+    if task is not None:
+        args["task"] = task
+    return run_scaling(args)
+
+
 TOOL_COMMANDS = {
     "models": cmd_models,
     "convert": cmd_convert,
     "check": cmd_check,
     "eval": cmd_eval,
+    "tune": cmd_tune,
+    "scaling": cmd_scaling,
     # cvcraft augment data=... pipeline=aug.yaml out=grid.png n=16
     "augment": _module_tool(
         "augment", "cvcraft.tasks.tools", "AUGMENT_KEYS", "run_augment", ("data",), "task"
@@ -356,6 +401,41 @@ TOOL_COMMANDS = {
     # cvcraft imgproc canny src=img.jpg low=50 high=150 steps=true   (imgproc help: the ops)
     "imgproc": _module_tool(
         "imgproc", "cvcraft.classic.cli_tools", "IMGPROC_KEYS", "run_imgproc", (), "op"
+    ),
+    # cvcraft explain weights=best.pt source=imgs/ method=gradcam [layer=...] [class=...]
+    "explain": _module_tool(
+        "explain",
+        "cvcraft.tasks.explain_tool",
+        "EXPLAIN_KEYS",
+        "run_explain",
+        ("weights", "source"),
+        "method",
+    ),
+    # cvcraft attack weights=best.pt data=... method=fgsm,pgd eps=0,2/255,8/255
+    "attack": _module_tool(
+        "attack",
+        "cvcraft.tasks.attack_tool",
+        "ATTACK_KEYS",
+        "run_attack",
+        ("weights", "data"),
+        "method",
+    ),
+    # cvcraft prune weights=best.pt method=l1_channel amount=0.5
+    "prune": _module_tool(
+        "prune", "cvcraft.tasks.compress_tool", "PRUNE_KEYS", "run_prune", ("weights",), "method"
+    ),
+    # cvcraft quantize weights=best.pt data=... mode=static|dynamic
+    "quantize": _module_tool(
+        "quantize",
+        "cvcraft.tasks.compress_tool",
+        "QUANTIZE_KEYS",
+        "run_quantize",
+        ("weights", "data"),
+        "mode",
+    ),
+    # cvcraft export weights=best.pt format=onnx|torchscript [dynamic=true] [nms=true]
+    "export": _module_tool(
+        "export", "cvcraft.tasks.export_tool", "EXPORT_KEYS", "run_export", ("weights",), "format"
     ),
     # cvcraft calibrate images=DIR pattern=9x6 square=25
     "calibrate": _module_tool(
@@ -373,16 +453,9 @@ def _print_help(command: str, task: str) -> None:
 # computes. Everything else comes from the run's own config.yaml so the resumed run
 # continues the same experiment (same schedule length, same data, same seed).
 RESUME_OVERRIDABLE = (
-    "workers",
-    "threads",
-    "device",
-    "progress",
-    "plots",
-    "resume",
-    "out",
-    "name",
-    "exist_ok",
-)
+    "workers", "threads", "device", "progress", "plots", "resume", "out", "name", "exist_ok",
+    "tensorboard", "diagnose",
+)  # fmt: skip
 
 
 def resume_config(task: str, cfg: Any, overrides: dict[str, str]) -> Any:

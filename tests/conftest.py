@@ -3,9 +3,15 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import settings
 
 # Two cores on CI: one intra-op thread per test keeps parallel helpers and data workers sane.
 torch.set_num_threads(int(os.environ.get("CVCRAFT_TEST_THREADS", "1")))
+
+# Hypothesis draws the same examples every run (a failure reproduces) and has no per-example
+# deadline unless a test sets one (a shared 2-core machine makes timings noisy).
+settings.register_profile("cvcraft", derandomize=True, deadline=None, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "cvcraft"))
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

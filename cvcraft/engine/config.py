@@ -27,7 +27,10 @@ from cvcraft.registry import did_you_mean
 MAX_IMGSZ = 16384  # px: beyond this a single decoded image is GiBs (a typo, not a size)
 
 
-def _opt(default: Any, help: str, choices: tuple[Any, ...] | None = None, **kw: Any) -> Any:
+def _opt(default: Any, help: str, choices: tuple[Any, ...] | str | None = None, **kw: Any) -> Any:
+    """A config field with its help text and allowed values: a tuple, or ``"module:REGISTRY"``
+    (the names registered there, read when the config is checked, so a new optimizer,
+    schedule or loss is a choice as soon as it is registered)."""
     meta = {"help": help, "choices": choices}
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda d=default: type(d)(d), metadata=meta, **kw)
@@ -50,17 +53,18 @@ class TrainConfig:
     seed: int = _opt(0, "seed of every random choice (data order, augmentation, init)")
     deterministic: bool = _opt(False, "use deterministic algorithms (bit-identical reruns)")
     device: str = _opt("auto", "auto | cpu | cuda | cuda:N | mps")
-    optimizer: str = _opt(
-        "sgd", "optimizer", ("sgd", "adagrad", "rmsprop", "adadelta", "adam", "adamw")
-    )
+    optimizer: str = _opt("sgd", "optimizer", "cvcraft.engine.optim:OPTIMIZERS")
     lr: float = _opt(0.05, "base learning rate (the peak after warmup)")
+    lr_scale: str = _opt(
+        "none", "scale lr with the batch: linear | sqrt (lr given for base_batch)",
+        ("none", "linear", "sqrt"),
+    )  # fmt: skip
+    base_batch: int = _opt(256, "lr_scale: the batch size lr= is meant for")
     momentum: float = _opt(0.9, "SGD/RMSProp momentum (adam/adamw use their default betas)")
     nesterov: bool = _opt(True, "Nesterov momentum for SGD")
     weight_decay: float = _opt(5e-4, "weight decay (not applied to biases and norm layers)")
     schedule: str = _opt(
-        "cosine",
-        "LR schedule, stepped per iteration",
-        ("constant", "step", "multistep", "linear", "cosine", "poly", "cyclic", "one_cycle"),
+        "cosine", "LR schedule, stepped per iteration", "cvcraft.engine.schedules:SCHEDULES"
     )
     warmup_epochs: float = _opt(1.0, "linear warmup length in epochs (fractions allowed)")
     min_lr_ratio: float = _opt(0.0, "final LR as a fraction of lr (cosine/linear)")
@@ -109,6 +113,12 @@ class TrainConfig:
     cache_dir: str = _opt("", "where the decoded-image cache lives (default ~/.cache/cvcraft)")
     skip_bad: bool = _opt(False, "skip (and count) unreadable images instead of stopping")
     plots: bool = _opt(True, "write plots/*.png")
+    tensorboard: bool = _opt(
+        False, "write TensorBoard events (scalars, lr, histograms) to tensorboard/"
+    )
+    diagnose: bool = _opt(
+        False, "record per-layer gradient norms and dead ReLUs; warn on vanishing/exploding"
+    )
     progress: bool = _opt(True, "show progress bars")
     source: str = _opt("", "predict: an image file or a folder of images")
     augment: list = _opt(
@@ -165,6 +175,16 @@ def _coerce(key: str, value: Any, typ: Any) -> Any:
     except (TypeError, ValueError) as e:
         raise ConfigError(f"{key}={value!r}: {e} ({getattr(origin, '__name__', origin)})") from None
     return value
+
+
+def resolve_choices(choices: tuple[Any, ...] | str | None) -> tuple[Any, ...] | None:
+    """A field's allowed values: the tuple itself, or the names of registry ``"module:ATTR"``."""
+    if not isinstance(choices, str):
+        return choices
+    import importlib
+
+    module, _, attr = choices.partition(":")
+    return tuple(getattr(importlib.import_module(module), attr).names())
 
 
 def parse_overrides(args: list[str]) -> dict[str, str]:
@@ -235,7 +255,7 @@ def rename_deprecated(cls: type[TrainConfig], values: dict[str, Any]) -> dict[st
 def validate(cfg: TrainConfig) -> None:
     """Range and choice checks; raises ConfigError naming the key."""
     for f in fields(cfg):
-        choices = f.metadata.get("choices")
+        choices = resolve_choices(f.metadata.get("choices"))
         val = getattr(cfg, f.name)
         if choices and val not in choices:
             raise ConfigError(
@@ -253,7 +273,7 @@ def validate(cfg: TrainConfig) -> None:
                 f"lr_mults: {k}={v!r} must be a number >= 0 (a multiplier of lr), "
                 "e.g. lr_mults={fc: 10, layer1: 0.1}"
             )
-    positive = ["epochs", "batch", "imgsz", "accumulate"]
+    positive = ["epochs", "batch", "imgsz", "accumulate", "base_batch"]
     for k in positive:
         if getattr(cfg, k) <= 0:
             raise ConfigError(f"{k}={getattr(cfg, k)} must be > 0")
@@ -313,7 +333,7 @@ def config_help(cls: type[TrainConfig]) -> str:
     for f in fields(cls):
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
         typ = getattr(hints[f.name], "__name__", str(hints[f.name]))
-        choices = f.metadata.get("choices")
+        choices = resolve_choices(f.metadata.get("choices"))
         extra = f" [{'|'.join(map(str, choices))}]" if choices else ""
         lines.append(f"  {f.name:<16} {typ:<6} default={default!r:<12} {f.metadata['help']}{extra}")
     return "\n".join(lines)

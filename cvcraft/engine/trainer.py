@@ -124,6 +124,18 @@ class ModelPart:
     ema_model: ModelEMA | None = None
 
 
+def scaled_lr(lr: float, cfg: TrainConfig) -> float:
+    """The LR-batch scaling rule (Goyal et al. 2017): ``lr`` is given for ``base_batch``
+    images per optimizer step; ``lr_scale=linear`` multiplies it by ``batch * accumulate /
+    base_batch``, ``sqrt`` by that ratio's square root (Adam-family practice), ``none``
+    leaves it."""
+    mode = getattr(cfg, "lr_scale", "none")
+    if mode == "none":
+        return lr
+    ratio = cfg.batch * cfg.accumulate / cfg.base_batch
+    return lr * (ratio if mode == "linear" else math.sqrt(ratio))
+
+
 def schedule_kwargs(cfg: TrainConfig, name: str, steps_per_epoch: int) -> dict[str, Any]:
     """The config values schedule ``name`` declared it takes (``schedules.config_keys``);
     epochs become iterations (every schedule steps per iteration)."""
@@ -290,8 +302,17 @@ class Trainer:
     ``ctx.epoch``, ``ctx.global_step``.
     """
 
-    def __init__(self, task: Task, cfg: TrainConfig, out_dir: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        task: Task,
+        cfg: TrainConfig,
+        out_dir: str | Path | None = None,
+        callbacks: list[Any] | None = None,
+    ) -> None:
         self.task = task
+        # objects with any of the task hooks (on_epoch_start/end, before/after_step, and
+        # on_fit_end(trainer, final)): loggers, diagnostics, a tuner's pruning
+        self.callbacks: list[Any] = list(callbacks or [])
         self.cfg = cfg
         self.device = distributed_device(select_device(cfg.device))
         self.distributed = init_distributed(self.device)
@@ -334,9 +355,11 @@ class Trainer:
             print(msg)
 
     def _hook(self, name: str, *args: Any) -> None:
-        fn = getattr(self.task, name, None)
-        if fn is not None:
-            fn(self, *args)
+        """Call hook ``name`` on the task, then on every callback that has it."""
+        for obj in (self.task, *self.callbacks):
+            fn = getattr(obj, name, None)
+            if fn is not None:
+                fn(self, *args)
 
     # ----------------------------------------------------------------- setup
     def _setup(self) -> None:
@@ -362,6 +385,14 @@ class Trainer:
         self.resume_state = resume_state
         self.task.setup(self)  # sets self.model, self.train_loader (and task-owned val data)
         model = self.model
+        if getattr(cfg, "tensorboard", False) and is_main_process():
+            from cvcraft.engine.loggers import TensorBoardLogger
+
+            self.callbacks.append(TensorBoardLogger(self.out / "tensorboard"))
+        if getattr(cfg, "diagnose", False):
+            from cvcraft.engine.diagnostics import Diagnostics
+
+            self.callbacks.append(Diagnostics(model))
         if cfg.init != "default" and resume_state is None:
             torch.manual_seed(cfg.seed)
             init_weights(model, scheme=cfg.init)
@@ -420,9 +451,8 @@ class Trainer:
             "lr_mults": cfg.lr_mults or None,
         }
         kw.update({k: v for k, v in over.items() if k not in ("optimizer", "lr", "schedule")})
-        optimizer = build_optimizer(
-            model, over.get("optimizer", cfg.optimizer), over.get("lr", cfg.lr), **kw
-        )
+        lr = scaled_lr(over.get("lr", cfg.lr), cfg)
+        optimizer = build_optimizer(model, over.get("optimizer", cfg.optimizer), lr, **kw)
         name = over.get("schedule", cfg.schedule)
         total = self.steps_per_epoch * cfg.epochs
         warmup = min(round(cfg.warmup_epochs * self.steps_per_epoch), max(0, total - 1))
@@ -646,6 +676,7 @@ class Trainer:
         """One optimizer step of model ``name``: unscale, clip, step, zero the gradients,
         advance its schedule and update its EMA."""
         cfg, part = self.cfg, self.part(name)
+        self._hook("before_optimizer_step", name)  # gradients are complete here
         if cfg.grad_clip or cfg.grad_clip_value:
             self.scaler.unscale_(part.opt)
             clip_gradients(
@@ -755,6 +786,7 @@ class Trainer:
                 "train_seconds": sum(r["epoch_time"] for r in self.history),
             }
         )
+        self._hook("on_fit_end", final)
         if is_main_process():
             self.task.finish(self, self.eval_model, final)
             write_atomic(self.out / "metrics.json", json.dumps(final, indent=2, default=float))

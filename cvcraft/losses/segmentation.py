@@ -19,9 +19,12 @@ from torch import nn
 from cvcraft.errors import ConfigError
 from cvcraft.losses.classification import CrossEntropyLoss, FocalLoss
 from cvcraft.losses.registry import LOSSES
+from cvcraft.registry import Registry
 
 IGNORE_INDEX = 255
-SEGMENTATION_LOSSES = ("ce", "focal", "dice", "dice_ce", "lovasz")
+# Segmentation losses by name: factory(weight, ignore_index, focal_gamma) -> criterion. The
+# config's ``loss=`` choices are read from here, so a new loss is one registration.
+SEGMENTATION_LOSSES: Registry[Any] = Registry("segmentation loss")
 
 
 def _full(x: torch.Tensor) -> torch.Tensor:
@@ -240,26 +243,43 @@ def build_segmentation_loss(
     """The named loss with the segmentation ignore index and optional per-class weights,
     wrapped so models with auxiliary outputs are handled. (``focal`` takes the class weights
     as its per-class alpha; ``lovasz`` has no class weighting.)"""
-    w = None if not class_weights else [float(x) for x in class_weights]
-    if name == "ce":
-        crit: nn.Module = CrossEntropyLoss(weight=w, ignore_index=ignore_index)
-    elif name == "focal":
-        crit = FocalLoss(gamma=focal_gamma, alpha=w, ignore_index=ignore_index)
-    elif name == "dice":
-        crit = DiceLoss(ignore_index=ignore_index, weight=w)
-    elif name == "dice_ce":
-        crit = DiceCELoss(ignore_index=ignore_index, weight=w)
-    elif name == "lovasz":
-        if w is not None:
-            raise ConfigError("loss=lovasz takes no class_weights; use dice_ce or ce")
-        crit = LovaszSoftmaxLoss(ignore_index=ignore_index)
-    else:
+    if name not in SEGMENTATION_LOSSES:
         raise ConfigError(
-            f"unknown segmentation loss {name!r}; choose one of {', '.join(SEGMENTATION_LOSSES)}"
+            f"unknown segmentation loss {name!r}; choose one of "
+            f"{', '.join(SEGMENTATION_LOSSES.names())}"
         )
+    w = None if not class_weights else [float(x) for x in class_weights]
+    crit = SEGMENTATION_LOSSES.get(name)(w, ignore_index, focal_gamma)
     return DeepSupervisionLoss(crit, aux_weight)
 
 
 LOSSES.register("dice", DiceLoss)
 LOSSES.register("dice_ce", DiceCELoss)
 LOSSES.register("lovasz", LovaszSoftmaxLoss)
+
+
+@SEGMENTATION_LOSSES.register("ce")
+def _ce(w: list[float] | None, ignore_index: int, gamma: float) -> nn.Module:
+    return CrossEntropyLoss(weight=w, ignore_index=ignore_index)
+
+
+@SEGMENTATION_LOSSES.register("focal")
+def _focal(w: list[float] | None, ignore_index: int, gamma: float) -> nn.Module:
+    return FocalLoss(gamma=gamma, alpha=w, ignore_index=ignore_index)
+
+
+@SEGMENTATION_LOSSES.register("dice")
+def _dice(w: list[float] | None, ignore_index: int, gamma: float) -> nn.Module:
+    return DiceLoss(ignore_index=ignore_index, weight=w)
+
+
+@SEGMENTATION_LOSSES.register("dice_ce")
+def _dice_ce(w: list[float] | None, ignore_index: int, gamma: float) -> nn.Module:
+    return DiceCELoss(ignore_index=ignore_index, weight=w)
+
+
+@SEGMENTATION_LOSSES.register("lovasz")
+def _lovasz(w: list[float] | None, ignore_index: int, gamma: float) -> nn.Module:
+    if w is not None:
+        raise ConfigError("loss=lovasz takes no class_weights; use dice_ce or ce")
+    return LovaszSoftmaxLoss(ignore_index=ignore_index)

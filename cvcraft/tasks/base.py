@@ -24,6 +24,7 @@ from cvcraft.engine.checkpoint import load_checkpoint, load_model_weights
 from cvcraft.engine.config import TrainConfig
 from cvcraft.engine.device import select_device
 from cvcraft.engine.evaluation import Evaluator, run_evaluation
+from cvcraft.engine.export import OnnxModel, load_torchscript, torchscript_metadata
 from cvcraft.engine.trainer import check_resume_classes, weights_of
 from cvcraft.errors import CheckpointError, ConfigError
 from cvcraft.registry import did_you_mean
@@ -127,7 +128,21 @@ class BaseTask:
         cls, weights: str | Path, device: torch.device
     ) -> tuple[nn.Module, dict[str, Any]]:
         """Rebuild this task's model from a cvcraft checkpoint (architecture, classes,
-        options) with its EMA weights if it has them; eval mode, on ``device``."""
+        options) with its EMA weights if it has them; eval mode, on ``device``. A file
+        written by ``cvcraft export``/``quantize`` (``.onnx`` run by onnxruntime, ``.ts``
+        TorchScript, both on the CPU) comes with the checkpoint's metadata as its state."""
+        path = Path(weights)
+        if path.suffix in (".onnx", ".ts", ".torchscript"):
+            if not path.is_file():
+                raise CheckpointError(f"weights={weights}: no such file")
+            if path.suffix == ".onnx":
+                model: nn.Module = OnnxModel(path)
+                meta = dict(model.metadata)
+            else:
+                model, meta = load_torchscript(path), torchscript_metadata(path)
+            if meta.get("task", cls.name) != cls.name:
+                raise CheckpointError(f"{weights} is a {meta.get('task')} model, not {cls.name}")
+            return model, meta
         state = load_checkpoint(weights)
         if state.get("task") != cls.name or "model_name" not in state:
             raise CheckpointError(

@@ -5,20 +5,20 @@ Detectors are covered by their decoded head (``decode(model(x))`` for the one-st
 two-stage Faster R-CNN's proposal sampling is data-dependent Python and is not exported.
 
 The model list is read at collection time, so architectures added later are covered
-without editing this file. We use the TorchScript-based exporter (``dynamo=False``): it
-handles every model here in about a second, where the dynamo exporter takes several times
-longer per model. Models over ``SLOW_PARAMS`` parameters (vgg*, vit_base, swin_small, swin_tiny,
+without editing this file. Export, the onnxruntime runner and the parity tolerance are the
+production ones (``cvcraft.engine.export``: the TorchScript-based exporter, about a second
+per model). Models over ``SLOW_PARAMS`` parameters (vgg*, vit_base, swin_small, swin_tiny,
 resnet101/152, wide_resnet50_2, ...) are marked ``slow``: their protobufs run to hundreds
 of MB and dominate the time, while their layers are the same as their smaller siblings'.
 """
 
 import io
-import warnings
 
 import numpy as np
 import pytest
 import torch
 
+from cvcraft.engine.export import OnnxModel, export_onnx, parity
 from cvcraft.models import create_model, list_models, model_info
 from cvcraft.tasks import model_task
 
@@ -73,24 +73,18 @@ def test_onnx_export_matches_torch(name):
     model = create_model(name, num_classes=10).eval()
     x = _input_for(model, name)
     with torch.no_grad():
-        expected = model(x).numpy()
+        expected = model(x)
     buf = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # exporter deprecation / tracer notes
-        torch.onnx.export(
-            model, (x,), buf, dynamo=False, opset_version=17,
-            input_names=["images"], output_names=["logits"],
-        )  # fmt: skip
-    session = ort.InferenceSession(buf.getvalue(), providers=["CPUExecutionProvider"])
-    (got,) = session.run(None, {"images": x.numpy()})
+    export_onnx(model, x, buf, opset=17)
+    got = OnnxModel(buf.getvalue())(x)
     if model_task(name) == "classify":
         assert got.shape == expected.shape == (1, 10)
     else:  # segmentation: logits at the input resolution
         assert got.shape == expected.shape == (1, 10, *x.shape[-2:])
     # Randomly initialised deep segmenters output logits in the hundreds; float32 reordering
-    # differences grow with that scale, so the absolute tolerance follows it.
-    scale = max(1.0, float(np.abs(expected).max()))
-    np.testing.assert_allclose(got, expected, atol=1e-4 + 1e-5 * scale, rtol=1e-4)
+    # differences grow with that scale, so parity's absolute tolerance follows it.
+    report = parity(expected, got)
+    assert report["ok"], report
 
 
 class _Decoded(torch.nn.Module):
@@ -112,10 +106,7 @@ def test_onnx_export_yolo_decoded(name):
     with torch.no_grad():
         boxes, scores = (t.numpy() for t in model(x))
     buf = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(model, (x,), buf, dynamo=False, opset_version=17)
-    session = ort.InferenceSession(buf.getvalue(), providers=["CPUExecutionProvider"])
-    got_boxes, got_scores = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+    export_onnx(model, x, buf, opset=17)
+    got_boxes, got_scores = (t.numpy() for t in OnnxModel(buf.getvalue())(x))
     np.testing.assert_allclose(got_boxes, boxes, atol=1e-3, rtol=1e-4)
     np.testing.assert_allclose(got_scores, scores, atol=1e-5, rtol=1e-4)

@@ -81,7 +81,12 @@ class MLP(nn.Module):
         self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
 
 
-@register_model(default_cfg={"mean": "dataset", "std": "dataset", "lr": 0.01, "weight_decay": 0.0})
+@register_model(
+    default_cfg={
+        "mean": "dataset", "std": "dataset", "lr": 0.01, "weight_decay": 0.0,
+        "img_size_arg": True,  # its first layer is sized from the input: pass imgsz
+    }
+)  # fmt: skip
 def mlp(num_classes: int = 10, in_chans: int = 3, **kw) -> MLP:
     """MLP 512-256 on 32x32 inputs; options ``hidden``, ``img_size`` (28: MNIST), ``drop_rate``."""
     return MLP(num_classes=num_classes, in_chans=in_chans, **kw)

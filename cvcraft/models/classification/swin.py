@@ -261,7 +261,9 @@ def from_torchvision_state_dict(sd: dict[str, torch.Tensor]) -> dict[str, torch.
 
 # -- registered constructors ------------------------------------------------------------
 # The paper: AdamW lr 1e-3 at batch 1024, weight decay 0.05.
-_CFG = {"optimizer": "adamw", "lr": 1e-3, "weight_decay": 0.05}
+# "img_size": the model is built for one input size (window grid); the classify task
+# passes its imgsz
+_CFG = {"optimizer": "adamw", "lr": 1e-3, "weight_decay": 0.05, "img_size_arg": True}
 _SMALL_CFG = {**_CFG, "mean": "dataset", "std": "dataset"}
 
 

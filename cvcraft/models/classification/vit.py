@@ -209,7 +209,9 @@ def _vit(size: str, patch: int, img: int, num_classes: int, in_chans: int, **kw)
 
 
 # DeiT's recipe for ViTs trained on ImageNet alone: AdamW lr 5e-4 at batch 512, decay 0.05.
-_CFG = {"optimizer": "adamw", "lr": 5e-4, "weight_decay": 0.05}
+# "img_size": the model is built for one input size (position table); the classify task
+# passes its imgsz
+_CFG = {"optimizer": "adamw", "lr": 5e-4, "weight_decay": 0.05, "img_size_arg": True}
 _SMALL_CFG = {**_CFG, "mean": "dataset", "std": "dataset"}
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar
 
 from cvcraft.engine.config import TrainConfig, _opt
@@ -55,6 +56,21 @@ class ClassifyConfig(TrainConfig):
     class_weights: str = _opt(
         "none", "per-class loss weights from label counts", ("none", "inverse", "sqrt")
     )
+    # knowledge distillation (Hinton et al. 2015; FitNets hints)
+    teacher: str = _opt("", "a classify checkpoint to distil from (same classes)")
+    kd: str = _opt("hinton", "distillation with teacher=: hinton (soft logits) | hint (FitNets)",
+                   ("hinton", "hint"))  # fmt: skip
+    kd_t: float = _opt(4.0, "distillation temperature T (the soft term is scaled by T^2)")
+    kd_alpha: float = _opt(0.9, "weight of the distillation term; the label term gets 1 - alpha")
+    kd_layers: str = _opt(
+        "", "kd=hint: STUDENT_LAYER:TEACHER_LAYER, e.g. layer2:layer3 (module names)"
+    )
+    # adversarial training (Madry et al. 2018; TRADES, Zhang et al. 2019)
+    adv: str = _opt("", "adversarial training: fgsm | pgd | trades ('' = off)")
+    adv_eps: float = _opt(8 / 255, "attack budget in [0, 1] pixel units (L-inf)")
+    adv_alpha: float = _opt(2 / 255, "PGD step size in [0, 1] pixel units")
+    adv_steps: int = _opt(7, "PGD steps per batch")
+    trades_beta: float = _opt(6.0, "TRADES weight of the robustness (KL) term")
 
     def check(self) -> None:
         for k in ("label_smoothing", "hflip", "vflip", "cutout", "erasing"):
@@ -65,6 +81,18 @@ class ClassifyConfig(TrainConfig):
         for k in ("mixup_alpha", "cutmix_alpha"):
             if getattr(self, k) < 0:
                 raise ConfigError(f"{k}={getattr(self, k)} must be >= 0 (0 = off)")
-        for k in ("mix_prob", "mix_switch"):
+        for k in ("mix_prob", "mix_switch", "kd_alpha"):
             if not 0.0 <= getattr(self, k) <= 1.0:
                 raise ConfigError(f"{k}={getattr(self, k)} must be in [0, 1]")
+        if self.kd_t <= 0:
+            raise ConfigError(f"kd_t={self.kd_t} must be > 0")
+        if self.teacher and not Path(self.teacher).is_file():
+            raise ConfigError(f"teacher={self.teacher}: no such file")
+        if self.kd == "hint" and self.teacher and ":" not in self.kd_layers:
+            raise ConfigError("kd=hint needs kd_layers=STUDENT_LAYER:TEACHER_LAYER")
+        if self.adv not in ("", "fgsm", "pgd", "trades"):
+            raise ConfigError(f"adv={self.adv!r} must be fgsm, pgd, trades or '' (off)")
+        if self.adv and (self.adv_eps < 0 or self.adv_alpha <= 0 or self.adv_steps < 1):
+            raise ConfigError("need adv_eps >= 0, adv_alpha > 0 and adv_steps >= 1")
+        if self.adv and (self.mixup_alpha > 0 or self.cutmix_alpha > 0):
+            raise ConfigError("adversarial training needs hard labels; drop mixup/cutmix")

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from cvcraft.attacks import fgsm, pgd, trades_loss
 from cvcraft.data import (
     ClassifyDataset,
     build_loader,
@@ -33,11 +34,15 @@ from cvcraft.engine import distributed as ddp
 from cvcraft.engine.device import autocast, select_device
 from cvcraft.engine.evaluation import run_evaluation
 from cvcraft.engine.optim import unwrap_model
+from cvcraft.engine.trainer import ModelPart
 from cvcraft.errors import ConfigError, DataError
+from cvcraft.explain.layers import find_layer
 from cvcraft.losses import build_loss
 from cvcraft.losses.classification import deep_supervision_loss
+from cvcraft.losses.distillation import hint_loss, kd_loss
 from cvcraft.metrics.classification import ClassificationMetrics
-from cvcraft.models import create_model
+from cvcraft.models import create_model, model_default_cfg
+from cvcraft.nn.prune import shrink_to_widths
 from cvcraft.structures import Sample
 from cvcraft.tasks.base import (
     BaseTask,
@@ -174,7 +179,41 @@ class ClassifyTask(BaseTask):
             cfg.label_smoothing,
         )  # fmt: skip
         self.channels_last = cfg.channels_last
+        self.trainer = trainer
+        if cfg.teacher:
+            self._setup_teacher(trainer, model)
         self.write_classes(trainer.out)
+
+    def _setup_teacher(self, trainer: Any, student: nn.Module) -> None:
+        """The teacher as a frozen model part (never stepped, never checkpointed); with
+        ``kd=hint`` also the 1x1-conv regressor as a trained part and the two hooked maps."""
+        cfg = self.cfg
+        teacher, state = ClassifyTask.load_model(cfg.teacher, trainer.device)
+        if list(state["classes"]) != self.classes:
+            raise ConfigError(
+                f"teacher={cfg.teacher} was trained on classes {state['classes'][:10]}, the data "
+                f"has {self.classes[:10]}; distil from a teacher of the same classes"
+            )
+        pre = Preprocess(state.get("norm_stats"), state.get("normalize", "none"),
+                         state["in_chans"]).to(trainer.device)  # fmt: skip
+        self.teacher = nn.Sequential(pre, teacher).eval()
+        trainer.extra_parts["teacher"] = ModelPart(self.teacher, train=False)
+        if cfg.kd != "hint":
+            return
+        s_name, t_name = cfg.kd_layers.split(":", 1)
+        self.maps: dict[str, torch.Tensor] = {}
+        s_layer, t_layer = find_layer(student, s_name), find_layer(teacher, t_name)
+        s_layer.register_forward_hook(lambda m, i, o: self.maps.__setitem__("s", o))
+        t_layer.register_forward_hook(lambda m, i, o: self.maps.__setitem__("t", o))
+        with torch.no_grad():  # one dummy pass gives both widths
+            x = torch.zeros(1, cfg.in_chans, cfg.imgsz, cfg.imgsz, device=trainer.device)
+            was = student.training
+            student.eval()(x)
+            student.train(was)
+            teacher(x)
+        c_s, c_t = self.maps["s"].shape[1], self.maps["t"].shape[1]
+        regressor = nn.Conv2d(c_s, c_t, 1).to(trainer.device)
+        trainer.extra_parts["hint"] = ModelPart(regressor, ema=False)
 
     def load_splits(self) -> Any:
         return load_splits(self.cfg)
@@ -223,13 +262,17 @@ class ClassifyTask(BaseTask):
 
     @classmethod
     def model_from_checkpoint(cls, state: dict[str, Any]) -> nn.Module:
-        return build_classifier(
+        """The architecture a checkpoint describes, at its pruned widths when ``cvcraft
+        prune`` removed channels."""
+        model = build_classifier(
             state["model_name"],
             state["num_classes"],
             state["in_chans"],
             int(state.get("imgsz", 224)),
             state.get("model_kwargs") or {},
         )
+        widths = (state.get("pruned") or {}).get("widths")
+        return shrink_to_widths(model, widths) if widths else model
 
     # -- train / eval
     def _inputs(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -252,6 +295,8 @@ class ClassifyTask(BaseTask):
             # [seed, epoch, step, 1]: the batch's mix is the same after a resume (design.md)
             rng = np.random.default_rng([self.cfg.seed, self.epoch, self.step, 1])
             x, y = self.mix(x, y, rng)
+        if self.cfg.adv:
+            return self._adversarial_loss(model, batch, y)
         self.step += 1
         out = model(x)
         logits_main = out[0] if isinstance(out, tuple) else out
@@ -262,7 +307,64 @@ class ClassifyTask(BaseTask):
             self.train_seen += int(hard.shape[0])
         # auxiliary heads (GoogLeNet's, only in train mode) count with the model's own weight
         weight = getattr(unwrap_model(model), "aux_loss_weight", AUX_LOSS_WEIGHT)
-        return deep_supervision_loss(out, y, self.criterion, weight), int(y.shape[0])
+        loss = deep_supervision_loss(out, y, self.criterion, weight)
+        if self.cfg.teacher:
+            loss = self._distill(loss, logits_main, batch)
+        return loss, int(y.shape[0])
+
+    def _distill(
+        self, hard_loss: torch.Tensor, logits: torch.Tensor, batch: dict[str, torch.Tensor]
+    ) -> torch.Tensor:
+        """``(1 - alpha) * hard + alpha * soft``: Hinton's T^2-scaled KL to the teacher's
+        softened logits, or (kd=hint) FitNets' regressed-map MSE."""
+        cfg = self.cfg
+        with torch.no_grad():
+            t_logits = self.teacher(batch["images"].to(self.device, non_blocking=True)).float()
+        if cfg.kd == "hint":
+            regressor = self.trainer.part("hint").model
+            soft = hint_loss(self.maps["s"], self.maps["t"], regressor)
+        else:
+            soft = kd_loss(logits, t_logits, cfg.kd_t)
+        return (1 - cfg.kd_alpha) * hard_loss + cfg.kd_alpha * soft
+
+    def train_step(self, batch: dict[str, torch.Tensor], ctx: Any) -> tuple[float, int]:
+        """The default step; with a FitNets hint the regressor steps with the student."""
+        value, n = super().train_step(batch, ctx)
+        if ctx.step_now and "hint" in ctx.extra_parts:
+            ctx.step("hint")
+        return value, n
+
+    def _adversarial_loss(
+        self, model: nn.Module, batch: dict[str, torch.Tensor], y: torch.Tensor
+    ) -> tuple[torch.Tensor, int]:
+        """Madry et al.: the loss on adversarial examples of the batch (FGSM or PGD in
+        [0, 1] pixels, the model's normalisation inside the attacked function), or TRADES.
+        The attack runs with the model in eval mode (BatchNorm statistics untouched by the
+        attack's forwards) and its random start from a generator keyed by (seed, epoch,
+        step), so a resumed run attacks the same way."""
+        cfg = self.cfg
+        x01 = batch["images"].to(self.device, non_blocking=True).float() / 255.0
+        g = torch.Generator(device="cpu").manual_seed(
+            (cfg.seed * 1_000_003 + self.epoch * 10_007 + self.step) % (2**63)
+        )
+        self.step += 1
+        net = PixelModel(model, self.pre, self.channels_last)
+        if cfg.adv == "trades":
+            loss, _ = trades_loss(net, x01, y, cfg.adv_eps, cfg.adv_alpha, cfg.adv_steps,
+                                  cfg.trades_beta, generator=g)  # fmt: skip
+            return loss, int(y.shape[0])
+        was = model.training
+        model.eval()
+        if cfg.adv == "fgsm":
+            x_adv = fgsm(net, x01, y, cfg.adv_eps)
+        else:
+            x_adv = pgd(net, x01, y, cfg.adv_eps, cfg.adv_alpha, cfg.adv_steps, generator=g)
+        model.train(was)
+        logits = net(x_adv.detach())
+        with torch.no_grad():
+            self.train_correct = self.train_correct + (logits.argmax(1) == y).sum()
+            self.train_seen += int(y.shape[0])
+        return self.criterion(logits.float(), y), int(y.shape[0])
 
     def eval_forward(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return model(self._inputs(batch)).float()
@@ -291,6 +393,22 @@ class ClassifyTask(BaseTask):
             self.device,
             build_transforms(self.cfg, False),
         )
+
+
+class PixelModel(nn.Module):
+    """``model(pre(255 * x))``: a classifier on [0, 1] pixel batches (what attacks perturb),
+    with the run's normalisation inside."""
+
+    def __init__(self, model: nn.Module, pre: nn.Module, channels_last: bool = False) -> None:
+        super().__init__()
+        self.model, self.pre, self.channels_last = model, pre, channels_last
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.pre(x * 255.0)
+        if self.channels_last:
+            z = z.contiguous(memory_format=torch.channels_last)
+        out = self.model(z)
+        return (out[0] if isinstance(out, tuple) else out).float()
 
 
 class ClassifyEvaluator:
@@ -392,20 +510,11 @@ def build_classifier(
     name: str, num_classes: int, in_chans: int, imgsz: int, model_kwargs: dict[str, Any]
 ) -> nn.Module:
     """``create_model`` plus the input size for models whose layers depend on it (MLP's
-    first layer, ViT's position table); models without an ``img_size`` option ignore it."""
+    first layer, ViT's position table, Swin's windows: ``img_size_arg`` in their registered
+    defaults)."""
     kw = dict(model_kwargs)
-    if "img_size" not in kw:
-        try:
-            return build_model_with(
-                name,
-                model_kwargs,
-                lambda: create_model(
-                    name, num_classes=num_classes, in_chans=in_chans, img_size=imgsz, **kw
-                ),
-            )
-        except ConfigError as e:
-            if "'img_size'" not in str(e):
-                raise
+    if model_default_cfg(name).get("img_size_arg") and "img_size" not in kw:
+        kw["img_size"] = imgsz
     return build_model_with(
         name,
         model_kwargs,

@@ -22,9 +22,7 @@ class DetectConfig(TrainConfig):
     imgsz: int = _opt(640, "square (letterboxed) input size")
     batch: int = _opt(16, "batch size per optimizer step (before accumulation)")
     model_kwargs: dict = _opt({}, "extra model options")
-    optimizer: str = _opt(
-        "adamw", "optimizer", ("sgd", "adagrad", "rmsprop", "adadelta", "adam", "adamw")
-    )
+    optimizer: str = _opt("adamw", "optimizer", "cvcraft.engine.optim:OPTIMIZERS")
     lr: float = _opt(0.002, "base learning rate (the peak after warmup)")
     warmup_epochs: float = _opt(3.0, "linear warmup length in epochs (fractions allowed)")
     min_lr_ratio: float = _opt(0.01, "final LR as a fraction of lr (cosine/linear)")

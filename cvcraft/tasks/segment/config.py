@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from cvcraft.engine.config import TrainConfig, _opt
 from cvcraft.errors import ConfigError
@@ -25,7 +26,7 @@ class SegmentConfig(TrainConfig):
         "input normalization; statistics from the training set",
         ("zscore", "minmax", "robust", "imagenet", "none"),
     )
-    loss: str = _opt("ce", "loss", ("ce", "focal", "dice", "dice_ce", "lovasz"))
+    loss: str = _opt("ce", "loss", "cvcraft.losses.segmentation:SEGMENTATION_LOSSES")
     focal_gamma: float = _opt(2.0, "focal loss gamma")
     aux_weight: float = _opt(0.4, "weight of each auxiliary / deep-supervision output's loss")
     ignore_index: int = _opt(255, "mask value ignored by losses and metrics")
@@ -46,13 +47,20 @@ class SegmentConfig(TrainConfig):
         0.0, "Copy-Paste probability: paste class regions of another training image"
     )
     alpha: float = _opt(0.5, "predict: colour-overlay opacity")
+    teacher: str = _opt("", "a segment checkpoint to distil from (same classes): pixel-wise KD")
+    kd_t: float = _opt(4.0, "distillation temperature T (the soft term is scaled by T^2)")
+    kd_alpha: float = _opt(0.5, "weight of the distillation term; the label term gets 1 - alpha")
 
     def check(self) -> None:
         if self.augment:  # fail now, not in a worker: build the spec once
             from cvcraft.transforms.pipelines import sized_spec, split_pipeline
 
             split_pipeline(sized_spec(self.augment, self.imgsz), "augment")
-        for k in ("hflip", "vflip", "mosaic", "copy_paste", "alpha"):
+        if self.teacher and not Path(self.teacher).is_file():
+            raise ConfigError(f"teacher={self.teacher}: no such file")
+        if self.kd_t <= 0:
+            raise ConfigError(f"kd_t={self.kd_t} must be > 0")
+        for k in ("hflip", "vflip", "mosaic", "copy_paste", "alpha", "kd_alpha"):
             if not 0.0 <= getattr(self, k) <= 1.0:
                 raise ConfigError(f"{k}={getattr(self, k)} must be in [0, 1]")
         if not 0.0 <= self.overlap < 1.0:

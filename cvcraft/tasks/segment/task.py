@@ -29,7 +29,9 @@ from cvcraft.data.loader import build_loader
 from cvcraft.data.segmentation import SegSplits, load_segmentation, segment_dataset
 from cvcraft.engine.device import autocast, select_device
 from cvcraft.engine.evaluation import run_evaluation
+from cvcraft.engine.trainer import ModelPart
 from cvcraft.errors import ConfigError, DataError
+from cvcraft.losses.distillation import kd_loss
 from cvcraft.losses.segmentation import build_segmentation_loss
 from cvcraft.metrics.segmentation import SegmentationMetrics
 from cvcraft.models import create_model
@@ -173,6 +175,23 @@ def sliding_window_logits(
     return acc / count  # type: ignore[operator]
 
 
+class TeacherLogits(nn.Module):
+    """A segmentation teacher on uint8 batches: its own normalisation, main logits only,
+    resized to the input when the model outputs a coarser map."""
+
+    def __init__(self, pre: nn.Module, model: nn.Module) -> None:
+        super().__init__()
+        self.pre, self.model = pre, model
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = self.pre(images)
+        out = self.model(x)
+        out = out[0] if isinstance(out, (tuple, list)) else out
+        if out.shape[-2:] != x.shape[-2:]:
+            out = F.interpolate(out, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return out
+
+
 class SegmentationEvaluator:
     """Confusion-matrix metrics (mIoU, pixel accuracy, MPA, fwIoU, Dice, per-class IoU) and
     ``val_loss`` (``criterion`` over batches with any labelled pixel)."""
@@ -279,6 +298,7 @@ class SegmentTask(BaseTask):
         super().__init__(cfg)
         self.cfg: SegmentConfig = cfg
         self.stats: dict[str, Any] | None = None
+        self.teacher: nn.Module | None = None
 
     def setup(self, trainer: Any) -> None:
         cfg = self.cfg
@@ -324,6 +344,8 @@ class SegmentTask(BaseTask):
             aux_weight=cfg.aux_weight,
             focal_gamma=cfg.focal_gamma,
         ).to(trainer.device)
+        if cfg.teacher:
+            self._setup_teacher(trainer)
         self.write_classes(trainer.out)
 
     def load_splits(self) -> Any:
@@ -369,7 +391,30 @@ class SegmentTask(BaseTask):
         if self.cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         y = batch["masks"].to(self.device, non_blocking=True)
-        return self.criterion(model(x), y), int(y.shape[0])
+        out = model(x)
+        loss = self.criterion(out, y)
+        if self.teacher is not None:
+            # pixel-wise Hinton KD on the main logits; ignored pixels (255) left out
+            main = out[0] if isinstance(out, (tuple, list)) else out
+            with torch.no_grad():
+                t = self.teacher(batch["images"].to(self.device, non_blocking=True)).float()
+            soft = kd_loss(main, t, self.cfg.kd_t, y, self.cfg.ignore_index)
+            loss = (1 - self.cfg.kd_alpha) * loss + self.cfg.kd_alpha * soft
+        return loss, int(y.shape[0])
+
+    def _setup_teacher(self, trainer: Any) -> None:
+        """A frozen teacher model part (with its own normalisation), same classes."""
+        cfg = self.cfg
+        model, state = SegmentTask.load_model(cfg.teacher, trainer.device)
+        if list(state["classes"]) != self.classes:
+            raise ConfigError(
+                f"teacher={cfg.teacher} was trained on classes {state['classes'][:10]}, the data "
+                f"has {self.classes[:10]}; distil from a teacher of the same classes"
+            )
+        pre = Preprocess(state.get("norm_stats"), state.get("normalize", "none"),
+                         state["in_chans"]).to(trainer.device)  # fmt: skip
+        self.teacher = TeacherLogits(pre, model).eval()
+        trainer.extra_parts["teacher"] = ModelPart(self.teacher, train=False)
 
     @classmethod
     def model_from_checkpoint(cls, state: dict[str, Any]) -> nn.Module:

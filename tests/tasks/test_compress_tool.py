@@ -1,0 +1,39 @@
+"""``cvcraft prune`` and ``quantize``: smaller / int8 models that load back and agree."""
+
+import pytest
+import torch
+
+from cvcraft.tasks.compress_tool import run_prune, run_quantize
+from cvcraft.tasks.model_tools import load_classifier_any
+
+DATA = "shapes:60"  # the conftest checkpoint's data: 60 train / 12 val, 6 classes
+
+
+def test_prune_writes_a_loadable_smaller_checkpoint(ckpt, tmp_path):
+    out = tmp_path / "pruned.pt"
+    res = run_prune({"weights": str(ckpt), "method": "l1_channel", "amount": "0.5",
+                     "data": DATA, "out": str(out)})  # fmt: skip
+    before, after = res["rows"]
+    assert after["params"] < 0.8 * before["params"] and after["mmacs"] < 0.8 * before["mmacs"]
+    model, state = load_classifier_any(out, torch.device("cpu"))
+    assert state["pruned"]["widths"]["layer1.0.conv1"] == 8
+    assert sum(p.numel() for p in model.parameters()) == after["params"]
+    assert (tmp_path / "pruned_table.csv").exists()
+    mag = run_prune({"weights": str(ckpt), "method": "magnitude", "amount": "0.7",
+                     "out": str(tmp_path / "mag.pt")})  # fmt: skip
+    assert mag["sparsity"] == pytest.approx(0.7, abs=1e-4)
+    assert mag["rows"][1]["zip_mb"] < mag["rows"][0]["zip_mb"]
+
+
+def test_quantize_writes_an_int8_model(ckpt, tmp_path):
+    out = tmp_path / "int8.ts"
+    res = run_quantize({"weights": str(ckpt), "data": DATA, "calib": "24", "out": str(out)})
+    fp32, int8 = res["rows"]
+    assert int8["size_mb"] < 0.5 * fp32["size_mb"]
+    model, meta = load_classifier_any(out, torch.device("cpu"))
+    ref, _ = load_classifier_any(ckpt, torch.device("cpu"))
+    assert meta["classes"][0] == "circle"
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        y, y_ref = model(x), ref(x)
+    assert float((y - y_ref).norm() / y_ref.norm()) < 0.15
