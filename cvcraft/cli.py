@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from cvcraft.engine.config import parse_overrides
+from cvcraft.engine.threads import passive_waiting
 from cvcraft.errors import ConfigError, CvcraftError
 from cvcraft.registry import did_you_mean
 from cvcraft.tasks import get_task, list_tasks, model_task, task_config, task_help
@@ -54,7 +55,7 @@ commands:
   models  [pattern]    registered models with params and GMACs (latency=true adds CPU ms)
   augment data=... pipeline=aug.yaml out=grid.png n=16   look at what a pipeline does
   pack    data=... out=shards/                    write tar shards (WebDataset layout)
-  convert from=voc to=coco src=DIR dst=DIR    convert a detection dataset (coco|yolo|voc)
+  convert from=voc to=coco src=DIR out=DIR    convert a detection dataset (coco|yolo|voc)
   check   data=PATH [format=coco|yolo|voc]    list every problem in a detection dataset
   imgproc OP src=IMG [key=value]   a classical image operation (imgproc help: the list)
   calibrate images=DIR pattern=9x6 square=25  camera intrinsics from checkerboard photos
@@ -91,6 +92,11 @@ def _parse(argv: list[str]) -> tuple[str, str | None, list[str], str | None, boo
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(usage())
         raise SystemExit(0)
+    if argv[0] in ("-V", "--version", "version"):
+        from cvcraft import __version__
+
+        print(f"cvcraft {__version__}")
+        raise SystemExit(0)
     ap = argparse.ArgumentParser(prog="cvcraft", add_help=False)
     ap.add_argument("command", nargs="?")
     ap.add_argument("rest", nargs=argparse.REMAINDER)
@@ -116,7 +122,21 @@ def _parse(argv: list[str]) -> tuple[str, str | None, list[str], str | None, boo
     task = None
     if rest and "=" not in rest[0]:
         task = rest.pop(0)
+    if task is None and config_file and ns.command in ("train", "val", "predict", "demo"):
+        task = _config_task(config_file)  # a run's config.yaml names its task
     return ns.command, task, rest, config_file, want_help
+
+
+def _config_task(path: str) -> str | None:
+    """The ``task:`` of a config file (a run folder's config.yaml has one), else None."""
+    import yaml
+
+    try:
+        loaded = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError):
+        return None  # build_config reports the file's problem with its own message
+    task = loaded.get("task") if isinstance(loaded, dict) else None
+    return str(task) if task else None
 
 
 def _check_task(command: str, task: str | None) -> str:
@@ -159,7 +179,36 @@ MODELS_KEYS = {
 }
 
 
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0][:100] if text else ''}"
+
+
+def _uncounted_row(name: str, task: str, size: tuple[int, ...] | None, e: Exception) -> str:
+    """A table row for a model whose MACs could not be counted: params from a build on the
+    meta device (no memory), and why."""
+    import torch
+
+    from cvcraft.models import create_model
+
+    why = _first_line(e)
+    if isinstance(e, NotImplementedError):  # e.g. nonzero() in a detector's proposals
+        why = "its forward has data-dependent ops that cannot be counted without real data"
+    try:
+        with torch.device("meta"):
+            model = create_model(name)
+        params = f"{sum(p.numel() for p in model.parameters()) / 1e6:>9.2f}M"
+        size = size or tuple(getattr(model, "default_input_size", ()))
+    except Exception:
+        params = f"{'?':>10}"
+    shown = "x".join(map(str, size)) if size else "?"
+    return f"{name:<32} {task:<9} {shown:<14} {params} {'n/a':>8}  ({why})"
+
+
 def cmd_models(pattern: str | None, rest: list[str], want_help: bool) -> list[str]:
+    """The model table, one row printed as soon as it is counted; a model whose MACs cannot
+    be counted (an input too small for it, an op without a meta kernel) gets its params and
+    a note instead of stopping the table."""
     from cvcraft.models import list_models
     from cvcraft.models.profile import model_table
 
@@ -169,20 +218,33 @@ def cmd_models(pattern: str | None, rest: list[str], want_help: bool) -> list[st
         return []
     args = _tool_args("models", rest, MODELS_KEYS, ())
     names = list_models(pattern or "*")
+    if not names:
+        raise ConfigError(f"no registered model matches {pattern!r}; `cvcraft models` lists all")
     size = (3, int(args["imgsz"]), int(args["imgsz"])) if args.get("imgsz") else None
     latency = str(args.get("latency", "false")).lower() in ("1", "true", "yes")
     print(
-        f"{'model':<32} {'input':<14} {'params':>10} {'GMACs':>8}"
-        + ("  latency ms" if latency else "")
+        f"{'model':<32} {'task':<9} {'input':<14} {'params':>10} {'GMACs':>8}"
+        + ("  latency ms" if latency else ""),
+        flush=True,
     )
-    for row in model_table(names, size, latency=latency):
+    failed = 0
+    for name in names:
+        task = model_task(name)
+        try:
+            row = model_table([name], size, latency=latency)[0]
+        except Exception as e:  # one model's counting problem must not hide the others
+            failed += 1
+            print(_uncounted_row(name, task, size, e))
+            continue
         line = (
-            f"{row['name']:<32} {'x'.join(map(str, row['input_size'])):<14} "
+            f"{row['name']:<32} {task:<9} {'x'.join(map(str, row['input_size'])):<14} "
             f"{row['params'] / 1e6:>9.2f}M {row['gmacs']:>8.3f}"
         )
         if latency:
             line += f"  {row['latency_ms']:.1f}"
-        print(line)
+        print(line, flush=True)
+    if failed:
+        print(f"{failed} of {len(names)} models: MACs not counted (n/a; the reason is on the row)")
     return names
 
 
@@ -191,6 +253,7 @@ CONVERT_KEYS = {
     "to": "destination format: coco | yolo | voc",
     "src": "source dataset path",
     "dst": "destination folder",
+    "out": "destination folder (the same as dst=, the name every other command uses)",
     "split": "split to convert (default train)",
     "images": "copy | symlink | none (default copy)",
 }
@@ -201,7 +264,12 @@ def cmd_convert(_: str | None, rest: list[str], want_help: bool) -> Any:
 
     if want_help:
         return _tool_help("convert", CONVERT_KEYS)
-    a = _tool_args("convert", rest, CONVERT_KEYS, ("to", "src", "dst"))
+    a = _tool_args("convert", rest, CONVERT_KEYS, ("to", "src"))
+    if a.get("out") and a.get("dst") and a["out"] != a["dst"]:
+        raise ConfigError("convert: give the destination once, as out= (or dst=)")
+    a["dst"] = a.get("dst") or a.get("out", "")
+    if not a["dst"]:
+        raise ConfigError("convert needs out= (the destination folder; dst= also works)")
     report = convert_dataset(
         a["src"],
         a.get("from") or None,
@@ -385,7 +453,8 @@ def _print_help(command: str, task: str) -> None:
 # computes. Everything else comes from the run's own config.yaml so the resumed run
 # continues the same experiment (same schedule length, same data, same seed).
 RESUME_OVERRIDABLE = (
-    "workers", "device", "progress", "plots", "resume", "out", "name", "tensorboard", "diagnose",
+    "workers", "threads", "device", "progress", "plots", "resume", "out", "name", "exist_ok",
+    "tensorboard", "diagnose",
 )  # fmt: skip
 
 
@@ -450,6 +519,7 @@ def run(argv: list[str]) -> Any:
     from cvcraft.engine.config import save_config
     from cvcraft.engine.trainer import (
         Trainer,
+        claim_run_dir,
         ensure_writable,
         resolve_run_dir,
         write_atomic,
@@ -457,10 +527,16 @@ def run(argv: list[str]) -> Any:
     )
 
     task_cls = spec.load_class()
+    if command not in ("train", "demo"):  # the Trainer sets them for training
+        from cvcraft.engine.threads import set_threads
+
+        set_threads(cfg.threads)
     if command in ("train", "demo"):
         from cvcraft.engine.distributed import is_main_process
 
-        metrics = Trainer(task_cls(cfg), cfg).fit()
+        trainer = Trainer(task_cls(cfg), cfg)
+        _RUN["dir"] = trainer.out
+        metrics = trainer.fit()
         if is_main_process():
             print(json.dumps({k: metrics[k] for k in spec.summary_keys if k in metrics}))
         return metrics
@@ -471,10 +547,11 @@ def run(argv: list[str]) -> Any:
     if cfg.name == "train":
         cfg.name = command
     out = resolve_run_dir(task, cfg)
+    claim_run_dir(out, cfg.exist_ok, keep=cfg.weights)
     ensure_writable(out)
     if command == "val":
-        save_config(cfg, out / "config.yaml", task)
         metrics = task_cls.validate(cfg, out)
+        save_config(cfg, out / "config.yaml", task)  # after: the checkpoint's imgsz, resize...
         write_atomic(out / "metrics.json", json.dumps(metrics, indent=2, default=float))
         scalars = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
         write_metrics_csv(out / "metrics.csv", [scalars])
@@ -492,6 +569,20 @@ def run(argv: list[str]) -> Any:
     return results
 
 
+_RUN: dict[str, Path] = {}  # the run folder of this invocation (for the Ctrl-C message)
+
+
+def _interrupted() -> str:
+    """What Ctrl-C leaves: the last finished epoch if there is one, else nothing to resume."""
+    folder = _RUN.get("dir")
+    if folder is None:
+        return "interrupted"
+    last = folder / "last.pt"
+    if last.exists():
+        return f"interrupted; the last completed epoch is in {last} (resume=true out={folder})"
+    return f"interrupted before the first epoch finished; {folder} has no checkpoint to resume"
+
+
 def _one_line(msg: str) -> str:
     """A DataLoader worker re-raises our error with its traceback inside the message; the
     user needs only the last line (the original message)."""
@@ -502,17 +593,30 @@ def _one_line(msg: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # before anything imports torch: idle OpenMP threads sleep instead of spinning, so a
+    # busy neighbour process does not collapse training (engine/threads.py)
+    passive_waiting()
+    _RUN.clear()
     argv = sys.argv[1:] if argv is None else argv
     try:
         run(argv)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handlers below
     except ProblemsFound as e:
         print(str(e), file=sys.stderr)
         return 1
     except CvcraftError as e:
         print(f"error: {_one_line(str(e))}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `cvcraft --help | head`: the reader left; nothing to report
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so the interpreter's final flush is silent
+        return 1
+    except OSError as e:  # the file system said no: a read-only folder, a file as a folder
+        where = f" {e.filename}" if e.filename else ""
+        print(f"error: cannot use{where}: {e.strerror or e}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
-        print("interrupted; the last completed epoch is in last.pt (resume=true)", file=sys.stderr)
+        print(_interrupted(), file=sys.stderr)
         return 130
     return 0
 

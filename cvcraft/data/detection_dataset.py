@@ -138,6 +138,7 @@ def load_detection_splits(
     val_fraction: float = 0.1,
     seed: int = 0,
     fraction: float = 1.0,
+    skip_bad: bool = False,
 ) -> DetectionSplits:
     """Train/val ``DetectionData`` from ``"shapes[:N]"``, a COCO JSON, a YOLO YAML/folder, a
     VOC folder or a tar-shard folder written by ``cvcraft pack task=detect``.
@@ -146,6 +147,7 @@ def load_detection_splits(
     scenes from their own stream. A file dataset's "val" split is used when it exists and
     differs from "train"; otherwise ``val_fraction`` of the train images (a seeded
     permutation) is held out and a note says so. ``fraction`` keeps a seeded share of train.
+    ``skip_bad``: images a reader cannot open are left out, each listed in the notes.
     """
     notes: list[str] = []
     m = re.fullmatch(r"shapes(?::(\d+))?", spec.strip())
@@ -166,9 +168,9 @@ def load_detection_splits(
             )
         val = shard_val
     else:
-        train = read_dataset(spec, split="train")
+        train = read_dataset(spec, split="train", skip_unreadable=skip_bad)
         try:
-            val = read_dataset(spec, split="val")
+            val = read_dataset(spec, split="val", skip_unreadable=skip_bad)
         except DataError:
             val = train
         if len(val) == 0 or _same_images(train, val):

@@ -74,6 +74,9 @@ def _atomic_write_bytes(
     checkpoint's sidecar steps), then ``os.replace`` it onto ``path`` and sync the folder."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)  # mkstemp's 0600 -> the mode any other file gets
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -169,7 +172,8 @@ def load_checkpoint(
                 f"checkpoint {path} ({len(data)} bytes) does not match its checksum in "
                 f"{sidecar_path(path).name}: the file is truncated or corrupted (interrupted "
                 f"copy, full disk). Use {previous_path(path).name} or best.pt if present, or "
-                f"re-copy the file; pass verify=False only if you changed it on purpose."
+                f"re-copy the file. Only if you changed it on purpose: delete "
+                f"{sidecar_path(path).name} and it loads unverified, with a warning."
             )
     # torch.save writes a zip (PK..); legacy files start with a pickle opcode (0x80). Anything
     # else is not a checkpoint at all, and torch's own message would blame weights_only.
@@ -282,8 +286,9 @@ def load_model_weights(
             line = f"  {k}: checkpoint {a} vs model {b}"
             if k in head_keys and len(a) == len(b) and a[1:] == b[1:]:
                 line += (
-                    f" — the checkpoint was trained with {a[0]} classes; pass "
-                    f"num_classes={a[0]} or load with strict=False to re-initialise the head"
+                    f" — the checkpoint was trained with {a[0]} classes; use data with "
+                    f"{a[0]} classes, or train with weights= (a head of another size is "
+                    f"re-initialised)"
                 )
             lines.append(line)
 
@@ -296,7 +301,10 @@ def load_model_weights(
             lines.append(f"  missing in checkpoint ({len(missing)}): {_few(missing)}")
         if unexpected:
             lines.append(f"  unexpected in checkpoint ({len(unexpected)}): {_few(unexpected)}")
-        lines.append("  use the architecture the checkpoint was trained with, or strict=False")
+        lines.append(
+            "  use the model= the checkpoint was trained with"
+            + (f" (model={arch})" if arch is not None else "")
+        )
         raise CheckpointError("\n".join(lines))
     bad = {k for k, _, _ in mismatched}
     model.load_state_dict({k: v for k, v in sd.items() if k in own and k not in bad}, strict=False)

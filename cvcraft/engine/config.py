@@ -24,6 +24,8 @@ import yaml
 from cvcraft.errors import ConfigError
 from cvcraft.registry import did_you_mean
 
+MAX_IMGSZ = 16384  # px: beyond this a single decoded image is GiBs (a typo, not a size)
+
 
 def _opt(default: Any, help: str, choices: tuple[Any, ...] | str | None = None, **kw: Any) -> Any:
     """A config field with its help text and allowed values: a tuple, or ``"module:REGISTRY"``
@@ -45,6 +47,9 @@ class TrainConfig:
     batch: int = _opt(64, "batch size per optimizer step (before accumulation)")
     imgsz: int = _opt(32, "square input size fed to the model")
     workers: int = _opt(2, "data-loading worker processes (0 = in the main process)")
+    threads: int = _opt(
+        0, "torch CPU threads (0 = auto: torch's default capped at the usable cores)"
+    )
     seed: int = _opt(0, "seed of every random choice (data order, augmentation, init)")
     deterministic: bool = _opt(False, "use deterministic algorithms (bit-identical reruns)")
     device: str = _opt("auto", "auto | cpu | cuda | cuda:N | mps")
@@ -55,7 +60,7 @@ class TrainConfig:
         ("none", "linear", "sqrt"),
     )  # fmt: skip
     base_batch: int = _opt(256, "lr_scale: the batch size lr= is meant for")
-    momentum: float = _opt(0.9, "SGD/RMSProp momentum, Adam beta1")
+    momentum: float = _opt(0.9, "SGD/RMSProp momentum (adam/adamw use their default betas)")
     nesterov: bool = _opt(True, "Nesterov momentum for SGD")
     weight_decay: float = _opt(5e-4, "weight decay (not applied to biases and norm layers)")
     schedule: str = _opt(
@@ -97,6 +102,9 @@ class TrainConfig:
     lr_mults: dict = _opt({}, "per-prefix LR multipliers, e.g. {fc: 10}")
     resume: bool = _opt(False, "resume the run in `out` from its last valid checkpoint")
     out: str = _opt("", "run folder (default runs/<task>/<name>, numbered if it exists)")
+    exist_ok: bool = _opt(
+        False, "allow out= to be a folder that already holds a run (its files are replaced)"
+    )
     name: str = _opt("train", "run name under runs/<task>/")
     classes: list = _opt([], "class names in label order (default: found in the data)")
     val_fraction: float = _opt(0.1, "validation share when the dataset has no val split")
@@ -254,11 +262,30 @@ def validate(cfg: TrainConfig) -> None:
                 f"{f.name}={val!r} is not one of {', '.join(map(str, choices))}."
                 f"{did_you_mean(str(val), [str(c) for c in choices])}"
             )
+    if cfg.imgsz > MAX_IMGSZ:
+        raise ConfigError(
+            f"imgsz={cfg.imgsz} is larger than {MAX_IMGSZ} px (one {cfg.imgsz}^2 image would "
+            f"need {3 * cfg.imgsz**2 / 2**30:.0f} GiB); pick a smaller imgsz="
+        )
+    for k, v in cfg.lr_mults.items():
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
+            raise ConfigError(
+                f"lr_mults: {k}={v!r} must be a number >= 0 (a multiplier of lr), "
+                "e.g. lr_mults={fc: 10, layer1: 0.1}"
+            )
     positive = ["epochs", "batch", "imgsz", "accumulate", "base_batch"]
     for k in positive:
         if getattr(cfg, k) <= 0:
             raise ConfigError(f"{k}={getattr(cfg, k)} must be > 0")
-    nonneg = ["workers", "lr", "weight_decay", "warmup_epochs", "grad_clip", "grad_clip_value"]
+    nonneg = [
+        "workers",
+        "threads",
+        "lr",
+        "weight_decay",
+        "warmup_epochs",
+        "grad_clip",
+        "grad_clip_value",
+    ]
     for k in nonneg + ["patience", "l1", "l2"]:
         if getattr(cfg, k) < 0:
             raise ConfigError(f"{k}={getattr(cfg, k)} must be >= 0")
@@ -270,6 +297,15 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"ema_decay={cfg.ema_decay} must be in [0, 1)")
     if cfg.devices < 1:
         raise ConfigError(f"devices={cfg.devices} must be >= 1")
+    set_by_task = {"num_classes": "the data's classes"}
+    if hasattr(cfg, "in_chans"):
+        set_by_task["in_chans"] = "the key in_chans="
+    for k in set_by_task.keys() & set(getattr(cfg, "model_kwargs", None) or {}):
+        raise ConfigError(
+            f"model_kwargs: {k} is set by the task from {set_by_task[k]}; remove it "
+            "(to fine-tune on other classes, pass weights=: a head of another size is "
+            "re-initialised)"
+        )
     cfg.check()
 
 

@@ -68,9 +68,11 @@ from cvcraft.engine.distributed import (
     write_launch_result,
 )
 from cvcraft.engine.ema import ModelEMA
+from cvcraft.engine.finetune import load_finetune_weights
 from cvcraft.engine.optim import build_optimizer, freeze, freeze_bn_stats, unwrap_model
 from cvcraft.engine.regularization import clip_gradients, l1_penalty, l2_penalty
 from cvcraft.engine.schedules import SCHEDULES, build_scheduler
+from cvcraft.engine.threads import set_threads
 from cvcraft.errors import CheckpointError, ConfigError, TrainingError
 from cvcraft.nn.init import init_weights
 
@@ -151,7 +153,8 @@ def schedule_kwargs(cfg: TrainConfig, name: str, steps_per_epoch: int) -> dict[s
 def resolve_run_dir(task: str, cfg: TrainConfig, *, root: str | Path = "runs") -> Path:
     """``out`` if given; else runs/<task>/<name>, numbered (name2, name3, ...) if taken.
 
-    With ``resume=true`` and no ``out``, the newest existing runs/<task>/<name>* is reused.
+    With ``resume=true`` and no ``out``, the newest runs/<task>/<name>* holding a checkpoint
+    is reused (a folder left by a command that failed before its first epoch is skipped).
     """
     if cfg.out:
         return Path(cfg.out)
@@ -161,7 +164,8 @@ def resolve_run_dir(task: str, cfg: TrainConfig, *, root: str | Path = "runs") -
         existing = [p for p in candidates[:1000] if p.exists()]
         if not existing:
             raise ConfigError(f"resume=true but no run folder {base / cfg.name}* exists; pass out=")
-        return existing[-1]
+        started = [p for p in existing if (p / "last.pt").exists() or (p / "last.prev.pt").exists()]
+        return (started or existing)[-1]
     for p in candidates:
         if not p.exists():
             return p
@@ -179,6 +183,39 @@ def ensure_writable(folder: Path) -> None:
         raise TrainingError(
             f"run folder {folder} is not writable ({e.strerror}); choose another with out=DIR"
         ) from None
+
+
+# the files that make a folder a run: writing a new run over them would destroy the old one
+# (a config.yaml alone is a run that failed before its first epoch: nothing to lose)
+RUN_FILES = ("last.pt", "best.pt", "metrics.csv", "metrics.json")
+
+
+def claim_run_dir(folder: Path, exist_ok: bool, log: Any = print, keep: str = "") -> None:
+    """Refuse a folder that already holds a run unless ``exist_ok``; with ``exist_ok`` the old
+    run's checkpoints and metrics are removed first, so no file of it stays mixed in (a later
+    resume would otherwise pick up its ``last.prev.pt``)."""
+    found = [n for n in RUN_FILES if (folder / n).exists()]
+    if not found:
+        return
+    if not exist_ok:
+        raise ConfigError(
+            f"out={folder} already holds a run ({', '.join(found)}); pass resume=true to "
+            "continue it, exist_ok=true to replace it, or choose another out="
+        )
+    stale = [
+        p
+        for p in folder.iterdir()
+        if p.is_file()
+        and (p.name in RUN_FILES or p.name.startswith(("last.", "best.", "timing.csv")))
+    ]
+    if keep and any(p.resolve() == Path(keep).resolve() for p in stale):
+        raise ConfigError(
+            f"weights={keep} is a file of the run exist_ok=true would replace; copy it out "
+            "first or choose another out="
+        )
+    for p in stale:
+        p.unlink()
+    log(f"exist_ok=true: replaced the run in {folder} ({len(stale)} files removed)")
 
 
 def check_resume_classes(trainer: Any, classes: list[str]) -> dict[str, Any] | None:
@@ -329,14 +366,17 @@ class Trainer:
         cfg = self.cfg
         if cfg.val_interval < 1:
             raise ConfigError(f"val_interval={cfg.val_interval} must be >= 1 (1 = every epoch)")
+        resume = cfg.resume or (
+            self.auto_resume and any((self.out / n).exists() for n in ("last.pt", "last.prev.pt"))
+        )
         if is_main_process():
+            if not resume and not self.auto_resume:
+                claim_run_dir(self.out, cfg.exist_ok, self.log, keep=cfg.weights)
             ensure_writable(self.out)
         barrier()
         set_deterministic(cfg.deterministic)
         seed_everything(cfg.seed)
-        resume = cfg.resume or (
-            self.auto_resume and any((self.out / n).exists() for n in ("last.pt", "last.prev.pt"))
-        )
+        set_threads(cfg.threads)
         if self.auto_resume and resume:
             self.log(f"torchrun restart {elastic_restart_count()}: resuming the run in {self.out}")
         resume_state = self._find_resume_state() if resume else None
@@ -357,8 +397,16 @@ class Trainer:
             torch.manual_seed(cfg.seed)
             init_weights(model, scheme=cfg.init)
         if cfg.weights and resume_state is None:
-            state = load_checkpoint(cfg.weights)
-            load_model_weights(model, weights_of(state), strict=True, source=cfg.weights)
+            classes = getattr(self.task, "classes", None)
+            self.log(
+                load_finetune_weights(
+                    model,
+                    load_checkpoint(cfg.weights),
+                    num_classes=len(classes) if classes else None,
+                    source=cfg.weights,
+                    model_name=cfg.model,
+                )
+            )
         if cfg.freeze:
             freeze(model, cfg.freeze)
         if cfg.channels_last:
@@ -505,6 +553,7 @@ class Trainer:
             improved = False
             if evaluated:
                 metrics = self.evaluate()
+                self._last_eval = (epoch, metrics)
                 row.update({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
                 if monitor not in row:
                     raise ConfigError(
@@ -716,10 +765,16 @@ class Trainer:
     def _finish(self, monitor: str) -> dict[str, Any]:
         barrier()  # rank 0 has written best.pt
         best = self.out / "best.pt"
-        if best.exists():
-            state = load_checkpoint(best)
-            load_model_weights(self.eval_model, weights_of(state), strict=True, source=str(best))
-        metrics = self.evaluate() if self.history else {}
+        last_eval = getattr(self, "_last_eval", None)
+        if last_eval is not None and last_eval[0] == self.best_epoch:
+            metrics = last_eval[1]  # best.pt holds the weights just evaluated: no second pass
+        else:
+            if best.exists():
+                state = load_checkpoint(best)
+                load_model_weights(
+                    self.eval_model, weights_of(state), strict=True, source=str(best)
+                )
+            metrics = self.evaluate() if self.history else {}
         final = {k: v for k, v in metrics.items() if isinstance(v, (int, float, list, dict))}
         final.update(
             {

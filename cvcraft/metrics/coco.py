@@ -91,6 +91,8 @@ def _column(entries: list[Any], key: str, source: str, section: str, dtype: Any)
 
 def _bboxes(entries: list[Any], source: str, section: str) -> np.ndarray:
     """(N, 4) float64 xywh from ``entries[i]["bbox"]``, checked finite with w, h >= 0."""
+    if not entries:  # a split without objects (background-only images) is valid
+        return np.zeros((0, 4), np.float64)
     try:
         out = np.array([e["bbox"] for e in entries], dtype=np.float64).reshape(len(entries), -1)
     except (KeyError, TypeError, ValueError):
@@ -167,6 +169,8 @@ class COCOEvaluator:
         data = _load_json(gt, "ground-truth") if isinstance(gt, (str, Path)) else gt
         if not isinstance(data, dict):
             raise DataError(f"{source}: expected a COCO object with 'images', 'annotations'")
+        if "annotations" not in data:  # pycocotools reads such a file as having no objects
+            data = {**data, "annotations": []}
         for key in ("images", "annotations", "categories"):
             if not isinstance(data.get(key), list):
                 raise DataError(f"{source}: missing the {key!r} list of a COCO instances file")

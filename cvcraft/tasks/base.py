@@ -209,6 +209,108 @@ class BaseTask:
         return metrics
 
 
+def build_model_with(name: str, model_kwargs: dict[str, Any], build: Any) -> nn.Module:
+    """``build()`` (a model constructor call using ``model_kwargs``), with a constructor's
+    TypeError/ValueError turned into a ConfigError naming model_kwargs when it was given."""
+    try:
+        return build()
+    except (TypeError, ValueError) as e:
+        if not model_kwargs:
+            raise
+        raise ConfigError(
+            f"model_kwargs={dict(model_kwargs)}: model {name} cannot be built with them "
+            f"({type(e).__name__}: {str(e).splitlines()[0][:200]}); fix or remove them"
+        ) from None
+
+
+def check_input_size(model: nn.Module, name: str, in_chans: int, imgsz: int) -> None:
+    """One batch-1 forward at ``imgsz`` before training, so an input the model cannot take
+    (AlexNet below 63 px, an MLP built for another size) is a one-line ConfigError now
+    rather than a traceback in the first step."""
+    was = model.training
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, in_chans, imgsz, imgsz))
+    except (ValueError, RuntimeError) as e:
+        raise ConfigError(
+            f"model={name} cannot take {imgsz}x{imgsz} inputs ({str(e).splitlines()[0][:200]}); "
+            "choose another imgsz= or model="
+        ) from None
+    finally:
+        model.train(was)
+
+
+def readable_images(
+    files: list[Path], skipped: list[tuple[str, str]]
+) -> list[tuple[Path, np.ndarray]]:
+    """``(path, image)`` of the files that decode; the others go to ``skipped`` as
+    ``(path, reason)`` so ``predict`` finishes every readable image (``finish_skipped``
+    then decides whether the run failed)."""
+    from cvcraft.data.io import read_image
+    from cvcraft.errors import DataError
+
+    out = []
+    for f in files:
+        try:
+            out.append((f, read_image(f)))
+        except DataError as e:
+            skipped.append((str(f), str(e)))
+    return out
+
+
+def finish_skipped(out: Path, skipped: list[tuple[str, str]], total: int, skip_bad: bool) -> None:
+    """After ``predict`` wrote its results: list the unreadable images in
+    ``out/skipped.json`` and say so; without ``skip_bad`` that is an error (exit code 2),
+    the predictions of the readable images are kept either way."""
+    from cvcraft.errors import DataError
+
+    if not skipped:
+        return
+    (Path(out) / "skipped.json").write_text(
+        json.dumps([{"path": p, "error": e} for p, e in skipped], indent=1)
+    )
+    msg = (
+        f"{len(skipped)} of {total} images could not be read and were skipped (first: "
+        f"{skipped[0][1]}); the list is in {Path(out) / 'skipped.json'}"
+    )
+    if not skip_bad:
+        raise DataError(
+            f"{msg}; the predictions of the other images are saved in {out}. Fix or remove "
+            "the files, or pass skip_bad=true to accept skipping them"
+        )
+    print(f"skip_bad=true: {msg}")
+
+
+def drop_unreadable(data: Any, subset: Any, split: str, workers: int = 4) -> Any:
+    """``skip_bad=true`` for data read item by item: decode every item of ``data`` once (a
+    thread pool: decoding releases the GIL), drop those that fail, and say how many.
+    ``subset(data, indices)`` makes the smaller dataset."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from cvcraft.errors import DataError
+
+    def fails(i: int) -> str | None:
+        try:
+            data.sample(i)
+        except DataError as e:
+            return str(e)
+        return None
+
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        errors = list(pool.map(fails, range(len(data))))
+    bad = [i for i, e in enumerate(errors) if e is not None]
+    if not bad:
+        return data
+    print(
+        f"data: skip_bad=true: skipped {len(bad)} of {len(data)} {split} items that cannot be "
+        f"read (first: {errors[bad[0]]})"
+    )
+    keep = [i for i, e in enumerate(errors) if e is None]
+    if not keep:
+        raise DataError(f"no {split} item of the data can be read (first: {errors[bad[0]]})")
+    return subset(data, keep)
+
+
 def take_fraction(data: Any, fraction: float, seed: int, minimum: int = 1) -> Any:
     """A seeded random subset of ``fraction`` of ``data`` (sorted indices; at least
     ``minimum`` items), or ``data`` itself when ``fraction`` is 1."""

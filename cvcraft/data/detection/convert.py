@@ -84,14 +84,19 @@ def read_dataset(
     *,
     split: str = "train",
     allow_outside_root: bool = False,
+    skip_unreadable: bool = False,
 ) -> DetectionData:
-    """Read a detection dataset of any supported format (detected when ``format`` is None)."""
+    """Read a detection dataset of any supported format (detected when ``format`` is None).
+    ``skip_unreadable``: an image whose header cannot be read (YOLO reads them for the
+    sizes) is left out and listed in ``warnings`` instead of raising."""
     p = os.fspath(path)
     fmt = check_format(format or detect_format(p))
     if fmt == "coco":
         return read_coco(coco_json_for(p, split), allow_outside_root=allow_outside_root)
     if fmt == "yolo":
-        return read_yolo(p, split, allow_outside_root=allow_outside_root)
+        return read_yolo(
+            p, split, allow_outside_root=allow_outside_root, skip_unreadable=skip_unreadable
+        )
     has_split = os.path.isfile(os.path.join(p, "ImageSets", "Main", f"{split}.txt"))
     return read_voc(p, split if has_split else None, allow_outside_root=allow_outside_root)
 

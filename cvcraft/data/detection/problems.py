@@ -52,11 +52,12 @@ class Issues:
 
     strict: bool = True
     problems: list[Problem] = field(default_factory=list)
+    tolerate: tuple[str, ...] = ()  # kinds recorded (the item skipped) even when strict
 
     def add(self, file: str | os.PathLike[str], line: int | None, kind: str, message: str) -> None:
         """Record a problem that makes the item unusable (strict mode: raise it)."""
         p = Problem(os.fspath(file), line, kind, message)
-        if self.strict:
+        if self.strict and kind not in self.tolerate:
             raise DataError(str(p))
         self.problems.append(p)
 

@@ -285,16 +285,17 @@ def read_yolo(
     split: str = "train",
     *,
     allow_outside_root: bool = False,
+    skip_unreadable: bool = False,
 ) -> DetectionData:
     """Read one split of a YOLO dataset (data YAML, or a folder holding it) as DetectionData.
 
     Class ids in label files are the YAML's ``names`` keys; non-contiguous keys (e.g. COCO
     ids) are remapped to indices and kept in ``category_ids``. Raises ``DataError`` naming
-    the file and line of the first malformed label, unknown class or unreadable image.
+    the file and line of the first malformed label, unknown class or unreadable image
+    (``skip_unreadable``: such an image is left out and listed in ``warnings``).
     """
-    return parse_yolo(
-        data_yaml_or_dir, split, Issues(strict=True), allow_outside_root=allow_outside_root
-    )
+    issues = Issues(strict=True, tolerate=("unreadable_image",) if skip_unreadable else ())
+    return parse_yolo(data_yaml_or_dir, split, issues, allow_outside_root=allow_outside_root)
 
 
 def _largest_polygon(seg: Any) -> list[float] | None:

@@ -21,7 +21,6 @@ from cvcraft.data import (
     ClassifyDataset,
     build_loader,
     load_classification,
-    read_image,
 )
 from cvcraft.data.io import list_images
 from cvcraft.data.sampling import (
@@ -45,7 +44,14 @@ from cvcraft.metrics.classification import ClassificationMetrics
 from cvcraft.models import create_model, model_default_cfg
 from cvcraft.nn.prune import shrink_to_widths
 from cvcraft.structures import Sample
-from cvcraft.tasks.base import BaseTask, take_fraction
+from cvcraft.tasks.base import (
+    BaseTask,
+    build_model_with,
+    check_input_size,
+    finish_skipped,
+    readable_images,
+    take_fraction,
+)
 from cvcraft.tasks.classify.config import ClassifyConfig
 from cvcraft.transforms import build_transforms as build_pipeline
 from cvcraft.transforms import default_classify_transforms
@@ -163,6 +169,7 @@ class ClassifyTask(BaseTask):
         model = build_classifier(
             cfg.model, len(self.classes), cfg.in_chans, cfg.imgsz, cfg.model_kwargs
         )
+        check_input_size(model, cfg.model, cfg.in_chans, cfg.imgsz)
         trainer.model = model.to(trainer.device)
         self.pre = Preprocess(self.stats, cfg.normalize, cfg.in_chans).to(trainer.device)
         self.criterion = build_criterion(cfg, train.labels, len(self.classes)).to(trainer.device)
@@ -508,7 +515,11 @@ def build_classifier(
     kw = dict(model_kwargs)
     if model_default_cfg(name).get("img_size_arg") and "img_size" not in kw:
         kw["img_size"] = imgsz
-    return create_model(name, num_classes=num_classes, in_chans=in_chans, **kw)
+    return build_model_with(
+        name,
+        model_kwargs,
+        lambda: create_model(name, num_classes=num_classes, in_chans=in_chans, **kw),
+    )
 
 
 @torch.no_grad()
@@ -526,11 +537,13 @@ def predict_classifier(cfg: ClassifyConfig, out: Path) -> list[dict[str, Any]]:
     k = min(cfg.topk, len(classes))
     results: list[dict[str, Any]] = []
     files = list_images(cfg.source)
+    skipped: list[tuple[str, str]] = []
     for start in range(0, len(files), cfg.batch):
-        chunk = files[start : start + cfg.batch]
-        imgs = np.stack(
-            [tf(Sample(read_image(f), meta={"path": str(f)}), rng).image for f in chunk]
-        )
+        read = readable_images(files[start : start + cfg.batch], skipped)
+        if not read:
+            continue
+        chunk = [f for f, _ in read]
+        imgs = np.stack([tf(Sample(im, meta={"path": str(f)}), rng).image for f, im in read])
         x = pre(torch.from_numpy(imgs).permute(0, 3, 1, 2).to(device))
         with autocast(device, cfg.amp):
             probs = model(x).float().softmax(1)
@@ -551,6 +564,7 @@ def predict_classifier(cfg: ClassifyConfig, out: Path) -> list[dict[str, Any]]:
         fh.write("path,class,score\n")
         for r in results:
             fh.write(f"{r['path']},{r['class']},{r['score']:.6f}\n")
+    finish_skipped(out, skipped, len(files), cfg.skip_bad)
     return results
 
 

@@ -36,6 +36,11 @@ class DetectConfig(TrainConfig):
     iou: float = _opt(0.7, "NMS IoU threshold")
     max_det: int = _opt(300, "maximum detections per image")
     tta: bool = _opt(False, "test-time augmentation (scales 1/0.83/0.67, a flip) in val/predict")
+    gt: str = _opt(
+        "",
+        "predict: a COCO JSON whose image ids (by file name) and category ids (by class "
+        "name) predictions.json uses, so `cvcraft eval detect` scores it against that file",
+    )
     # augmentation (ultralytics names and meanings)
     mosaic: float = _opt(1.0, "Mosaic (4 images in one) probability")
     close_mosaic: int = _opt(10, "switch Mosaic off for the last N epochs")
@@ -73,6 +78,8 @@ class DetectConfig(TrainConfig):
                 raise ConfigError(f"{k}={getattr(self, k)} must be >= 0")
         if self.max_det < 1:
             raise ConfigError(f"max_det={self.max_det} must be >= 1")
+        if self.gt and not Path(self.gt).is_file():
+            raise ConfigError(f"gt={self.gt}: no such file (a COCO instances JSON)")
         if self.backbone_weights and not Path(self.backbone_weights).is_file():
             raise ConfigError(f"backbone_weights={self.backbone_weights}: no such file")
         if self.augment:  # fail now, not in a worker: build the spec once

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ import torch
 import torchvision
 from torch import nn
 
-from cvcraft.data import build_loader, read_image
+from cvcraft.data import build_loader
 from cvcraft.data.collate import collate_detect
 from cvcraft.data.detection_dataset import (
     DetectAugment,
@@ -32,6 +33,7 @@ from cvcraft.data.detection_dataset import (
     coco_ground_truth,
     detection_dataset,
     load_detection_splits,
+    subset,
 )
 from cvcraft.data.io import list_images
 from cvcraft.engine.checkpoint import load_checkpoint
@@ -45,7 +47,13 @@ from cvcraft.metrics.coco import COCOEvaluator
 from cvcraft.metrics.detection_confusion import DetectionConfusionMatrix
 from cvcraft.models import create_model
 from cvcraft.structures import Sample, xyxy_to_xywh
-from cvcraft.tasks.base import BaseTask
+from cvcraft.tasks.base import (
+    BaseTask,
+    build_model_with,
+    drop_unreadable,
+    finish_skipped,
+    readable_images,
+)
 from cvcraft.tasks.detect.config import DetectConfig
 from cvcraft.transforms.letterbox import Letterbox, unletterbox_boxes
 from cvcraft.viz.detection_plots import draw_detections, write_detection_plots
@@ -66,7 +74,9 @@ def to_inputs(images: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 def build_detector(name: str, num_classes: int, model_kwargs: dict[str, Any]) -> nn.Module:
     """``create_model`` for a detector; raises ConfigError if ``name`` is not one."""
-    model = create_model(name, num_classes=num_classes, **dict(model_kwargs))
+    model = build_model_with(
+        name, model_kwargs, lambda: create_model(name, num_classes=num_classes, **model_kwargs)
+    )
     if not (hasattr(model, "loss") and hasattr(model, "postprocess")):
         raise ConfigError(
             f"model={name} is not a detector (no loss/postprocess); pick one of "
@@ -153,6 +163,8 @@ class DetectTask(BaseTask):
                 f"batch={cfg.batch}; lower batch="
             )
         self.val_loader = self.build_val_loader(splits)
+        if not self.gt["annotations"]:
+            self.no_val_objects(trainer, len(splits.val))
         self.device = trainer.device
         model = build_detector(cfg.model, len(self.classes), cfg.model_kwargs)
         if cfg.backbone_weights and resume is None:
@@ -170,12 +182,26 @@ class DetectTask(BaseTask):
         if cfg.plots:
             write_detection_plots(out / "plots", labels_of=splits.train, classes=self.classes)
 
+    def no_val_objects(self, trainer: Any, n_images: int) -> None:
+        """A val split without objects has no mAP (COCO reports -1): say so, and let the val
+        loss pick best.pt unless monitor= was given."""
+        note = f"data: the {n_images} val images have no objects, so map/map50 are -1"
+        if not self.cfg.monitor:
+            trainer.monitor, trainer.monitor_mode = "val_loss", "min"
+            trainer.best_fitness = math.inf
+            note += "; best.pt follows val_loss"
+        print(note)
+
     def load_splits(self) -> Any:
         cfg = self.cfg
         splits = load_detection_splits(cfg.data, imgsz=cfg.imgsz, val_fraction=cfg.val_fraction,
-                                       seed=cfg.seed, fraction=cfg.fraction)  # fmt: skip
+                                       seed=cfg.seed, fraction=cfg.fraction,
+                                       skip_bad=cfg.skip_bad)  # fmt: skip
         for note in splits.notes:
             print(f"data: {note}")
+        if cfg.skip_bad:
+            splits.train = drop_unreadable(splits.train, subset, "train", cfg.workers or 1)
+            splits.val = drop_unreadable(splits.val, subset, "val", cfg.workers or 1)
         return splits
 
     def build_val_loader(self, splits: Any) -> Any:
@@ -425,14 +451,50 @@ def prediction_grid(
     return grid
 
 
+def coco_ids(
+    files: list[Path], classes: list[str], category_ids: list[int], gt: str
+) -> tuple[dict[Path, int], list[int], str]:
+    """The image id of every file and the category id of every class for predictions.json.
+
+    With ``gt`` (a COCO JSON): the ids of that file, images matched by file name and
+    categories by class name, so ``cvcraft eval detect`` scores the pair. Without: an
+    all-numeric file name is its id (COCO's own naming, ``000000000009.jpg`` -> 9), else
+    the position in the sorted list; categories are the training data's ids.
+    Returns ``(image ids, category ids, note)``.
+    """
+    if not gt:
+        stems = [f.stem for f in files]
+        if all(st.isdigit() for st in stems) and len({int(st) for st in stems}) == len(files):
+            return {f: int(f.stem) for f in files}, category_ids, "image ids from file names"
+        note = "image ids = positions in the sorted file list (give gt= for a dataset's ids)"
+        return {f: i for i, f in enumerate(files)}, category_ids, note
+    doc = json.loads(Path(gt).read_text())
+    by_name = {Path(str(im.get("file_name", ""))).name: int(im["id"]) for im in doc["images"]}
+    cat_by_name = {str(c["name"]): int(c["id"]) for c in doc.get("categories", [])}
+    missing = [c for c in classes if c not in cat_by_name]
+    if missing:
+        raise DataError(
+            f"gt={gt}: the model's classes {missing[:5]} are not categories of that file "
+            f"(it has {list(cat_by_name)[:8]}...); give the COCO file of the data it was trained on"
+        )
+    unknown = [f.name for f in files if f.name not in by_name]
+    if unknown:
+        raise DataError(
+            f"gt={gt}: {len(unknown)} source images are not in its images list (first: "
+            f"{unknown[0]}); predict the images of that file or drop gt="
+        )
+    return {f: by_name[f.name] for f in files}, [cat_by_name[c] for c in classes], f"ids from {gt}"
+
+
 @torch.no_grad()
 def predict_detector(cfg: DetectConfig, out: Path) -> list[dict[str, Any]]:
     """``cvcraft predict detect``: boxes for every image in ``source``.
 
     Writes ``out/<name>.jpg`` (boxes, labels and scores drawn on the original image),
-    ``predictions.json`` (COCO results: image_id = position in the sorted file list,
-    category_id, bbox xywh in original pixels, score, plus file_name) and ``images.json``
-    (image_id -> path). Returns one dict per image with ``path`` and ``summary``.
+    ``predictions.json`` (COCO results: image_id and category_id as ``coco_ids`` gives
+    them, bbox xywh in original pixels, score, plus file_name) and ``images.json``
+    (image_id -> path). Unreadable images are skipped and listed (``finish_skipped``).
+    Returns one dict per image with ``path`` and ``summary``.
     """
     device = select_device(cfg.device)
     model, state = DetectTask.load_model(cfg.weights, device)
@@ -440,14 +502,18 @@ def predict_detector(cfg: DetectConfig, out: Path) -> list[dict[str, Any]]:
     cat_ids = list(state.get("category_ids") or range(1, len(classes) + 1))
     imgsz = int(state.get("imgsz", cfg.imgsz))
     files = list_images(cfg.source)
+    image_ids, cat_ids, note = coco_ids(files, classes, cat_ids, cfg.gt)
+    print(f"predictions.json: {note}")
     out.mkdir(parents=True, exist_ok=True)
     results: list[dict[str, Any]] = []
     coco_results: list[dict[str, Any]] = []
     used_names: set[str] = set()
+    skipped: list[tuple[str, str]] = []
     for start in range(0, len(files), cfg.batch):
-        chunk = files[start : start + cfg.batch]
-        originals = [read_image(f) for f in chunk]
-        boxed = [Letterbox(imgsz)(Sample(im)) for im in originals]
+        read = readable_images(files[start : start + cfg.batch], skipped)
+        if not read:
+            continue
+        boxed = [Letterbox(imgsz)(Sample(im)) for _, im in read]
         x = to_inputs(
             torch.from_numpy(np.stack([s.image for s in boxed])).permute(0, 3, 1, 2), device
         )
@@ -456,8 +522,8 @@ def predict_detector(cfg: DetectConfig, out: Path) -> list[dict[str, Any]]:
                 dets = tta_detect(model, x, cfg.conf, cfg.iou, cfg.max_det)
             else:
                 dets = model.postprocess(model(x), conf=cfg.conf, iou=cfg.iou, max_det=cfg.max_det)
-        for k, (f, im, s, d) in enumerate(zip(chunk, originals, boxed, dets)):
-            image_id = start + k
+        for (f, im), s, d in zip(read, boxed, dets):
+            image_id = image_ids[f]
             boxes = unletterbox_boxes(d["boxes"].float().cpu(), s.meta)
             scores, labels = d["scores"].float().cpu().numpy(), d["labels"].cpu().numpy()
             boxes_np = boxes.numpy()
@@ -487,6 +553,7 @@ def predict_detector(cfg: DetectConfig, out: Path) -> list[dict[str, Any]]:
     (out / "images.json").write_text(
         json.dumps([{"id": r["image_id"], "file_name": r["path"]} for r in results], indent=1)
     )
+    finish_skipped(out, skipped, len(files), cfg.skip_bad)
     return results
 
 

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cvcraft.data.collate import collate_segment
-from cvcraft.data.io import list_images, read_image, write_image
+from cvcraft.data.io import list_images, write_image
 from cvcraft.data.loader import build_loader
 from cvcraft.data.segmentation import SegSplits, load_segmentation, segment_dataset
 from cvcraft.engine.device import autocast, select_device
@@ -36,7 +36,14 @@ from cvcraft.losses.segmentation import build_segmentation_loss
 from cvcraft.metrics.segmentation import SegmentationMetrics
 from cvcraft.models import create_model
 from cvcraft.structures import Sample
-from cvcraft.tasks.base import BaseTask, take_fraction
+from cvcraft.tasks.base import (
+    BaseTask,
+    build_model_with,
+    drop_unreadable,
+    finish_skipped,
+    readable_images,
+    take_fraction,
+)
 from cvcraft.tasks.segment.config import SegmentConfig
 from cvcraft.transforms.base import Compose, Transform
 from cvcraft.transforms.color import HSVJitter
@@ -62,6 +69,10 @@ def load_splits(cfg: SegmentConfig) -> SegSplits:
                                imgsz=cfg.imgsz)  # fmt: skip
     for note in splits.notes:
         print(f"data: {note}")
+    if cfg.skip_bad:
+        take = lambda data, idx: data.subset(idx)  # noqa: E731
+        splits.train = drop_unreadable(splits.train, take, "train", cfg.workers or 1)
+        splits.val = drop_unreadable(splits.val, take, "val", cfg.workers or 1)
     if cfg.classes and [str(c) for c in cfg.classes] != list(splits.classes):
         raise DataError(
             f"{cfg.data}: classes {list(splits.classes)} differ from classes={cfg.classes}"
@@ -258,7 +269,11 @@ def evaluate_segmenter(
 def build_segmenter(
     name: str, num_classes: int, in_chans: int, model_kwargs: dict[str, Any]
 ) -> nn.Module:
-    return create_model(name, num_classes=num_classes, in_chans=in_chans, **dict(model_kwargs))
+    return build_model_with(
+        name,
+        model_kwargs,
+        lambda: create_model(name, num_classes=num_classes, in_chans=in_chans, **model_kwargs),
+    )
 
 
 def _stats(data: Any, mode: str, seed: int) -> dict[str, Any] | None:
@@ -491,8 +506,12 @@ def predict_segmenter(cfg: SegmentConfig, out: Path) -> list[dict[str, Any]]:
     files = list_images(src)
     rng = np.random.default_rng(0)
     results: list[dict[str, Any]] = []
+    skipped: list[tuple[str, str]] = []
     for f in files:  # images differ in size: one (windowed) forward each
-        image = read_image(f)
+        read = readable_images([f], skipped)
+        if not read:
+            continue
+        image = read[0][1]
         s = tf(Sample(image, meta={"path": str(f)}), rng)
         x = pre(torch.from_numpy(s.image).permute(2, 0, 1)[None].to(device))
         with autocast(device, cfg.amp):
@@ -520,6 +539,7 @@ def predict_segmenter(cfg: SegmentConfig, out: Path) -> list[dict[str, Any]]:
         )
     out.mkdir(parents=True, exist_ok=True)
     (out / "predictions.json").write_text(json.dumps(results, indent=1))
+    finish_skipped(out, skipped, len(files), cfg.skip_bad)
     return results
 
 
