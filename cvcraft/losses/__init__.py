@@ -30,6 +30,12 @@ from cvcraft.losses.image import (
     ms_ssim,
     ssim,
 )
+from cvcraft.losses.multilabel import (
+    MultiLabelLoss,
+    asymmetric_loss,
+    bce_multilabel,
+    focal_bce,
+)
 from cvcraft.losses.registry import LOSSES, build_loss
 from cvcraft.losses.segmentation import (
     DeepSupervisionLoss,
@@ -42,6 +48,10 @@ from cvcraft.losses.segmentation import (
 )
 
 __all__ = [
+    "MultiLabelLoss",
+    "asymmetric_loss",
+    "bce_multilabel",
+    "focal_bce",
     "GradientLoss",
     "MSSSIMLoss",
     "SSIMLoss",
