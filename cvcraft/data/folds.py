@@ -36,7 +36,7 @@ def stratified_folds(labels: Any, folds: int, seed: int = 0) -> np.ndarray:
     if counts.min() < folds:
         c = int(np.argmin(counts))
         raise DataError(
-            f"folds={folds} is larger than class {classes[c]!r} ({counts[c]} items): some "
+            f"folds={folds} is larger than class {classes[c].item()!r} ({counts[c]} items): some "
             "fold would have none of it; lower folds or merge rare classes"
         )
     perm = np.random.default_rng([seed, 23]).permutation(len(y))
