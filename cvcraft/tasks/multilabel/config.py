@@ -41,6 +41,8 @@ class MultilabelConfig(TrainConfig):
     )
     threshold: float = _opt(0.5, "probability threshold of the untuned metrics")
     tune_thresholds: bool = _opt(True, "tune per-class F1 thresholds on val (kept for predict)")
+    folds: int = _opt(0, "k-fold: train on the other folds of train + val (0 = off)")
+    fold: int = _opt(0, "k-fold: which fold is validation (0 .. folds - 1)")
     crop: str = _opt("auto", "train crop: rrc | pad | none | auto (pad if imgsz <= 64)")
     scale_min: float = _opt(0.5, "random-resized-crop minimum area fraction")
     hflip: float = _opt(0.5, "horizontal flip probability")
@@ -62,6 +64,9 @@ class MultilabelConfig(TrainConfig):
                 raise ConfigError(f"{k}={getattr(self, k)} must be in [0, 1]")
         if self.crop not in ("auto", "rrc", "pad", "none"):
             raise ConfigError(f"crop={self.crop!r} must be one of auto, rrc, pad, none")
+        if self.folds and not (self.folds >= 2 and 0 <= self.fold < self.folds):
+            raise ConfigError(f"folds={self.folds}, fold={self.fold}: need folds >= 2 and "
+                              "0 <= fold < folds")  # fmt: skip
         if not 0.0 <= self.clip < 1.0:
             raise ConfigError(f"clip={self.clip} must be in [0, 1)")
         if min(self.focal_gamma, self.gamma_pos, self.gamma_neg) < 0:

@@ -22,7 +22,7 @@ from cvcraft.data import build_loader, read_image
 from cvcraft.data.augmented import AugmentedDataset
 from cvcraft.data.collate import Collate
 from cvcraft.data.io import list_images
-from cvcraft.data.multilabel import MULTI_HOT, MultiLabelData, load_multilabel
+from cvcraft.data.multilabel import MULTI_HOT, MultiLabelData, fold_splits, load_multilabel
 from cvcraft.data.stats_cache import cached_stats
 from cvcraft.engine.device import autocast, select_device
 from cvcraft.errors import DataError
@@ -110,6 +110,7 @@ class MultilabelTask(BaseTask):
     def setup(self, trainer: Any) -> None:
         cfg = self.cfg
         splits = self.load_splits()
+        self.fold_index = getattr(splits, "fold_index", None)  # k-fold: val rows of the pool
         train = take_fraction(splits.train, cfg.fraction, cfg.seed, 2)
         self.classes = list(splits.classes)
         resume = self.check_resume(trainer)
@@ -140,13 +141,14 @@ class MultilabelTask(BaseTask):
 
     def load_splits(self) -> Any:
         cfg = self.cfg
-        return load_multilabel(
+        splits = load_multilabel(
             cfg.data,
             val_fraction=cfg.val_fraction,
             seed=cfg.seed,
             imgsz_hint=cfg.imgsz,
             classes=[str(c) for c in cfg.classes],
         )
+        return fold_splits(splits, cfg.folds, cfg.fold, cfg.seed) if cfg.folds else splits
 
     def build_val_loader(self, splits: Any) -> Any:
         cfg = self.cfg
