@@ -25,20 +25,41 @@ import torch
 from cvcraft.errors import DataError
 
 
+def ranked_rows(scores: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Each row of (R, N) ``scores`` sorted descending (stable): sorted scores, sorted
+    targets, cumulative TP and FP, the last-of-tie-group flags, and for every position the
+    position where its tie group ends. Rows are contiguous, so sorts and scans are too."""
+    r, n = scores.shape
+    order = np.argsort(-scores, axis=1, kind="stable")
+    s = np.take_along_axis(scores, order, 1)
+    t = np.take_along_axis(targets, order, 1)
+    tp, fp = np.cumsum(t == 1, 1), np.cumsum(t == 0, 1)
+    last = np.ones((r, n), dtype=bool)  # the last item of each run of equal scores
+    last[:, :-1] = s[:, :-1] != s[:, 1:]
+    idx = np.where(last, np.arange(n)[None, :], n - 1)
+    end = np.minimum.accumulate(idx[:, ::-1], axis=1)[:, ::-1]
+    return s, t, tp, fp, last, end
+
+
+def ap_of_rows(t: np.ndarray, tp: np.ndarray, fp: np.ndarray, end: np.ndarray) -> np.ndarray:
+    """Per-row AP from ``ranked_rows``' outputs: ``(1 / P) sum_{positives} precision at the
+    end of their tie group``; NaN for a row without positives. -> (R,)"""
+    denom = tp + fp
+    precision = np.divide(tp, denom, out=np.zeros(tp.shape), where=denom > 0)
+    at_end = np.take_along_axis(precision, end, 1)
+    pos = t == 1
+    npos = pos.sum(1)
+    total = (pos * at_end).sum(1)
+    return np.divide(total, npos, out=np.full(len(t), np.nan), where=npos > 0)
+
+
 def _sorted(scores: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Each column sorted by score (descending): sorted scores, positive / negative flags,
-    cumulative TP and FP, and for every row the row index where its tie group ends."""
-    n = scores.shape[0]
-    order = np.argsort(-scores, axis=0, kind="stable")
-    s = np.take_along_axis(scores, order, 0)
-    t = np.take_along_axis(targets, order, 0)
-    pos, neg = t == 1, t == 0
-    tp, fp = np.cumsum(pos, 0), np.cumsum(neg, 0)
-    last = np.ones_like(s, dtype=bool)  # the last row of each run of equal scores
-    last[:-1] = s[:-1] != s[1:]
-    rows = np.broadcast_to(np.arange(n)[:, None], s.shape)
-    end = np.minimum.accumulate(np.where(last, rows, n - 1)[::-1], axis=0)[::-1]
-    return s, pos, neg, tp, fp, last, end
+    """``ranked_rows`` of the (C, N) transpose, returned as (N, C) views: sorted scores,
+    positive / negative flags, cumulative TP and FP, last-of-group flags, group ends."""
+    s, t, tp, fp, last, end = ranked_rows(
+        np.ascontiguousarray(scores.T), np.ascontiguousarray(targets.T)
+    )
+    return s.T, (t == 1).T, (t == 0).T, tp.T, fp.T, last.T, end.T
 
 
 def _check(scores: Any, targets: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -65,13 +86,8 @@ def average_precision(scores: Any, targets: Any) -> np.ndarray:
     s, t = _check(scores, targets)
     if s.shape[0] == 0:
         return np.full(s.shape[1], np.nan)
-    _, pos, _, tp, fp, _, end = _sorted(s, t)
-    denom = tp + fp
-    precision = np.divide(tp, denom, out=np.zeros(tp.shape), where=denom > 0)
-    at_end = np.take_along_axis(precision, end, 0)
-    npos = pos.sum(0)
-    total = (pos * at_end).sum(0)
-    return np.divide(total, npos, out=np.full(s.shape[1], np.nan), where=npos > 0)
+    _, ts, tp, fp, _, end = ranked_rows(np.ascontiguousarray(s.T), np.ascontiguousarray(t.T))
+    return ap_of_rows(ts, tp, fp, end)
 
 
 def precision_recall_curves(scores: Any, targets: Any) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -8,8 +8,9 @@ A query with no remaining true match is skipped and counted (``skipped_queries``
 
 - CMC rank-k: the share of queries whose first true match is among the first k.
 - AP per query: scikit-learn's ``average_precision_score`` of the matches against
-  ``-distance`` (tied distances enter together; ``metrics.multilabel.average_precision``);
+  ``-distance`` (tied distances enter together, as in ``metrics.multilabel``);
   mAP is its mean over queries. MRR: mean of 1 / (rank of the first match).
+  One stable sort per query serves CMC, AP and MRR (``metrics.multilabel.ranked_rows``).
 query (Q, D), gallery (G, D) embeddings, ids (Q,), (G,), cameras optional.
 """
 
@@ -21,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from cvcraft.errors import DataError
-from cvcraft.metrics.multilabel import average_precision
+from cvcraft.metrics.multilabel import ap_of_rows, ranked_rows
 
 
 def distance_matrix(query: np.ndarray, gallery: np.ndarray, metric: str = "cosine") -> np.ndarray:
@@ -73,14 +74,12 @@ def retrieval_metrics(
     if not valid.any():
         raise DataError("no query has a true match in the gallery; retrieval is undefined")
     dist, match, junk = dist[valid], match[valid], junk[valid]
-    order = np.argsort(dist, axis=1, kind="stable")
-    m_sorted = np.take_along_axis(match, order, 1)
-    keep = ~np.take_along_axis(junk, order, 1)
-    # rank of each kept item among kept items (0-based); first true match's rank per query
-    kept_rank = np.cumsum(keep, 1) - 1
-    first = np.where(m_sorted & keep, kept_rank, np.iinfo(np.int64).max).min(1)
-    targets = np.where(junk, -1, match.astype(np.int8))
-    ap = average_precision(-dist.T, targets.T)  # queries as "classes": (G, Q) columns
+    targets = np.where(junk, -1, match.astype(np.int8))  # (Q, G): junk is "unknown"
+    _, t, tp, fp, _, end = ranked_rows(-dist, targets)  # one stable sort per query
+    ap = ap_of_rows(t, tp, fp, end)
+    # rank of the first true match among the non-junk items (0-based)
+    kept_rank = np.cumsum(t >= 0, 1) - 1
+    first = np.where(t == 1, kept_rank, np.iinfo(np.int64).max).min(1)
     out: dict[str, Any] = {f"rank{k}": float((first < k).mean()) for k in ks}
     out.update(
         {
