@@ -8,18 +8,20 @@ from cvcraft.tasks.multilabel.config import MultilabelConfig
 from cvcraft.tasks.registry import TaskSpec, register_task
 
 # The embedded default: multi-object synthetic shapes scenes (1-3 shapes each, 6 classes),
-# the target being the set of shapes present; a small ResNet, about two minutes on 2 cores.
+# the target being the set of shapes present; a small ResNet. AdamW learned faster than the
+# classify demo's SGD one-cycle here (map 0.54 vs 0.46 after 6 epochs, measured on a loaded
+# machine); the set is step-limited: more images or epochs keep raising mAP.
 DEMO_PRESET: dict[str, Any] = {
     "data": "shapes:3000",
     "model": "resnet20",
     "imgsz": 48,
     "epochs": 6,
     "batch": 64,
-    "lr": 0.1,
-    "optimizer": "sgd",
-    "schedule": "one_cycle",
+    "lr": 0.002,
+    "optimizer": "adamw",
+    "schedule": "cosine",
     "warmup_epochs": 0.0,
-    "weight_decay": 5e-4,
+    "weight_decay": 0.05,
     "workers": 1,
     "hflip": 0.5,
     "name": "demo",
