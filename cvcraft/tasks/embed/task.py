@@ -23,7 +23,6 @@ from cvcraft.data import build_loader, read_image
 from cvcraft.data.augmented import AugmentedDataset
 from cvcraft.data.io import list_images
 from cvcraft.data.pk_sampler import PKSampler
-from cvcraft.data.stats_cache import cached_stats
 from cvcraft.engine import distributed as ddp
 from cvcraft.engine.device import select_device
 from cvcraft.losses.metric import (
@@ -37,7 +36,8 @@ from cvcraft.structures import Sample
 from cvcraft.tasks.base import BaseTask, take_fraction
 from cvcraft.tasks.classify.task import build_classifier, build_transforms, load_splits
 from cvcraft.tasks.embed.config import EmbedConfig
-from cvcraft.transforms.normalize import IMAGENET_STATS, STATS_SAMPLES, Preprocess
+from cvcraft.tasks.image_input import train_stats
+from cvcraft.transforms.normalize import Preprocess
 from cvcraft.viz.plots import plot_curves
 
 MARGIN_LOSSES = ("arcface", "cosface")
@@ -106,7 +106,7 @@ class EmbedTask(BaseTask):
         train = take_fraction(splits.train, cfg.fraction, cfg.seed, len(splits.classes))
         self.classes = list(splits.classes)
         resume = self.check_resume(trainer)
-        self.stats = self._stats(train, trainer.out, resume)
+        self.stats = train_stats(cfg, train, trainer.out, resume)
         self.val_data = splits.val
         world, rank = ddp.world_size(), ddp.rank()
         shard = {"num_replicas": world, "rank": rank} if world > 1 else {}
@@ -129,21 +129,6 @@ class EmbedTask(BaseTask):
         cfg = self.cfg
         ds = AugmentedDataset(splits.val, build_transforms(cfg, False), seed=cfg.seed)
         return build_loader(ds, cfg.batch, shuffle=False, workers=cfg.workers, seed=cfg.seed)
-
-    def _stats(self, train: Any, out: Path, resume: dict[str, Any] | None) -> dict[str, Any] | None:
-        mode = self.cfg.normalize
-        if mode == "none":
-            return None
-        if resume is not None and resume.get("norm_stats") is not None:
-            return resume["norm_stats"]
-        if mode == "imagenet":
-            stats = dict(IMAGENET_STATS)
-        else:
-            where = Path(self.cfg.cache_dir) / "stats" if self.cfg.cache_dir else None
-            stats = cached_stats(train, where, max_samples=STATS_SAMPLES, seed=[self.cfg.seed, 11])
-            stats.pop("cached", None)
-        (Path(out) / "norm_stats.json").write_text(json.dumps(stats, indent=1))
-        return stats
 
     def checkpoint_meta(self) -> dict[str, Any]:
         cfg = self.cfg

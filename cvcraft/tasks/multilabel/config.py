@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cvcraft.engine.config import TrainConfig, _opt
+from cvcraft.engine.config import _opt
 from cvcraft.errors import ConfigError
+from cvcraft.tasks.image_input import ImageInputConfig
 
 
 @dataclass
-class MultilabelConfig(TrainConfig):
+class MultilabelConfig(ImageInputConfig):
     """Several labels per image: a sigmoid per class, BCE / focal BCE / ASL, per-class
     thresholds tuned for F1 on validation. The augmentation keys mean what they mean in
     classify (the train pipeline is classify's; geometry leaves the multi-hot target alone)."""
@@ -20,11 +21,6 @@ class MultilabelConfig(TrainConfig):
         "dataset (COCO .json / YOLO / VOC) whose box classes become labels",
     )
     imgsz: int = _opt(48, "square input size fed to the model")
-    normalize: str = _opt(
-        "zscore",
-        "input normalization; statistics from the training set",
-        ("zscore", "minmax", "robust", "imagenet", "none"),
-    )
     loss: str = _opt(
         "bce", "loss: bce | focal (focal BCE) | asl (asymmetric)", ("bce", "focal", "asl")
     )
@@ -43,27 +39,11 @@ class MultilabelConfig(TrainConfig):
     tune_thresholds: bool = _opt(True, "tune per-class F1 thresholds on val (kept for predict)")
     folds: int = _opt(0, "k-fold: train on the other folds of train + val (0 = off)")
     fold: int = _opt(0, "k-fold: which fold is validation (0 .. folds - 1)")
-    crop: str = _opt("auto", "train crop: rrc | pad | none | auto (pad if imgsz <= 64)")
-    scale_min: float = _opt(0.5, "random-resized-crop minimum area fraction")
-    hflip: float = _opt(0.5, "horizontal flip probability")
-    vflip: float = _opt(0.0, "vertical flip probability")
-    degrees: float = _opt(0.0, "random rotation range (+-degrees)")
-    translate: float = _opt(0.0, "random translation (fraction of size)")
-    hsv_h: float = _opt(0.0, "HSV hue gain")
-    hsv_s: float = _opt(0.0, "HSV saturation gain")
-    hsv_v: float = _opt(0.0, "HSV value gain")
-    cutout: float = _opt(0.0, "Cutout probability (one hole of half the image side)")
-    policy: str = _opt("", "augmentation policy: randaugment | autoaugment | trivialaugment | ''")
-    erasing: float = _opt(0.0, "random erasing probability")
-    in_chans: int = _opt(3, "input channels of the model")
-    model_kwargs: dict = _opt({}, "extra model options, e.g. {drop_rate: 0.2}")
 
     def check(self) -> None:
-        for k in ("hflip", "vflip", "cutout", "erasing", "threshold"):
-            if not 0.0 <= getattr(self, k) <= 1.0:
-                raise ConfigError(f"{k}={getattr(self, k)} must be in [0, 1]")
-        if self.crop not in ("auto", "rrc", "pad", "none"):
-            raise ConfigError(f"crop={self.crop!r} must be one of auto, rrc, pad, none")
+        super().check()
+        if not 0.0 <= self.threshold <= 1.0:
+            raise ConfigError(f"threshold={self.threshold} must be in [0, 1]")
         if self.folds and not (self.folds >= 2 and 0 <= self.fold < self.folds):
             raise ConfigError(f"folds={self.folds}, fold={self.fold}: need folds >= 2 and "
                               "0 <= fold < folds")  # fmt: skip

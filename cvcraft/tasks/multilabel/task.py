@@ -23,7 +23,6 @@ from cvcraft.data.augmented import AugmentedDataset
 from cvcraft.data.collate import Collate
 from cvcraft.data.io import list_images
 from cvcraft.data.multilabel import MULTI_HOT, MultiLabelData, fold_splits, load_multilabel
-from cvcraft.data.stats_cache import cached_stats
 from cvcraft.engine.device import autocast, select_device
 from cvcraft.errors import DataError
 from cvcraft.losses.multilabel import MultiLabelLoss, bce_multilabel
@@ -31,8 +30,9 @@ from cvcraft.metrics.multilabel import MultiLabelMetrics, precision_recall_curve
 from cvcraft.structures import Sample
 from cvcraft.tasks.base import BaseTask, take_fraction
 from cvcraft.tasks.classify.task import build_classifier, build_transforms
+from cvcraft.tasks.image_input import train_stats
 from cvcraft.tasks.multilabel.config import MultilabelConfig
-from cvcraft.transforms.normalize import IMAGENET_STATS, STATS_SAMPLES, Preprocess
+from cvcraft.transforms.normalize import Preprocess
 from cvcraft.viz.multilabel import format_ap_table, plot_multilabel_pr
 from cvcraft.viz.plots import plot_curves
 
@@ -116,7 +116,7 @@ class MultilabelTask(BaseTask):
         resume = self.check_resume(trainer)
         if resume is not None:
             self.thresholds = resume.get("thresholds")
-        self.stats = self._stats(train, trainer.out, resume)
+        self.stats = train_stats(cfg, train.images, trainer.out, resume)
         self.train_data, self.val_data = train, splits.val
         ds = AugmentedDataset(train, build_transforms(cfg, True), seed=cfg.seed)
         trainer.train_loader = build_loader(
@@ -155,22 +155,6 @@ class MultilabelTask(BaseTask):
         ds = AugmentedDataset(splits.val, build_transforms(cfg, False), seed=cfg.seed)
         return build_loader(ds, cfg.batch, shuffle=False, workers=cfg.workers, seed=cfg.seed,
                             collate_fn=COLLATE)  # fmt: skip
-
-    def _stats(self, train: Any, out: Path, resume: dict[str, Any] | None) -> dict[str, Any] | None:
-        mode = self.cfg.normalize
-        if mode == "none":
-            return None
-        if resume is not None and resume.get("norm_stats") is not None:
-            return resume["norm_stats"]
-        if mode == "imagenet":
-            stats = dict(IMAGENET_STATS)
-        else:
-            where = Path(self.cfg.cache_dir) / "stats" if self.cfg.cache_dir else None
-            stats = cached_stats(train.images, where, max_samples=STATS_SAMPLES,
-                                 seed=[self.cfg.seed, 11])  # fmt: skip
-            stats.pop("cached", None)
-        (Path(out) / "norm_stats.json").write_text(json.dumps(stats, indent=1))
-        return stats
 
     def checkpoint_meta(self) -> dict[str, Any]:
         return {
