@@ -5,6 +5,9 @@
 - Triplet with batch-hard mining (Hermans et al. 2017): per anchor the farthest positive and
   the nearest negative in the batch, ``mean_a max(0, d(a, p*) - d(a, n*) + m)`` (``soft``:
   ``log(1 + exp(d_ap - d_an))``); anchors without a positive or a negative are skipped.
+- Triplet with semi-hard mining (Schroff et al. 2015, FaceNet): for every anchor-positive
+  pair, the nearest negative still farther than the positive (``d_an > d_ap``; if the
+  anchor has none, its farthest negative), ``mean_(a,p) max(0, d_ap - d_an + m)``.
 - ArcFace (Deng et al. 2019) / CosFace (Wang et al. 2018) on the cosines between
   L2-normalized embeddings and class centres: the target logit ``cos t`` becomes
   ``cos(t + m)`` (additive angle) / ``cos t - m`` (additive cosine), all logits times ``s``,
@@ -69,6 +72,29 @@ def batch_hard_triplet_loss(
     gap = hardest_pos[valid] - hardest_neg[valid]
     per = F.softplus(gap) if soft else F.relu(gap + margin)
     return per.mean()
+
+
+def semi_hard_triplet_loss(
+    emb: torch.Tensor, labels: torch.Tensor, margin: float = 0.3
+) -> torch.Tensor:
+    """Semi-hard triplet loss over all anchor-positive pairs; 0 when there are none (or no
+    negatives). Builds a (B, B, B) candidate mask: fine for metric-learning batch sizes."""
+    _check(emb, labels)
+    d = pairwise_distances(emb)
+    same = labels[:, None] == labels[None, :]
+    eye = torch.eye(len(emb), dtype=torch.bool, device=emb.device)
+    pos_pair = same & ~eye  # (a, p)
+    neg = ~same  # (a, n)
+    if not pos_pair.any() or not neg.any():
+        return emb.sum() * 0.0
+    d_ap = d[:, :, None]  # (a, p, 1)
+    d_an = d[:, None, :]  # (a, 1, n)
+    farther = neg[:, None, :] & (d_an > d_ap)  # (a, p, n) semi-hard candidates
+    nearest_farther = torch.where(farther, d_an, torch.full_like(d_an, math.inf)).amin(2)
+    farthest = torch.where(neg, d, torch.full_like(d, -math.inf)).amax(1)  # (a,)
+    chosen = torch.where(farther.any(2), nearest_farther, farthest[:, None].expand_as(d))
+    valid = pos_pair & neg.any(1)[:, None]
+    return F.relu(d[valid] - chosen[valid] + margin).mean()
 
 
 def margin_logits(

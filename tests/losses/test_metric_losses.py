@@ -16,6 +16,7 @@ from cvcraft.losses.metric import (
     cosface_loss,
     margin_logits,
     pairwise_distances,
+    semi_hard_triplet_loss,
 )
 
 
@@ -146,3 +147,34 @@ def test_arcface_past_pi_keeps_decreasing_and_errors():
         margin_logits(c, torch.zeros(3, dtype=torch.long), "sphereface")
     with pytest.raises(ValueError, match=r"\(B, D\)"):
         batch_hard_triplet_loss(torch.zeros(3), torch.zeros(3))
+
+
+def _semi_hard_loop(emb, labels, margin):
+    """FaceNet's semi-hard choice, one anchor-positive pair at a time."""
+    terms = []
+    for a in range(len(emb)):
+        negs = [n for n in range(len(emb)) if labels[n] != labels[a]]
+        if not negs:
+            continue
+        for p in range(len(emb)):
+            if p == a or labels[p] != labels[a]:
+                continue
+            d_ap = torch.linalg.norm(emb[a] - emb[p])
+            d_n = torch.stack([torch.linalg.norm(emb[a] - emb[n]) for n in negs])
+            farther = d_n[d_n > d_ap]
+            d_an = farther.min() if len(farther) else d_n.max()
+            terms.append(torch.clamp(d_ap - d_an + margin, min=0))
+    return torch.stack(terms).mean()
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_semi_hard_triplet_equals_pair_loop_value_and_gradient(seed):
+    emb, labels = _batch(seed, b=10)
+    a = emb.clone().requires_grad_(True)
+    b = emb.clone().requires_grad_(True)
+    got, ref = semi_hard_triplet_loss(a, labels, 0.8), _semi_hard_loop(b, labels, 0.8)
+    assert got.item() == pytest.approx(ref.item(), rel=1e-10)
+    got.backward()
+    ref.backward()
+    np.testing.assert_allclose(a.grad.numpy(), b.grad.numpy(), rtol=1e-8, atol=1e-12)
+    assert semi_hard_triplet_loss(emb, torch.zeros(10, dtype=torch.long)).item() == 0.0

@@ -70,3 +70,13 @@ def test_embedding_net_and_losses_by_config():
     logits = 10.0 * (cos - 0.35 * torch.nn.functional.one_hot(ids, 4))
     want = torch.nn.functional.cross_entropy(logits, ids)
     torch.testing.assert_close(embedding_loss(cfg, net, emb, ids), want)
+
+
+def test_semi_hard_mining_by_config():
+    from cvcraft.losses.metric import semi_hard_triplet_loss
+
+    emb = torch.randn(8, 5, generator=torch.Generator().manual_seed(0))
+    ids = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
+    cfg = task_config("embed", {"mining": "semihard", "margin": 0.5})
+    want = semi_hard_triplet_loss(torch.nn.functional.normalize(emb, dim=1), ids, 0.5)
+    torch.testing.assert_close(embedding_loss(cfg, None, emb, ids), want)

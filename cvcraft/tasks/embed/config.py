@@ -26,6 +26,9 @@ class EmbedConfig(ImageInputConfig):
     margin: float = _opt(-1.0, "loss margin (-1 = the loss's usual one: 0.3/1.0/0.5/0.35)")
     scale: float = _opt(30.0, "ArcFace/CosFace logit scale s")
     soft: bool = _opt(False, "triplet: soft margin log(1 + exp(d_ap - d_an))")
+    mining: str = _opt(
+        "hard", "triplet mining: hard (batch-hard) | semihard (FaceNet)", ("hard", "semihard")
+    )
     dim: int = _opt(128, "embedding size")
     p: int = _opt(8, "identities per training batch (P of P x K; the batch is P * K)")
     k: int = _opt(4, "images per identity in a training batch (K)")

@@ -29,6 +29,7 @@ from cvcraft.losses.metric import (
     batch_hard_triplet_loss,
     contrastive_loss,
     margin_logits,
+    semi_hard_triplet_loss,
 )
 from cvcraft.metrics.retrieval import RetrievalMetrics
 from cvcraft.models.embedding import EmbeddingNet, pooled_feature_size
@@ -65,6 +66,8 @@ def embedding_loss(
     unit = F.normalize(emb, dim=1)
     if cfg.loss == "contrastive":
         return contrastive_loss(unit, ids, m)
+    if cfg.mining == "semihard":
+        return semi_hard_triplet_loss(unit, ids, m)
     return batch_hard_triplet_loss(unit, ids, m, cfg.soft)
 
 
