@@ -11,6 +11,10 @@ A query with no remaining true match is skipped and counted (``skipped_queries``
   ``-distance`` (tied distances enter together, as in ``metrics.multilabel``);
   mAP is its mean over queries. MRR: mean of 1 / (rank of the first match).
   One stable sort per query serves CMC, AP and MRR (``metrics.multilabel.ranked_rows``).
+- P@k / R@k: true matches among the first k over k / over the query's matches (Hit@k is
+  CMC rank-k). NDCG@k with binary relevance: ``sum_(i<k) rel_i / log2(i + 2)`` over its
+  ideal ``sum_(i < min(k, P)) 1 / log2(i + 2)``; tied distances keep gallery order (sklearn's
+  ``ndcg_score`` averages tied items instead; the two agree when no distances tie).
 query (Q, D), gallery (G, D) embeddings, ids (Q,), (G,), cameras optional.
 """
 
@@ -81,6 +85,16 @@ def retrieval_metrics(
     kept_rank = np.cumsum(t >= 0, 1) - 1
     first = np.where(t == 1, kept_rank, np.iinfo(np.int64).max).min(1)
     out: dict[str, Any] = {f"rank{k}": float((first < k).mean()) for k in ks}
+    npos = (t == 1).sum(1)
+    rel_rank = np.where(t == 1, kept_rank, np.iinfo(np.int64).max)  # kept rank of matches
+    gain = 1.0 / np.log2(np.arange(t.shape[1]) + 2.0)  # gain of kept rank i
+    ideal = np.cumsum(gain)  # ideal DCG of the first i + 1 ranks all relevant
+    for k in ks:
+        hits = (rel_rank < k).sum(1)
+        dcg = np.where(rel_rank < k, gain[np.minimum(rel_rank, len(gain) - 1)], 0.0).sum(1)
+        out[f"p{k}"] = float((hits / k).mean())
+        out[f"r{k}"] = float((hits / npos).mean())
+        out[f"ndcg{k}"] = float((dcg / ideal[np.minimum(k, npos) - 1]).mean())
     out.update(
         {
             "map": float(ap.mean()),

@@ -3,7 +3,9 @@ scikit-learn's average_precision_score per query."""
 
 import numpy as np
 import pytest
-from sklearn.metrics import average_precision_score
+import torch
+from sklearn.metrics import average_precision_score, ndcg_score
+from torchmetrics.retrieval import RetrievalNormalizedDCG, RetrievalPrecision, RetrievalRecall
 
 from cvcraft.errors import DataError
 from cvcraft.metrics.retrieval import RetrievalMetrics, distance_matrix, retrieval_metrics
@@ -75,3 +77,26 @@ def test_perfect_and_skipped_queries_and_bad_input():
         retrieval_metrics(e[:1], e[2:], ids[:1], ids[2:])
     with pytest.raises(DataError, match="cosine or euclidean"):
         distance_matrix(e, e, "manhattan")
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_precision_recall_ndcg_at_k_equal_torchmetrics_and_sklearn(seed):
+    rng = np.random.default_rng(seed)
+    q, g = rng.normal(size=(12, 6)), rng.normal(size=(30, 6))  # continuous: no tied distances
+    qid, gid = rng.integers(0, 4, 12), rng.integers(0, 4, 30)
+    got = retrieval_metrics(q, g, qid, gid, ks=(1, 5, 10))
+    dist = distance_matrix(q, g)
+    keep = [i for i in range(12) if (gid == qid[i]).any()]
+    # a similarity >= 0 (torchmetrics' top-k scores came out 0 for negative preds)
+    preds = torch.from_numpy(2.0 - dist[keep]).flatten()
+    target = torch.from_numpy(gid[None, :] == qid[keep][:, None]).flatten()
+    index = torch.arange(len(keep)).repeat_interleave(30)
+    for k in (1, 5, 10):
+        assert got[f"p{k}"] == pytest.approx(
+            float(RetrievalPrecision(top_k=k)(preds, target, index))
+        )
+        assert got[f"r{k}"] == pytest.approx(float(RetrievalRecall(top_k=k)(preds, target, index)))
+        tm = float(RetrievalNormalizedDCG(top_k=k)(preds, target, index))
+        sk = np.mean([ndcg_score([gid == qid[i]], [-dist[i]], k=k) for i in keep])
+        assert got[f"ndcg{k}"] == pytest.approx(tm, rel=1e-5)
+        assert got[f"ndcg{k}"] == pytest.approx(sk, rel=1e-9)
