@@ -5,8 +5,10 @@ Each member is a checkpoint of the same task and classes; each is evaluated with
 inference settings (normalization, thresholds are re-tuned on the ensemble), on the val
 split of ``data`` read at the first member's input size. ``mode=mean`` averages the
 probabilities (sigmoid for multilabel, softmax for classify); ``mode=weighted`` uses
-``ensemble_weights=`` (normalized to sum 1). ``ensemble.json`` holds every member's metrics,
-the ensemble's, and ``gain`` (ensemble - best member, on the task's monitor).
+``ensemble_weights=`` (normalized to sum 1); ``mode=vote`` (classify) is the majority of
+the members' top-1 classes, ties broken by the mean probability. ``ensemble.json`` holds
+every member's metrics, the ensemble's, and ``gain`` (ensemble - best member, on the
+task's monitor).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ ENSEMBLE_KEYS: dict[str, str] = {
     "task": "multilabel | classify",
     "weights": "comma-separated checkpoints (best.pt of each run)",
     "data": "dataset whose val split is scored (default: the first run's config)",
-    "mode": "mean (default) | weighted",
+    "mode": "mean (default) | weighted | vote (classify: majority of top-1 classes)",
     "ensemble_weights": "weighted mode: one weight per checkpoint, comma-separated",
     "out": "folder for ensemble.json and ensemble_predictions.npz",
     "device": "auto | cpu | cuda",
@@ -76,6 +78,16 @@ def score(task: str, probs: np.ndarray, targets: np.ndarray) -> dict[str, Any]:
     }
 
 
+def vote(probs: np.ndarray) -> np.ndarray:
+    """Majority vote of M members' top-1 classes (M, N, C) -> (N, C) vote shares plus a
+    tie-breaking 1e-6 x mean probability, so the argmax is the most-voted class and, among
+    equally voted ones, the most probable on average."""
+    m, n, c = probs.shape
+    votes = np.zeros((n, c))
+    np.add.at(votes, (np.tile(np.arange(n), m), probs.argmax(2).ravel()), 1.0)
+    return votes / m + 1e-6 * probs.mean(0)
+
+
 def run_ensemble(args: dict[str, Any]) -> dict[str, Any]:
     """``cvcraft ensemble multilabel weights=a.pt,b.pt [data=...] [mode=mean|weighted]``."""
     task = str(args.get("task") or "")
@@ -98,10 +110,12 @@ def run_ensemble(args: dict[str, Any]) -> dict[str, Any]:
             raise ConfigError(
                 f"ensemble_weights: {len(paths)} non-negative numbers (not all 0) needed"
             )
-    elif mode == "mean":
+    elif mode in ("mean", "vote"):
+        if mode == "vote" and task != "classify":
+            raise ConfigError("ensemble: mode=vote is for classify; use mean or weighted")
         w = np.ones(len(paths))
     else:
-        raise ConfigError(f"ensemble: mode={mode!r} must be mean or weighted")
+        raise ConfigError(f"ensemble: mode={mode!r} must be mean, weighted or vote")
     w = w / w.sum()
     first = torch.load(paths[0], map_location="cpu", weights_only=True)
     values: dict[str, Any] = {"weights": paths[0], "device": args.get("device") or "auto"}
@@ -117,6 +131,8 @@ def run_ensemble(args: dict[str, Any]) -> dict[str, Any]:
         probs.append(pr)
         members.append({"weights": p, **score(task, pr, tg)})
     avg = np.tensordot(w, np.stack(probs), axes=1)  # (N, C)
+    if mode == "vote":
+        avg = vote(np.stack(probs))
     ens = score(task, avg, targets)
     monitor = "map" if task == "multilabel" else "top1"
     best = max(m[monitor] for m in members)

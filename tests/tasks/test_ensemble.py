@@ -9,7 +9,7 @@ from sklearn.metrics import accuracy_score, average_precision_score
 
 from cvcraft.cli import run
 from cvcraft.errors import ConfigError
-from cvcraft.tasks.ensemble import run_ensemble
+from cvcraft.tasks.ensemble import run_ensemble, vote
 
 TINY = ["imgsz=32", "model=lenet5", "epochs=1", "batch=16", "workers=0", "progress=false",
         "plots=false", "lr=0.01", "optimizer=adam", "warmup_epochs=0"]  # fmt: skip
@@ -64,3 +64,16 @@ def test_classify_ensemble_top1(tmp_path):
     )
     for m, r in zip(res["members"], runs):
         assert m["top1"] == pytest.approx(json.loads((r / "metrics.json").read_text())["top1"])
+
+
+def test_vote_is_the_majority_with_probability_tie_break():
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(4), size=(3, 50))  # 3 members, 50 items, 4 classes
+    got = vote(probs).argmax(1)
+    top = probs.argmax(2)  # (3, 50)
+    for i in range(50):  # oracle: count votes, break ties by mean probability
+        counts = np.bincount(top[:, i], minlength=4)
+        best = np.flatnonzero(counts == counts.max())
+        assert got[i] == best[np.argmax(probs[:, i, best].mean(0))]
+    with pytest.raises(ConfigError, match="mode=vote is for classify"):
+        run_ensemble({"task": "multilabel", "weights": __file__ + "," + __file__, "mode": "vote"})
