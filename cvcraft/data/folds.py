@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from cvcraft.data.classification import ClassificationData
+from cvcraft.data.datasets import DataSplits
 from cvcraft.errors import ConfigError, DataError
 
 
@@ -88,3 +90,36 @@ def _best_fold(primary: np.ndarray, secondary: np.ndarray, rng: np.random.Genera
     if len(cand) > 1:
         cand = cand[secondary[cand] == secondary[cand].max()]
     return int(cand[rng.integers(len(cand))]) if len(cand) > 1 else int(cand[0])
+
+
+class JoinedData(ClassificationData):
+    """Two ``ClassificationData`` of one class list seen as one (``a`` then ``b``): the pool
+    that k-fold cross-validation divides."""
+
+    def __init__(self, a: ClassificationData, b: ClassificationData) -> None:
+        self.a, self.b, self.classes = a, b, list(a.classes)
+        self.labels = np.concatenate([a.labels, b.labels]).astype(np.int64)
+
+    def load_image(self, i: int) -> np.ndarray:
+        return self.a.load_image(i) if i < len(self.a) else self.b.load_image(i - len(self.a))
+
+    def describe(self, i: int) -> str:
+        return self.a.describe(i) if i < len(self.a) else self.b.describe(i - len(self.a))
+
+
+def fold_of(splits: DataSplits, pool: Any, ids: np.ndarray, fold: int, folds: int) -> DataSplits:
+    """``DataSplits`` with fold ``fold`` of ``pool`` as val and the other folds as train;
+    ``fold_index`` holds the val rows of the pool (train rows first, then val)."""
+    if not 0 <= fold < folds:
+        raise ConfigError(f"fold={fold} must be in [0, {folds})")
+    val_rows = np.flatnonzero(ids == fold)
+    out = DataSplits(pool.subset(np.flatnonzero(ids != fold)), pool.subset(val_rows),
+                     list(splits.classes), f"{splits.source} fold {fold}/{folds}")  # fmt: skip
+    out.fold_index = val_rows  # type: ignore[attr-defined]
+    return out
+
+
+def single_label_fold(splits: DataSplits, folds: int, fold: int, seed: int) -> DataSplits:
+    """Fold ``fold`` of ``folds`` stratified folds over train + val (single labels)."""
+    pool = JoinedData(splits.train, splits.val)
+    return fold_of(splits, pool, stratified_folds(pool.labels, folds, seed), fold, folds)

@@ -27,7 +27,7 @@ from cvcraft.data.classification import ArrayData, ClassificationData, FileListD
 from cvcraft.data.csvlist import _LABEL_HEADERS, _PATH_HEADERS
 from cvcraft.data.datasets import DataSplits
 from cvcraft.data.detection import convert as det
-from cvcraft.data.folds import iterative_stratification
+from cvcraft.data.folds import JoinedData, fold_of, iterative_stratification
 from cvcraft.data.shapes import SHAPE_CLASSES, render_scene, split_code
 from cvcraft.errors import DataError
 from cvcraft.structures import Sample, register_target
@@ -89,25 +89,11 @@ class MultiLabelData:
         return f"MultiLabelData({len(self)} images, {len(self.classes)} classes, {self.source})"
 
 
-class _Joined(ClassificationData):
-    """Two image stores seen as one (``a`` then ``b``); its single labels are unused zeros."""
-
-    def __init__(self, a: ClassificationData, b: ClassificationData) -> None:
-        self.a, self.b, self.classes = a, b, list(a.classes)
-        self.labels = np.zeros(len(a) + len(b), np.int64)
-
-    def load_image(self, i: int) -> np.ndarray:
-        return self.a.load_image(i) if i < len(self.a) else self.b.load_image(i - len(self.a))
-
-    def describe(self, i: int) -> str:
-        return self.a.describe(i) if i < len(self.a) else self.b.describe(i - len(self.a))
-
-
 def pooled(splits: DataSplits) -> MultiLabelData:
     """Train then val as one set (what k-fold cross-validation divides)."""
     tr, va = splits.train, splits.val
-    return MultiLabelData(_Joined(tr.images, va.images), np.concatenate([tr.targets, va.targets]),
-                          tr.classes, tr.source)  # fmt: skip
+    targets = np.concatenate([tr.targets, va.targets])
+    return MultiLabelData(JoinedData(tr.images, va.images), targets, tr.classes, tr.source)
 
 
 def fold_splits(splits: DataSplits, folds: int, fold: int, seed: int) -> DataSplits:
@@ -115,13 +101,7 @@ def fold_splits(splits: DataSplits, folds: int, fold: int, seed: int) -> DataSpl
     other folds as train; the pool is train then val (``fold_index``: its val rows)."""
     pool = pooled(splits)
     ids = iterative_stratification(pool.targets, folds, seed)
-    if not 0 <= fold < folds:
-        raise DataError(f"fold={fold} must be in [0, {folds})")
-    out = DataSplits(pool.subset(np.flatnonzero(ids != fold)),  # type: ignore[arg-type]
-                     pool.subset(np.flatnonzero(ids == fold)), splits.classes,  # type: ignore
-                     f"{splits.source} fold {fold}/{folds}")  # fmt: skip
-    out.fold_index = np.flatnonzero(ids == fold)  # type: ignore[attr-defined]
-    return out
+    return fold_of(splits, pool, ids, fold, folds)
 
 
 def _files(paths: list[str], classes: Sequence[str]) -> FileListData:

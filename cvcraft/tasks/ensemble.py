@@ -36,9 +36,9 @@ ENSEMBLE_KEYS: dict[str, str] = {
 ENSEMBLE_TASKS = ("multilabel", "classify")
 
 
-def member_probabilities(task: str, cfg: Any, weights: str) -> tuple[np.ndarray, np.ndarray]:
-    """(probabilities (N, C), targets) of checkpoint ``weights`` on the val split of
-    ``cfg.data``, through the task's own val reading (``BaseTask.validate``'s steps)."""
+def member_probabilities(task: str, cfg: Any, weights: str) -> tuple[np.ndarray, np.ndarray, Any]:
+    """(probabilities (N, C), targets, the task object: its ``val_data``) of checkpoint
+    ``weights`` on the val split of ``cfg.data``, read as ``BaseTask.validate`` reads it."""
     from cvcraft.engine.device import select_device
 
     cls = get_task(task).load_class()
@@ -51,6 +51,7 @@ def member_probabilities(task: str, cfg: Any, weights: str) -> tuple[np.ndarray,
     splits = t.load_splits()
     if list(splits.classes) != t.classes:
         raise CheckpointError(f"{weights}: trained on other classes than {cfg.data} has")
+    t.val_data = splits.val
     loader = t.build_val_loader(splits)
     probs, targets = [], []
     with torch.no_grad():
@@ -62,7 +63,7 @@ def member_probabilities(task: str, cfg: Any, weights: str) -> tuple[np.ndarray,
             else:
                 probs.append(logits.softmax(1).cpu().numpy())
                 targets.append(batch["labels"].numpy())
-    return np.concatenate(probs), np.concatenate(targets)
+    return np.concatenate(probs), np.concatenate(targets), t
 
 
 def score(task: str, probs: np.ndarray, targets: np.ndarray) -> dict[str, Any]:
@@ -124,7 +125,7 @@ def run_ensemble(args: dict[str, Any]) -> dict[str, Any]:
     members, probs, targets = [], [], None
     for p in paths:
         cfg = task_config(task, {**values, "weights": p, "workers": 0, "progress": False})
-        pr, tg = member_probabilities(task, cfg, p)
+        pr, tg, _ = member_probabilities(task, cfg, p)
         if targets is not None and not np.array_equal(tg, targets):
             raise CheckpointError(f"{p}: its val data differ from the first member's")
         targets = tg

@@ -2,13 +2,13 @@
 mean +- std metrics and the out-of-fold (OOF) predictions.
 
 Each fold is an ordinary run (``<out>/fold<i>``) of the task with ``folds=k fold=i``: the
-task pools its train and val data and validates on fold i (multi-label: iterative
-stratification). ``kfold.json`` holds every fold's scalar metrics and their mean and
-(population) std; ``oof_predictions.npz`` holds, for every pooled item, the scores of the
-model that did not train on it (``scores``, ``targets``, ``fold``, ``paths``), so
-``metrics.multilabel_metrics(scores, targets)`` is the cross-validated score.
+task pools its train and val data and validates on fold i (``data/folds.py``: stratified
+folds for classify, iterative stratification for multilabel). ``kfold.json`` holds every
+fold's scalar metrics and their mean and (population) std; ``oof_predictions.npz`` holds,
+for every pooled item, the scores of the model that did not train on it (``scores``:
+sigmoid / softmax probabilities of each fold's best.pt, ``targets``, ``fold``, ``paths``).
 
-Tasks with fold support: multilabel (``folds``/``fold`` keys and ``val_predictions.npz``).
+Tasks with fold support (``folds``/``fold`` keys): multilabel, classify.
 """
 
 from __future__ import annotations
@@ -21,16 +21,17 @@ import numpy as np
 import yaml
 
 from cvcraft.errors import ConfigError
+from cvcraft.tasks.ensemble import member_probabilities
 from cvcraft.tasks.registry import get_task, task_config
 
 KFOLD_KEYS: dict[str, str] = {
-    "task": "the task (multilabel)",
+    "task": "the task (multilabel | classify)",
     "folds": "number of folds (default 5)",
     "out": "run folder (gets fold0..fold<k-1>, kfold.json, oof_predictions.npz)",
     "config": "a YAML file of the task's train keys",
     "set": "train keys as a YAML mapping, e.g. set='{data: shapes:600, epochs: 3}'",
 }
-FOLD_TASKS = ("multilabel",)
+FOLD_TASKS = ("multilabel", "classify")
 
 
 def fold_summary(per_fold: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
@@ -70,16 +71,19 @@ def run_kfold(args: dict[str, Any]) -> dict[str, Any]:
     oof: list[tuple[np.ndarray, dict[str, np.ndarray]]] = []
     for f in range(folds):
         cfg = task_config(task, {**keys, "folds": folds, "fold": f, "out": str(out / f"fold{f}")})
-        task_obj = spec.load_class()(cfg)
-        metrics = Trainer(task_obj, cfg).fit()
+        metrics = Trainer(spec.load_class()(cfg), cfg).fit()
         per_fold.append({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
-        saved = np.load(out / f"fold{f}" / "val_predictions.npz")
-        oof.append((task_obj.fold_index, {k: saved[k] for k in ("scores", "targets", "paths")}))
+        best = str(out / f"fold{f}" / "best.pt")
+        pcfg = task_config(task, {**keys, "folds": folds, "fold": f, "weights": best,
+                                  "workers": 0, "progress": False})  # fmt: skip
+        scores, targets, t = member_probabilities(task, pcfg, best)
+        paths = np.array([t.val_data.describe(i) for i in range(len(t.val_data))])
+        oof.append((t.fold_index, {"scores": scores, "targets": targets, "paths": paths}))
         print(f"fold {f}: {spec.monitor}={metrics.get(spec.monitor)}")
     n = sum(len(idx) for idx, _ in oof)
     first = oof[0][1]
     scores = np.zeros((n, first["scores"].shape[1]), np.float32)
-    targets = np.zeros((n, first["targets"].shape[1]), np.int8)
+    targets = np.zeros((n, *first["targets"].shape[1:]), first["targets"].dtype)
     fold_of = np.full(n, -1, np.int64)
     paths = np.empty(n, dtype=first["paths"].dtype if len(first["paths"]) else "<U1")
     paths = paths.astype(object)

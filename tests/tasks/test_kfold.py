@@ -37,3 +37,21 @@ def test_kfold_multilabel_oof_and_summary(tmp_path):
     assert summary["std"]["map"] == pytest.approx(np.std(maps))
     with pytest.raises(ConfigError, match="no fold support"):
         run_kfold({"task": "segment", "out": str(tmp_path / "x")})
+
+
+def test_kfold_classify_stratified_oof(tmp_path):
+    out = tmp_path / "kc"
+    keys = KEYS.replace("shapes:20", "shapes:30")
+    summary = run_kfold({"task": "classify", "folds": "2", "out": str(out), "set": keys})
+    oof = np.load(out / "oof_predictions.npz")
+    assert len(oof["fold"]) == 36 and len(set(oof["paths"].tolist())) == 36  # 30 + 6 val
+    for f in range(2):
+        rows = oof["fold"] == f
+        run = json.loads((out / f"fold{f}" / "metrics.json").read_text())
+        top1 = float((oof["scores"][rows].argmax(1) == oof["targets"][rows]).mean())
+        assert run["top1"] == pytest.approx(top1)  # the OOF scores are the fold model's
+    # stratified: each class's count differs by at most one between the folds
+    counts = [np.bincount(oof["targets"][oof["fold"] == f], minlength=6) for f in range(2)]
+    assert np.abs(counts[0] - counts[1]).max() <= 1
+    tops = [m["top1"] for m in summary["per_fold"]]
+    assert summary["mean"]["top1"] == pytest.approx(np.mean(tops))

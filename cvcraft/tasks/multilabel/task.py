@@ -110,7 +110,6 @@ class MultilabelTask(BaseTask):
     def setup(self, trainer: Any) -> None:
         cfg = self.cfg
         splits = self.load_splits()
-        self.fold_index = getattr(splits, "fold_index", None)  # k-fold: val rows of the pool
         train = take_fraction(splits.train, cfg.fraction, cfg.seed, 2)
         self.classes = list(splits.classes)
         resume = self.check_resume(trainer)
@@ -148,7 +147,10 @@ class MultilabelTask(BaseTask):
             imgsz_hint=cfg.imgsz,
             classes=[str(c) for c in cfg.classes],
         )
-        return fold_splits(splits, cfg.folds, cfg.fold, cfg.seed) if cfg.folds else splits
+        if cfg.folds:  # k-fold (tasks/kfold.py): an iteratively stratified fold of train + val
+            splits = fold_splits(splits, cfg.folds, cfg.fold, cfg.seed)
+        self.fold_index = getattr(splits, "fold_index", None)
+        return splits
 
     def build_val_loader(self, splits: Any) -> Any:
         cfg = self.cfg
