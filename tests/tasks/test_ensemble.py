@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, average_precision_score
 
-from cvcraft.cli import run
+from cvcraft.cli import _module_tool, run
 from cvcraft.errors import ConfigError
 from cvcraft.tasks.ensemble import run_ensemble, vote
 
@@ -43,6 +43,12 @@ def test_multilabel_ensemble_is_the_mean_of_members(tmp_path):
     np.testing.assert_allclose(wavg, 0.75 * saved[0]["scores"] + 0.25 * saved[1]["scores"],
                                rtol=1e-5, atol=1e-6)  # fmt: skip
     assert wres["member_weights"] == [0.75, 0.25]
+    # the CLI wiring proposed for `cvcraft ensemble multilabel weights=... mode=...`
+    cmd = _module_tool("ensemble", "cvcraft.tasks.ensemble", "ENSEMBLE_KEYS", "run_ensemble",
+                       ("weights",), "task")  # fmt: skip
+    cres = cmd("multilabel", [f"weights={w}", "mode=weighted", "ensemble_weights=3,1",
+                              f"out={tmp_path / 'ens3'}"], False)  # fmt: skip
+    assert cres["ensemble"]["map"] == pytest.approx(wres["ensemble"]["map"])
     with pytest.raises(ConfigError, match="two or more checkpoints"):
         run_ensemble({"task": "multilabel", "weights": str(runs[0] / "best.pt")})
     with pytest.raises(ConfigError, match="ensemble_weights"):
