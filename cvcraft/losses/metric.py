@@ -8,6 +8,8 @@
 - Triplet with semi-hard mining (Schroff et al. 2015, FaceNet): for every anchor-positive
   pair, the nearest negative still farther than the positive (``d_an > d_ap``; if the
   anchor has none, its farthest negative), ``mean_(a,p) max(0, d_ap - d_an + m)``.
+- Centre loss (Wen et al. 2016): ``mean_i ||e_i - c_(y_i)||^2 / 2`` pulls each embedding to
+  its identity's learned centre; an auxiliary term beside a discriminative loss.
 - ArcFace (Deng et al. 2019) / CosFace (Wang et al. 2018) on the cosines between
   L2-normalized embeddings and class centres: the target logit ``cos t`` becomes
   ``cos(t + m)`` (additive angle) / ``cos t - m`` (additive cosine), all logits times ``s``,
@@ -134,3 +136,12 @@ def cosface_loss(
 ) -> torch.Tensor:
     """Cross-entropy of CosFace logits (additive cosine margin)."""
     return F.cross_entropy(margin_logits(cos, labels, "cosface", scale, margin), labels)
+
+
+def center_loss(emb: torch.Tensor, labels: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
+    """``mean_i ||e_i - c_(y_i)||^2 / 2`` with ``centres`` (C, D) learned by gradient descent
+    (the paper's separate centre update rule is plain SGD on this same term)."""
+    _check(emb, labels)
+    if centres.ndim != 2 or centres.shape[1] != emb.shape[1]:
+        raise ValueError(f"centres must be (C, {emb.shape[1]}), got {tuple(centres.shape)}")
+    return 0.5 * (emb - centres[labels]).pow(2).sum(1).mean()

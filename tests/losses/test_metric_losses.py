@@ -12,6 +12,7 @@ from cvcraft.errors import ConfigError
 from cvcraft.losses.metric import (
     arcface_loss,
     batch_hard_triplet_loss,
+    center_loss,
     contrastive_loss,
     cosface_loss,
     margin_logits,
@@ -178,3 +179,20 @@ def test_semi_hard_triplet_equals_pair_loop_value_and_gradient(seed):
     ref.backward()
     np.testing.assert_allclose(a.grad.numpy(), b.grad.numpy(), rtol=1e-8, atol=1e-12)
     assert semi_hard_triplet_loss(emb, torch.zeros(10, dtype=torch.long)).item() == 0.0
+
+
+def test_center_loss_equals_formula_and_gradients():
+    emb, labels = _batch(11)
+    centres = torch.randn(4, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    e, c = emb.clone().requires_grad_(True), centres.clone().requires_grad_(True)
+    loss = center_loss(e, labels, c)
+    ref = np.mean([0.5 * np.sum((emb[i].numpy() - centres[labels[i]].numpy()) ** 2)
+                   for i in range(len(labels))])  # fmt: skip
+    assert loss.item() == pytest.approx(ref, rel=1e-12)
+    loss.backward()
+    # d/de_i = (e_i - c_y) / B; d/dc_k = -sum_{i: y_i = k} (e_i - c_k) / B
+    diff = (emb - centres[labels]).numpy() / len(labels)
+    np.testing.assert_allclose(e.grad.numpy(), diff, rtol=1e-12)
+    want_c = np.zeros((4, 5))
+    np.add.at(want_c, labels.numpy(), -diff)
+    np.testing.assert_allclose(c.grad.numpy(), want_c, rtol=1e-12, atol=1e-15)

@@ -80,3 +80,16 @@ def test_semi_hard_mining_by_config():
     cfg = task_config("embed", {"mining": "semihard", "margin": 0.5})
     want = semi_hard_triplet_loss(torch.nn.functional.normalize(emb, dim=1), ids, 0.5)
     torch.testing.assert_close(embedding_loss(cfg, None, emb, ids), want)
+
+
+def test_center_loss_term_by_config():
+    from cvcraft.losses.metric import batch_hard_triplet_loss, center_loss
+
+    torch.manual_seed(1)
+    net = EmbeddingNet(torch.nn.Flatten(), 12, 4, num_classes=3)
+    emb = torch.randn(6, 4)
+    ids = torch.tensor([0, 0, 1, 1, 2, 2])
+    cfg = task_config("embed", {"center_weight": 0.1})
+    unit = torch.nn.functional.normalize(emb, dim=1)
+    want = batch_hard_triplet_loss(unit, ids, 0.3) + 0.1 * center_loss(emb, ids, net.centres)
+    torch.testing.assert_close(embedding_loss(cfg, net, emb, ids), want)

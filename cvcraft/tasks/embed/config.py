@@ -29,6 +29,7 @@ class EmbedConfig(ImageInputConfig):
     mining: str = _opt(
         "hard", "triplet mining: hard (batch-hard) | semihard (FaceNet)", ("hard", "semihard")
     )
+    center_weight: float = _opt(0.0, "weight of the centre loss added to the main loss (0 = off)")
     dim: int = _opt(128, "embedding size")
     p: int = _opt(8, "identities per training batch (P of P x K; the batch is P * K)")
     k: int = _opt(4, "images per identity in a training batch (K)")
@@ -38,6 +39,8 @@ class EmbedConfig(ImageInputConfig):
         super().check()
         if self.p < 2 or self.k < 2:
             raise ConfigError(f"p={self.p}, k={self.k}: P x K batches need p >= 2 and k >= 2")
+        if self.center_weight < 0:
+            raise ConfigError(f"center_weight={self.center_weight} must be >= 0")
         if self.dim <= 0 or self.scale <= 0:
             raise ConfigError(f"dim={self.dim} and scale={self.scale} must be > 0")
 

@@ -27,6 +27,7 @@ from cvcraft.engine import distributed as ddp
 from cvcraft.engine.device import select_device
 from cvcraft.losses.metric import (
     batch_hard_triplet_loss,
+    center_loss,
     contrastive_loss,
     margin_logits,
     semi_hard_triplet_loss,
@@ -54,21 +55,31 @@ def build_embedder(
     return EmbeddingNet(backbone, feat, dim, num_ids if centres else 0)
 
 
+def uses_centres(cfg: EmbedConfig) -> bool:
+    """ArcFace/CosFace and the centre loss need learned class centres in the model."""
+    return cfg.loss in MARGIN_LOSSES or cfg.center_weight > 0
+
+
 def embedding_loss(
     cfg: EmbedConfig, model: nn.Module, emb: torch.Tensor, ids: torch.Tensor
 ) -> torch.Tensor:
-    """The ``loss`` key on a batch of embeddings (B, D) with identities (B,)."""
+    """The ``loss`` key on a batch of embeddings (B, D) with identities (B,), plus
+    ``center_weight`` x the centre loss to the model's class centres when it is on."""
     m = cfg.loss_margin()
+    net = model.module if hasattr(model, "module") else model
     if cfg.loss in MARGIN_LOSSES:
-        net = model.module if hasattr(model, "module") else model
-        logits = margin_logits(net.cosines(emb), ids, cfg.loss, cfg.scale, m)
-        return F.cross_entropy(logits, ids)
-    unit = F.normalize(emb, dim=1)
-    if cfg.loss == "contrastive":
-        return contrastive_loss(unit, ids, m)
-    if cfg.mining == "semihard":
-        return semi_hard_triplet_loss(unit, ids, m)
-    return batch_hard_triplet_loss(unit, ids, m, cfg.soft)
+        loss = F.cross_entropy(margin_logits(net.cosines(emb), ids, cfg.loss, cfg.scale, m), ids)
+    else:
+        unit = F.normalize(emb, dim=1)
+        if cfg.loss == "contrastive":
+            loss = contrastive_loss(unit, ids, m)
+        elif cfg.mining == "semihard":
+            loss = semi_hard_triplet_loss(unit, ids, m)
+        else:
+            loss = batch_hard_triplet_loss(unit, ids, m, cfg.soft)
+    if cfg.center_weight > 0:
+        loss = loss + cfg.center_weight * center_loss(emb, ids, net.centres)
+    return loss
 
 
 class RetrievalEvaluator:
@@ -120,7 +131,7 @@ class EmbedTask(BaseTask):
         self.val_loader = self.build_val_loader(splits)
         self.device = trainer.device
         model = build_embedder(cfg.model, cfg.dim, len(self.classes), cfg.in_chans, cfg.imgsz,
-                               cfg.model_kwargs, cfg.loss in MARGIN_LOSSES)  # fmt: skip
+                               cfg.model_kwargs, uses_centres(cfg))  # fmt: skip
         trainer.model = model.to(trainer.device)
         self.pre = Preprocess(self.stats, cfg.normalize, cfg.in_chans).to(trainer.device)
         self.write_classes(trainer.out)
@@ -143,6 +154,7 @@ class EmbedTask(BaseTask):
             "dim": cfg.dim,
             "loss": cfg.loss,
             "distance": cfg.distance,
+            "centres": uses_centres(cfg),
         }
 
     def apply_checkpoint(self, state: dict[str, Any]) -> None:
@@ -156,7 +168,7 @@ class EmbedTask(BaseTask):
         return build_embedder(
             state["model_name"], state["dim"], state["num_classes"], state["in_chans"],
             int(state.get("imgsz", 32)), state.get("model_kwargs") or {},
-            state.get("loss") in MARGIN_LOSSES,
+            bool(state.get("centres")),
         )  # fmt: skip
 
     def _inputs(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
