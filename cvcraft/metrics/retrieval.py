@@ -147,3 +147,23 @@ class RetrievalMetrics:
         return retrieval_metrics(s["emb"], s["emb"], s["ids"], s["ids"], query_cams=cams,
                                  gallery_cams=cams, exclude=np.eye(n, dtype=bool), ks=self.ks,
                                  metric=self.metric)  # fmt: skip
+
+
+class QueryGalleryMetrics(RetrievalMetrics):
+    """Streaming query-vs-gallery retrieval (re-ID): each item comes with ``[pid, cam,
+    is_query]``; at ``compute`` the queries rank the gallery with the same-camera junk rule,
+    and gallery items of id -1 are junk for every query (Market-1501's protocol)."""
+
+    def update(self, emb: Any, ids: Any, cams: Any = None) -> None:
+        """``ids`` is (B, 3) ``[pid, cam, is_query]`` here (``cams`` unused)."""
+        m = np.asarray(ids, np.int64).reshape(-1, 3)
+        super().update(emb, m[:, 0] * 2 + m[:, 2], m[:, 1])  # pid and role packed in one id
+
+    def compute(self) -> dict[str, Any]:
+        s = self.state_dict()
+        pid, is_q = s["ids"] // 2, s["ids"] % 2 == 1
+        q, g = is_q, ~is_q
+        junk = np.broadcast_to(pid[g][None, :] == -1, (int(q.sum()), int(g.sum())))
+        return retrieval_metrics(s["emb"][q], s["emb"][g], pid[q], pid[g],
+                                 query_cams=s["cams"][q], gallery_cams=s["cams"][g],
+                                 exclude=junk, ks=self.ks, metric=self.metric)  # fmt: skip

@@ -93,3 +93,34 @@ def test_center_loss_term_by_config():
     unit = torch.nn.functional.normalize(emb, dim=1)
     want = batch_hard_triplet_loss(unit, ids, 0.3) + 0.1 * center_loss(emb, ids, net.centres)
     torch.testing.assert_close(embedding_loss(cfg, net, emb, ids), want)
+
+
+def test_reid_folder_trains_and_evaluates_query_vs_gallery(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    from cvcraft.data.reid import read_reid_split
+    from cvcraft.metrics.retrieval import retrieval_metrics
+
+    spec = importlib.util.spec_from_file_location(
+        "reid_fixture", Path(__file__).parents[1] / "data" / "test_reid.py"
+    )
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    root = mod.make_market(tmp_path / "market")
+    out = tmp_path / "run"
+    m = run(["train", "embed", f"data={root}", "imgsz=16", "model=mlp", "epochs=1", "p=2",
+             "k=2", "workers=0", "progress=false", "dim=8", "hflip=0", f"out={out}"])  # fmt: skip
+    assert m["queries"] == 8 and m["skipped_queries"] == 0
+    emb = {}
+    for split in ("query", "bounding_box_test"):
+        run(["predict", "embed", f"weights={out / 'best.pt'}", f"source={root / split}",
+             f"out={tmp_path / split}"])  # fmt: skip
+        emb[split] = np.load(tmp_path / split / "embeddings.npy")
+    _, qp, qc = read_reid_split(root / "query")
+    _, gp, gc = read_reid_split(root / "bounding_box_test")
+    junk = np.broadcast_to(gp[None, :] == -1, (len(qp), len(gp))).copy()
+    ref = retrieval_metrics(emb["query"], emb["bounding_box_test"], qp, gp, query_cams=qc,
+                            gallery_cams=gc, exclude=junk)  # fmt: skip
+    assert m["map"] == pytest.approx(ref["map"], abs=1e-5)
+    assert m["rank1"] == pytest.approx(ref["rank1"])

@@ -1,11 +1,12 @@
 """Metric learning as a Trainer task, plus its val and predict entry points.
 
 Data: any classification data (shapes, a class-per-identity ImageFolder, MNIST IDX, ...),
-its classes read as identities. Training batches come from ``PKSampler`` (P identities x K
-images); the model is ``EmbeddingNet`` (backbone -> projection -> BNNeck). Triplet and
-contrastive losses act on the L2-normalized embedding; ArcFace/CosFace on its cosines to
-learned class centres. Evaluation: leave-one-out retrieval over the val split
-(``RetrievalMetrics``), so ``metrics.json`` has ``map`` and ``rank1``.
+its classes read as identities, or a re-ID folder (``data/reid.py``: query/gallery with
+cameras). Training batches come from ``PKSampler`` (P identities x K images); the model is
+``EmbeddingNet`` (backbone -> projection -> BNNeck). Triplet and contrastive losses act on
+the L2-normalized embedding; ArcFace/CosFace on its cosines to learned class centres.
+Evaluation: leave-one-out retrieval over the val split (``RetrievalMetrics``), or query vs
+gallery for re-ID data; ``metrics.json`` has ``map`` and ``rank1``.
 """
 
 from __future__ import annotations
@@ -21,8 +22,11 @@ from torch import nn
 
 from cvcraft.data import build_loader, read_image
 from cvcraft.data.augmented import AugmentedDataset
+from cvcraft.data.collate import Collate, collate_classify
+from cvcraft.data.datasets import DataSplits
 from cvcraft.data.io import list_images
 from cvcraft.data.pk_sampler import PKSampler
+from cvcraft.data.reid import REID, is_reid_folder, load_reid
 from cvcraft.engine import distributed as ddp
 from cvcraft.engine.device import select_device
 from cvcraft.losses.metric import (
@@ -32,7 +36,7 @@ from cvcraft.losses.metric import (
     margin_logits,
     semi_hard_triplet_loss,
 )
-from cvcraft.metrics.retrieval import RetrievalMetrics
+from cvcraft.metrics.retrieval import QueryGalleryMetrics, RetrievalMetrics
 from cvcraft.models.embedding import EmbeddingNet, pooled_feature_size
 from cvcraft.structures import Sample
 from cvcraft.tasks.base import BaseTask, take_fraction
@@ -43,6 +47,7 @@ from cvcraft.transforms.normalize import Preprocess
 from cvcraft.viz.plots import plot_curves
 
 MARGIN_LOSSES = ("arcface", "cosface")
+REID_COLLATE = Collate(("image",), extras=(REID,))
 
 
 def build_embedder(
@@ -83,16 +88,19 @@ def embedding_loss(
 
 
 class RetrievalEvaluator:
-    """Leave-one-out retrieval over the val embeddings (``RetrievalMetrics``)."""
+    """Leave-one-out retrieval over the val embeddings (``RetrievalMetrics``), or query vs
+    gallery with cameras for re-ID data (``QueryGalleryMetrics``)."""
 
-    def __init__(self, distance: str) -> None:
-        self.metrics = RetrievalMetrics((1, 5, 10), distance)
+    def __init__(self, distance: str, reid: bool = False) -> None:
+        kind = QueryGalleryMetrics if reid else RetrievalMetrics
+        self.metrics = kind((1, 5, 10), distance)
+        self.key = REID if reid else "labels"
 
     def reset(self) -> None:
         self.metrics.reset()
 
     def update(self, batch: dict[str, Any], emb: torch.Tensor) -> None:
-        self.metrics.update(emb.float().cpu().numpy(), batch["labels"].numpy())
+        self.metrics.update(emb.float().cpu().numpy(), batch[self.key].numpy())
 
     def state_dict(self) -> dict[str, Any]:
         return self.metrics.state_dict()
@@ -113,6 +121,7 @@ class EmbedTask(BaseTask):
         super().__init__(cfg)
         self.cfg: EmbedConfig = cfg
         self.stats: dict[str, Any] | None = None
+        self.reid = False
 
     def setup(self, trainer: Any) -> None:
         cfg = self.cfg
@@ -137,12 +146,20 @@ class EmbedTask(BaseTask):
         self.write_classes(trainer.out)
 
     def load_splits(self) -> Any:
-        return load_splits(self.cfg)  # classify's reader: classes are the identities
+        """A re-ID folder (Market-1501 layout: query/gallery evaluation with cameras), else
+        classify's reader with the classes as identities (leave-one-out evaluation)."""
+        self.reid = is_reid_folder(self.cfg.data)
+        if self.reid:
+            train, evaluation = load_reid(self.cfg.data)
+            return DataSplits(train, evaluation, train.classes, "reid")  # type: ignore[arg-type]
+        return load_splits(self.cfg)
 
     def build_val_loader(self, splits: Any) -> Any:
         cfg = self.cfg
         ds = AugmentedDataset(splits.val, build_transforms(cfg, False), seed=cfg.seed)
-        return build_loader(ds, cfg.batch, shuffle=False, workers=cfg.workers, seed=cfg.seed)
+        collate = REID_COLLATE if self.reid else collate_classify
+        return build_loader(ds, cfg.batch, shuffle=False, workers=cfg.workers, seed=cfg.seed,
+                            collate_fn=collate)  # fmt: skip
 
     def checkpoint_meta(self) -> dict[str, Any]:
         cfg = self.cfg
@@ -183,7 +200,7 @@ class EmbedTask(BaseTask):
         return model(self._inputs(batch)).float()
 
     def build_evaluators(self) -> dict[str, Any]:
-        return {"retrieval": RetrievalEvaluator(self.cfg.distance)}
+        return {"retrieval": RetrievalEvaluator(self.cfg.distance, self.reid)}
 
     def finish(self, trainer: Any, model: nn.Module, metrics: dict[str, Any]) -> None:
         if self.cfg.plots and trainer.history:
