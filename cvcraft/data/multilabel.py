@@ -27,10 +27,11 @@ from cvcraft.data.classification import ArrayData, ClassificationData, FileListD
 from cvcraft.data.csvlist import _LABEL_HEADERS, _PATH_HEADERS
 from cvcraft.data.datasets import DataSplits
 from cvcraft.data.detection import convert as det
+from cvcraft.data.extra_target import ExtraTargetData
 from cvcraft.data.folds import JoinedData, fold_of, iterative_stratification
 from cvcraft.data.shapes import SHAPE_CLASSES, render_scene, split_code
 from cvcraft.errors import DataError
-from cvcraft.structures import Sample, register_target
+from cvcraft.structures import register_target
 
 MULTI_HOT = "multi_hot"
 register_target(MULTI_HOT, "label")
@@ -42,9 +43,11 @@ ACCEPTED = (
 )
 
 
-class MultiLabelData:
-    """Images (any ``ClassificationData`` store: files or an array) and their targets
-    int8 (N, C) in {1, 0, -1}; a ``SampleSource`` for ``AugmentedDataset``."""
+class MultiLabelData(ExtraTargetData):
+    """Images and their multi-hot targets int8 (N, C) in {1, 0, -1} (``extras["multi_hot"]``);
+    a ``SampleSource`` for ``AugmentedDataset``."""
+
+    extra = MULTI_HOT
 
     def __init__(
         self, images: ClassificationData, targets: Any, classes: Sequence[str], source: str = ""
@@ -52,30 +55,11 @@ class MultiLabelData:
         t = np.asarray(targets, dtype=np.int8).reshape(len(images), len(classes))
         if t.size and not np.isin(t, (-1, 0, 1)).all():
             raise DataError(f"{source}: multi-hot targets must be 1, 0 or -1")
-        self.images, self.targets = images, t
-        self.classes = list(classes)
-        self.source = source
+        super().__init__(images, t, classes, source)
 
-    def __len__(self) -> int:
-        return len(self.targets)
-
-    def load_image(self, i: int) -> np.ndarray:
-        return self.images.load_image(i)
-
-    def describe(self, i: int) -> str:
-        return self.images.describe(i)
-
-    def sample(self, i: int) -> Sample:
-        """Item ``i`` with ``extras["multi_hot"]`` and meta ``index``/``path``/``orig_size``."""
-        image = self.load_image(i)
-        meta = {"index": int(i), "path": self.describe(i), "orig_size": image.shape[:2]}
-        return Sample(image=image, meta=meta, extras={MULTI_HOT: self.targets[i].copy()})
-
-    def subset(self, indices: Any) -> MultiLabelData:
-        rows = np.flatnonzero(indices) if np.asarray(indices).dtype == bool else indices
-        rows = np.asarray(rows, dtype=np.int64)
-        return MultiLabelData(self.images.subset(rows), self.targets[rows], self.classes,
-                              self.source)  # fmt: skip
+    @property
+    def targets(self) -> np.ndarray:
+        return self.values
 
     def positives(self) -> np.ndarray:
         """Known positives per class, int64 (C,)."""
@@ -84,9 +68,6 @@ class MultiLabelData:
     def negatives(self) -> np.ndarray:
         """Known negatives per class, int64 (C,)."""
         return (self.targets == 0).sum(0).astype(np.int64)
-
-    def __repr__(self) -> str:
-        return f"MultiLabelData({len(self)} images, {len(self.classes)} classes, {self.source})"
 
 
 def pooled(splits: DataSplits) -> MultiLabelData:

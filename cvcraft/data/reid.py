@@ -16,14 +16,14 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from cvcraft.data.classification import FileListData
+from cvcraft.data.extra_target import ExtraTargetData
 from cvcraft.data.io import list_images
 from cvcraft.errors import DataError
-from cvcraft.structures import Sample, register_target
+from cvcraft.structures import register_target
 
 REID = "reid"
 register_target(REID, "label")
@@ -51,35 +51,11 @@ def read_reid_split(folder: str | os.PathLike[str]) -> tuple[list[str], np.ndarr
     return [str(f) for f in files], pids, cams
 
 
-class ReidEvalData:
-    """Query then gallery images with ``extras["reid"] = [pid, cam, is_query]``; ``classes``
-    are the training identities (evaluation identities are other people)."""
+class ReidEvalData(ExtraTargetData):
+    """Query then gallery images with ``extras["reid"] = [pid, cam, is_query]`` (N, 3);
+    ``classes`` are the training identities (evaluation identities are other people)."""
 
-    def __init__(self, paths: list[str], pids: Any, cams: Any, is_query: Any, classes: list[str]):
-        self.images = FileListData(paths, np.zeros(len(paths), np.int64), classes or ["_"])
-        self.meta = np.stack([np.asarray(pids), np.asarray(cams), np.asarray(is_query)], 1)
-        self.meta = self.meta.astype(np.int64)
-        self.classes = list(classes)
-
-    def __len__(self) -> int:
-        return len(self.meta)
-
-    def load_image(self, i: int) -> np.ndarray:
-        return self.images.load_image(i)
-
-    def describe(self, i: int) -> str:
-        return self.images.describe(i)
-
-    def sample(self, i: int) -> Sample:
-        image = self.load_image(i)
-        meta = {"index": int(i), "path": self.describe(i), "orig_size": image.shape[:2]}
-        return Sample(image=image, meta=meta, extras={REID: self.meta[i].copy()})
-
-    def subset(self, indices: Any) -> ReidEvalData:
-        rows = np.asarray(indices, np.int64)
-        m = self.meta[rows]
-        paths = [self.images.paths[r] for r in rows]
-        return ReidEvalData(paths, m[:, 0], m[:, 1], m[:, 2], self.classes)
+    extra = REID
 
 
 def load_reid(root: str | os.PathLike[str]) -> tuple[FileListData, ReidEvalData]:
@@ -93,6 +69,8 @@ def load_reid(root: str | os.PathLike[str]) -> tuple[FileListData, ReidEvalData]
     q_paths, q_pids, q_cams = read_reid_split(Path(root) / "query")
     g_paths, g_pids, g_cams = read_reid_split(Path(root) / "bounding_box_test")
     is_q = np.r_[np.ones(len(q_paths), np.int64), np.zeros(len(g_paths), np.int64)]
-    evaluation = ReidEvalData(q_paths + g_paths, np.r_[q_pids, g_pids], np.r_[q_cams, g_cams],
-                              is_q, classes)  # fmt: skip
+    roles = np.stack([np.r_[q_pids, g_pids], np.r_[q_cams, g_cams], is_q], 1).astype(np.int64)
+    paths = q_paths + g_paths
+    store = FileListData(paths, np.zeros(len(paths), np.int64), classes or ["_"])
+    evaluation = ReidEvalData(store, roles, classes, str(root))
     return train, evaluation
