@@ -32,6 +32,12 @@ from cvcraft.losses.image import (
     ssim,
 )
 from cvcraft.losses.keypoints import KeypointMSELoss, keypoint_mse
+from cvcraft.losses.multilabel import (
+    MultiLabelLoss,
+    asymmetric_loss,
+    bce_multilabel,
+    focal_bce,
+)
 from cvcraft.losses.registry import LOSSES, build_loss
 from cvcraft.losses.segmentation import (
     DeepSupervisionLoss,
@@ -48,6 +54,10 @@ __all__ = [
     "KeypointMSELoss",
     "fusion_loss_terms",
     "keypoint_mse",
+    "MultiLabelLoss",
+    "asymmetric_loss",
+    "bce_multilabel",
+    "focal_bce",
     "GradientLoss",
     "MSSSIMLoss",
     "SSIMLoss",

@@ -53,6 +53,8 @@ class ClassifyConfig(TrainConfig):
         "training sampler for imbalanced data (over/undersample: to the largest/smallest class)",
         ("random", "weighted", "sqrt", "balanced", "oversample", "undersample"),
     )
+    folds: int = _opt(0, "k-fold: train on the other folds of train + val (0 = off)")
+    fold: int = _opt(0, "k-fold: which stratified fold is validation (0 .. folds - 1)")
     class_weights: str = _opt(
         "none", "per-class loss weights from label counts", ("none", "inverse", "sqrt")
     )
@@ -81,6 +83,10 @@ class ClassifyConfig(TrainConfig):
         for k in ("mixup_alpha", "cutmix_alpha"):
             if getattr(self, k) < 0:
                 raise ConfigError(f"{k}={getattr(self, k)} must be >= 0 (0 = off)")
+        if self.folds and not (self.folds >= 2 and 0 <= self.fold < self.folds):
+            raise ConfigError(
+                f"folds={self.folds}, fold={self.fold}: need folds >= 2 and 0 <= fold < folds"
+            )
         for k in ("mix_prob", "mix_switch", "kd_alpha"):
             if not 0.0 <= getattr(self, k) <= 1.0:
                 raise ConfigError(f"{k}={getattr(self, k)} must be in [0, 1]")

@@ -22,6 +22,7 @@ from cvcraft.data import (
     build_loader,
     load_classification,
 )
+from cvcraft.data.folds import single_label_fold
 from cvcraft.data.io import list_images
 from cvcraft.data.sampling import (
     RepeatAwareDataset,
@@ -216,7 +217,11 @@ class ClassifyTask(BaseTask):
         trainer.extra_parts["hint"] = ModelPart(regressor, ema=False)
 
     def load_splits(self) -> Any:
-        return load_splits(self.cfg)
+        splits = load_splits(self.cfg)
+        if self.cfg.folds:  # k-fold (tasks/kfold.py): a stratified fold of train + val
+            splits = single_label_fold(splits, self.cfg.folds, self.cfg.fold, self.cfg.seed)
+        self.fold_index = getattr(splits, "fold_index", None)
+        return splits
 
     def build_val_loader(self, splits: Any) -> Any:
         cfg = self.cfg
