@@ -40,6 +40,8 @@ COMMANDS = (
     "export",
     "tune",
     "scaling",
+    "kfold",
+    "ensemble",
 )
 
 USAGE_HEAD = """\
@@ -61,6 +63,8 @@ commands:
   calibrate images=DIR pattern=9x6 square=25  camera intrinsics from checkerboard photos
   tune    TASK space=space.yaml trials=N out=DIR  Optuna search (TPE, pruning, resumable)
   scaling TASK models=a,b,c fractions=.25,.5,1     fit L(N), L(D) power laws to a run ladder
+  kfold   TASK folds=5 out=DIR set='{...}'         k stratified folds, mean +- std, OOF preds
+  ensemble TASK weights=a.pt,b.pt data=...         average members' probabilities
   explain [METHOD] weights=best.pt source=imgs/    CAM/Grad-CAM/... heat-map overlays
   attack  [METHOD] weights=best.pt data=...        robust accuracy vs eps, adversarial grid
   prune   [METHOD] weights=best.pt amount=0.5      magnitude / L1-channel pruning + table
@@ -436,6 +440,12 @@ TOOL_COMMANDS = {
     # cvcraft export weights=best.pt format=onnx|torchscript [dynamic=true] [nms=true]
     "export": _module_tool(
         "export", "cvcraft.tasks.export_tool", "EXPORT_KEYS", "run_export", ("weights",), "format"
+    ),
+    # cvcraft kfold multilabel folds=5 out=DIR set='{data: ..., epochs: 10}'
+    "kfold": _module_tool("kfold", "cvcraft.tasks.kfold", "KFOLD_KEYS", "run_kfold", (), "task"),
+    # cvcraft ensemble classify weights=a.pt,b.pt data=...
+    "ensemble": _module_tool(
+        "ensemble", "cvcraft.tasks.ensemble", "ENSEMBLE_KEYS", "run_ensemble", ("weights",), "task"
     ),
     # cvcraft calibrate images=DIR pattern=9x6 square=25
     "calibrate": _module_tool(
