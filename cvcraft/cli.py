@@ -89,7 +89,7 @@ def usage() -> str:
     """The help text, with the registered tasks (the first is the default)."""
     names = list_tasks()
     tasks = ", ".join(f"{n} (default)" if i == 0 else n for i, n in enumerate(names))
-    return USAGE_HEAD.format(tasks=tasks)
+    return USAGE_HEAD.replace("{tasks}", tasks)
 
 
 def _parse(argv: list[str]) -> tuple[str, str | None, list[str], str | None, bool]:

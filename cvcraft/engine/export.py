@@ -130,9 +130,16 @@ def export_torchscript(
     """Trace ``model`` (eval mode) on ``example`` and save the TorchScript module, with
     ``metadata`` as the extra file ``cvcraft.json`` (:func:`torchscript_metadata`)."""
     try:
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")
-            traced = torch.jit.trace(model.eval(), example, check_trace=False)
+        # tracing a quantized model runs kernels without a deterministic variant; a process
+        # that trained with deterministic=true must still be able to export
+        was = torch.are_deterministic_algorithms_enabled()
+        torch.use_deterministic_algorithms(False)
+        try:
+            with warnings.catch_warnings(), torch.no_grad():
+                warnings.simplefilter("ignore")
+                traced = torch.jit.trace(model.eval(), example, check_trace=False)
+        finally:
+            torch.use_deterministic_algorithms(was)
     except Exception as e:
         raise ConfigError(
             f"{type(model).__name__} cannot be traced to TorchScript ({type(e).__name__}: "

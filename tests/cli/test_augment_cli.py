@@ -70,4 +70,4 @@ def test_draw_sample_boxes_masks_and_grid():
 
 def test_unknown_task(tmp_path):
     with pytest.raises(Exception, match="task"):
-        run_augment({"data": "shapes", "task": "pose", "out": str(tmp_path / "x.png")})
+        run_augment({"data": "shapes", "task": "nosuchtask", "out": str(tmp_path / "x.png")})
