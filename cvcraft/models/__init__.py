@@ -3,7 +3,12 @@
 Importing this package imports every model module so that each registers itself.
 """
 
-from cvcraft.models import classification, detection, segmentation  # noqa: F401  (registers)
+from cvcraft.models import (  # noqa: F401  (registers)
+    classification,
+    detection,
+    generative,
+    segmentation,
+)
 from cvcraft.models.features import FeatureListNet
 from cvcraft.models.registry import (
     MODELS,
