@@ -36,9 +36,7 @@ def d_loss(
     if kind == "bce":
         real_t = torch.full_like(real_logits, 1.0 - smooth)
         real = F.binary_cross_entropy_with_logits(real_logits, real_t)
-        return real + F.binary_cross_entropy_with_logits(
-            fake_logits, torch.zeros_like(fake_logits)
-        )
+        return real + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
     if kind == "hinge":
         return F.relu(1.0 - real_logits).mean() + F.relu(1.0 + fake_logits).mean()
     return fake_logits.mean() - real_logits.mean()

@@ -29,7 +29,9 @@ class SpectralNorm(nn.Module):
     def __init__(self, weight: torch.Tensor, n_power_iterations: int = 1, eps: float = 1e-12):
         super().__init__()
         if weight.ndim < 2:
-            raise ConfigError(f"spectral norm needs a weight of >= 2 dims, got {tuple(weight.shape)}")
+            raise ConfigError(
+                f"spectral norm needs a weight of >= 2 dims, got {tuple(weight.shape)}"
+            )
         if n_power_iterations < 1:
             raise ConfigError(f"n_power_iterations={n_power_iterations} must be >= 1")
         self.n_power_iterations = n_power_iterations
