@@ -147,3 +147,55 @@ def test_nan_discriminator_loss_stops_and_keeps_the_last_checkpoint(tmp_path, mo
     ):
         run(["train", "generate", *TINY, "epochs=2", "plots=false", f"out={out}"])
     assert load_checkpoint(out / "last.pt")["epoch"] == 0 and len(rows(out / "metrics.csv")) == 1
+
+
+def classifier_ckpt(path, classes):
+    """A (random-weight) cvcraft classify checkpoint: the FID extractor of the shapes."""
+    from cvcraft.engine.checkpoint import save_checkpoint
+    from cvcraft.models import create_model
+    from cvcraft.transforms.normalize import IMAGENET_STATS
+
+    torch.manual_seed(0)
+    model = create_model("resnet20", num_classes=len(classes))
+    state = {
+        "task": "classify", "epoch": 0, "model": model.state_dict(), "ema": None,
+        "config": {"seed": 0}, "model_name": "resnet20", "num_classes": len(classes),
+        "in_chans": 3, "classes": list(classes), "imgsz": 32, "model_kwargs": {},
+        "normalize": "zscore", "norm_stats": IMAGENET_STATS,
+    }  # fmt: skip
+    save_checkpoint(path, state)
+    return path
+
+
+def test_domain_fid_kid_and_class_stats_equal_an_independent_recomputation(tmp_path):
+    from torchmetrics.image.fid import _compute_fid
+
+    from cvcraft.tasks.generate.extractor import DomainExtractor
+    from cvcraft.tasks.generate.task import GenerateTask
+
+    classes = ["circle", "square", "triangle", "star", "cross", "ring"]
+    fid_model = classifier_ckpt(tmp_path / "cls.pt", classes)
+    out = tmp_path / "run"
+    m = run(["train", "generate", *TINY, "imgsz=32", "model=cgan", "epochs=1", "plots=false",
+             f"fid_model={fid_model}", "kid_subsets=3", f"out={out}"])  # fmt: skip
+    assert m["monitor"] == "fid" and 0 <= m["min_class_share"] <= 1 / 6 + 1e-9
+    assert len(m["class_hist"]) == 6 and sum(m["class_hist"]) == pytest.approx(1.0)
+    # recompute: the val items' keyed noise -> best.pt's generator -> the classifier's features
+    gen, _ = GenerateTask.load_model(out / "best.pt", torch.device("cpu"))
+    splits = load_image_splits("shapes:48", 32)
+    z = torch.stack([torch.randn(8, generator=torch.Generator().manual_seed(2 * i + 1))
+                     for i in range(len(splits.val))])  # fmt: skip
+    with torch.no_grad():
+        fake = gen(z, splits.val_labels)
+    ext = DomainExtractor.load(fid_model, torch.device("cpu"))
+    ff, logits = ext(fake)
+    fr, _ = ext(splits.val.float() / 127.5 - 1)
+    ff, fr = ff.double(), fr.double()
+    want = _compute_fid(fr.mean(0), torch.cov(fr.T), ff.mean(0), torch.cov(ff.T))
+    assert m["fid"] == pytest.approx(float(want), rel=1e-4)
+    acc = float((logits.argmax(1) == splits.val_labels).double().mean())
+    assert m["cond_acc"] == pytest.approx(acc)
+    with pytest.raises(ConfigError, match="was trained on classes"):
+        bad = classifier_ckpt(tmp_path / "bad.pt", ["a", "b"])
+        run(["val", "generate", f"weights={out / 'best.pt'}", "data=shapes:48",
+             f"fid_model={bad}", f"out={tmp_path / 'v'}"])  # fmt: skip

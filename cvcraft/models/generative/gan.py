@@ -23,6 +23,7 @@ from cvcraft.models.registry import register_model
 from cvcraft.nn.spectral_norm import spectral_norm as apply_sn
 
 D_NORMS = ("batch", "none")
+EMBED_DIM = 16  # the generator's label code size
 
 
 def upsample_steps(img_size: int) -> int:
@@ -40,7 +41,7 @@ def upsample_steps(img_size: int) -> int:
 
 
 class DCGANGenerator(nn.Module):
-    """z (+ label embedding) -> Linear -> (ch, s, s) -> k × [ConvT 4/2 + BN + ReLU] -> tanh."""
+    """z (+ label code) -> Linear -> (ch, s, s) BN ReLU -> k × [ConvT 4/2 (BN ReLU)] -> tanh."""
 
     def __init__(
         self, noise_dim: int, out_chans: int, img_size: int, width: int, num_classes: int
@@ -49,13 +50,12 @@ class DCGANGenerator(nn.Module):
         k = upsample_steps(img_size)
         self.start = img_size // 2**k
         self.ch = width * 2 ** (k - 1)
-        self.embed = nn.Embedding(num_classes, noise_dim) if num_classes else None
-        in_dim = noise_dim * (2 if num_classes else 1)
-        self.project = nn.Sequential(
-            nn.Linear(in_dim, self.ch * self.start**2, bias=False),
-            nn.BatchNorm1d(self.ch * self.start**2),
-            nn.ReLU(inplace=True),
-        )
+        # a small label code (not noise-sized), so the noise keeps its share of the input
+        self.embed = nn.Embedding(num_classes, EMBED_DIM) if num_classes else None
+        in_dim = noise_dim + (EMBED_DIM if num_classes else 0)
+        self.project = nn.Linear(in_dim, self.ch * self.start**2, bias=False)
+        # BN per channel over (batch, s, s) after the reshape, as DCGAN's first layer does
+        self.project_norm = nn.Sequential(nn.BatchNorm2d(self.ch), nn.ReLU(inplace=True))
         layers: list[nn.Module] = []
         c = self.ch
         for _ in range(k - 1):
@@ -70,9 +70,9 @@ class DCGANGenerator(nn.Module):
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         if self.embed is not None:
-            z = torch.cat([z, self.embed(labels)], 1)  # (N, 2·noise_dim)
+            z = torch.cat([z, self.embed(labels)], 1)  # (N, noise_dim + EMBED_DIM)
         x = self.project(z).view(-1, self.ch, self.start, self.start)  # (N, ch, s, s)
-        return self.up(x)  # (N, C, H, W)
+        return self.up(self.project_norm(x))  # (N, C, H, W)
 
 
 class DCGANDiscriminator(nn.Module):
@@ -123,8 +123,8 @@ class MLPGenerator(nn.Module):
     ) -> None:
         super().__init__()
         self.shape = (out_chans, img_size, img_size)
-        self.embed = nn.Embedding(num_classes, noise_dim) if num_classes else None
-        in_dim = noise_dim * (2 if num_classes else 1)
+        self.embed = nn.Embedding(num_classes, EMBED_DIM) if num_classes else None
+        in_dim = noise_dim + (EMBED_DIM if num_classes else 0)
         self.net = nn.Sequential(
             nn.Linear(in_dim, width), nn.ReLU(inplace=True),
             nn.Linear(width, 2 * width), nn.ReLU(inplace=True),

@@ -41,6 +41,11 @@ class GenerateConfig(TrainConfig):
     betas: list = _opt([0.5, 0.999], "Adam betas of both networks (DCGAN: 0.5; WGAN-GP: 0, 0.9)")
     label_smooth: float = _opt(0.0, "one-sided label smoothing: real target 1 - s (bce only)")
     instance_noise: float = _opt(0.0, "std of Gaussian noise added to D's inputs, annealed to 0")
+    fid_model: str = _opt(
+        "", "a `cvcraft train classify` checkpoint of the same domain: domain-FID/KID, cond_acc"
+    )
+    kid_subsets: int = _opt(100, "KID: number of random subsets")
+    kid_subset_size: int = _opt(1000, "KID: samples per subset (capped by the val set)")
     sample_n: int = _opt(64, "fixed-noise samples drawn into plots/ each epoch")
     n: int = _opt(64, "predict: number of images to generate")
     label: int = _opt(-1, "predict: class to sample (class= works too); -1 = all classes in turn")
@@ -64,7 +69,7 @@ class GenerateConfig(TrainConfig):
                 "loss=wgan needs a Lipschitz constraint: set gp_weight=10 (WGAN-GP); "
                 "weight clipping is not offered"
             )
-        for key in ("noise_dim", "n_critic", "sample_n", "n"):
+        for key in ("noise_dim", "n_critic", "sample_n", "n", "kid_subsets", "kid_subset_size"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key}={getattr(self, key)} must be >= 1")
         for key in ("gp_weight", "d_lr", "instance_noise"):

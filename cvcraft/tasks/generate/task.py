@@ -26,6 +26,7 @@ from cvcraft.engine.optim import unwrap_model
 from cvcraft.engine.trainer import ModelPart
 from cvcraft.errors import ConfigError, TrainingError
 from cvcraft.losses.gan import d_loss, g_loss, gradient_penalty
+from cvcraft.metrics.generative import ConditionalAccuracy, FIDEvaluator, KIDEvaluator
 from cvcraft.models import create_model
 from cvcraft.tasks.base import BaseTask
 from cvcraft.tasks.generate.config import GenerateConfig
@@ -36,6 +37,7 @@ from cvcraft.tasks.generate.data import (
     to_uint8,
     to_unit_range,
 )
+from cvcraft.tasks.generate.extractor import DomainExtractor
 from cvcraft.viz.augment_grid import make_grid
 from cvcraft.viz.plots import plot_curves
 
@@ -90,8 +92,8 @@ class PixelMoments:
         self.sums: dict[str, torch.Tensor] = {}
         self.n = 0
 
-    def update(self, batch: Any, outputs: tuple[torch.Tensor, torch.Tensor]) -> None:
-        fake, real = (t.double().flatten(1) for t in outputs)
+    def update(self, batch: Any, outputs: dict[str, torch.Tensor]) -> None:
+        fake, real = (outputs[k].double().flatten(1) for k in ("fake", "real"))
         for key, x in (("f", fake), ("f2", fake**2), ("r", real), ("r2", real**2)):
             self.sums[key] = self.sums.get(key, 0) + x.sum(0).cpu()
         self.n += fake.shape[0]
@@ -124,6 +126,9 @@ class GenerateTask(BaseTask):
         self.conditional = False
         self.noise_dim = cfg.noise_dim
         self.need_channels: int | None = None
+        self.extractor: DomainExtractor | None = None
+        if cfg.fid_model:
+            self.monitor = "fid"  # a real feature distance: pick best.pt by it
 
     # ------------------------------------------------------------------ building
     def load_splits(self) -> ImageSplits:
@@ -318,18 +323,47 @@ class GenerateTask(BaseTask):
             self.write_samples(model, trainer.out / "plots" / "samples.png")
 
     # ------------------------------------------------------------------ evaluation
+    def get_extractor(self) -> DomainExtractor | None:
+        """The ``fid_model`` classifier (loaded once), checked against the data's classes."""
+        if self.cfg.fid_model and self.extractor is None:
+            ext = DomainExtractor.load(self.cfg.fid_model, self.device)
+            if ext.classes != self.classes:
+                raise ConfigError(
+                    f"fid_model={self.cfg.fid_model} was trained on classes {ext.classes[:10]}, "
+                    f"the data has {self.classes[:10]}; use a classifier of the same domain"
+                )
+            self.extractor = ext
+        return self.extractor
+
     def eval_forward(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> Any:
         """One sample per val item, its noise keyed by the item's index (any sharding of
-        the val set draws the same samples), conditioned on the item's label."""
+        the val set draws the same samples), conditioned on the item's label; with
+        ``fid_model`` also both sets' features and the samples' logits."""
         z = torch.stack([
             torch.randn(self.noise_dim, generator=torch.Generator().manual_seed(int(i) * 2 + 1))
             for i in batch["index"]
         ]).to(self.device)  # fmt: skip
         labels = batch["labels"].to(self.device) if self.conditional else None
-        return model(z, labels).float(), to_unit_range(batch["images"].to(self.device))
+        out = {
+            "fake": model(z, labels).float(),
+            "real": to_unit_range(batch["images"].to(self.device)),
+        }
+        ext = self.get_extractor()
+        if ext is not None:
+            out["fake_feats"], out["fake_logits"] = ext(out["fake"])
+            out["real_feats"], _ = ext(out["real"])
+            if labels is not None:
+                out["fake_labels"] = labels
+        return out
 
     def build_evaluators(self) -> dict[str, Any]:
-        return {"moments": PixelMoments()}
+        evaluators: dict[str, Any] = {"moments": PixelMoments()}
+        if self.get_extractor() is not None:
+            cfg = self.cfg
+            evaluators["fid"] = FIDEvaluator()
+            evaluators["kid"] = KIDEvaluator(cfg.kid_subsets, cfg.kid_subset_size, cfg.seed)
+            evaluators["classes"] = ConditionalAccuracy(len(self.classes))
+        return evaluators
 
     # ------------------------------------------------------------------ predict
     @classmethod
