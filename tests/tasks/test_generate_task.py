@@ -199,3 +199,18 @@ def test_domain_fid_kid_and_class_stats_equal_an_independent_recomputation(tmp_p
         bad = classifier_ckpt(tmp_path / "bad.pt", ["a", "b"])
         run(["val", "generate", f"weights={out / 'best.pt'}", "data=shapes:48",
              f"fid_model={bad}", f"out={tmp_path / 'v'}"])  # fmt: skip
+
+
+def test_vae_trains_with_elbo_and_writes_reconstruction_grids(tmp_path):
+    out = tmp_path / "vae"
+    m = run(["train", "generate", *TINY, "model=cvae", "epochs=2", "kl_warmup=0.5",
+             "lr=0.002", f"out={out}"])  # fmt: skip
+    r = rows(out / "metrics.csv")
+    assert {"recon", "kl", "val_neg_elbo", "val_recon"} <= set(r[0])
+    assert float(r[1]["recon"]) < float(r[0]["recon"])  # it learns to reconstruct
+    assert m["val_neg_elbo"] >= m["val_recon"] >= 0
+    for name in ("reconstructions.png", "interpolation.png", "samples.png"):
+        assert (out / "plots" / name).exists(), name
+    res = run(["predict", "generate", f"weights={out / 'best.pt'}", "n=2", "class=4",
+               f"out={tmp_path / 'p'}"])  # fmt: skip
+    assert [x["class"] for x in res] == ["cross", "cross"]

@@ -41,6 +41,11 @@ class GenerateConfig(TrainConfig):
     betas: list = _opt([0.5, 0.999], "Adam betas of both networks (DCGAN: 0.5; WGAN-GP: 0, 0.9)")
     label_smooth: float = _opt(0.0, "one-sided label smoothing: real target 1 - s (bce only)")
     instance_noise: float = _opt(0.0, "std of Gaussian noise added to D's inputs, annealed to 0")
+    beta: float = _opt(1.0, "VAE: weight of the KL term (β-VAE: > 1 disentangles, blurs)")
+    kl_warmup: float = _opt(
+        1.0,
+        "VAE: epochs over which β ramps from 0 (the decoder learns before KL pulls q to the prior)",
+    )
     fid_model: str = _opt(
         "", "a `cvcraft train classify` checkpoint of the same domain: domain-FID/KID, cond_acc"
     )
@@ -72,7 +77,7 @@ class GenerateConfig(TrainConfig):
         for key in ("noise_dim", "n_critic", "sample_n", "n", "kid_subsets", "kid_subset_size"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key}={getattr(self, key)} must be >= 1")
-        for key in ("gp_weight", "d_lr", "instance_noise"):
+        for key in ("gp_weight", "d_lr", "instance_noise", "beta", "kl_warmup"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"{key}={getattr(self, key)} must be >= 0")
         if not 0.0 <= self.label_smooth < 0.5:

@@ -28,6 +28,7 @@ from cvcraft.errors import ConfigError, TrainingError
 from cvcraft.losses.gan import d_loss, g_loss, gradient_penalty
 from cvcraft.metrics.generative import ConditionalAccuracy, FIDEvaluator, KIDEvaluator
 from cvcraft.models import create_model
+from cvcraft.models.generative.vae import kl_to_standard_normal
 from cvcraft.tasks.base import BaseTask
 from cvcraft.tasks.generate.config import GenerateConfig
 from cvcraft.tasks.generate.data import (
@@ -83,6 +84,38 @@ def write_png(path: Path, rgb: np.ndarray) -> None:
         raise TrainingError(f"could not write {path}")
 
 
+def vae_terms(
+    recon: torch.Tensor, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-image reconstruction ½‖x̂ - x‖² (a unit-variance Gaussian decoder's -log p(x|z)
+    up to a constant) and KL(q(z|x) ‖ N(0, I)): (N,), (N,)."""
+    return 0.5 * (recon.float() - x).pow(2).flatten(1).sum(1), kl_to_standard_normal(mu, logvar)
+
+
+class MeanOf:
+    """The mean of one per-item output (``key``) over the val set, reported as ``name``."""
+
+    def __init__(self, key: str, name: str) -> None:
+        self.key, self.name = key, name
+
+    def reset(self) -> None:
+        self.sum, self.n = 0.0, 0
+
+    def update(self, batch: Any, outputs: dict[str, torch.Tensor]) -> None:
+        self.sum += float(outputs[self.key].double().sum())
+        self.n += int(outputs[self.key].numel())
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"sum": self.sum, "n": self.n}
+
+    def merge(self, state: dict[str, Any]) -> None:
+        self.sum += state["sum"]
+        self.n += state["n"]
+
+    def compute(self) -> dict[str, Any]:
+        return {self.name: self.sum / max(self.n, 1)}
+
+
 class PixelMoments:
     """Mean over pixels of (μ_fake - μ_real)² + (σ_fake - σ_real)², per-pixel moments over
     the val set: a cheap, feature-free distance of the generated distribution from the real
@@ -126,6 +159,7 @@ class GenerateTask(BaseTask):
         self.conditional = False
         self.noise_dim = cfg.noise_dim
         self.need_channels: int | None = None
+        self.family = "gan"
         self.extractor: DomainExtractor | None = None
         if cfg.fid_model:
             self.monitor = "fid"  # a real feature distance: pick best.pt by it
@@ -175,10 +209,18 @@ class GenerateTask(BaseTask):
         self.val_loader = self.build_val_loader(splits)
         torch.manual_seed(cfg.seed)
         gan = self.build_model()
-        if getattr(gan, "family", "") != "gan":
-            raise ConfigError(f"model={cfg.model} is not a GAN (generator + discriminator)")
+        self.family = getattr(gan, "family", "")
+        if self.family not in ("gan", "vae"):
+            raise ConfigError(f"model={cfg.model} is not a generative model (a GAN or a VAE)")
         self.conditional = bool(gan.conditional)
         betas = tuple(float(b) for b in cfg.betas)
+        self.total_steps = len(trainer.train_loader) * cfg.epochs
+        self.epoch_sums: dict[str, float] = {}
+        if self.family == "vae":  # one model: the whole VAE is primary (its forward decodes)
+            trainer.model = gan.to(self.device)
+            trainer.primary_optimizer = {"betas": betas}
+            self.val_pairs = splits.val[:8], splits.val_labels[:8]
+            return
         trainer.model = gan.generator.to(self.device)
         trainer.primary_optimizer = {"betas": betas}
         trainer.extra_parts["disc"] = ModelPart(
@@ -186,8 +228,6 @@ class GenerateTask(BaseTask):
             optimizer={"lr": cfg.d_lr or cfg.lr, "betas": betas},
             ema=False,
         )
-        self.total_steps = len(trainer.train_loader) * cfg.epochs
-        self.epoch_sums: dict[str, float] = {}
 
     def checkpoint_meta(self) -> dict[str, Any]:
         return {
@@ -197,6 +237,7 @@ class GenerateTask(BaseTask):
             "imgsz": self.cfg.imgsz,
             "in_chans": self.channels,
             "conditional": self.conditional,
+            "family": self.family,
             "noise_dim": self.cfg.noise_dim,
             "model_kwargs": self.cfg.model_options(),
         }
@@ -207,13 +248,14 @@ class GenerateTask(BaseTask):
             state["model_name"], num_classes=int(state["num_classes"]),
             in_chans=int(state["in_chans"]), **dict(state.get("model_kwargs") or {}),
         )  # fmt: skip
-        return gan.generator
+        return gan.generator if getattr(gan, "family", "") == "gan" else gan
 
     def apply_checkpoint(self, state: dict[str, Any]) -> None:
         self.cfg.imgsz = int(state["imgsz"])
         self.need_channels = int(state["in_chans"])
         self.channels = self.need_channels
         self.conditional = bool(state.get("conditional", False))
+        self.family = str(state.get("family", "gan"))
         self.noise_dim = int(state.get("noise_dim", self.cfg.noise_dim))
 
     # ------------------------------------------------------------------ training
@@ -229,7 +271,28 @@ class GenerateTask(BaseTask):
         x = torch.rand(full, generator=g) if uniform else torch.randn(full, generator=g)
         return x[r * n : (r + 1) * n].to(self.device)
 
+    def vae_step(self, batch: dict[str, torch.Tensor], ctx: Any) -> tuple[float, int]:
+        """One VAE step: -ELBO with β ramped over ``kl_warmup`` epochs; ε keyed like G's z."""
+        cfg = self.cfg
+        x = to_unit_range(batch["images"].to(self.device))
+        n = x.shape[0]
+        labels = batch["labels"].to(self.device) if self.conditional else None
+        eps = self.draw(ctx, (n, cfg.noise_dim), 5)
+        warm = cfg.kl_warmup * len(ctx.train_loader)
+        beta = cfg.beta * (min(1.0, (ctx.global_step + 1) / warm) if warm > 0 else 1.0)
+        with ctx.autocast():
+            recon_x, mu, logvar = ctx.model(x, labels, eps=eps)
+            recon, kl = vae_terms(recon_x, x, mu, logvar)
+            loss = (recon + beta * kl).mean()
+        value = ctx.backward(loss)
+        ctx.step()
+        self._add("recon", float(recon.detach().mean()), n)
+        self._add("kl", float(kl.detach().mean()), n)
+        return value, n
+
     def train_step(self, batch: dict[str, torch.Tensor], ctx: Any) -> tuple[float, int]:
+        if self.family == "vae":
+            return self.vae_step(batch, ctx)
         cfg = self.cfg
         real = to_unit_range(batch["images"].to(self.device))
         n = real.shape[0]
@@ -287,7 +350,7 @@ class GenerateTask(BaseTask):
 
     def on_epoch_end(self, trainer: Any, epoch: int, row: dict[str, Any]) -> None:
         """G and D loss columns (means over the epoch, all ranks) and the fixed-noise grid."""
-        for key in ("d_loss", "g_loss", "gp"):
+        for key in ("d_loss", "g_loss", "gp", "recon", "kl"):
             total = self.epoch_sums.get(key, 0.0)
             count = self.epoch_sums.get(key + "#n", 0.0)
             if trainer.distributed:
@@ -321,6 +384,29 @@ class GenerateTask(BaseTask):
         if self.cfg.plots:
             plot_curves(trainer.history, trainer.out / "plots")
             self.write_samples(model, trainer.out / "plots" / "samples.png")
+            if self.family == "vae":
+                self.write_vae_grids(model, trainer.out / "plots")
+
+    def write_vae_grids(self, vae: nn.Module, out: Path) -> None:
+        """``reconstructions.png`` (val images over their reconstructions from μ) and
+        ``interpolation.png`` (decoded points on the line between two images' μ)."""
+        images, labels = self.val_pairs
+        x = to_unit_range(images.to(self.device))
+        y = labels.to(self.device) if self.conditional else None
+        was = vae.training
+        vae.eval()
+        with torch.no_grad():
+            mu, _ = vae.encoder(x, y)
+            recon = vae(mu, y)
+            t = torch.linspace(0, 1, 8, device=self.device)[:, None]
+            starts = list(range(0, min(len(mu) - 1, 6), 2))  # pairs (0, 1), (2, 3), (4, 5)
+            rows = [(1 - t) * mu[i] + t * mu[i + 1] for i in starts]
+            path_y = None if y is None else torch.cat([y[i].repeat(8) for i in starts])
+            interp = vae(torch.cat(rows), path_y) if rows else recon[:0]
+        vae.train(was)
+        write_png(out / "reconstructions.png", image_grid(torch.cat([x, recon]), len(x)))
+        if len(interp):
+            write_png(out / "interpolation.png", image_grid(interp, 8))
 
     # ------------------------------------------------------------------ evaluation
     def get_extractor(self) -> DomainExtractor | None:
@@ -348,6 +434,14 @@ class GenerateTask(BaseTask):
             "fake": model(z, labels).float(),
             "real": to_unit_range(batch["images"].to(self.device)),
         }
+        if self.family == "vae":  # the val images' -ELBO (β = 1), ε keyed by index too
+            eps = torch.stack([
+                torch.randn(self.noise_dim, generator=torch.Generator().manual_seed(int(i) * 2 + 2))
+                for i in batch["index"]
+            ]).to(self.device)  # fmt: skip
+            recon_x, mu, logvar = model(out["real"], labels, eps=eps)
+            recon, kl = vae_terms(recon_x, out["real"], mu, logvar)
+            out["neg_elbo"], out["recon"] = recon + kl, recon
         ext = self.get_extractor()
         if ext is not None:
             out["fake_feats"], out["fake_logits"] = ext(out["fake"])
@@ -358,6 +452,9 @@ class GenerateTask(BaseTask):
 
     def build_evaluators(self) -> dict[str, Any]:
         evaluators: dict[str, Any] = {"moments": PixelMoments()}
+        if self.family == "vae":
+            evaluators["elbo"] = MeanOf("neg_elbo", "val_neg_elbo")
+            evaluators["recon"] = MeanOf("recon", "val_recon")
         if self.get_extractor() is not None:
             cfg = self.cfg
             evaluators["fid"] = FIDEvaluator()
