@@ -210,13 +210,14 @@ class GenerateTask(BaseTask):
         torch.manual_seed(cfg.seed)
         gan = self.build_model()
         self.family = getattr(gan, "family", "")
-        if self.family not in ("gan", "vae"):
-            raise ConfigError(f"model={cfg.model} is not a generative model (a GAN or a VAE)")
+        if self.family not in ("gan", "vae", "ddpm"):
+            raise ConfigError(f"model={cfg.model} is not a generative model (GAN, VAE, DDPM)")
         self.conditional = bool(gan.conditional)
+        self.noise_dim = int(gan.noise_dim)  # a DDPM's "noise" is x_T: C·H·W values
         betas = tuple(float(b) for b in cfg.betas)
         self.total_steps = len(trainer.train_loader) * cfg.epochs
         self.epoch_sums: dict[str, float] = {}
-        if self.family == "vae":  # one model: the whole VAE is primary (its forward decodes)
+        if self.family in ("vae", "ddpm"):  # one model, primary; its forward(z) samples
             trainer.model = gan.to(self.device)
             trainer.primary_optimizer = {"betas": betas}
             self.val_pairs = splits.val[:8], splits.val_labels[:8]
@@ -238,7 +239,7 @@ class GenerateTask(BaseTask):
             "in_chans": self.channels,
             "conditional": self.conditional,
             "family": self.family,
-            "noise_dim": self.cfg.noise_dim,
+            "noise_dim": self.noise_dim,
             "model_kwargs": self.cfg.model_options(),
         }
 
@@ -290,9 +291,31 @@ class GenerateTask(BaseTask):
         self._add("kl", float(kl.detach().mean()), n)
         return value, n
 
+    def ddpm_step(self, batch: dict[str, torch.Tensor], ctx: Any) -> tuple[float, int]:
+        """One DDPM step: ‖ε - ε̂(√ᾱ_t x_0 + √(1-ᾱ_t) ε, t)‖² with t ~ U{0..T-1}, keyed draws."""
+        x0 = to_unit_range(batch["images"].to(self.device))
+        n = x0.shape[0]
+        labels = batch["labels"].to(self.device) if self.conditional else None
+        schedule = unwrap_model(ctx.model).schedule
+        t = (
+            (self.draw(ctx, (n,), 6, uniform=True) * schedule.steps)
+            .long()
+            .clamp_max(schedule.steps - 1)
+        )
+        noise = self.draw(ctx, tuple(x0.shape), 7)
+        with ctx.autocast():
+            pred = ctx.model(schedule.q_sample(x0, t, noise), labels, t=t)
+            loss = (pred.float() - noise).pow(2).mean()
+        value = ctx.backward(loss)
+        ctx.step()
+        self._add("eps_mse", value, n)
+        return value, n
+
     def train_step(self, batch: dict[str, torch.Tensor], ctx: Any) -> tuple[float, int]:
         if self.family == "vae":
             return self.vae_step(batch, ctx)
+        if self.family == "ddpm":
+            return self.ddpm_step(batch, ctx)
         cfg = self.cfg
         real = to_unit_range(batch["images"].to(self.device))
         n = real.shape[0]
@@ -350,7 +373,7 @@ class GenerateTask(BaseTask):
 
     def on_epoch_end(self, trainer: Any, epoch: int, row: dict[str, Any]) -> None:
         """G and D loss columns (means over the epoch, all ranks) and the fixed-noise grid."""
-        for key in ("d_loss", "g_loss", "gp", "recon", "kl"):
+        for key in ("d_loss", "g_loss", "gp", "recon", "kl", "eps_mse"):
             total = self.epoch_sums.get(key, 0.0)
             count = self.epoch_sums.get(key + "#n", 0.0)
             if trainer.distributed:
@@ -442,6 +465,14 @@ class GenerateTask(BaseTask):
             recon_x, mu, logvar = model(out["real"], labels, eps=eps)
             recon, kl = vae_terms(recon_x, out["real"], mu, logvar)
             out["neg_elbo"], out["recon"] = recon + kl, recon
+        if self.family == "ddpm":  # the val images' noise-prediction error, t and ε by index
+            gens = [torch.Generator().manual_seed(int(i) * 2 + 2) for i in batch["index"]]
+            steps = model.schedule.steps
+            t = torch.tensor([int(torch.randint(steps, (1,), generator=g)) for g in gens])
+            noise = torch.stack([torch.randn(out["real"].shape[1:], generator=g) for g in gens])
+            t, noise = t.to(self.device), noise.to(self.device)
+            pred = model(model.schedule.q_sample(out["real"], t, noise), labels, t=t)
+            out["eps_mse"] = (pred.float() - noise).pow(2).flatten(1).mean(1)
         ext = self.get_extractor()
         if ext is not None:
             out["fake_feats"], out["fake_logits"] = ext(out["fake"])
@@ -455,6 +486,8 @@ class GenerateTask(BaseTask):
         if self.family == "vae":
             evaluators["elbo"] = MeanOf("neg_elbo", "val_neg_elbo")
             evaluators["recon"] = MeanOf("recon", "val_recon")
+        if self.family == "ddpm":
+            evaluators["eps"] = MeanOf("eps_mse", "val_eps_mse")
         if self.get_extractor() is not None:
             cfg = self.cfg
             evaluators["fid"] = FIDEvaluator()
