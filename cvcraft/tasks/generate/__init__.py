@@ -36,8 +36,25 @@ register_task(
         monitor="moment_dist",
         monitor_mode="min",
         lower_is_better=("moment_dist",),
-        summary_keys=("moment_dist", "d_loss", "g_loss", "best_epoch", "train_seconds"),
-        val_keys=("moment_dist", "val_images"),
+        summary_keys=(
+            "fid",
+            "kid",
+            "cond_acc",
+            "min_class_share",
+            "moment_dist",
+            "best_epoch",
+            "train_seconds",
+        ),  # fmt: skip
+        val_keys=(
+            "fid",
+            "kid",
+            "cond_acc",
+            "min_class_share",
+            "moment_dist",
+            "val_neg_elbo",
+            "val_eps_mse",
+            "val_images",
+        ),  # fmt: skip
         demo_preset=DEMO_PRESET,
         predict_needs_source=False,
     )
