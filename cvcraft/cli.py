@@ -568,7 +568,7 @@ def run(argv: list[str]) -> Any:
         print(json.dumps({k: metrics[k] for k in spec.val_keys if k in metrics}))
         print(f"results saved to {out}")
         return metrics
-    if not cfg.source:
+    if not cfg.source and spec.predict_needs_source:
         raise ConfigError("predict needs source=<image file or folder>")
     results = task_cls.predict(cfg, out)
     for r in results[:20]:

@@ -242,6 +242,13 @@ def rename_deprecated(cls: type[TrainConfig], values: dict[str, Any]) -> dict[st
     """Old key spellings (``cls.renamed = {old: new}``) become the new ones, with a one-line
     note; giving both is an error."""
     out = dict(values)
+    # ``cls.aliases``: other spellings that are not deprecated (``class=`` for ``label=``,
+    # where the natural name is a Python keyword and cannot be a field)
+    for alias, key in getattr(cls, "aliases", {}).items():
+        if alias in out:
+            if key in out:
+                raise ConfigError(f"{alias}= and {key}= are the same key; give only one")
+            out[key] = out.pop(alias)
     for old, new in getattr(cls, "renamed", {}).items():
         if old not in out:
             continue

@@ -341,6 +341,8 @@ class Trainer:
         self.step_now = True
         self.model: nn.Module
         self.extra_parts: dict[str, ModelPart] = {}
+        # optimizer keys the task sets for the primary model (a GAN generator's Adam betas)
+        self.primary_optimizer: dict[str, Any] = {}
         self.train_loader: Any = None
         self.steps_per_epoch = 0
 
@@ -420,7 +422,7 @@ class Trainer:
                     part.model = wrap_model(part.model, cfg.sync_bn, self.device)
             self.log(f"DDP: {world_size()} processes, global batch {cfg.batch}")
         self.steps_per_epoch = max(1, len(self.train_loader) // cfg.accumulate)
-        self.optimizer, self.scheduler = self._optimizer_for(model, {})
+        self.optimizer, self.scheduler = self._optimizer_for(model, self.primary_optimizer)
         self.ema = (
             ModelEMA(model, decay=cfg.ema_decay, warmup_tau=cfg.ema_tau or None)
             if cfg.ema

@@ -3,7 +3,14 @@
 Importing this package imports every model module so that each registers itself.
 """
 
-from cvcraft.models import classification, detection, fusion, pose, segmentation  # noqa: F401
+from cvcraft.models import (  # noqa: F401  (registers)
+    classification,
+    detection,
+    fusion,
+    generative,
+    pose,
+    segmentation,
+)
 from cvcraft.models.features import FeatureListNet
 from cvcraft.models.registry import (
     MODELS,

@@ -46,6 +46,9 @@ _PACKAGE_DEFAULTS: dict[str, dict[str, Any]] = {
                "optimizer": "adamw", "lr": 0.002, "weight_decay": 5e-4},
     "segmentation": {"input_size": (3, 512, 512), "mean": IMAGENET_MEAN, "std": IMAGENET_STD,
                 "optimizer": "sgd", "lr": 0.01, "weight_decay": 1e-4},
+    # generators output tanh images in [-1, 1]: x = (pixel - 0.5) / 0.5
+    "generative": {"input_size": (1, 28, 28), "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5),
+                "optimizer": "adam", "lr": 2e-4, "weight_decay": 0.0},
 }  # fmt: skip
 
 

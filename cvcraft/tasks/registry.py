@@ -58,6 +58,8 @@ class TaskSpec:
     # "mask", ... (``viz.augment_grid`` draws by kind)
     target_kind: str = "label"
     default_imgsz: int = 256  # the augment grid's image size when imgsz= is not given
+    # whether ``predict`` reads images (source=); a generator samples from noise instead
+    predict_needs_source: bool = True
 
     def load_class(self) -> type:
         return _load(self.task_class)

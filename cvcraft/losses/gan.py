@@ -1,0 +1,71 @@
+"""GAN objectives: the discriminator's and the generator's loss for each formulation, and
+the WGAN-GP gradient penalty.
+
+- ``bce`` (non-saturating, Goodfellow 2014): D minimises BCE(D(x), 1) + BCE(D(G(z)), 0);
+  G minimises BCE(D(G(z)), 1) = softplus(-D(G(z))) (not -log(1-D), which saturates).
+  ``smooth`` is one-sided label smoothing: real targets 1 - smooth (Salimans et al. 2016).
+- ``hinge`` (Lim & Ye 2017; SN-GAN, BigGAN): D: relu(1 - D(x)) + relu(1 + D(G(z))); G: -D(G(z)).
+- ``wgan`` (Arjovsky 2017): the critic maximises D(x) - D(G(z)): D: D(G(z)) - D(x); G: -D(G(z)).
+  It needs a Lipschitz constraint: the gradient penalty below (WGAN-GP, Gulrajani 2017).
+
+Logits are raw discriminator outputs, any shape (N, ...); losses are batch means.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from cvcraft.errors import ConfigError
+
+GAN_LOSSES = ("bce", "hinge", "wgan")
+
+
+def _check(kind: str) -> None:
+    if kind not in GAN_LOSSES:
+        raise ConfigError(f"GAN loss {kind!r} is not one of {', '.join(GAN_LOSSES)}")
+
+
+def d_loss(
+    kind: str, real_logits: torch.Tensor, fake_logits: torch.Tensor, smooth: float = 0.0
+) -> torch.Tensor:
+    """The discriminator's loss on real and (detached) fake logits."""
+    _check(kind)
+    if kind == "bce":
+        real_t = torch.full_like(real_logits, 1.0 - smooth)
+        real = F.binary_cross_entropy_with_logits(real_logits, real_t)
+        return real + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
+    if kind == "hinge":
+        return F.relu(1.0 - real_logits).mean() + F.relu(1.0 + fake_logits).mean()
+    return fake_logits.mean() - real_logits.mean()
+
+
+def g_loss(kind: str, fake_logits: torch.Tensor) -> torch.Tensor:
+    """The generator's loss on the discriminator's logits of its samples."""
+    _check(kind)
+    if kind == "bce":
+        return F.softplus(-fake_logits).mean()  # = BCE(fake_logits, 1)
+    return -fake_logits.mean()
+
+
+def gradient_penalty(
+    critic: Callable[[torch.Tensor], torch.Tensor],
+    real: torch.Tensor,
+    fake: torch.Tensor,
+    eps: torch.Tensor,
+) -> torch.Tensor:
+    """WGAN-GP's E[(‖∇x̂ D(x̂)‖₂ - 1)²] at x̂ = ε·real + (1-ε)·fake, ε ~ U(0, 1) per sample.
+
+    ``real``/``fake`` (N, ...), ``eps`` (N,) drawn by the caller (so a resume replays it).
+    The input gradient is built with ``create_graph=True``, so backward of the penalty
+    reaches the critic's weights (a double backward).
+    """
+    if real.shape != fake.shape:
+        raise ConfigError(f"real {tuple(real.shape)} and fake {tuple(fake.shape)} differ")
+    e = eps.to(real.dtype).view(-1, *([1] * (real.ndim - 1)))
+    x = (e * real.detach() + (1 - e) * fake.detach()).requires_grad_(True)
+    out = critic(x)
+    (grad,) = torch.autograd.grad(out.sum(), x, create_graph=True)
+    return (grad.flatten(1).norm(dim=1) - 1).pow(2).mean()
