@@ -280,13 +280,6 @@ def resize_boxes(
     return map_boxes(boxes, lambda p: resize_points(p, in_size, out_size))
 
 
-def resize_keypoints(
-    keypoints: np.ndarray, in_size: tuple[int, int], out_size: tuple[int, int]
-) -> np.ndarray:
-    """Scale keypoint coordinates by the resize factors."""
-    return map_keypoints(keypoints, lambda p: resize_points(p, in_size, out_size), out_size)
-
-
 # --------------------------------------------------------------------------- crop / pad
 
 
@@ -331,11 +324,6 @@ def crop_points(xy: np.ndarray, top: float, left: float) -> np.ndarray:
     return np.asarray(xy, dtype=np.float64) - np.array([left, top])
 
 
-def crop_boxes(boxes: np.ndarray, top: int, left: int) -> np.ndarray:
-    """Shift xyxy boxes into a crop window (unclipped; see ``filter_boxes``)."""
-    return map_boxes(boxes, lambda p: crop_points(p, top, left))
-
-
 def crop_keypoints(
     keypoints: np.ndarray, top: int, left: int, height: int, width: int
 ) -> np.ndarray:
@@ -374,11 +362,6 @@ def _channels(image: np.ndarray) -> int:
 def pad_points(xy: np.ndarray, top: float, left: float) -> np.ndarray:
     """x' = x + left, y' = y + top."""
     return np.asarray(xy, dtype=np.float64) + np.array([left, top])
-
-
-def pad_boxes(boxes: np.ndarray, top: int, left: int) -> np.ndarray:
-    """Shift xyxy boxes by the top/left padding."""
-    return map_boxes(boxes, lambda p: pad_points(p, top, left))
 
 
 def pad_masks(masks: np.ndarray, padding: tuple[int, int, int, int]) -> np.ndarray:
@@ -466,18 +449,6 @@ def affine_points(xy: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     m = np.asarray(matrix, dtype=np.float64)
     p = np.asarray(xy, dtype=np.float64) - 0.5
     return p @ m[:, :2].T + m[:, 2] + 0.5
-
-
-def warp_affine_boxes(boxes: np.ndarray, matrix: np.ndarray) -> np.ndarray:
-    """Enclosing xyxy box of each box's four warped corners (unclipped)."""
-    return map_boxes(boxes, lambda p: affine_points(p, matrix))
-
-
-def warp_affine_keypoints(
-    keypoints: np.ndarray, matrix: np.ndarray, size: tuple[int, int]
-) -> np.ndarray:
-    """Warp keypoints; those landing outside ``size=(h, w)`` become invisible."""
-    return map_keypoints(keypoints, lambda p: affine_points(p, matrix), size)
 
 
 def to_homogeneous(matrix: np.ndarray) -> np.ndarray:
