@@ -17,7 +17,7 @@ et al. 2018). Classes with no items get weight 0.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -355,3 +355,20 @@ def build_sampler(
 # ``(epoch, index, repeat)`` keys are understood by the one dataset (``AugmentedDataset``):
 # a repeat > 0 seeds the augmentation with ``[seed, epoch, index, repeat]`` (module doc).
 RepeatAwareDataset = AugmentedDataset
+
+
+def weights_from_spec(
+    spec: Sequence[Any], labels: Callable[[], Any], num_classes: int
+) -> list[float] | None:
+    """The loss weights ``class_weights=`` asks for, the same way in every task: None for
+    [] or [none]; [inverse] / [sqrt] from the counts of ``labels()`` (image labels, or mask
+    pixels in segmentation; called only then); numbers as given (one per class)."""
+    if not spec or (len(spec) == 1 and spec[0] == "none"):
+        return None
+    if len(spec) == 1 and isinstance(spec[0], str):
+        return class_weights(labels(), spec[0], num_classes).astype(np.float32).tolist()
+    if len(spec) != num_classes:
+        raise ConfigError(
+            f"class_weights has {len(spec)} values but the data has {num_classes} classes"
+        )
+    return [float(w) for w in spec]

@@ -177,6 +177,25 @@ def _coerce(key: str, value: Any, typ: Any) -> Any:
     return value
 
 
+CLASS_WEIGHT_MODES = ("none", "inverse", "sqrt")
+
+
+def check_class_weights(spec: list) -> None:
+    """``class_weights=`` in every task: [] / [none] (equal), [inverse] or [sqrt] (from the
+    training labels' counts), or one number >= 0 per class."""
+    if len(spec) == 1 and isinstance(spec[0], str):
+        if spec[0] not in CLASS_WEIGHT_MODES:
+            raise ConfigError(
+                f"class_weights={spec[0]!r}: use {', '.join(CLASS_WEIGHT_MODES)} or a list of "
+                "numbers (one per class)"
+            )
+        return
+    if any(isinstance(w, bool) or not isinstance(w, (int, float)) or w < 0 for w in spec):
+        raise ConfigError(
+            f"class_weights={spec} must be none|inverse|sqrt or numbers >= 0 (one per class)"
+        )
+
+
 def resolve_choices(choices: tuple[Any, ...] | str | None) -> tuple[Any, ...] | None:
     """A field's allowed values: the tuple itself, or the names of registry ``"module:ATTR"``."""
     if not isinstance(choices, str):

@@ -191,3 +191,34 @@ def test_classify_mixup_alphas_have_their_own_names_old_spelling_works(capsys):
 
     with pytest.raises(ConfigError, match=r"mixup=1.5 must be in \[0, 1\]"):
         task_config("detect", {"mixup": "1.5"})
+
+
+def test_class_weights_is_one_knob_in_classify_and_segment():
+    from cvcraft.data.sampling import class_weights, weights_from_spec
+    from cvcraft.errors import ConfigError
+    from cvcraft.tasks.segment.task import mask_pixel_labels
+
+    for task in ("classify", "segment"):
+        assert task_config(task, {"class_weights": "inverse"}).class_weights == ["inverse"]
+        assert task_config(task, {"class_weights": "[0.5, 2]"}).class_weights == [0.5, 2]
+        with pytest.raises(ConfigError, match="class_weights='inversee'"):
+            task_config(task, {"class_weights": "inversee"})
+    labels = np.array([0, 0, 0, 1, 2, 2])
+    w = weights_from_spec(["sqrt"], lambda: labels, 3)
+    np.testing.assert_allclose(w, class_weights(labels, "sqrt", 3).astype(np.float32))
+    assert weights_from_spec(["none"], lambda: 1 / 0, 3) is None  # counts never read
+    with pytest.raises(ConfigError, match="2 values but the data has 3 classes"):
+        weights_from_spec([1.0, 2.0], lambda: labels, 3)
+
+    class Masks:
+        def __len__(self):
+            return 2
+
+        def sample(self, i):
+            from cvcraft.structures import Sample
+
+            m = np.array([[0, 1, 255], [1, 1, 7]], np.uint8) if i == 0 else np.zeros((2, 3))
+            return Sample(np.zeros((2, 3, 3), np.uint8), semantic_mask=m.astype(np.uint8))
+
+    pix = mask_pixel_labels(Masks(), 3, seed=0)
+    assert sorted(pix.tolist()) == sorted([0, 1, 1, 1] + [0] * 6)

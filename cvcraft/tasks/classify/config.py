@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from cvcraft.engine.config import TrainConfig, _opt
+from cvcraft.engine.config import TrainConfig, _opt, check_class_weights
 from cvcraft.errors import ConfigError
 
 
@@ -55,8 +55,8 @@ class ClassifyConfig(TrainConfig):
     )
     folds: int = _opt(0, "k-fold: train on the other folds of train + val (0 = off)")
     fold: int = _opt(0, "k-fold: which stratified fold is validation (0 .. folds - 1)")
-    class_weights: str = _opt(
-        "none", "per-class loss weights from label counts", ("none", "inverse", "sqrt")
+    class_weights: list = _opt(
+        [], "per-class loss weights: inverse | sqrt (from label counts) or one number per class"
     )
     # knowledge distillation (Hinton et al. 2015; FitNets hints)
     teacher: str = _opt("", "a classify checkpoint to distil from (same classes)")
@@ -90,6 +90,7 @@ class ClassifyConfig(TrainConfig):
         for k in ("mix_prob", "mix_switch", "kd_alpha"):
             if not 0.0 <= getattr(self, k) <= 1.0:
                 raise ConfigError(f"{k}={getattr(self, k)} must be in [0, 1]")
+        check_class_weights(self.class_weights)
         if self.kd_t <= 0:
             raise ConfigError(f"kd_t={self.kd_t} must be > 0")
         if self.teacher and not Path(self.teacher).is_file():

@@ -27,8 +27,8 @@ from cvcraft.data.io import list_images
 from cvcraft.data.sampling import (
     RepeatAwareDataset,
     build_sampler,
-    class_weights,
     label_distribution,
+    weights_from_spec,
 )
 from cvcraft.data.stats_cache import cached_stats
 from cvcraft.engine import distributed as ddp
@@ -107,9 +107,7 @@ def build_criterion(cfg: ClassifyConfig, labels: np.ndarray, num_classes: int) -
     hard targets; with soft targets (mixing) ``MixupCutmix`` has already applied it."""
     soft = uses_soft_targets(cfg)
     smoothing = 0.0 if soft else cfg.label_smoothing
-    w = None
-    if cfg.class_weights != "none":
-        w = class_weights(labels, cfg.class_weights, num_classes).astype(np.float32).tolist()
+    w = weights_from_spec(cfg.class_weights, lambda: labels, num_classes)
     if cfg.loss == "focal":
         return build_loss("focal", alpha=w)
     return build_loss(cfg.loss, label_smoothing=smoothing, weight=w)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from cvcraft.engine.config import TrainConfig, _opt
+from cvcraft.engine.config import TrainConfig, _opt, check_class_weights
 from cvcraft.errors import ConfigError
 
 
@@ -30,7 +30,9 @@ class SegmentConfig(TrainConfig):
     focal_gamma: float = _opt(2.0, "focal loss gamma")
     aux_weight: float = _opt(0.4, "weight of each auxiliary / deep-supervision output's loss")
     ignore_index: int = _opt(255, "mask value ignored by losses and metrics")
-    class_weights: list = _opt([], "per-class loss weights, one per class (empty = equal)")
+    class_weights: list = _opt(
+        [], "per-class loss weights: inverse | sqrt (from mask pixel counts) or one per class"
+    )
     resize: int = _opt(0, "resize the longer image side to this first (0 = native resolution)")
     overlap: float = _opt(0.25, "sliding-window overlap fraction for images larger than imgsz")
     size_divisor: int = _opt(32, "inference pads inputs to a multiple of this (model stride)")
@@ -73,7 +75,6 @@ class SegmentConfig(TrainConfig):
             raise ConfigError("size_divisor must be >= 1, resize >= 0 and aux_weight >= 0")
         if not 0 <= self.ignore_index <= 255:
             raise ConfigError(f"ignore_index={self.ignore_index} must be in [0, 255] (uint8 masks)")
-        if any(not isinstance(w, (int, float)) or w < 0 for w in self.class_weights):
-            raise ConfigError(f"class_weights={self.class_weights} must be numbers >= 0")
+        check_class_weights(self.class_weights)
         if not (0 <= self.hsv_h <= 0.5 and 0 <= self.hsv_s <= 1 and 0 <= self.hsv_v <= 1):
             raise ConfigError("need 0 <= hsv_h <= 0.5, 0 <= hsv_s <= 1, 0 <= hsv_v <= 1")

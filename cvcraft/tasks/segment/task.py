@@ -26,6 +26,7 @@ from torch import nn
 from cvcraft.data.collate import collate_segment
 from cvcraft.data.io import list_images, write_image
 from cvcraft.data.loader import build_loader
+from cvcraft.data.sampling import weights_from_spec
 from cvcraft.data.segmentation import SegSplits, load_segmentation, segment_dataset
 from cvcraft.engine.device import autocast, select_device
 from cvcraft.engine.evaluation import run_evaluation
@@ -175,6 +176,16 @@ def sliding_window_logits(
     return acc / count  # type: ignore[operator]
 
 
+def mask_pixel_labels(data: Any, num_classes: int, seed: int, n: int = 64) -> np.ndarray:
+    """The class of every labelled pixel of up to ``n`` seeded training masks (ignored and
+    out-of-range values left out): the counts ``class_weights=inverse|sqrt`` weigh by."""
+    rng = np.random.default_rng([seed, 13])
+    idx = np.sort(rng.permutation(len(data))[: min(n, len(data))])
+    pixels = [np.asarray(data.sample(int(i)).semantic_mask).reshape(-1) for i in idx]
+    flat = np.concatenate(pixels) if pixels else np.zeros(0, np.int64)
+    return flat[flat < num_classes].astype(np.int64)
+
+
 class TeacherLogits(nn.Module):
     """A segmentation teacher on uint8 batches: its own normalisation, main logits only,
     resized to the input when the model outputs a coarser map."""
@@ -307,11 +318,9 @@ class SegmentTask(BaseTask):
         train = take_fraction(splits.train, cfg.fraction, cfg.seed)
         self.classes = list(splits.classes)
         k = len(self.classes)
-        if cfg.class_weights and len(cfg.class_weights) != k:
-            raise ConfigError(
-                f"class_weights has {len(cfg.class_weights)} values but the data has {k} "
-                f"classes {self.classes[:10]}"
-            )
+        weights = weights_from_spec(
+            cfg.class_weights, lambda: mask_pixel_labels(train, k, cfg.seed), k
+        )
         resume = self.check_resume(trainer)
         if resume is not None and resume.get("norm_stats") is not None:
             self.stats = resume["norm_stats"]
@@ -340,7 +349,7 @@ class SegmentTask(BaseTask):
         self.criterion = build_segmentation_loss(
             cfg.loss,
             ignore_index=cfg.ignore_index,
-            class_weights=cfg.class_weights or None,
+            class_weights=weights,
             aux_weight=cfg.aux_weight,
             focal_gamma=cfg.focal_gamma,
         ).to(trainer.device)
