@@ -175,7 +175,9 @@ def _explain_boxes(
     alpha = parse_number(args.get("alpha", "0.45"), "alpha")
     results = []
     for f, img in _letterboxed(list_images(args["source"]), int(state.get("imgsz", 640))):
-        x = to_inputs(torch.from_numpy(img).permute(2, 0, 1)[None], device)
+        x = to_inputs(
+            torch.from_numpy(img).permute(2, 0, 1)[None], device, int(state.get("in_chans", 3))
+        )
         with torch.no_grad():
             det = model.postprocess(model(x), conf=conf, max_det=top)[0]
         k_up, big = _enlarge(img)

@@ -51,7 +51,7 @@ def test_predict_maps_boxes_back_through_a_known_letterbox(tmp_path, monkeypatch
     # a 100 x 200 (h x w) image letterboxed to 64: scale 0.32, pad top 16 (left 0). The box
     # [16, 24, 48, 40] in input pixels is x = 16/0.32 .. 48/0.32, y = (24-16)/0.32 .. (40-16)/0.32
     model = FixedBoxDetector([16, 24, 48, 40])
-    monkeypatch.setattr(det, "build_detector", lambda name, nc, kw: model)
+    monkeypatch.setattr(det, "build_detector", lambda name, nc, kw, in_chans=3: model)
     ckpt = tmp_path / "w.pt"
     state = {"task": "detect", "model_name": "fixed", "num_classes": 2, "classes": ["a", "b"],
              "category_ids": [5, 8], "imgsz": 64, "model": model.state_dict()}  # fmt: skip

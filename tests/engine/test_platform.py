@@ -222,3 +222,29 @@ def test_class_weights_is_one_knob_in_classify_and_segment():
 
     pix = mask_pixel_labels(Masks(), 3, seed=0)
     assert sorted(pix.tolist()) == sorted([0, 1, 1, 1] + [0] * 6)
+
+
+def test_detect_has_in_chans_like_the_other_tasks(tmp_path):
+    """A grey (1-channel) detector trains, validates and predicts through the CLI."""
+    import json
+
+    from cvcraft.cli import main
+    from cvcraft.tasks.detect.task import DetectTask
+
+    keys = ["data=shapes:24", "model=yolo_p", "imgsz=64", "batch=8", "workers=0", "epochs=1",
+            "progress=false", "plots=false", "mosaic=0", "in_chans=1"]  # fmt: skip
+    assert main(["train", "detect", *keys, f"out={tmp_path / 'run'}"]) == 0
+    weights = tmp_path / "run" / "best.pt"
+    model, state = DetectTask.load_model(weights, torch.device("cpu"))
+    first = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    assert first.in_channels == 1 and state["in_chans"] == 1
+    val = ["val", "detect", f"weights={weights}", "data=shapes:24", "imgsz=64", "workers=0",
+           "plots=false", f"out={tmp_path / 'val'}"]  # fmt: skip
+    assert main(val) == 0
+    trained = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    again = json.loads((tmp_path / "val" / "metrics.json").read_text())
+    assert again["map"] == pytest.approx(trained["map"], abs=1e-9)
+    from cvcraft.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="in_chans=2"):
+        task_config("detect", {"in_chans": "2"})

@@ -22,6 +22,7 @@ class DetectConfig(TrainConfig):
     imgsz: int = _opt(640, "square (letterboxed) input size")
     batch: int = _opt(16, "batch size per optimizer step (before accumulation)")
     model_kwargs: dict = _opt({}, "extra model options")
+    in_chans: int = _opt(3, "input channels of the model (1: trained and run on grey images)")
     optimizer: str = _opt("adamw", "optimizer", "cvcraft.engine.optim:OPTIMIZERS")
     lr: float = _opt(0.002, "base learning rate (the peak after warmup)")
     warmup_epochs: float = _opt(3.0, "linear warmup length in epochs (fractions allowed)")
@@ -76,6 +77,8 @@ class DetectConfig(TrainConfig):
         for k in ("degrees", "shear", "close_mosaic", "perspective"):
             if getattr(self, k) < 0:
                 raise ConfigError(f"{k}={getattr(self, k)} must be >= 0")
+        if self.in_chans not in (1, 3):
+            raise ConfigError(f"in_chans={self.in_chans}: detection takes 1 (grey) or 3 (RGB)")
         if self.max_det < 1:
             raise ConfigError(f"max_det={self.max_det} must be >= 1")
         if self.gt and not Path(self.gt).is_file():

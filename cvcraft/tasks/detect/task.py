@@ -67,15 +67,24 @@ GRID_TILE = 192  # minimum side of a tile in the prediction grid (px)
 TTA_SCALES = (1.0, 0.83, 0.67)  # with a horizontal flip on the 0.83 pass (YOLOv5's TTA)
 
 
-def to_inputs(images: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """uint8 (N, 3, H, W) -> float 0-1 on ``device`` (the detector contract's input)."""
-    return images.to(device, non_blocking=True).float().div_(255.0)
+def to_inputs(images: torch.Tensor, device: torch.device, in_chans: int = 3) -> torch.Tensor:
+    """uint8 (N, 3, H, W) -> float 0-1 on ``device`` (the detector contract's input); a
+    one-channel detector (``in_chans=1``) gets the channel mean (grey)."""
+    x = images.to(device, non_blocking=True).float().div_(255.0)
+    if in_chans == 1 and x.shape[1] == 3:
+        x = x.mean(dim=1, keepdim=True)
+    return x
 
 
-def build_detector(name: str, num_classes: int, model_kwargs: dict[str, Any]) -> nn.Module:
+def build_detector(
+    name: str, num_classes: int, model_kwargs: dict[str, Any], in_chans: int = 3
+) -> nn.Module:
     """``create_model`` for a detector; raises ConfigError if ``name`` is not one."""
+    kw = dict(model_kwargs)
+    if in_chans != 3:  # only then: a detector's constructor default is RGB
+        kw["in_chans"] = in_chans
     model = build_model_with(
-        name, model_kwargs, lambda: create_model(name, num_classes=num_classes, **model_kwargs)
+        name, model_kwargs, lambda: create_model(name, num_classes=num_classes, **kw)
     )
     if not (hasattr(model, "loss") and hasattr(model, "postprocess")):
         raise ConfigError(
@@ -166,7 +175,7 @@ class DetectTask(BaseTask):
         if not self.gt["annotations"]:
             self.no_val_objects(trainer, len(splits.val))
         self.device = trainer.device
-        model = build_detector(cfg.model, len(self.classes), cfg.model_kwargs)
+        model = build_detector(cfg.model, len(self.classes), cfg.model_kwargs, cfg.in_chans)
         if cfg.backbone_weights and resume is None:
             init_backbone(model, cfg.backbone_weights)
         self.stride = int(getattr(model, "stride", 32))
@@ -234,17 +243,27 @@ class DetectTask(BaseTask):
             print(f"epoch {epoch + 1}: Mosaic off for the last {self.cfg.epochs - epoch} epochs")
 
     def checkpoint_meta(self) -> dict[str, Any]:
-        return {**super().checkpoint_meta(), "category_ids": self.category_ids}
+        return {
+            **super().checkpoint_meta(),
+            "category_ids": self.category_ids,
+            "in_chans": self.cfg.in_chans,
+        }
 
     @classmethod
     def model_from_checkpoint(cls, state: dict[str, Any]) -> nn.Module:
         return build_detector(
-            state["model_name"], int(state["num_classes"]), state.get("model_kwargs") or {}
-        )
+            state["model_name"], int(state["num_classes"]), state.get("model_kwargs") or {},
+            int(state.get("in_chans", 3)),
+        )  # fmt: skip
+
+    def apply_checkpoint(self, state: dict[str, Any]) -> None:
+        """The trained input size and channel count."""
+        super().apply_checkpoint(state)
+        self.cfg.in_chans = int(state.get("in_chans", 3))
 
     # -- train / eval
     def train_loss(self, model: nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, int]:
-        x = to_inputs(batch["images"], self.device)
+        x = to_inputs(batch["images"], self.device, self.cfg.in_chans)
         targets = batch_targets(batch, self.device)
         if self.cfg.multi_scale:
             rng = np.random.default_rng([self.cfg.seed, self._epoch, self._step, 2])
@@ -362,7 +381,7 @@ def detector_forward(cfg: DetectConfig, device: torch.device) -> Any:
     loss on the same outputs (every detector here defines it on eval outputs)."""
 
     def forward(model: nn.Module, batch: dict[str, Any]) -> dict[str, Any]:
-        x = to_inputs(batch["images"], device)
+        x = to_inputs(batch["images"], device, cfg.in_chans)
         if cfg.tta:
             return {"dets": tta_detect(model, x, cfg.val_conf, cfg.iou, cfg.max_det)}
         out = model(x)
@@ -436,7 +455,7 @@ def prediction_grid(
     tiles = []
     for i in idx:  # a handful of images; one forward each keeps memory flat
         s = Letterbox(cfg.imgsz)(data.sample(int(i)))
-        x = to_inputs(torch.from_numpy(s.image).permute(2, 0, 1)[None], device)
+        x = to_inputs(torch.from_numpy(s.image).permute(2, 0, 1)[None], device, cfg.in_chans)
         d = model.postprocess(model(x), conf=cfg.conf, iou=cfg.iou, max_det=cfg.max_det)[0]
         k = max(1, -(-GRID_TILE // cfg.imgsz))  # small inputs are enlarged so captions fit
         img = cv2.resize(s.image, None, fx=k, fy=k, interpolation=cv2.INTER_NEAREST)
@@ -501,6 +520,7 @@ def predict_detector(cfg: DetectConfig, out: Path) -> list[dict[str, Any]]:
     classes = list(state["classes"])
     cat_ids = list(state.get("category_ids") or range(1, len(classes) + 1))
     imgsz = int(state.get("imgsz", cfg.imgsz))
+    in_chans = int(state.get("in_chans", 3))
     files = list_images(cfg.source)
     image_ids, cat_ids, note = coco_ids(files, classes, cat_ids, cfg.gt)
     print(f"predictions.json: {note}")
@@ -515,8 +535,9 @@ def predict_detector(cfg: DetectConfig, out: Path) -> list[dict[str, Any]]:
             continue
         boxed = [Letterbox(imgsz)(Sample(im)) for _, im in read]
         x = to_inputs(
-            torch.from_numpy(np.stack([s.image for s in boxed])).permute(0, 3, 1, 2), device
-        )
+            torch.from_numpy(np.stack([s.image for s in boxed])).permute(0, 3, 1, 2), device,
+            in_chans,
+        )  # fmt: skip
         with autocast(device, cfg.amp):
             if cfg.tta:
                 dets = tta_detect(model, x, cfg.conf, cfg.iou, cfg.max_det)
