@@ -34,6 +34,31 @@ class Evaluator(Protocol):
     def compute(self) -> dict[str, Any]: ...
 
 
+class MetricsWithLoss:
+    """An evaluator made of a streaming metrics object (``self.metrics``: reset/update/
+    state_dict/merge/compute) plus a summed loss and its count, reported as ``val_loss``.
+    Subclasses set ``self.metrics`` before calling ``reset()`` and write ``update``."""
+
+    metrics: Any
+
+    def reset(self) -> None:
+        self.metrics.reset()
+        self.loss_sum, self.n = 0.0, 0
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"metrics": self.metrics.state_dict(), "loss_sum": self.loss_sum, "n": self.n}
+
+    def merge(self, state: dict[str, Any]) -> None:
+        self.metrics.merge(state["metrics"])
+        self.loss_sum += state["loss_sum"]
+        self.n += state["n"]
+
+    def compute(self) -> dict[str, Any]:
+        out = self.metrics.compute()
+        out["val_loss"] = self.loss_sum / max(self.n, 1)
+        return out
+
+
 def merge_across_ranks(evaluators: Sequence[Evaluator]) -> None:
     """Under DDP, replace each evaluator's state by the merge of every rank's (rank order)."""
     if world_size() <= 1:

@@ -33,7 +33,7 @@ from cvcraft.data.sampling import (
 from cvcraft.data.stats_cache import cached_stats
 from cvcraft.engine import distributed as ddp
 from cvcraft.engine.device import autocast, select_device
-from cvcraft.engine.evaluation import run_evaluation
+from cvcraft.engine.evaluation import MetricsWithLoss, run_evaluation
 from cvcraft.engine.optim import unwrap_model
 from cvcraft.engine.trainer import ModelPart
 from cvcraft.errors import ConfigError, DataError
@@ -414,7 +414,7 @@ class PixelModel(nn.Module):
         return (out[0] if isinstance(out, tuple) else out).float()
 
 
-class ClassifyEvaluator:
+class ClassifyEvaluator(MetricsWithLoss):
     """Top-k accuracy, confusion matrix, per-class P/R/F1, ROC-AUC and the mean
     cross-entropy (``val_loss``) over the val set; ``metrics.json`` always has ``top5``
     (= top-k when k < 5 classes)."""
@@ -425,27 +425,14 @@ class ClassifyEvaluator:
         self.metrics = ClassificationMetrics(num_classes, topk=(1, self.k))
         self.reset()
 
-    def reset(self) -> None:
-        self.metrics.reset()
-        self.loss_sum, self.n = 0.0, 0
-
     def update(self, batch: dict[str, Any], logits: torch.Tensor) -> None:
         y = batch["labels"].to(self.device)
         self.loss_sum += float(nn.functional.cross_entropy(logits, y, reduction="sum"))
         self.n += int(y.shape[0])
         self.metrics.update(logits, y)
 
-    def state_dict(self) -> dict[str, Any]:
-        return {"metrics": self.metrics.state_dict(), "loss_sum": self.loss_sum, "n": self.n}
-
-    def merge(self, state: dict[str, Any]) -> None:
-        self.metrics.merge(state["metrics"])
-        self.loss_sum += state["loss_sum"]
-        self.n += state["n"]
-
     def compute(self) -> dict[str, Any]:
-        out = self.metrics.compute()
-        out["val_loss"] = self.loss_sum / max(self.n, 1)
+        out = super().compute()
         if f"top{self.k}" in out and self.k != 5:
             out["top5"] = out[f"top{self.k}"]
         return out

@@ -24,6 +24,7 @@ from cvcraft.data.collate import Collate
 from cvcraft.data.io import list_images
 from cvcraft.data.multilabel import MULTI_HOT, MultiLabelData, fold_splits, load_multilabel
 from cvcraft.engine.device import autocast, select_device
+from cvcraft.engine.evaluation import MetricsWithLoss
 from cvcraft.errors import DataError
 from cvcraft.losses.multilabel import MultiLabelLoss, bce_multilabel
 from cvcraft.metrics.multilabel import MultiLabelMetrics, precision_recall_curves
@@ -62,7 +63,7 @@ def build_criterion(cfg: MultilabelConfig, pos_weight: list[float] | None) -> Mu
     return MultiLabelLoss("bce", pos_weight)
 
 
-class MultilabelEvaluator:
+class MultilabelEvaluator(MetricsWithLoss):
     """``MultiLabelMetrics`` on sigmoid scores plus the masked mean BCE (``val_loss``)."""
 
     def __init__(self, num_classes: int, threshold: float, tune: bool, device: torch.device):
@@ -70,28 +71,11 @@ class MultilabelEvaluator:
         self.device = device
         self.reset()
 
-    def reset(self) -> None:
-        self.metrics.reset()
-        self.loss_sum, self.n = 0.0, 0
-
     def update(self, batch: dict[str, Any], logits: torch.Tensor) -> None:
         t = batch[MULTI_HOT].to(self.device)
         self.loss_sum += float(bce_multilabel(logits, t, reduction="sum"))
         self.n += int((t >= 0).sum())
         self.metrics.update(logits.sigmoid(), t)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"metrics": self.metrics.state_dict(), "loss_sum": self.loss_sum, "n": self.n}
-
-    def merge(self, state: dict[str, Any]) -> None:
-        self.metrics.merge(state["metrics"])
-        self.loss_sum += state["loss_sum"]
-        self.n += state["n"]
-
-    def compute(self) -> dict[str, Any]:
-        out = self.metrics.compute()
-        out["val_loss"] = self.loss_sum / max(self.n, 1)
-        return out
 
 
 class MultilabelTask(BaseTask):

@@ -29,7 +29,7 @@ from cvcraft.data.loader import build_loader
 from cvcraft.data.sampling import weights_from_spec
 from cvcraft.data.segmentation import SegSplits, load_segmentation, segment_dataset
 from cvcraft.engine.device import autocast, select_device
-from cvcraft.engine.evaluation import run_evaluation
+from cvcraft.engine.evaluation import MetricsWithLoss, run_evaluation
 from cvcraft.engine.trainer import ModelPart
 from cvcraft.errors import ConfigError, DataError
 from cvcraft.losses.distillation import kd_loss
@@ -203,7 +203,7 @@ class TeacherLogits(nn.Module):
         return out
 
 
-class SegmentationEvaluator:
+class SegmentationEvaluator(MetricsWithLoss):
     """Confusion-matrix metrics (mIoU, pixel accuracy, MPA, fwIoU, Dice, per-class IoU) and
     ``val_loss`` (``criterion`` over batches with any labelled pixel)."""
 
@@ -218,29 +218,12 @@ class SegmentationEvaluator:
         self.device, self.ignore_index, self.criterion = device, ignore_index, criterion
         self.reset()
 
-    def reset(self) -> None:
-        self.metrics.reset()
-        self.loss_sum, self.n = 0.0, 0
-
     def update(self, batch: dict[str, Any], logits: torch.Tensor) -> None:
         y = batch["masks"].to(self.device)
         if self.criterion is not None and bool((y != self.ignore_index).any()):
             self.loss_sum += float(self.criterion(logits, y)) * int(y.shape[0])
             self.n += int(y.shape[0])
         self.metrics.update(logits, y)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"metrics": self.metrics.state_dict(), "loss_sum": self.loss_sum, "n": self.n}
-
-    def merge(self, state: dict[str, Any]) -> None:
-        self.metrics.merge(state["metrics"])
-        self.loss_sum += state["loss_sum"]
-        self.n += state["n"]
-
-    def compute(self) -> dict[str, Any]:
-        out = self.metrics.compute()
-        out["val_loss"] = self.loss_sum / max(self.n, 1)
-        return out
 
 
 def segmenter_forward(
