@@ -437,6 +437,14 @@ class ClassifyEvaluator(MetricsWithLoss):
             out["top5"] = out[f"top{self.k}"]
         return out
 
+    def metric_names(self) -> set[str]:
+        """The numbers ``compute()`` reports, from made-up samples (the trainer checks
+        ``monitor=`` against them before the first epoch)."""
+        c = self.metrics.num_classes
+        probe = ClassifyEvaluator(c, self.k, torch.device("cpu"))
+        probe.update({"labels": torch.arange(c)}, torch.eye(c))  # one sample per class
+        return {k for k, v in probe.compute().items() if isinstance(v, (int, float))}
+
 
 def evaluate_classifier(
     model: nn.Module,
