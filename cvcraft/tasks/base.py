@@ -135,6 +135,7 @@ class BaseTask:
             self.evaluators(),
             device=self.device,
             amp=self.cfg.amp,
+            progress=bool(getattr(self.cfg, "progress", False)),
         )
 
     def finish(self, trainer: Any, model: nn.Module, metrics: dict[str, Any]) -> None:

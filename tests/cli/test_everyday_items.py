@@ -52,3 +52,64 @@ def test_12_the_early_check_knows_every_column_an_epoch_writes(task, tmp_path, m
         trainer.monitor = column
         trainer.cfg = type("C", (), {"ema": True})()
         trainer._check_monitor()  # raises ConfigError if the probe missed the column
+
+
+# ----------------------------------------------------------------------------- item 8
+def test_08_validation_shows_a_progress_bar(tmp_path, capsys):
+    out = tmp_path / "r"
+    assert main(["train", "classify", "data=shapes:64", "batch=16", "epochs=1", "imgsz=32",
+                 "workers=0", "plots=false", "progress=true", f"out={out}"]) == 0  # fmt: skip
+    err = capsys.readouterr().err
+    assert "val:" in err and "epoch 1/1:" in err
+    capsys.readouterr()
+    assert (
+        main(
+            [
+                "val",
+                "classify",
+                "data=shapes:64",
+                f"weights={out / 'best.pt'}",
+                "workers=0",
+                "plots=false",
+                "progress=true",
+                f"out={tmp_path / 'v'}",
+            ]
+        )
+        == 0
+    )
+    assert "val:" in capsys.readouterr().err
+    assert (
+        main(
+            [
+                "val",
+                "classify",
+                "data=shapes:64",
+                f"weights={out / 'best.pt'}",
+                "workers=0",
+                "plots=false",
+                "progress=false",
+                f"out={tmp_path / 'v2'}",
+            ]
+        )
+        == 0
+    )
+    assert "val:" not in capsys.readouterr().err
+
+
+def test_08_many_sliding_windows_get_a_warning():
+    import torch
+    from torch import nn
+
+    from cvcraft.tasks.segment.task import MANY_WINDOWS, sliding_window_logits, window_starts
+
+    model = nn.Conv2d(3, 2, 1)
+    # 4 x 4 = 16 windows of 32 px (stride 24) cover 104 px: at the limit, no warning
+    assert len(window_starts(104, 32, 24)) ** 2 == MANY_WINDOWS
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sliding_window_logits(model, torch.rand(1, 3, 104, 104), 32, overlap=0.25)
+    # one more window row and column: 25 windows, warned with the advice
+    with pytest.warns(UserWarning, match=r"25 windows of 32x32 px on each 128x128 image.*imgsz="):
+        sliding_window_logits(model, torch.rand(1, 3, 128, 128), 32, overlap=0.25)

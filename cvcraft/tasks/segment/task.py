@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -140,6 +141,9 @@ def padded_forward(model: nn.Module, x: torch.Tensor, divisor: int = 32) -> torc
     return out[..., :h, :w]
 
 
+MANY_WINDOWS = 16  # more windows per image than this gets a warning (a too-small imgsz)
+
+
 def window_starts(size: int, window: int, stride: int) -> list[int]:
     """Window offsets covering [0, size): every ``stride``, the last one flush with the end."""
     if size <= window:
@@ -164,10 +168,18 @@ def sliding_window_logits(
         return padded_forward(model, x, divisor)
     wh, ww = min(wh, h), min(ww, w)
     sy, sx = max(1, int(wh * (1 - overlap))), max(1, int(ww * (1 - overlap)))
+    ys, xs = window_starts(h, wh, sy), window_starts(w, ww, sx)
+    if len(ys) * len(xs) > MANY_WINDOWS:
+        warnings.warn(
+            f"sliding-window inference runs {len(ys) * len(xs)} windows of {wh}x{ww} px on each "
+            f"{h}x{w} image: slow, and each window sees little context. Use an imgsz= closer "
+            "to the images' size, or resize= them to the size the model was trained at",
+            stacklevel=2,
+        )
     acc: torch.Tensor | None = None
     count = torch.zeros(1, 1, h, w, device=x.device)
-    for y0 in window_starts(h, wh, sy):  # a few windows; each runs the whole batch
-        for x0 in window_starts(w, ww, sx):
+    for y0 in ys:  # a few windows; each runs the whole batch
+        for x0 in xs:
             out = padded_forward(model, x[..., y0 : y0 + wh, x0 : x0 + ww], divisor).float()
             if acc is None:
                 acc = torch.zeros(x.shape[0], out.shape[1], h, w, device=x.device)
