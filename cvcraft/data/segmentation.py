@@ -169,6 +169,12 @@ def read_mask(
     name = os.fspath(path)
     try:
         with Image.open(name) as im:
+            if im.format == "JPEG":
+                raise DataError(
+                    f"{name}: a JPEG mask: lossy compression changes pixel values along every "
+                    "edge, which invents classes that are not in the data; save the masks as "
+                    "PNG (lossless) and point the dataset at those"
+                )
             mode = im.mode
             arr = np.asarray(im)
     except FileNotFoundError:

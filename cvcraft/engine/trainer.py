@@ -598,7 +598,7 @@ class Trainer:
         names.add("val_loss")
         if self.cfg.ema:
             names |= {f"raw_{k}" for k in names}
-        names |= {"train_loss", "lr", "train_ips", "epoch_time"}
+        names |= {"epoch", "train_loss", "lr", "train_ips", "epoch_time"}
         if self.monitor not in names:
             raise ConfigError(
                 f"monitor={self.monitor!r} is not a metric of task {self.task.name}."

@@ -113,3 +113,112 @@ def test_08_many_sliding_windows_get_a_warning():
     # one more window row and column: 25 windows, warned with the advice
     with pytest.warns(UserWarning, match=r"25 windows of 32x32 px on each 128x128 image.*imgsz="):
         sliding_window_logits(model, torch.rand(1, 3, 128, 128), 32, overlap=0.25)
+
+
+# ----------------------------------------------------------------------------- item 9
+def _png_folder(root, classes, n=6):
+    import cv2
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    for c in classes:
+        (root / c).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            cv2.imwrite(str(root / c / f"{i}.png"), rng.integers(0, 256, (32, 32, 3), np.uint8))
+    return root
+
+
+def test_09_macosx_folders_and_forks_are_not_classes_or_images(tmp_path):
+    from cvcraft.data.imagefolder import read_imagefolder
+
+    root = _png_folder(tmp_path / "d", ["cat", "dog"])
+    _png_folder(root / "__MACOSX", ["cat"])  # what unzip leaves next to the classes
+    (root / "cat" / "._0.png").write_bytes(b"\x00\x05\x16\x07 not an image")  # a fork
+    data = read_imagefolder(root)
+    assert data.classes == ["cat", "dog"] and len(data) == 12
+
+
+def test_09_one_class_is_refused(tmp_path, capsys):
+    root = _png_folder(tmp_path / "d", ["only"], n=12)
+    code = main(["train", "classify", f"data={root}", "batch=4", "epochs=1", *FAST,
+                 f"out={tmp_path / 'r'}"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and "one class (only): a classifier needs at least two" in err
+
+
+def test_09_classes_in_another_order_reindex_the_labels(tmp_path):
+    from cvcraft.data.datasets import load_classification
+    from cvcraft.errors import DataError
+
+    root = _png_folder(tmp_path / "d", ["ant", "bee", "cat"], n=4)
+    found = load_classification(root, val_fraction=0.25, seed=0)
+    wanted = ["cat", "ant", "bee"]
+    mine = load_classification(root, val_fraction=0.25, seed=0, classes=wanted)
+    assert mine.classes == wanted and mine.train.classes == wanted
+    for a, b in ((found.train, mine.train), (found.val, mine.val)):
+        for i in range(len(a)):  # same image, and its label names the same class
+            assert a.describe(i) == b.describe(i)
+            assert a.classes[a.labels[i]] == b.classes[b.labels[i]]
+    with pytest.raises(DataError, match=r"the list has \['cow'\] that the data lacks"):
+        load_classification(root, classes=["ant", "bee", "cat", "cow"])
+    with pytest.raises(DataError, match=r"the list repeats \['ant'\]"):
+        load_classification(root, classes=["ant", "ant", "bee", "cat"])
+
+
+def test_09_classes_apply_to_shapes(tmp_path):
+    from cvcraft.data.datasets import load_classification
+    from cvcraft.errors import DataError
+
+    found = load_classification("shapes:60", seed=0)
+    wanted = list(reversed(found.classes))
+    mine = load_classification("shapes:60", seed=0, classes=wanted)
+    assert mine.classes == wanted
+    assert [found.classes[k] for k in found.train.labels] == [wanted[k] for k in mine.train.labels]
+    with pytest.raises(DataError, match="that the list lacks"):
+        load_classification("shapes:60", classes=["circle", "square"])
+
+
+def test_09_jpeg_masks_are_refused(tmp_path):
+    import cv2
+    import numpy as np
+
+    from cvcraft.data.segmentation import read_mask
+    from cvcraft.errors import DataError
+
+    mask = np.zeros((32, 32), np.uint8)
+    mask[8:24, 8:24] = 2
+    cv2.imwrite(str(tmp_path / "m.jpg"), mask)
+    cv2.imwrite(str(tmp_path / "m.png"), mask)
+    assert set(np.unique(read_mask(tmp_path / "m.png")).tolist()) == {0, 2}
+    with pytest.raises(DataError, match=r"m\.jpg: a JPEG mask: lossy.*save the masks as PNG"):
+        read_mask(tmp_path / "m.jpg")
+
+
+def test_09_boxes_training_clips_or_drops_are_counted(tmp_path, capsys):
+    import cv2
+    import numpy as np
+
+    root = tmp_path / "yolo"
+    for split, n in (("train", 8), ("val", 2)):
+        (root / "images" / split).mkdir(parents=True)
+        (root / "labels" / split).mkdir(parents=True)
+        for i in range(n):
+            cv2.imwrite(
+                str(root / "images" / split / f"{i}.jpg"), np.full((64, 64, 3), 40, np.uint8)
+            )
+            lines = ["0 0.5 0.5 0.25 0.25"]
+            if split == "train" and i == 0:
+                lines += ["0 0.95 0.5 0.3 0.2", "0 0.5 0.5 0.0 0.2"]  # leaves; no area
+            (root / "labels" / split / f"{i}.txt").write_text("\n".join(lines))
+    (root / "data.yaml").write_text(
+        "path: .\ntrain: images/train\nval: images/val\nnames:\n  0: box\n"
+    )
+    code = main(["train", "detect", f"data={root / 'data.yaml'}", "model=yolo_p", "imgsz=64",
+                 "batch=4", "epochs=1", "workers=0", "progress=false", "plots=false",
+                 f"out={tmp_path / 'r'}"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0
+    assert (
+        "data: train: 1 box(es) leave their image (training clips them to it) and 1 have no area"
+        in out
+    )

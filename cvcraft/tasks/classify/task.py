@@ -140,6 +140,13 @@ class ClassifyTask(BaseTask):
         val = splits.val
         train = take_fraction(splits.train, cfg.fraction, cfg.seed, len(splits.classes))
         self.classes = list(splits.classes)
+        if len(self.classes) < 2:
+            raise DataError(
+                f"{cfg.data}: one class ({', '.join(self.classes) or 'none'}): a classifier "
+                "needs at least two (with one, every prediction is right and top-1 is "
+                "always 1.0); add a folder per class, or check data= points at the folder "
+                "that holds the class folders"
+            )
         resume = self.check_resume(trainer)
         self.stats = self._stats(train, trainer.out, resume)
         self.train_data, self.val_data = train, val

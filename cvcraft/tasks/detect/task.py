@@ -27,6 +27,8 @@ from torch import nn
 
 from cvcraft.data import build_loader
 from cvcraft.data.collate import collate_detect
+from cvcraft.data.detection.check import count_bad_boxes
+from cvcraft.data.detection.container import DetectionData
 from cvcraft.data.detection_dataset import (
     DetectAugment,
     batch_targets,
@@ -38,6 +40,7 @@ from cvcraft.data.detection_dataset import (
 from cvcraft.data.io import list_images
 from cvcraft.engine.checkpoint import load_checkpoint
 from cvcraft.engine.device import autocast, select_device
+from cvcraft.engine.distributed import is_main_process
 from cvcraft.engine.evaluation import run_evaluation
 from cvcraft.engine.optim import unwrap_model
 from cvcraft.engine.trainer import weights_of
@@ -146,6 +149,10 @@ class DetectTask(BaseTask):
             )
         resume = self.check_resume(trainer)
         self.train_data, self.val_data = splits.train, splits.val
+        if isinstance(splits.train, DetectionData) and is_main_process():
+            note = count_bad_boxes(splits.train)
+            if note:
+                print(f"data: train: {note}")
         aug = DetectAugment(
             mosaic=cfg.mosaic, mixup=cfg.mixup, degrees=cfg.degrees, translate=cfg.translate,
             scale=cfg.scale, shear=cfg.shear, perspective=cfg.perspective,
