@@ -222,3 +222,42 @@ def test_09_boxes_training_clips_or_drops_are_counted(tmp_path, capsys):
         "data: train: 1 box(es) leave their image (training clips them to it) and 1 have no area"
         in out
     )
+
+
+# ----------------------------------------------------------------------------- item 10
+def test_10_the_pixel_limit_advice_is_a_knob_that_exists(tmp_path, monkeypatch, capsys):
+    import cv2
+    import numpy as np
+
+    from cvcraft.data.io import read_image
+    from cvcraft.errors import DataError
+
+    root = tmp_path / "d"
+    for c in ("a", "b"):
+        (root / c).mkdir(parents=True)
+        for i in range(4):
+            cv2.imwrite(str(root / c / f"{i}.png"), np.zeros((50, 100, 3), np.uint8))
+    monkeypatch.setenv("CVCRAFT_MAX_PIXELS", "4999")
+    with pytest.raises(DataError, match=r"5000 pixels.*environment variable CVCRAFT_MAX_PIXELS"):
+        read_image(root / "a" / "0.png")
+    code = main(["train", "classify", f"data={root}", "batch=2", "epochs=1", *FAST,
+                 f"out={tmp_path / 'r'}"])  # fmt: skip
+    assert code == 2 and "CVCRAFT_MAX_PIXELS=5000" in capsys.readouterr().err
+    monkeypatch.setenv("CVCRAFT_MAX_PIXELS", "5000")  # following the advice
+    assert read_image(root / "a" / "0.png").shape == (50, 100, 3)
+    assert read_image(root / "a" / "0.png", max_pixels=5000).shape == (50, 100, 3)
+    monkeypatch.setenv("CVCRAFT_MAX_PIXELS", "lots")
+    with pytest.raises(Exception, match="CVCRAFT_MAX_PIXELS='lots' must be a number of pixels"):
+        read_image(root / "a" / "0.png")
+
+
+def test_10_advice_names_no_option_the_cli_lacks(tmp_path, capsys):
+    (tmp_path / "list.csv").write_text("path,label\nnope.png,a\nnone.png,b\n")
+    code = main(["train", "classify", f"data={tmp_path / 'list.csv'}", *FAST,
+                 f"out={tmp_path / 'r'}"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and "root=" not in err and "relative paths are read from" in err
+    (tmp_path / "plain").mkdir()
+    code = main(["check", f"data={tmp_path / 'plain'}"])
+    err = capsys.readouterr().err
+    assert code == 2 and "explicitly" not in err and "`cvcraft check format=`" in err
