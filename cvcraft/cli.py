@@ -317,7 +317,7 @@ EVAL_KEYS = {"gt": "COCO ground-truth JSON", "pred": "COCO results JSON (bbox)"}
 
 
 def cmd_eval(task: str | None, rest: list[str], want_help: bool) -> Any:
-    from cvcraft.metrics.coco import SUMMARY_KEYS, evaluate_coco_files
+    from cvcraft.metrics.coco import METRIC_NAMES, SUMMARY_KEYS, evaluate_coco_files
 
     if task not in (None, "detect"):
         raise ConfigError(f"eval supports the detect task; got {task!r}")
@@ -325,7 +325,8 @@ def cmd_eval(task: str | None, rest: list[str], want_help: bool) -> Any:
         return _tool_help("eval detect", EVAL_KEYS)
     a = _tool_args("eval", rest, EVAL_KEYS, ("gt", "pred"))
     res = evaluate_coco_files(a["gt"], a["pred"])
-    summary = {k: float(res[k]) for k in SUMMARY_KEYS}
+    # the names train/val write to metrics.json (map, map50, ...), not pycocotools' (AP, ...)
+    summary = {METRIC_NAMES[k]: float(res[k]) for k in SUMMARY_KEYS}
     print(json.dumps(summary))
     return summary
 

@@ -22,15 +22,11 @@ on real COCO polygons the two agree with IoU > 0.95 on every object above ~200 p
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-
-try:
-    import torch
-except ImportError:  # pragma: no cover
-    torch = None  # type: ignore[assignment]
 
 
 def _fill_part(xy: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -259,6 +255,9 @@ def masks_to_boxes(masks: Any) -> Any:
     last index itself (ours minus 1). Empty masks give all-zero boxes. Accepts numpy
     (returns numpy) or torch (returns torch).
     """
+    # a torch tensor means torch is loaded: look it up rather than import it (check/convert
+    # read masks with numpy alone)
+    torch = sys.modules.get("torch")
     is_torch = torch is not None and isinstance(masks, torch.Tensor)
     m = masks.detach().cpu().numpy() if is_torch else np.asarray(masks)
     m = m.astype(bool, copy=False)

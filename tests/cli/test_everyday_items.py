@@ -261,3 +261,36 @@ def test_10_advice_names_no_option_the_cli_lacks(tmp_path, capsys):
     code = main(["check", f"data={tmp_path / 'plain'}"])
     err = capsys.readouterr().err
     assert code == 2 and "explicitly" not in err and "`cvcraft check format=`" in err
+
+
+# ----------------------------------------------------------------------------- item 16
+def test_16_check_and_convert_do_not_import_torch(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import cv2
+    import numpy as np
+
+    (tmp_path / "images").mkdir()
+    cv2.imwrite(str(tmp_path / "images" / "a.jpg"), np.zeros((40, 50, 3), np.uint8))
+    gt = {"images": [{"id": 1, "width": 50, "height": 40, "file_name": "a.jpg"}],
+          "categories": [{"id": 1, "name": "a"}],
+          "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [5, 5, 20, 20],
+                           "area": 400, "iscrowd": 0,
+                           "segmentation": [[5, 5, 25, 5, 25, 25, 5, 25]]}]}  # fmt: skip
+    (tmp_path / "annotations").mkdir()
+    (tmp_path / "annotations" / "instances.json").write_text(json.dumps(gt))
+    code = (
+        "import sys; from cvcraft.cli import run; "
+        f"run(['check', 'data={tmp_path}']); "
+        f"run(['convert', 'src={tmp_path}', 'to=yolo', 'out={tmp_path / 'y'}']); "
+        "print('TORCH', 'torch' in sys.modules)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert res.returncode == 0, res.stderr
+    assert "no problems found" in res.stdout and "TORCH False" in res.stdout
+    assert (tmp_path / "y").is_dir()

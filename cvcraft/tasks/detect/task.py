@@ -45,8 +45,8 @@ from cvcraft.engine.evaluation import run_evaluation
 from cvcraft.engine.optim import unwrap_model
 from cvcraft.engine.trainer import weights_of
 from cvcraft.errors import ConfigError, DataError
+from cvcraft.metrics.coco import METRIC_NAMES, COCOEvaluator
 from cvcraft.metrics.coco import SUMMARY_KEYS as COCO_KEYS
-from cvcraft.metrics.coco import COCOEvaluator
 from cvcraft.metrics.detection_confusion import DetectionConfusionMatrix
 from cvcraft.models import create_model
 from cvcraft.structures import Sample, xyxy_to_xywh
@@ -61,10 +61,6 @@ from cvcraft.tasks.detect.config import DetectConfig
 from cvcraft.transforms.letterbox import Letterbox, unletterbox_boxes
 from cvcraft.viz.detection_plots import draw_detections, write_detection_plots
 
-# COCO's 12 numbers under the names metrics.json uses; map/map50 are the headline pair.
-METRIC_NAMES = dict(zip(COCO_KEYS, ("map", "map50", "map75", "map_small", "map_medium",
-                                    "map_large", "mar1", "mar10", "mar100", "mar_small",
-                                    "mar_medium", "mar_large")))  # fmt: skip
 EVAL_CONF = 0.001  # mAP integrates over all scores: keep nearly every detection
 GRID_TILE = 192  # minimum side of a tile in the prediction grid (px)
 TTA_SCALES = (1.0, 0.83, 0.67)  # with a horizontal flip on the 0.83 pass (YOLOv5's TTA)
