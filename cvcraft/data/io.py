@@ -49,6 +49,7 @@ def default_max_pixels() -> int:
         raise ConfigError(f"{MAX_PIXELS_ENV}={value!r} must be a positive number of pixels")
     return limit
 
+
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 
 _BOMB_PIXELS = re.compile(r"\((\d+) pixels\)")
