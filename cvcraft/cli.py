@@ -457,7 +457,9 @@ TOOL_COMMANDS = {
 
 def _print_help(command: str, task: str) -> None:
     print(f"cvcraft {command} {task} [key=value ...] [--config FILE.yaml]\n\nkeys:")
-    print(task_help(task))
+    print(task_help(task, command))
+    if command in ("val", "predict"):
+        print(f"\n(training keys: `cvcraft train {task} --help`)")
 
 
 # Keys that may differ on resume: they change where/how the run executes, not what it

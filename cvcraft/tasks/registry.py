@@ -157,5 +157,6 @@ def task_config(
     return build_config(spec.config, values, yaml_file=yaml_file, defaults=defaults, task=task)
 
 
-def task_help(task: str) -> str:
-    return config_help(get_task(task).config)
+def task_help(task: str, command: str = "train") -> str:
+    """The ``--help`` key table of ``task`` for ``command`` (val/predict: inference keys)."""
+    return config_help(get_task(task).config, command)

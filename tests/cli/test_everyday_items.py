@@ -294,3 +294,48 @@ def test_16_check_and_convert_do_not_import_torch(tmp_path):
     assert res.returncode == 0, res.stderr
     assert "no problems found" in res.stdout and "TORCH False" in res.stdout
     assert (tmp_path / "y").is_dir()
+
+
+# ----------------------------------------------------------------------------- item 14
+@pytest.mark.parametrize("task", ["classify", "detect", "segment"])
+def test_14_val_and_predict_help_list_inference_keys_only(task, capsys):
+    from cvcraft.engine.config import train_only_keys
+    from cvcraft.tasks import get_task
+
+    config = get_task(task).config
+    assert main(["train", task, "--help"]) == 0
+    train_help = capsys.readouterr().out
+    keys = {line.split()[0] for line in train_help.splitlines() if line.startswith("  ")}
+    assert {"epochs", "lr", "weights", "imgsz"} <= keys
+    hidden = train_only_keys(config)
+    assert hidden <= keys  # every hidden key is a real key of the task (no typo in the lists)
+    for command in ("val", "predict"):
+        assert main([command, task, "--help"]) == 0
+        said = capsys.readouterr().out
+        shown = {line.split()[0] for line in said.splitlines() if line.startswith("  ")}
+        assert shown == keys - hidden and "weights" in shown and "epochs" not in shown
+        assert f"training keys: `cvcraft train {task} --help`" in said
+
+
+def test_14_no_top5_when_there_are_five_classes_or_fewer(tmp_path):
+    import json
+
+    from cvcraft.cli import run
+    from cvcraft.tasks.classify.task import ClassifyEvaluator
+
+    root = _png_folder(tmp_path / "d", ["a", "b", "c"], n=8)
+    out = tmp_path / "r"
+    summary = run(["train", "classify", f"data={root}", "batch=4", "epochs=1", *FAST,
+                   f"out={out}"])  # fmt: skip
+    saved = json.loads((out / "metrics.json").read_text())
+    assert "top1" in summary and "top5" not in summary and "top5" not in saved
+    assert not any(k.startswith("top") and k != "top1" for k in saved)
+    # six classes: top-5 means something, and is there (the shapes runs above have it)
+    assert "top5" in ClassifyEvaluator(6, 5, torch_device()).metric_names()
+    assert "top5" not in ClassifyEvaluator(5, 5, torch_device()).metric_names()
+
+
+def torch_device():
+    import torch
+
+    return torch.device("cpu")

@@ -422,14 +422,14 @@ class PixelModel(nn.Module):
 
 
 class ClassifyEvaluator(MetricsWithLoss):
-    """Top-k accuracy, confusion matrix, per-class P/R/F1, ROC-AUC and the mean
-    cross-entropy (``val_loss``) over the val set; ``metrics.json`` always has ``top5``
-    (= top-k when k < 5 classes)."""
+    """Top-1 and top-k accuracy, confusion matrix, per-class P/R/F1, ROC-AUC and the mean
+    cross-entropy (``val_loss``) over the val set. Top-k is left out when k >= the number
+    of classes: every label is then among the k best, so it would always read 1.0."""
 
     def __init__(self, num_classes: int, topk: int, device: torch.device) -> None:
-        self.k = min(topk, num_classes)
+        self.k = topk if topk < num_classes else 1
         self.device = device
-        self.metrics = ClassificationMetrics(num_classes, topk=(1, self.k))
+        self.metrics = ClassificationMetrics(num_classes, topk=(1, self.k) if self.k > 1 else (1,))
         self.reset()
 
     def update(self, batch: dict[str, Any], logits: torch.Tensor) -> None:
@@ -437,12 +437,6 @@ class ClassifyEvaluator(MetricsWithLoss):
         self.loss_sum += float(nn.functional.cross_entropy(logits, y, reduction="sum"))
         self.n += int(y.shape[0])
         self.metrics.update(logits, y)
-
-    def compute(self) -> dict[str, Any]:
-        out = super().compute()
-        if f"top{self.k}" in out and self.k != 5:
-            out["top5"] = out[f"top{self.k}"]
-        return out
 
     def metric_names(self) -> set[str]:
         """The numbers ``compute()`` reports, from made-up samples (the trainer checks
