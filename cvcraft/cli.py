@@ -58,7 +58,7 @@ commands:
   augment data=... pipeline=aug.yaml out=grid.png n=16   look at what a pipeline does
   pack    data=... out=shards/                    write tar shards (WebDataset layout)
   convert from=voc to=coco src=DIR out=DIR    convert a detection dataset (coco|yolo|voc)
-  check   data=PATH [format=coco|yolo|voc]    list every problem in a detection dataset
+  check   data=PATH [format=coco|yolo|voc|masks] list every problem in a detection or mask dataset
   imgproc OP src=IMG [key=value]   a classical image operation (imgproc help: the list)
   calibrate images=DIR pattern=9x6 square=25  camera intrinsics from checkerboard photos
   tune    TASK space=space.yaml trials=N out=DIR  Optuna search (TPE, pruning, resumable)
@@ -287,8 +287,9 @@ def cmd_convert(_: str | None, rest: list[str], want_help: bool) -> Any:
 
 
 CHECK_KEYS = {
-    "data": "dataset path (COCO json, YOLO data yaml or folder, VOC folder)",
-    "format": "coco | yolo | voc (default: detected)",
+    "data": "dataset path (COCO json, YOLO data yaml or folder, VOC folder, mask YAML or "
+    "folder with images/ and masks/)",
+    "format": "coco | yolo | voc | masks (default: detected)",
     "decode": "true: also decode every image (default true)",
 }
 
@@ -299,12 +300,16 @@ class ProblemsFound(CvcraftError):
 
 def cmd_check(_: str | None, rest: list[str], want_help: bool) -> Any:
     from cvcraft.data.detection import check_dataset
+    from cvcraft.data.segmentation_check import check_segmentation, is_mask_dataset
 
     if want_help:
         return _tool_help("check", CHECK_KEYS)
     a = _tool_args("check", rest, CHECK_KEYS, ("data",))
     decode = str(a.get("decode", "true")).lower() not in ("0", "false", "no")
-    problems = check_dataset(a["data"], a.get("format") or None, decode_images=decode)
+    if a.get("format") in (None, "", "masks") and is_mask_dataset(a["data"]):
+        problems = check_segmentation(a["data"], decode_images=decode)
+    else:
+        problems = check_dataset(a["data"], a.get("format") or None, decode_images=decode)
     for p in problems:
         print(p)
     if problems:

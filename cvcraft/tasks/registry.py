@@ -57,6 +57,10 @@ class TaskSpec:
     # what a sample's target is, for tools that draw or store data: "label", "boxes",
     # "mask", ... (``viz.augment_grid`` draws by kind)
     target_kind: str = "label"
+    # ``cvcraft augment pipeline=default``: "module:function" taking (source, imgsz, seed) and
+    # returning the training dataset a run with default keys builds (items ``(epoch, index)``
+    # -> augmented Sample), so the grid shows what training does; None = no augmentation
+    train_preview: str | None = None
     default_imgsz: int = 256  # the augment grid's image size when imgsz= is not given
     # whether ``predict`` reads images (source=); a generator samples from noise instead
     predict_needs_source: bool = True

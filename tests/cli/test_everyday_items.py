@@ -339,3 +339,76 @@ def torch_device():
     import torch
 
     return torch.device("cpu")
+
+
+# ----------------------------------------------------------------------------- item 13
+def _mask_dataset(root, bad: bool):
+    import cv2
+    import numpy as np
+
+    for split in ("train", "val"):
+        (root / "images" / split).mkdir(parents=True)
+        (root / "masks" / split).mkdir(parents=True)
+        for i in range(4):
+            img = np.full((32, 40, 3), 90, np.uint8)
+            mask = np.zeros((32, 40), np.uint8)
+            mask[8:20, 10:30] = 1 + i % 2
+            cv2.imwrite(str(root / "images" / split / f"{i}.jpg"), img)
+            cv2.imwrite(str(root / "masks" / split / f"{i}.png"), mask)
+    if bad:
+        cv2.imwrite(str(root / "images" / "train" / "9.jpg"), np.zeros((8, 8, 3), np.uint8))
+        (root / "masks" / "train" / "1.png").unlink()  # image 1 loses its mask...
+        cv2.imwrite(str(root / "masks" / "train" / "1.jpg"), np.zeros((32, 40), np.uint8))
+        cv2.imwrite(str(root / "masks" / "train" / "2.png"), np.full((32, 40), 7, np.uint8))
+        cv2.imwrite(str(root / "masks" / "val" / "3.png"), np.zeros((16, 40), np.uint8))
+    yaml = ("train: {images: images/train, masks: masks/train}\n"
+            "val: {images: images/val, masks: masks/val}\n"
+            "classes: [background, a, b]\n")  # fmt: skip
+    (root / "config.yaml").write_text(yaml)
+    return root / "config.yaml"
+
+
+def test_13_check_reads_a_mask_yaml_as_segmentation(tmp_path, capsys):
+    good = _mask_dataset(tmp_path / "good", bad=False)
+    assert main(["check", f"data={good}"]) == 0
+    assert "no problems found" in capsys.readouterr().out
+    bad = _mask_dataset(tmp_path / "bad", bad=True)
+    assert main(["check", f"data={bad}"]) == 1
+    said = capsys.readouterr().out
+    assert "[missing_mask] 1 image(s)" in said  # 9.jpg
+    assert "1.jpg: [bad_mask] a JPEG mask" in said
+    assert "2.png: [bad_mask] mask value 7 is not one of the 3 classes" in said
+    assert "3.png: [size_mismatch] mask is 40x16 but its image" in said
+    assert "malformed" not in said
+
+
+def test_13_augment_takes_the_readme_mosaic_and_finds_the_task(tmp_path, capsys):
+    aug = tmp_path / "aug.yaml"
+    aug.write_text("augment: [{name: mosaic}, {name: random_affine, degrees: 10}, "
+                   "{name: hsv}, {name: hflip}]\n")  # fmt: skip
+    out = tmp_path / "g.png"
+    assert main(["augment", "data=shapes", f"pipeline={aug}", f"out={out}", "n=4"]) == 0
+    assert out.is_file() and "task=detect" in capsys.readouterr().out
+    masks = _mask_dataset(tmp_path / "m", bad=False)
+    assert main(["augment", f"data={masks}", f"out={out}", "n=4", "imgsz=32"]) == 0
+    assert "task=segment" in capsys.readouterr().out  # not read as detection
+    assert main(["augment", f"data={masks.parent}", "task=segment", f"out={out}", "n=2",
+                 "imgsz=32"]) == 0  # fmt: skip
+
+
+def test_13_augment_default_is_what_training_does(tmp_path):
+    import cv2
+
+    from cvcraft.tasks.detect.task import data_sources, train_preview
+    from cvcraft.viz.augment_grid import render_augment_grid
+
+    train, _ = data_sources("shapes:8", 64, 0)
+    kw = dict(n=4, seed=0, imgsz=64, out=tmp_path / "d.png")
+    default = render_augment_grid(train, "boxes", "default", train_preview=train_preview, **kw)
+    plain = render_augment_grid(train, "boxes", "none", **{**kw, "out": tmp_path / "n.png"})
+    assert (cv2.imread(str(default)) != cv2.imread(str(plain))).any()  # Mosaic, HSV, flips
+    # the grid's cells are the training dataset's epoch-0 items
+    ds = train_preview(train, 64, 0)
+    again = render_augment_grid(train, "boxes", "default", train_preview=lambda *a: ds,
+                                **{**kw, "out": tmp_path / "a.png"})  # fmt: skip
+    assert (cv2.imread(str(default)) == cv2.imread(str(again))).all()

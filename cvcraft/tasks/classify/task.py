@@ -574,3 +574,10 @@ def data_sources(data: str, imgsz: int | None, seed: int) -> tuple[Any, Any]:
     """(train, val) of ``data`` read as classification data (for pack and augment)."""
     splits = load_classification(data, seed=seed, imgsz_hint=imgsz)
     return splits.train, splits.val
+
+
+def train_preview(source: Any, imgsz: int, seed: int) -> Any:
+    """The training dataset ``cvcraft train classify`` builds with default keys (for
+    ``cvcraft augment pipeline=default``)."""
+    cfg = ClassifyConfig(imgsz=imgsz, seed=seed)
+    return ClassifyDataset(source, build_transforms(cfg, True), seed=seed)

@@ -598,3 +598,16 @@ def data_sources(data: str, imgsz: int | None, seed: int) -> tuple[Any, Any]:
     kw = {"imgsz": imgsz} if imgsz else {}  # shapes scenes: the reader's default size
     splits = load_detection_splits(data, seed=seed, **kw)
     return splits.train, splits.val
+
+
+def train_preview(source: Any, imgsz: int, seed: int) -> Any:
+    """The training dataset ``cvcraft train detect`` builds with default keys: Mosaic,
+    affine, HSV and flips at the config's defaults (for ``cvcraft augment``)."""
+    cfg = DetectConfig(imgsz=imgsz, seed=seed)
+    aug = DetectAugment(
+        mosaic=cfg.mosaic, mixup=cfg.mixup, degrees=cfg.degrees, translate=cfg.translate,
+        scale=cfg.scale, shear=cfg.shear, perspective=cfg.perspective,
+        fliplr=cfg.hflip, flipud=cfg.vflip,
+        hsv_h=cfg.hsv_h, hsv_s=cfg.hsv_s, hsv_v=cfg.hsv_v,
+    )  # fmt: skip
+    return detection_dataset(source, imgsz, aug, seed=seed)

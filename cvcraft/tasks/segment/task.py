@@ -555,3 +555,12 @@ def data_sources(data: str, imgsz: int | None, seed: int) -> tuple[Any, Any]:
     kw = {"imgsz": imgsz} if imgsz else {}  # shapes scenes: the reader's default size
     splits = load_segmentation(data, seed=seed, **kw)
     return splits.train, splits.val
+
+
+def train_preview(source: Any, imgsz: int, seed: int) -> Any:
+    """The training dataset ``cvcraft train segment`` builds with default keys (for
+    ``cvcraft augment pipeline=default``)."""
+    cfg = SegmentConfig(imgsz=imgsz, seed=seed)
+    return segment_dataset(
+        source, build_transforms(cfg, True), seed, multi_sample_transforms(cfg)
+    )
