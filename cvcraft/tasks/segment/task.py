@@ -561,6 +561,4 @@ def train_preview(source: Any, imgsz: int, seed: int) -> Any:
     """The training dataset ``cvcraft train segment`` builds with default keys (for
     ``cvcraft augment pipeline=default``)."""
     cfg = SegmentConfig(imgsz=imgsz, seed=seed)
-    return segment_dataset(
-        source, build_transforms(cfg, True), seed, multi_sample_transforms(cfg)
-    )
+    return segment_dataset(source, build_transforms(cfg, True), seed, multi_sample_transforms(cfg))
