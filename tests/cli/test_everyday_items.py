@@ -412,3 +412,37 @@ def test_13_augment_default_is_what_training_does(tmp_path):
     again = render_augment_grid(train, "boxes", "default", train_preview=lambda *a: ds,
                                 **{**kw, "out": tmp_path / "a.png"})  # fmt: skip
     assert (cv2.imread(str(default)) == cv2.imread(str(again))).all()
+
+
+def test_14_predicted_masks_use_the_dataset_class_ids(tmp_path):
+    import cv2
+    import numpy as np
+
+    root = tmp_path / "ids"
+    rng = np.random.default_rng(0)
+    for split in ("train", "val"):
+        (root / "images" / split).mkdir(parents=True)
+        (root / "masks" / split).mkdir(parents=True)
+        for i in range(8):
+            img = np.full((32, 32, 3), 20, np.uint8)
+            mask = np.zeros((32, 32), np.uint16)
+            y, x = rng.integers(0, 16, 2)
+            img[y : y + 16, x : x + 16] = (200, 40, 40)
+            mask[y : y + 16, x : x + 16] = 300  # class "b" is stored as 300
+            img[0:6, 0:32] = (40, 200, 40)
+            mask[0:6, 0:32] = 7  # class "a" as 7
+            cv2.imwrite(str(root / "images" / split / f"{i}.png"), img)
+            cv2.imwrite(str(root / "masks" / split / f"{i}.png"), mask)
+    (root / "config.yaml").write_text(
+        "train: {images: images/train, masks: masks/train}\n"
+        "val: {images: images/val, masks: masks/val}\nclasses: {0: bg, 7: a, 300: b}\n"
+    )
+    run = tmp_path / "r"
+    assert main(["train", "segment", f"data={root / 'config.yaml'}", "model=unet",
+                 "imgsz=32", "batch=4", "epochs=1", "workers=0", "progress=false",
+                 "plots=false", f"out={run}"]) == 0  # fmt: skip
+    assert main(["predict", "segment", f"weights={run / 'best.pt'}",
+                 f"source={root / 'images' / 'val'}", "workers=0", "progress=false",
+                 f"out={tmp_path / 'p'}"]) == 0  # fmt: skip
+    pred = cv2.imread(str(tmp_path / "p" / "masks" / "0.png"), cv2.IMREAD_UNCHANGED)
+    assert pred.dtype == np.uint16 and set(np.unique(pred).tolist()) <= {0, 7, 300}

@@ -312,6 +312,7 @@ class SegmentTask(BaseTask):
         val = splits.val
         train = take_fraction(splits.train, cfg.fraction, cfg.seed)
         self.classes = list(splits.classes)
+        self.class_ids = splits.class_ids
         k = len(self.classes)
         weights = weights_from_spec(
             cfg.class_weights, lambda: mask_pixel_labels(train, k, cfg.seed), k
@@ -386,6 +387,7 @@ class SegmentTask(BaseTask):
             "resize": cfg.resize,
             "size_divisor": cfg.size_divisor,
             "ignore_index": cfg.ignore_index,
+            "class_ids": getattr(self, "class_ids", None),
         }
 
     def train_loss(
@@ -499,11 +501,17 @@ def _apply_state(cfg: SegmentConfig, state: dict[str, Any]) -> nn.Module:
 
 @torch.no_grad()
 def predict_segmenter(cfg: SegmentConfig, out: Path) -> list[dict[str, Any]]:
-    """``cvcraft predict segment``: per image a raw class-index PNG (``masks/``) and a colour
-    overlay (``overlays/``) at the image's own size, plus predictions.json."""
+    """``cvcraft predict segment``: per image a mask PNG (``masks/``: the dataset's own mask
+    values when it named classes by id, else class indices) and a colour overlay
+    (``overlays/``) at the image's own size, plus predictions.json."""
     device = select_device(cfg.device)
     model, state = SegmentTask.load_model(cfg.weights, device)
     classes = list(state["classes"])
+    ids = None  # class index -> the dataset's mask value (uint16 PNG when above 255)
+    if state.get("class_ids"):
+        ids = np.asarray(
+            state["class_ids"], np.uint16 if max(state["class_ids"]) > 255 else np.uint8
+        )
     pre = _apply_state(cfg, state).to(device)
     tf = build_transforms(cfg, False)
     src = Path(cfg.source)
@@ -527,7 +535,7 @@ def predict_segmenter(cfg: SegmentConfig, out: Path) -> list[dict[str, Any]]:
         rel = f.relative_to(src) if src.is_dir() else Path(f.name)
         mask_path = out / "masks" / rel.with_suffix(".png")
         overlay_path = out / "overlays" / rel.with_suffix(".png")
-        write_image(mask_path, pred)
+        write_image(mask_path, pred if ids is None else ids[pred])  # the dataset's own ids
         write_image(overlay_path, overlay_mask(image, pred, cfg.alpha))
         counts = np.bincount(pred.ravel(), minlength=len(classes))
         share = counts / max(pred.size, 1)
