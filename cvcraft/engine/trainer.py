@@ -810,6 +810,7 @@ class Trainer:
         self._hook("on_fit_end", final)
         if is_main_process():
             self.task.finish(self, self.eval_model, final)
+            self._hook("after_plots", final)  # plots/ is written (e.g. TensorBoard images)
             write_atomic(self.out / "metrics.json", json.dumps(final, indent=2, default=float))
             write_launch_result(self.out)
         self.log(f"results saved to {self.out}")
