@@ -40,6 +40,15 @@ class GenerateConfig(TrainConfig):
     d_lr: float = _opt(0.0, "discriminator lr (TTUR: often 2-4x lr); 0 = lr")
     betas: list = _opt([0.5, 0.999], "Adam betas of both networks (DCGAN: 0.5; WGAN-GP: 0, 0.9)")
     label_smooth: float = _opt(0.0, "one-sided label smoothing: real target 1 - s (bce only)")
+    label_noise: float = _opt(
+        0.0, "noisy labels: D's targets drawn in [1 - s, 1] (real) / [0, s] (fake) (bce only)"
+    )
+    label_flip: float = _opt(
+        0.0, "label flipping: swap a sample's real/fake target for D with this probability (bce)"
+    )
+    clip_value: float = _opt(
+        0.0, "WGAN weight clipping: every D weight in [-c, c] after each D step (0.01; 0 = off)"
+    )
     instance_noise: float = _opt(0.0, "std of Gaussian noise added to D's inputs, annealed to 0")
     beta: float = _opt(1.0, "VAE: weight of the KL term (β-VAE: > 1 disentangles, blurs)")
     kl_warmup: float = _opt(
@@ -69,15 +78,23 @@ class GenerateConfig(TrainConfig):
     workers: int = _opt(0, "data-loading workers (the images are held in memory)")
 
     def check(self) -> None:
-        if self.loss == "wgan" and self.gp_weight <= 0:
+        if self.loss == "wgan" and self.gp_weight <= 0 and self.clip_value <= 0:
             raise ConfigError(
-                "loss=wgan needs a Lipschitz constraint: set gp_weight=10 (WGAN-GP); "
-                "weight clipping is not offered"
+                "loss=wgan needs a Lipschitz constraint: set gp_weight=10 (WGAN-GP) or "
+                "clip_value=0.01 (the original WGAN, with optimizer=rmsprop lr=5e-5)"
             )
+        if (self.label_noise or self.label_flip) and self.loss != "bce":
+            raise ConfigError(
+                f"label_noise/label_flip change BCE targets; loss={self.loss} has none "
+                "(use loss=bce, or drop them)"
+            )
+        for key in ("label_noise", "label_flip"):
+            if not 0.0 <= getattr(self, key) < 0.5:
+                raise ConfigError(f"{key}={getattr(self, key)} must be in [0, 0.5)")
         for key in ("noise_dim", "n_critic", "sample_n", "n", "kid_subsets", "kid_subset_size"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key}={getattr(self, key)} must be >= 1")
-        for key in ("gp_weight", "d_lr", "instance_noise", "beta", "kl_warmup"):
+        for key in ("gp_weight", "d_lr", "instance_noise", "beta", "kl_warmup", "clip_value"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"{key}={getattr(self, key)} must be >= 0")
         if not 0.0 <= self.label_smooth < 0.5:

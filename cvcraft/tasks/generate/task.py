@@ -25,7 +25,7 @@ from cvcraft.engine.device import select_device
 from cvcraft.engine.optim import unwrap_model
 from cvcraft.engine.trainer import ModelPart
 from cvcraft.errors import ConfigError, TrainingError
-from cvcraft.losses.gan import d_loss, g_loss, gradient_penalty
+from cvcraft.losses.gan import clip_weights_, d_loss, d_targets, g_loss, gradient_penalty
 from cvcraft.metrics.generative import ConditionalAccuracy, FIDEvaluator, KIDEvaluator
 from cvcraft.models import create_model
 from cvcraft.models.generative.vae import kl_to_standard_normal
@@ -329,8 +329,14 @@ class GenerateTask(BaseTask):
             sigma = cfg.instance_noise * max(0.0, 1.0 - ctx.global_step / self.total_steps)
             x_real = real + sigma * self.draw(ctx, tuple(real.shape), 3)
             x_fake = fake + sigma * self.draw(ctx, tuple(real.shape), 4)
+        targets = None
+        if cfg.label_noise or cfg.label_flip:  # noisy / flipped targets keep D unsure
+            u = self.draw(ctx, (n, 3), 5, uniform=True).T
+            targets = d_targets(n, u, cfg.label_noise, cfg.label_flip)
         with ctx.autocast():
-            dl = d_loss(cfg.loss, disc(x_real, labels), disc(x_fake, labels), cfg.label_smooth)
+            dl = d_loss(
+                cfg.loss, disc(x_real, labels), disc(x_fake, labels), cfg.label_smooth, targets
+            )
             gp = None
             if cfg.gp_weight:
                 bare = unwrap_model(disc)
@@ -349,6 +355,8 @@ class GenerateTask(BaseTask):
             )
         ctx.backward(dl)
         ctx.step("disc")
+        if cfg.clip_value:  # the original WGAN's Lipschitz constraint
+            clip_weights_(unwrap_model(disc), cfg.clip_value)
         self._add("d_loss", d_value, n)
         if gp is not None:
             self._add("gp", float(gp.detach()), n)
