@@ -40,6 +40,15 @@ class GenerateConfig(TrainConfig):
     d_lr: float = _opt(0.0, "discriminator lr (TTUR: often 2-4x lr); 0 = lr")
     betas: list = _opt([0.5, 0.999], "Adam betas of both networks (DCGAN: 0.5; WGAN-GP: 0, 0.9)")
     label_smooth: float = _opt(0.0, "one-sided label smoothing: real target 1 - s (bce only)")
+    cond_drop: float = _opt(
+        0.0, "conditional DDPM: drop a label to 'none' with this probability (0.1 enables guidance)"
+    )
+    guidance: float = _opt(
+        1.0,
+        "predict/val, conditional DDPM: classifier-free guidance w (1 = off, 0 = ignore labels)",
+    )
+    sampler: str = _opt("", "predict/val, DDPM: ddim | ddpm (default: the checkpoint's)")
+    steps: int = _opt(0, "predict/val, DDPM DDIM sampling steps (0 = the checkpoint's)")
     label_noise: float = _opt(
         0.0, "noisy labels: D's targets drawn in [1 - s, 1] (real) / [0, s] (fake) (bce only)"
     )
@@ -88,6 +97,12 @@ class GenerateConfig(TrainConfig):
                 f"label_noise/label_flip change BCE targets; loss={self.loss} has none "
                 "(use loss=bce, or drop them)"
             )
+        if not 0.0 <= self.cond_drop < 1.0:
+            raise ConfigError(f"cond_drop={self.cond_drop} must be in [0, 1)")
+        if self.sampler not in ("", "ddim", "ddpm"):
+            raise ConfigError(f"sampler={self.sampler!r} is not one of ddim, ddpm")
+        if self.steps < 0 or self.guidance < 0:
+            raise ConfigError(f"steps={self.steps} and guidance={self.guidance} must be >= 0")
         for key in ("label_noise", "label_flip"):
             if not 0.0 <= getattr(self, key) < 0.5:
                 raise ConfigError(f"{key}={getattr(self, key)} must be in [0, 0.5)")

@@ -297,6 +297,9 @@ class GenerateTask(BaseTask):
         n = x0.shape[0]
         labels = batch["labels"].to(self.device) if self.conditional else None
         schedule = unwrap_model(ctx.model).schedule
+        if labels is not None and self.cfg.cond_drop > 0:  # learn ε̂(x, ∅) too, for guidance
+            drop = self.draw(ctx, (n,), 8, uniform=True) < self.cfg.cond_drop
+            labels = torch.where(drop, unwrap_model(ctx.model).unet.null_label, labels)
         t = (
             (self.draw(ctx, (n,), 6, uniform=True) * schedule.steps)
             .long()
@@ -455,7 +458,9 @@ class GenerateTask(BaseTask):
     def eval_forward(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> Any:
         """One sample per val item, its noise keyed by the item's index (any sharding of
         the val set draws the same samples), conditioned on the item's label; with
-        ``fid_model`` also both sets' features and the samples' logits."""
+        ``fid_model`` also both sets' features and the samples' logits. A DDPM samples with
+        the config's ``sampler``/``steps``/``guidance`` when they are set."""
+        set_sampling(model, self.cfg)
         z = torch.stack([
             torch.randn(self.noise_dim, generator=torch.Generator().manual_seed(int(i) * 2 + 1))
             for i in batch["index"]
@@ -514,6 +519,7 @@ class GenerateTask(BaseTask):
         gen, state = cls.load_model(cfg.weights, device)
         classes = list(state["classes"])
         conditional = bool(state.get("conditional", False))
+        set_sampling(gen, cfg)
         if cfg.label >= 0 and not conditional:
             raise ConfigError(
                 f"class={cfg.label}: {state['model_name']} in {cfg.weights} is unconditional; "
@@ -539,3 +545,26 @@ class GenerateTask(BaseTask):
             cls_name = classes[int(labels[i])] if labels is not None else "-"
             results.append({"path": str(path), "summary": f"class {cls_name}", "class": cls_name})
         return results
+
+
+def set_sampling(model: nn.Module, cfg: GenerateConfig) -> None:
+    """Apply predict/val's ``sampler=``, ``steps=`` and ``guidance=`` to a DDPM (a key a
+    model family does not have is an error, not ignored)."""
+    changed = {k: getattr(cfg, k) for k in ("sampler", "steps") if getattr(cfg, k)}
+    if cfg.guidance != 1.0:
+        changed["guidance"] = cfg.guidance
+    if not changed:
+        return
+    if getattr(model, "family", "") != "ddpm":
+        raise ConfigError(
+            f"{', '.join(f'{k}=' for k in changed)}: only diffusion models (ddpm, cddpm) have "
+            "a sampler, steps or guidance"
+        )
+    if "guidance" in changed and not model.conditional:
+        raise ConfigError("guidance= needs a class-conditional DDPM (model=cddpm)")
+    if cfg.sampler:
+        model.sampler = cfg.sampler
+    if cfg.steps:
+        model.schedule.ddim_timesteps(cfg.steps)  # in 1..T, or a clear error
+        model.sample_steps = cfg.steps
+    model.guidance = cfg.guidance
