@@ -60,6 +60,10 @@ class GenerateConfig(TrainConfig):
     )
     instance_noise: float = _opt(0.0, "std of Gaussian noise added to D's inputs, annealed to 0")
     beta: float = _opt(1.0, "VAE: weight of the KL term (β-VAE: > 1 disentangles, blurs)")
+    sparsity: float = _opt(1e-2, "sparse_ae: weight of the activation penalty")
+    sparsity_kind: str = _opt("kl", "sparse_ae penalty: kl (to rho) | l1", ("kl", "l1"))
+    rho: float = _opt(0.05, "sparse_ae: target mean activation of a code unit (kl)")
+    noise_std: float = _opt(0.3, "denoising_ae: std of the Gaussian noise on the input ([-1, 1])")
     kl_warmup: float = _opt(
         1.0,
         "VAE: epochs over which β ramps from 0 (the decoder learns before KL pulls q to the prior)",
@@ -96,6 +100,11 @@ class GenerateConfig(TrainConfig):
             raise ConfigError(
                 f"label_noise/label_flip change BCE targets; loss={self.loss} has none "
                 "(use loss=bce, or drop them)"
+            )
+        if not 0.0 < self.rho < 1.0 or self.sparsity < 0 or self.noise_std < 0:
+            raise ConfigError(
+                f"rho={self.rho} must be in (0, 1), sparsity={self.sparsity} and "
+                f"noise_std={self.noise_std} >= 0"
             )
         if not 0.0 <= self.cond_drop < 1.0:
             raise ConfigError(f"cond_drop={self.cond_drop} must be in [0, 1)")

@@ -25,8 +25,10 @@ from cvcraft.engine.device import select_device
 from cvcraft.engine.optim import unwrap_model
 from cvcraft.engine.trainer import ModelPart
 from cvcraft.errors import ConfigError, TrainingError
+from cvcraft.losses.autoencoder import sparsity_penalty
 from cvcraft.losses.gan import clip_weights_, d_loss, d_targets, g_loss, gradient_penalty
 from cvcraft.metrics.generative import ConditionalAccuracy, FIDEvaluator, KIDEvaluator
+from cvcraft.metrics.image import ssim as image_ssim
 from cvcraft.models import create_model
 from cvcraft.models.generative.vae import kl_to_standard_normal
 from cvcraft.tasks.base import BaseTask
@@ -82,6 +84,21 @@ def write_png(path: Path, rgb: np.ndarray) -> None:
     bgr = rgb[..., ::-1] if rgb.ndim == 3 and rgb.shape[2] == 3 else rgb
     if not cv2.imwrite(str(path), np.ascontiguousarray(bgr)):
         raise TrainingError(f"could not write {path}")
+
+
+def reconstruction_quality(
+    recon: torch.Tensor, x: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-image PSNR (dB) and SSIM of reconstructions against the images, both in [-1, 1]
+    (data range 2): (N,), (N,). SSIM is ``metrics.image.ssim`` (Gaussian 11 px window, or
+    the largest odd size the image allows)."""
+    err = (recon.clamp(-1, 1) - x).pow(2).flatten(1).mean(1)
+    psnr = 10 * torch.log10(4.0 / err.clamp_min(1e-12))
+    a = recon.clamp(-1, 1).permute(0, 2, 3, 1).double().cpu().numpy()
+    b = x.permute(0, 2, 3, 1).double().cpu().numpy()
+    win = min(11, (min(x.shape[-2:]) - 1) | 1)
+    ssim = [image_ssim(bi, ai, data_range=2.0, win_size=win) for ai, bi in zip(a, b)]
+    return psnr, torch.tensor(ssim, dtype=torch.float64, device=x.device)
 
 
 def vae_terms(
@@ -160,6 +177,7 @@ class GenerateTask(BaseTask):
         self.noise_dim = cfg.noise_dim
         self.need_channels: int | None = None
         self.family = "gan"
+        self.ae_kind = "vae"  # which autoencoder, for the vae family
         self.extractor: DomainExtractor | None = None
         if cfg.fid_model:
             self.monitor = "fid"  # a real feature distance: pick best.pt by it
@@ -210,6 +228,7 @@ class GenerateTask(BaseTask):
         torch.manual_seed(cfg.seed)
         gan = self.build_model()
         self.family = getattr(gan, "family", "")
+        self.ae_kind = str(getattr(gan, "kind", "vae"))
         if self.family not in ("gan", "vae", "ddpm"):
             raise ConfigError(f"model={cfg.model} is not a generative model (GAN, VAE, DDPM)")
         self.conditional = bool(gan.conditional)
@@ -239,6 +258,7 @@ class GenerateTask(BaseTask):
             "in_chans": self.channels,
             "conditional": self.conditional,
             "family": self.family,
+            "ae_kind": self.ae_kind,
             "noise_dim": self.noise_dim,
             "model_kwargs": self.cfg.model_options(),
         }
@@ -257,6 +277,7 @@ class GenerateTask(BaseTask):
         self.channels = self.need_channels
         self.conditional = bool(state.get("conditional", False))
         self.family = str(state.get("family", "gan"))
+        self.ae_kind = str(state.get("ae_kind", "vae"))
         self.noise_dim = int(state.get("noise_dim", self.cfg.noise_dim))
 
     # ------------------------------------------------------------------ training
@@ -281,14 +302,26 @@ class GenerateTask(BaseTask):
         eps = self.draw(ctx, (n, cfg.noise_dim), 5)
         warm = cfg.kl_warmup * len(ctx.train_loader)
         beta = cfg.beta * (min(1.0, (ctx.global_step + 1) / warm) if warm > 0 else 1.0)
+        kind = unwrap_model(ctx.model).kind
+        x_in = x
+        if kind == "denoise":  # corrupt the input only; the target stays the clean image
+            x_in = x + cfg.noise_std * self.draw(ctx, tuple(x.shape), 9)
         with ctx.autocast():
-            recon_x, mu, logvar = ctx.model(x, labels, eps=eps)
+            recon_x, mu, logvar = ctx.model(x_in, labels, eps=eps)
             recon, kl = vae_terms(recon_x, x, mu, logvar)
-            loss = (recon + beta * kl).mean()
+            if kind == "vae":
+                loss = (recon + beta * kl).mean()
+            else:
+                loss = recon.mean()
+                if kind == "sparse":
+                    penalty = sparsity_penalty(mu.float(), cfg.sparsity_kind, cfg.rho)
+                    loss = loss + cfg.sparsity * penalty
+                    self._add("sparsity", float(penalty.detach()), n)
         value = ctx.backward(loss)
         ctx.step()
         self._add("recon", float(recon.detach().mean()), n)
-        self._add("kl", float(kl.detach().mean()), n)
+        if kind == "vae":
+            self._add("kl", float(kl.detach().mean()), n)
         return value, n
 
     def ddpm_step(self, batch: dict[str, torch.Tensor], ctx: Any) -> tuple[float, int]:
@@ -384,7 +417,7 @@ class GenerateTask(BaseTask):
 
     def on_epoch_end(self, trainer: Any, epoch: int, row: dict[str, Any]) -> None:
         """G and D loss columns (means over the epoch, all ranks) and the fixed-noise grid."""
-        for key in ("d_loss", "g_loss", "gp", "recon", "kl", "eps_mse"):
+        for key in ("d_loss", "g_loss", "gp", "recon", "kl", "sparsity", "eps_mse"):
             total = self.epoch_sums.get(key, 0.0)
             count = self.epoch_sums.get(key + "#n", 0.0)
             if trainer.distributed:
@@ -478,6 +511,7 @@ class GenerateTask(BaseTask):
             recon_x, mu, logvar = model(out["real"], labels, eps=eps)
             recon, kl = vae_terms(recon_x, out["real"], mu, logvar)
             out["neg_elbo"], out["recon"] = recon + kl, recon
+            out["psnr"], out["ssim"] = reconstruction_quality(recon_x.float(), out["real"])
         if self.family == "ddpm":  # the val images' noise-prediction error, t and ε by index
             gens = [torch.Generator().manual_seed(int(i) * 2 + 2) for i in batch["index"]]
             steps = model.schedule.steps
@@ -497,8 +531,11 @@ class GenerateTask(BaseTask):
     def build_evaluators(self) -> dict[str, Any]:
         evaluators: dict[str, Any] = {"moments": PixelMoments()}
         if self.family == "vae":
-            evaluators["elbo"] = MeanOf("neg_elbo", "val_neg_elbo")
+            if self.ae_kind == "vae":
+                evaluators["elbo"] = MeanOf("neg_elbo", "val_neg_elbo")
             evaluators["recon"] = MeanOf("recon", "val_recon")
+            evaluators["psnr"] = MeanOf("psnr", "val_psnr")
+            evaluators["ssim"] = MeanOf("ssim", "val_ssim")
         if self.family == "ddpm":
             evaluators["eps"] = MeanOf("eps_mse", "val_eps_mse")
         if self.get_extractor() is not None:
