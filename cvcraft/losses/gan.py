@@ -110,3 +110,20 @@ def clip_weights_(model: torch.nn.Module, c: float) -> None:
         raise ConfigError(f"clip value {c} must be > 0")
     for p in model.parameters():
         p.clamp_(-c, c)
+
+
+def info_loss(
+    cat_logits: torch.Tensor,
+    cont_pred: torch.Tensor,
+    cat: torch.Tensor,
+    cont: torch.Tensor,
+    cont_weight: float = 1.0,
+) -> torch.Tensor:
+    """InfoGAN's mutual-information term (Chen et al. 2016), minimised by G and the Q head:
+    CE(Q_cat(x), c_cat) + ``cont_weight``·½‖Q_cont(x) − c_cont‖² (a unit-variance Gaussian
+    Q's negative log-likelihood up to a constant), batch mean. Lower is a tighter lower
+    bound on I(c; G(z, c)) − H(c)."""
+    ce = F.cross_entropy(cat_logits.float(), cat)
+    if cont.shape[1] == 0:
+        return ce
+    return ce + cont_weight * 0.5 * (cont_pred.float() - cont).pow(2).sum(1).mean()

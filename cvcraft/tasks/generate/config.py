@@ -55,6 +55,7 @@ class GenerateConfig(TrainConfig):
     label_flip: float = _opt(
         0.0, "label flipping: swap a sample's real/fake target for D with this probability (bce)"
     )
+    info_weight: float = _opt(1.0, "InfoGAN: weight λ of the mutual-information term")
     clip_value: float = _opt(
         0.0, "WGAN weight clipping: every D weight in [-c, c] after each D step (0.01; 0 = off)"
     )
@@ -118,7 +119,8 @@ class GenerateConfig(TrainConfig):
         for key in ("noise_dim", "n_critic", "sample_n", "n", "kid_subsets", "kid_subset_size"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key}={getattr(self, key)} must be >= 1")
-        for key in ("gp_weight", "d_lr", "instance_noise", "beta", "kl_warmup", "clip_value"):
+        for key in ("gp_weight", "d_lr", "instance_noise", "beta", "kl_warmup", "clip_value",
+                    "info_weight"):  # fmt: skip
             if getattr(self, key) < 0:
                 raise ConfigError(f"{key}={getattr(self, key)} must be >= 0")
         if not 0.0 <= self.label_smooth < 0.5:

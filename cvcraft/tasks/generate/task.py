@@ -26,7 +26,14 @@ from cvcraft.engine.optim import unwrap_model
 from cvcraft.engine.trainer import ModelPart
 from cvcraft.errors import ConfigError, TrainingError
 from cvcraft.losses.autoencoder import sparsity_penalty
-from cvcraft.losses.gan import clip_weights_, d_loss, d_targets, g_loss, gradient_penalty
+from cvcraft.losses.gan import (
+    clip_weights_,
+    d_loss,
+    d_targets,
+    g_loss,
+    gradient_penalty,
+    info_loss,
+)
 from cvcraft.metrics.generative import ConditionalAccuracy, FIDEvaluator, KIDEvaluator
 from cvcraft.metrics.image import ssim as image_ssim
 from cvcraft.models import create_model
@@ -357,9 +364,11 @@ class GenerateTask(BaseTask):
         n = real.shape[0]
         labels = batch["labels"].to(self.device) if self.conditional else None
         gen, disc = ctx.model, ctx.part("disc").model
+        info = hasattr(unwrap_model(disc), "q_head")  # InfoGAN: D's Q head reads the codes
         # ---- discriminator step: real -> "real", detached fake -> "fake"
+        z_d = self.draw(ctx, (n, self.noise_dim), 0)
         with torch.no_grad():
-            fake = gen(self.draw(ctx, (n, cfg.noise_dim), 0), labels)
+            fake = gen(z_d, labels)
         x_real, x_fake = real, fake
         if cfg.instance_noise:  # blurs the two distributions early, annealed to 0
             sigma = cfg.instance_noise * max(0.0, 1.0 - ctx.global_step / self.total_steps)
@@ -370,9 +379,14 @@ class GenerateTask(BaseTask):
             u = self.draw(ctx, (n, 3), 5, uniform=True).T
             targets = d_targets(n, u, cfg.label_noise, cfg.label_flip)
         with ctx.autocast():
-            dl = d_loss(
-                cfg.loss, disc(x_real, labels), disc(x_fake, labels), cfg.label_smooth, targets
-            )
+            if info:  # Q learns the codes of the detached fakes with D
+                fake_logits, q_cat, q_cont = disc(x_fake, labels, with_q=True)
+                mi = info_loss(q_cat, q_cont, *unwrap_model(gen).codes(z_d))
+            else:
+                fake_logits = disc(x_fake, labels)
+            dl = d_loss(cfg.loss, disc(x_real, labels), fake_logits, cfg.label_smooth, targets)
+            if info:
+                dl = dl + cfg.info_weight * mi
             gp = None
             if cfg.gp_weight:
                 bare = unwrap_model(disc)
@@ -398,10 +412,15 @@ class GenerateTask(BaseTask):
             self._add("gp", float(gp.detach()), n)
         # ---- generator step (every n_critic-th batch): make D call its samples real
         if (ctx.global_step + 1) % cfg.n_critic == 0:
+            z_g = self.draw(ctx, (n, self.noise_dim), 1)
             with ctx.autocast():
-                gl = g_loss(
-                    cfg.loss, disc(gen(self.draw(ctx, (n, cfg.noise_dim), 1), labels), labels)
-                )
+                if info:  # G keeps its codes readable: the MI term joins its loss
+                    logits, q_cat, q_cont = disc(gen(z_g, labels), labels, with_q=True)
+                    mi = info_loss(q_cat, q_cont, *unwrap_model(gen).codes(z_g))
+                    gl = g_loss(cfg.loss, logits) + cfg.info_weight * mi
+                    self._add("info", float(mi.detach()), n)
+                else:
+                    gl = g_loss(cfg.loss, disc(gen(z_g, labels), labels))
             self._add("g_loss", ctx.backward(gl), n)
             ctx.step("model")
             ctx.part("disc").opt.zero_grad(set_to_none=True)  # D's grads from the G step
@@ -417,7 +436,7 @@ class GenerateTask(BaseTask):
 
     def on_epoch_end(self, trainer: Any, epoch: int, row: dict[str, Any]) -> None:
         """G and D loss columns (means over the epoch, all ranks) and the fixed-noise grid."""
-        for key in ("d_loss", "g_loss", "gp", "recon", "kl", "sparsity", "eps_mse"):
+        for key in ("d_loss", "g_loss", "gp", "info", "recon", "kl", "sparsity", "eps_mse"):
             total = self.epoch_sums.get(key, 0.0)
             count = self.epoch_sums.get(key + "#n", 0.0)
             if trainer.distributed:
