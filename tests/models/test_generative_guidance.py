@@ -83,3 +83,30 @@ def test_cond_drop_rate_and_predict_keys(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="only diffusion models"):
         run(["predict", "generate", f"weights={gan / 'best.pt'}", "n=1", "guidance=2",
              f"out={tmp_path / 'r'}"])  # fmt: skip
+
+
+def test_unet_attention_equals_multihead_attention_with_copied_weights():
+    from cvcraft.models.generative.ddpm import AttnBlock
+
+    torch.manual_seed(0)
+    c, heads = 16, 2
+    block = AttnBlock(c, heads).eval()
+    ref = torch.nn.MultiheadAttention(c, heads, batch_first=True).eval()
+    w = block.qkv.weight.detach().view(3 * c, c)
+    # ours splits q, k, v per head along channels: [q(h0) q(h1) | k ... | v ...] = torch's order
+    with torch.no_grad():
+        ref.in_proj_weight.copy_(w)
+        ref.in_proj_bias.copy_(block.qkv.bias)
+        ref.out_proj.weight.copy_(block.proj.weight.view(c, c))
+        ref.out_proj.bias.copy_(block.proj.bias)
+        block.norm.weight.uniform_(0.5, 1.5)
+        block.norm.bias.uniform_(-0.2, 0.2)
+        x = torch.randn(3, c, 4, 5)
+        seq = block.norm(x).flatten(2).transpose(1, 2)  # (N, HW, C)
+        want = x + ref(seq, seq, seq, need_weights=False)[0].transpose(1, 2).reshape(x.shape)
+        torch.testing.assert_close(block(x), want, atol=1e-5, rtol=1e-5)
+    m = _model()
+    assert isinstance(m.unet.mid_attn, AttnBlock)
+    plain = create_model("cddpm", num_classes=3, in_chans=1, img_size=8, width=8,
+                         diffusion_steps=20, sample_steps=4, attention=False)  # fmt: skip
+    assert isinstance(plain.unet.mid_attn, torch.nn.Identity)

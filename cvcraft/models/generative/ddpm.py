@@ -2,7 +2,8 @@
 
 The U-Net: a sinusoidal embedding of t (Transformer-style frequencies) -> MLP, added (with
 an optional class embedding) inside every residual block; two resolutions (stride-2 down,
-nearest-up + conv) with skip connections. ``forward(x_t, labels, t=t)`` is the training
+nearest-up + conv) with skip connections, and self-attention at the lowest one
+(``attention=False`` drops it). ``forward(x_t, labels, t=t)`` is the training
 pass (ε̂ for timesteps t); ``forward(z, labels)`` samples: z (N, C·H·W) is x_T, reversed with
 ``sampler`` ("ddim": ``sample_steps`` strided steps with η; "ddpm": every ancestral step).
 Shapes: x (N, C, H, W) in [-1, 1], t (N,) int64.
@@ -46,10 +47,33 @@ class ResBlock(nn.Module):
         return h + self.skip(x)
 
 
+class AttnBlock(nn.Module):
+    """Self-attention over the H·W positions of a feature map (DDPM's block at low
+    resolution): x + proj(softmax(QKᵀ/√d)V) on GroupNorm(x), ``heads`` heads. Attention mixes
+    information across the whole image, which 3x3 convolutions reach only through depth."""
+
+    def __init__(self, c: int, heads: int = 1) -> None:
+        super().__init__()
+        if c % heads:
+            raise ConfigError(f"attention: {c} channels do not split into {heads} heads")
+        self.heads = heads
+        self.norm = nn.GroupNorm(8, c)
+        self.qkv = nn.Conv2d(c, 3 * c, 1)
+        self.proj = nn.Conv2d(c, c, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        q, k, v = self.qkv(self.norm(x)).reshape(n, 3, self.heads, c // self.heads, h * w).unbind(1)
+        # (N, heads, d, HW) -> attention over positions
+        out = F.scaled_dot_product_attention(q.transpose(-1, -2), k.transpose(-1, -2),
+                                             v.transpose(-1, -2))  # fmt: skip
+        return x + self.proj(out.transpose(-1, -2).reshape(n, c, h, w))
+
+
 class SmallUNet(nn.Module):
     """(x_t, t, labels) -> ε̂: res blocks at H and H/2 and H/4, skips joined by concatenation."""
 
-    def __init__(self, in_chans: int, width: int, num_classes: int) -> None:
+    def __init__(self, in_chans: int, width: int, num_classes: int, attention: bool = True) -> None:
         super().__init__()
         c1, c2, c3, emb = width, 2 * width, 2 * width, 4 * width
         self.width = width
@@ -62,6 +86,7 @@ class SmallUNet(nn.Module):
         self.down1, self.pool1 = ResBlock(c1, c1, emb), nn.Conv2d(c1, c1, 3, 2, 1)
         self.down2, self.pool2 = ResBlock(c1, c2, emb), nn.Conv2d(c2, c2, 3, 2, 1)
         self.mid = ResBlock(c2, c3, emb)
+        self.mid_attn = AttnBlock(c3) if attention else nn.Identity()  # at H/4 only
         self.up2 = ResBlock(c3 + c2, c2, emb)
         self.up1 = ResBlock(c2 + c1, c1, emb)
         self.out = nn.Sequential(
@@ -76,7 +101,7 @@ class SmallUNet(nn.Module):
             emb = emb + self.label_emb(labels)
         h1 = self.down1(self.inc(x), emb)  # (N, c1, H, W)
         h2 = self.down2(self.pool1(h1), emb)  # (N, c2, H/2, W/2)
-        m = self.mid(self.pool2(h2), emb)  # (N, c3, H/4, W/4)
+        m = self.mid_attn(self.mid(self.pool2(h2), emb))  # (N, c3, H/4, W/4)
         u = F.interpolate(m, size=h2.shape[-2:], mode="nearest")
         u = self.up2(torch.cat([u, h2], 1), emb)
         u = F.interpolate(u, size=h1.shape[-2:], mode="nearest")
@@ -101,6 +126,7 @@ class DDPM(nn.Module):
         sample_steps: int = 50,
         eta: float = 0.0,
         guidance: float = 1.0,
+        attention: bool = True,
         **_: object,  # the task's GAN-only options (noise_dim, d_norm, spectral_norm)
     ) -> None:
         super().__init__()
@@ -108,7 +134,7 @@ class DDPM(nn.Module):
             raise ConfigError(f"imgsz={img_size}: the DDPM U-Net halves twice; use a multiple of 4")
         if sampler not in ("ddim", "ddpm"):
             raise ConfigError(f"sampler={sampler!r} is not one of ddim, ddpm")
-        self.unet = SmallUNet(in_chans, width, num_classes if conditional else 0)
+        self.unet = SmallUNet(in_chans, width, num_classes if conditional else 0, attention)
         self.schedule = DiffusionSchedule(beta_schedule, diffusion_steps)
         self.sampler, self.sample_steps, self.eta = sampler, sample_steps, eta
         self.guidance = guidance
