@@ -50,6 +50,7 @@ __all__ = [
     "batched_nms",
     "multiclass_nms",
     "nms",
+    "postprocess_method",
     "postprocess_nms",
 ]
 
@@ -82,6 +83,12 @@ def postprocess_nms(name: str) -> Iterator[str]:
         yield POSTPROCESS_NMS[name]
     finally:
         _POSTPROCESS_METHOD.reset(token)
+
+
+def postprocess_method() -> str:
+    """The NMS method ``postprocess_nms`` selected here (greedy outside any block), for
+    detectors that call ``batched_nms`` themselves rather than ``multiclass_nms``."""
+    return _POSTPROCESS_METHOD.get()
 
 
 class NMSResult(NamedTuple):
