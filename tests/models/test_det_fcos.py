@@ -116,8 +116,10 @@ def test_losses_match_torchvision(pair):
     tv, ours = pair
     torch.manual_seed(2)
     x = torch.randn(2, 3, *SIZE)
-    for targets in (_targets(), [_targets()[0], {"boxes": torch.zeros(0, 4),
-                                                 "labels": torch.zeros(0, dtype=torch.int64)}]):
+    for targets in (
+        _targets(),
+        [_targets()[0], {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)}],
+    ):
         with torch.no_grad():
             _, head, anchors, split = _tv_parts(tv, x)
             ref = tv.compute_loss(targets, head, anchors, split)
