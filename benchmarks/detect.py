@@ -19,10 +19,11 @@ and with a few epochs on 128 images the mAP is low; it measures the pipeline, no
     python benchmarks/detect.py --train --models yolo_n --epochs 3 --imgsz 320
 
 Torchvision twins (``--torchvision``): our detectors that are torchvision's networks
-(``retinanet_resnet50_fpn``) next to torchvision's, loaded with the same random weights:
-CPU images/s of backbone + head + anchors + post-processing (score threshold, top-k,
-decode, NMS) on the same normalized batch. torchvision's resizing transform is left out
-(the detect task letterboxes before the model), so both time the same work.
+(``retinanet_resnet50_fpn``, ``fcos_resnet50_fpn``) next to torchvision's, loaded with the
+same random weights: CPU images/s of backbone + head + anchors + post-processing (score
+threshold, top-k, decode, NMS) on the same normalized batch. torchvision's resizing
+transform is left out (the detect task letterboxes before the model), so both time the
+same work.
 
     python benchmarks/detect.py --torchvision --size 512 --batch-sizes 1 2
 """
@@ -112,7 +113,7 @@ def inference(args: argparse.Namespace) -> None:
         print(row, flush=True)
 
 
-TV_TWINS = ("retinanet_resnet50_fpn",)  # same name in torchvision.models.detection
+TV_TWINS = ("retinanet_resnet50_fpn", "fcos_resnet50_fpn")  # torchvision has the same names
 
 
 def tv_pair(name: str):
