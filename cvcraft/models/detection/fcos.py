@@ -35,13 +35,17 @@ from torch import nn
 
 from cvcraft.errors import ConfigError
 from cvcraft.losses.box import iou_loss, sigmoid_focal_loss
-from cvcraft.models.detection.base import Detections, Detector, Target, valid_targets
+from cvcraft.models.detection.base import Detections, Target, valid_targets
+from cvcraft.models.detection.dense import (
+    DenseDetector,
+    level_topk_nms,
+    torchvision_fpn_rules,
+    with_bn_counters,
+)
 from cvcraft.models.detection.retinanet import _CFG, ResNetFPNP3P7
 from cvcraft.models.registry import register_model
 from cvcraft.models.weights import rename_keys
 from cvcraft.ops.anchors import generate_anchors, grid_anchors
-from cvcraft.ops.boxes import clip_boxes
-from cvcraft.ops.nms import batched_nms, postprocess_method
 
 __all__ = ["FCOS", "fcos_assign", "fcos_resnet18_fpn", "fcos_resnet50_fpn",
            "from_torchvision_state_dict"]  # fmt: skip
@@ -111,7 +115,7 @@ def fcos_assign(
     return torch.where(best < 1e-5, -1, idx)
 
 
-class FCOS(Detector):
+class FCOS(DenseDetector):
     """FCOS + FPN P3..P7 (module docstring). ``forward`` returns a dict: ``cls_logits``
     (B, N, K), ``bbox_regression`` (B, N, 4) edge distances in strides, ``bbox_ctrness``
     (B, N), ``anchors`` (N, 4) stride-sized boxes at the points, ``level_sizes``,
@@ -144,18 +148,6 @@ class FCOS(Detector):
         self.head = FCOSHead(fpn_channels, num_classes)
         self.radius, self.topk_candidates = center_sampling_radius, topk_candidates
         self.norm_eval = norm_eval
-
-    def train(self, mode: bool = True) -> FCOS:
-        """``nn.Module.train``, except that ``norm_eval`` keeps the trunk's BN statistics fixed."""
-        super().train(mode)
-        if mode and self.norm_eval:
-            for m in self.backbone.body.modules():
-                if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                    m.eval()
-        return self
-
-    def backbone_parameters_prefix(self) -> str:
-        return "backbone.body"
 
     def forward(self, images: torch.Tensor, targets: list[Target] | None = None) -> dict:
         size = (int(images.shape[-2]), int(images.shape[-1]))
@@ -225,51 +217,35 @@ class FCOS(Detector):
         """Per level: sqrt(cls * ctr) scores above ``conf``, the best ``topk_candidates``,
         decode, clip; class-aware NMS over the levels (``postprocess_nms``'s method, greedy
         otherwise), the best ``max_det``. Defaults are torchvision's."""
-        k, split = self.num_classes, outputs["level_sizes"]
-        anchors = outputs["anchors"].split(split)
-        method = postprocess_method()
-        dets = []
-        for cl, rg, ct in zip(
-            outputs["cls_logits"], outputs["bbox_regression"], outputs["bbox_ctrness"]
-        ):
-            boxes, scores, labels = [], [], []
-            for cl_l, rg_l, ct_l, an_l in zip(cl.split(split), rg.split(split), ct.split(split),
-                                              anchors):  # fmt: skip
-                s = torch.sqrt(torch.sigmoid(cl_l) * torch.sigmoid(ct_l)[:, None]).flatten()
-                idx = torch.nonzero(s > conf).squeeze(1)
-                s, top = s[idx].topk(min(self.topk_candidates, len(idx)))
-                idx = idx[top]
-                a = torch.div(idx, k, rounding_mode="floor")
-                boxes.append(clip_boxes(self.decode(rg_l[a], an_l[a]), *outputs["image_size"]))
-                scores.append(s)
-                labels.append(idx % k)
-            b, s, lab = torch.cat(boxes), torch.cat(scores), torch.cat(labels)
-            res = batched_nms(b, s, lab, iou, method, max_det=max_det)
-            keep, out_s, out_b = res.keep, res.scores, res.boxes
-            if method.startswith("soft") or method == "matrix":  # decayed to conf: gone
-                above = out_s > conf
-                keep, out_s, out_b = keep[above], out_s[above], out_b[above]
-            dets.append({"boxes": out_b, "scores": out_s, "labels": lab[keep]})
-        return dets
+        anchors, split = outputs["anchors"], outputs["level_sizes"]
+        return [
+            level_topk_nms(
+                torch.sqrt(torch.sigmoid(cl) * torch.sigmoid(ct)[:, None]),
+                lambda a, d=rg: self.decode(d[a], anchors[a]),
+                split,
+                outputs["image_size"],
+                conf,
+                iou,
+                max_det,
+                self.topk_candidates,
+            )
+            for cl, rg, ct in zip(
+                outputs["cls_logits"], outputs["bbox_regression"], outputs["bbox_ctrness"]
+            )
+        ]
 
 
 def from_torchvision_state_dict(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Rename a torchvision ``FCOS`` (ResNet-FPN, P6/P7 from P5) state dict to ours; trunk BN
     statistics saved from a ``FrozenBatchNorm2d`` get a zero ``num_batches_tracked``."""
     rules = [
-        (r"^backbone\.fpn\.inner_blocks\.(\d+)\.0\.", r"backbone.fpn.lateral.\1."),
-        (r"^backbone\.fpn\.layer_blocks\.(\d+)\.0\.", r"backbone.fpn.output.\1."),
-        (r"^backbone\.fpn\.extra_blocks\.(p6|p7)\.", r"backbone.\1."),
+        *torchvision_fpn_rules(),
         (r"^head\.classification_head\.conv\.", "head.cls_tower."),
         (r"^head\.regression_head\.conv\.", "head.reg_tower."),
         (r"^head\.classification_head\.cls_logits\.", "head.cls_logits."),
         (r"^head\.regression_head\.(bbox_reg|bbox_ctrness)\.", r"head.\1."),
     ]
-    out = rename_keys(sd, rules)
-    for key in [k for k in out if k.startswith("backbone.body.") and k.endswith(".running_var")]:
-        out.setdefault(key[: -len("running_var")] + "num_batches_tracked",
-                       torch.zeros((), dtype=torch.int64))  # fmt: skip
-    return out
+    return with_bn_counters(rename_keys(sd, rules))
 
 
 @register_model(

@@ -41,16 +41,20 @@ from torch import nn
 
 from cvcraft.errors import ConfigError
 from cvcraft.losses.box import sigmoid_focal_loss
-from cvcraft.models.detection.base import Detections, Detector, Target, valid_targets
+from cvcraft.models.detection.base import Detections, Target, valid_targets
+from cvcraft.models.detection.dense import (
+    DenseDetector,
+    level_topk_nms,
+    torchvision_fpn_rules,
+    with_bn_counters,
+)
 from cvcraft.models.detection.faster_rcnn import DEPTHS
 from cvcraft.models.necks.fpn import FPN
 from cvcraft.models.registry import IMAGENET_MEAN, IMAGENET_STD, MODELS, register_model
 from cvcraft.models.weights import rename_keys
 from cvcraft.ops.anchors import generate_anchors, grid_anchors
 from cvcraft.ops.assigners import IGNORE, max_iou_assign
-from cvcraft.ops.boxes import clip_boxes
 from cvcraft.ops.coders import DeltaCoder
-from cvcraft.ops.nms import batched_nms, postprocess_method
 
 __all__ = [
     "RetinaNet",
@@ -124,7 +128,7 @@ class RetinaNetHead(nn.Module):
         return torch.cat(logits, 1), torch.cat(deltas, 1)
 
 
-class RetinaNet(Detector):
+class RetinaNet(DenseDetector):
     """RetinaNet + FPN P3..P7 (module docstring: every stage and its constants).
 
     Args:
@@ -176,19 +180,6 @@ class RetinaNet(Detector):
         self.fg_iou, self.bg_iou, self.alpha, self.gamma = fg_iou, bg_iou, alpha, gamma
         self.topk_candidates = topk_candidates
         self.norm_eval = norm_eval
-
-    def train(self, mode: bool = True) -> RetinaNet:
-        """``nn.Module.train``, except that ``norm_eval`` keeps the trunk's BN statistics fixed."""
-        super().train(mode)
-        if mode and self.norm_eval:
-            for m in self.backbone.body.modules():
-                if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                    m.eval()
-        return self
-
-    def backbone_parameters_prefix(self) -> str:
-        """Only the ResNet trunk comes from a classifier; FPN and head start from scratch."""
-        return "backbone.body"
 
     def anchors(self, feats: Sequence[torch.Tensor], image_size: tuple[int, int]) -> torch.Tensor:
         """All anchors (N, 4); a level's stride = image side // feature side (torchvision's)."""
@@ -244,32 +235,20 @@ class RetinaNet(Detector):
         """Per level: scores above ``conf``, the best ``topk_candidates``, decode, clip; then
         class-aware NMS over the levels (the method ``postprocess_nms`` selects; greedy
         otherwise) and the best ``max_det``. Defaults are torchvision's."""
-        k = self.num_classes
-        anchors = outputs["anchors"].split(outputs["level_sizes"])
-        method = postprocess_method()
-        dets = []
-        for lg, dl in zip(outputs["cls_logits"], outputs["bbox_regression"]):
-            boxes, scores, labels = [], [], []
-            for lg_l, dl_l, an_l in zip(
-                lg.split(outputs["level_sizes"]), dl.split(outputs["level_sizes"]), anchors
-            ):
-                s = torch.sigmoid(lg_l).flatten()  # (n_l K,) anchor-major
-                idx = torch.nonzero(s > conf).squeeze(1)
-                s, top = s[idx].topk(min(self.topk_candidates, len(idx)))
-                idx = idx[top]
-                a_idx = torch.div(idx, k, rounding_mode="floor")
-                b = clip_boxes(self.coder.decode(dl_l[a_idx], an_l[a_idx]), *outputs["image_size"])
-                boxes.append(b)
-                scores.append(s)
-                labels.append(idx % k)
-            b, s, lab = torch.cat(boxes), torch.cat(scores), torch.cat(labels)
-            res = batched_nms(b, s, lab, iou, method, max_det=max_det)
-            keep, out_s, out_b = res.keep, res.scores, res.boxes  # boxes: merged if weighted
-            if method.startswith("soft") or method == "matrix":  # decayed to conf: gone
-                above = out_s > conf
-                keep, out_s, out_b = keep[above], out_s[above], out_b[above]
-            dets.append({"boxes": out_b, "scores": out_s, "labels": lab[keep]})
-        return dets
+        anchors, split = outputs["anchors"], outputs["level_sizes"]
+        return [
+            level_topk_nms(
+                torch.sigmoid(lg),
+                lambda a, d=dl: self.coder.decode(d[a], anchors[a]),
+                split,
+                outputs["image_size"],
+                conf,
+                iou,
+                max_det,
+                self.topk_candidates,
+            )
+            for lg, dl in zip(outputs["cls_logits"], outputs["bbox_regression"])
+        ]
 
 
 def from_torchvision_state_dict(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -280,9 +259,7 @@ def from_torchvision_state_dict(sd: dict[str, torch.Tensor]) -> dict[str, torch.
     ``FrozenBatchNorm2d`` have no ``num_batches_tracked``; a zero one is added.
     """
     rules = [
-        (r"^backbone\.fpn\.inner_blocks\.(\d+)\.0\.", r"backbone.fpn.lateral.\1."),
-        (r"^backbone\.fpn\.layer_blocks\.(\d+)\.0\.", r"backbone.fpn.output.\1."),
-        (r"^backbone\.fpn\.extra_blocks\.(p6|p7)\.", r"backbone.\1."),
+        *torchvision_fpn_rules(),
         (r"^head\.classification_head\.conv\.(\d)\.0\.", r"head.cls_convs.\1."),
         (r"^head\.regression_head\.conv\.(\d)\.0\.", r"head.reg_convs.\1."),
         (r"^head\.classification_head\.cls_logits\.", "head.cls_logits."),
@@ -293,11 +270,7 @@ def from_torchvision_state_dict(sd: dict[str, torch.Tensor]) -> dict[str, torch.
                       rf"head.cls_convs.{i}.\1"))  # fmt: skip
         rules.append((rf"^head\.regression_head\.conv\.{2 * i}\.(weight|bias)$",
                       rf"head.reg_convs.{i}.\1"))  # fmt: skip
-    out = rename_keys(sd, rules)
-    for key in [k for k in out if k.startswith("backbone.body.") and k.endswith(".running_var")]:
-        out.setdefault(key[: -len("running_var")] + "num_batches_tracked",
-                       torch.zeros((), dtype=torch.int64))  # fmt: skip
-    return out
+    return with_bn_counters(rename_keys(sd, rules))
 
 
 # torchvision's detection reference for RetinaNet: SGD lr 0.01 at batch 16, weight decay 1e-4;
