@@ -109,6 +109,8 @@ def test_autoanchor_fits_yolov3_anchors_like_ops_autoanchor():
     np.testing.assert_allclose(model.anchors.numpy(), want.anchors)
     with pytest.raises(ConfigError, match="autoanchor=true is for detectors with fitted"):
         fit_model_anchors(create_model("yolo_p", num_classes=2), data, 160, seed=0)
+    with pytest.raises(ConfigError, match="has none to read"):
+        fit_model_anchors(model, SimpleNamespace(), 160, seed=0)
 
 
 def test_train_val_predict_with_the_choice_keys(tmp_path):

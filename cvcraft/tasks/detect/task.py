@@ -118,7 +118,12 @@ def fit_model_anchors(model: nn.Module, data: Any, imgsz: int, seed: int) -> Non
             "autoanchor=true is for detectors with fitted (w, h) anchors (yolov3, yolov3_tiny); "
             f"{type(model).__name__} has none"
         )
-    recs = getattr(data, "images", [])
+    recs = getattr(data, "images", None)
+    if recs is None:
+        raise ConfigError(
+            f"autoanchor=true reads the train boxes from the annotations; {type(data).__name__} "
+            "has none to read (use a COCO/YOLO/VOC dataset, or autoanchor=false)"
+        )
     wh = [
         (r.boxes[:, 2:] - r.boxes[:, :2]) * (imgsz / max(r.width, r.height)) for r in recs
     ]  # (N_i, 2) each, at the letterboxed size
