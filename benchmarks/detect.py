@@ -17,6 +17,15 @@ and with a few epochs on 128 images the mAP is low; it measures the pipeline, no
     python benchmarks/detect.py                                   # yolo_n/s vs yolov8n/s
     python benchmarks/detect.py --models yolo_m --batch-sizes 1   # medium vs yolov8m
     python benchmarks/detect.py --train --models yolo_n --epochs 3 --imgsz 320
+
+Torchvision twins (``--torchvision``): our detectors that are torchvision's networks
+(``retinanet_resnet50_fpn``, ``fcos_resnet50_fpn``) next to torchvision's, loaded with the
+same random weights: CPU images/s of backbone + head + anchors + post-processing (score
+threshold, top-k, decode, NMS) on the same normalized batch. torchvision's resizing
+transform is left out (the detect task letterboxes before the model), so both time the
+same work.
+
+    python benchmarks/detect.py --torchvision --size 512 --batch-sizes 1 2
 """
 
 from __future__ import annotations
@@ -104,6 +113,62 @@ def inference(args: argparse.Namespace) -> None:
         print(row, flush=True)
 
 
+TV_TWINS = ("retinanet_resnet50_fpn", "fcos_resnet50_fpn")  # torchvision has the same names
+
+
+def tv_pair(name: str):
+    """Ours and torchvision's twin with the same (random) weights, both eval; ours loads
+    torchvision's state_dict through ``create_model(weights=)``."""
+    import torchvision
+
+    torch.manual_seed(0)
+    tv = getattr(torchvision.models.detection, name)(weights=None, weights_backbone=None)
+    ours = create_model(name, num_classes=91, weights=tv.state_dict()).eval()
+    return ours, tv.eval()
+
+
+def tv_detect(tv, x: torch.Tensor):
+    """torchvision's forward without its resize transform: backbone, head, anchors, post."""
+    from torchvision.models.detection.image_list import ImageList
+
+    size = [tuple(x.shape[-2:])] * len(x)
+    feats = list(tv.backbone(x).values())
+    head = tv.head(feats)
+    anchors = tv.anchor_generator(ImageList(x, size), feats)
+    per_level = [f.shape[-2] * f.shape[-1] for f in feats]
+    a = head["cls_logits"].shape[1] // sum(per_level)
+    split = [n * a for n in per_level]
+    head = {k: list(v.split(split, 1)) for k, v in head.items()}
+    return tv.postprocess_detections(head, [list(av.split(split)) for av in anchors], size)
+
+
+@torch.no_grad()
+def torchvision_twins(args: argparse.Namespace) -> None:
+    print(f"torch {torch.__version__}, {args.threads} threads, {args.size}x{args.size}, "
+          f"median of {args.reps} alternating reps after {args.warmup} warm-up, "
+          "post-processing included")  # fmt: skip
+    for name in TV_TWINS:
+        ours, tv = tv_pair(name)
+        for b in args.batch_sizes:
+            x = torch.randn(b, 3, args.size, args.size)
+            calls = [
+                lambda m=ours, x=x: m.postprocess(m(x)),
+                lambda m=tv, x=x: tv_detect(m, x),
+            ]
+            for _ in range(args.warmup):
+                for c in calls:
+                    c()
+            times: list[list[float]] = [[], []]
+            for _ in range(args.reps):
+                for c, t in zip(calls, times):
+                    t0 = time.perf_counter()
+                    c()
+                    t.append(time.perf_counter() - t0)
+            ips = [b / statistics.median(t) for t in times]
+            print(f"{name} b{b}: ours {ips[0]:.3f} img/s, torchvision {ips[1]:.3f} img/s, "
+                  f"ratio {ips[0] / ips[1]:.2f}", flush=True)  # fmt: skip
+
+
 def coco128_yaml(tmp: Path) -> Path:
     """A YOLO data yaml for COCO128 detection. The shared copy's ``object_detection/images``
     is a symlink stored as a plain file (its text is the target, ``../images``), so the
@@ -168,13 +233,18 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--train", action="store_true", help="train on COCO128 instead of timing")
+    ap.add_argument("--torchvision", action="store_true",
+                    help="time our torchvision twins against torchvision's")  # fmt: skip
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--imgsz", type=int, default=320, help="training/eval input side")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--lr", type=float, default=0.002)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    (train if args.train else inference)(args)
+    if args.torchvision:
+        torchvision_twins(args)
+    else:
+        (train if args.train else inference)(args)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,9 @@ from cvcraft.errors import ConfigError, DataError
 
 __all__ = [
     "AnchorFit",
+    "AutoAnchor",
     "anchor_fitness",
+    "autoanchor",
     "generate_anchors",
     "grid_anchors",
     "kmeans_anchors",
@@ -238,3 +240,58 @@ def kmeans_anchors(
         bpr=ratio_recall(wh, centres, thr),
         history=history,
     )
+
+
+@dataclass
+class AutoAnchor:
+    """Outcome of ``autoanchor``: the anchors to use (K, 2), whether they replaced the
+    given ones, the best possible recall before and after, and a one-line ``note``."""
+
+    anchors: np.ndarray
+    replaced: bool
+    bpr_before: float
+    bpr_after: float
+    note: str
+
+
+def autoanchor(
+    wh: np.ndarray,
+    anchors: np.ndarray,
+    *,
+    thr: float = 4.0,
+    min_bpr: float = 0.98,
+    seed: int = 0,
+    generations: int = 1000,
+    min_side: float = 2.0,
+) -> AutoAnchor:
+    """YOLOv5's autoanchor check: keep ``anchors`` (K, 2) pixels if their best possible
+    recall on the boxes ``wh`` (N, 2) pixels (``ratio_recall`` at ``thr``) is at least
+    ``min_bpr``; otherwise fit K anchors by k-means plus ``generations`` of genetic
+    refinement and take them only if they recall more. Boxes with a side below ``min_side``
+    are left out, as in ``kmeans_anchors``; too few boxes to fit keeps the anchors.
+    """
+    wh = np.asarray(wh, dtype=np.float64).reshape(-1, 2)
+    a = np.asarray(anchors, dtype=np.float64).reshape(-1, 2)
+    wh = wh[(wh >= min_side).all(1)]
+    if len(wh) == 0:
+        raise DataError("autoanchor: no training box has both sides >= "
+                        f"{min_side}px at the training size; check the labels")  # fmt: skip
+    before = ratio_recall(wh, a, thr)
+    if before >= min_bpr:
+        return AutoAnchor(a.astype(np.float32), False, before, before,
+                          f"autoanchor: best possible recall {before:.4f} >= {min_bpr}, "
+                          "anchors kept")  # fmt: skip
+    if len(wh) < len(a):
+        return AutoAnchor(a.astype(np.float32), False, before, before,
+                          f"autoanchor: recall {before:.4f} but only {len(wh)} boxes for "
+                          f"{len(a)} anchors; anchors kept")  # fmt: skip
+    fit = kmeans_anchors(wh, len(a), seed=seed, genetic_generations=generations, thr=thr,
+                         min_side=min_side)  # fmt: skip
+    if fit.bpr > before:
+        shown = np.round(fit.anchors).astype(int).tolist()
+        return AutoAnchor(fit.anchors, True, before, fit.bpr,
+                          f"autoanchor: best possible recall {before:.4f} -> {fit.bpr:.4f} "
+                          f"with k-means anchors {shown}")  # fmt: skip
+    return AutoAnchor(a.astype(np.float32), False, before, before,
+                      f"autoanchor: recall {before:.4f}; k-means anchors reach {fit.bpr:.4f}, "
+                      "no better, anchors kept")  # fmt: skip

@@ -20,6 +20,9 @@ Methods, boxes (N, 4) xyxy and scores (N,):
 
 ``multiclass_nms`` is a detector's whole per-image post-processing on top of
 ``batched_nms``: per-class score threshold, clip, drop tiny boxes, class-aware NMS, cap.
+Its method is the one ``postprocess_nms(name)`` selects (a context manager; greedy outside
+one), so the detect task's ``nms=`` reaches every detector without a new ``postprocess``
+argument; ``POSTPROCESS_NMS`` names the choices (``soft`` = Soft-NMS, Gaussian).
 
 Class-aware greedy/weighted NMS shift each class's boxes apart (the coordinate-offset trick)
 so one torchvision call never compares different classes; the methods that compute IoU
@@ -29,6 +32,8 @@ offsets would cost float32 precision.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 from collections.abc import Iterator
 from typing import NamedTuple
 
@@ -38,7 +43,16 @@ import torchvision
 from cvcraft.errors import ConfigError
 from cvcraft.ops.boxes import box_iou, clip_boxes, elementwise_iou
 
-__all__ = ["NMS_METHODS", "NMSResult", "batched_nms", "multiclass_nms", "nms"]
+__all__ = [
+    "NMS_METHODS",
+    "POSTPROCESS_NMS",
+    "NMSResult",
+    "batched_nms",
+    "multiclass_nms",
+    "nms",
+    "postprocess_method",
+    "postprocess_nms",
+]
 
 NMS_METHODS = (
     "greedy",
@@ -51,6 +65,30 @@ NMS_METHODS = (
 )
 MATRIX_KERNELS = ("gaussian", "linear")
 IOU_BLOCK_ROWS = 512  # rows of the (n, n) IoU matrix Fast/Matrix NMS hold at once
+# The detect task's nms= choices -> NMS_METHODS ("soft" is the Gaussian Soft-NMS of the paper)
+POSTPROCESS_NMS = {m: m for m in NMS_METHODS} | {"soft": "soft_gaussian"}
+_POSTPROCESS_METHOD: contextvars.ContextVar[str] = contextvars.ContextVar(
+    "postprocess_nms", default="greedy"
+)
+
+
+@contextlib.contextmanager
+def postprocess_nms(name: str) -> Iterator[str]:
+    """Within the block, ``multiclass_nms`` (every detector's post-processing) uses the
+    NMS method ``name`` (a key of :data:`POSTPROCESS_NMS`); yields the method."""
+    if name not in POSTPROCESS_NMS:
+        raise ConfigError(f"nms={name!r}: use one of {', '.join(POSTPROCESS_NMS)}")
+    token = _POSTPROCESS_METHOD.set(POSTPROCESS_NMS[name])
+    try:
+        yield POSTPROCESS_NMS[name]
+    finally:
+        _POSTPROCESS_METHOD.reset(token)
+
+
+def postprocess_method() -> str:
+    """The NMS method ``postprocess_nms`` selected here (greedy outside any block), for
+    detectors that call ``batched_nms`` themselves rather than ``multiclass_nms``."""
+    return _POSTPROCESS_METHOD.get()
 
 
 class NMSResult(NamedTuple):
@@ -127,6 +165,7 @@ def multiclass_nms(
     image_size: tuple[int, int] | None = None,
     pre_nms_top_k: int = 10_000,
     min_size: float = 0.0,
+    method: str | None = None,
 ) -> dict[str, torch.Tensor]:
     """One image's detections from per-class scores: threshold, class-aware NMS, cap.
 
@@ -134,9 +173,12 @@ def multiclass_nms(
     ``scores`` (N, C). Every (box, class) pair scoring above ``conf`` is a candidate (so one
     box may be reported for two classes, as in torchvision/ultralytics multi-label mode);
     boxes are clipped to ``image_size`` (H, W) when given, then boxes with a side below
-    ``min_size`` pixels are dropped. Returns ``{"boxes" (K, 4),
-    "scores" (K,), "labels" (K,) int64}`` sorted by score.
+    ``min_size`` pixels are dropped. ``method`` is one of :data:`NMS_METHODS` (default: the
+    one ``postprocess_nms`` set, else greedy); Soft-/Matrix-NMS drop boxes whose decayed
+    score falls to ``conf`` or below. Returns ``{"boxes" (K, 4), "scores" (K,), "labels" (K,)
+    int64}`` sorted by score.
     """
+    method = method or _POSTPROCESS_METHOD.get()
     idx, cls = torch.nonzero(scores > conf, as_tuple=True)  # (P,), (P,)
     s = scores[idx, cls]
     b = boxes[idx, cls] if boxes.ndim == 3 else boxes[idx]  # (P, 4)
@@ -145,8 +187,12 @@ def multiclass_nms(
     if min_size > 0:
         big = ((b[:, 2:] - b[:, :2]) >= min_size).all(1)
         b, s, cls = b[big], s[big], cls[big]
-    res = batched_nms(b, s, cls, iou, max_det=max_det, top_k=pre_nms_top_k)
-    return {"boxes": res.boxes, "scores": res.scores, "labels": cls[res.keep].to(torch.int64)}
+    res = batched_nms(b, s, cls, iou, method, max_det=max_det, top_k=pre_nms_top_k)
+    keep, out_s, out_b = res.keep, res.scores, res.boxes
+    if method.startswith("soft") or method == "matrix":  # decayed to the threshold: gone
+        above = out_s > conf
+        keep, out_s, out_b = keep[above], out_s[above], out_b[above]
+    return {"boxes": out_b, "scores": out_s, "labels": cls[keep].to(torch.int64)}
 
 
 def _nms(

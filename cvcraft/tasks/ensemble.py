@@ -22,18 +22,20 @@ import torch
 
 from cvcraft.errors import CheckpointError, ConfigError
 from cvcraft.metrics.multilabel import multilabel_metrics
+from cvcraft.tasks.detect_ensemble import DETECT_ENSEMBLE_KEYS, run_detect_ensemble
 from cvcraft.tasks.registry import get_task, task_config
 
 ENSEMBLE_KEYS: dict[str, str] = {
-    "task": "multilabel | classify",
-    "weights": "comma-separated checkpoints (best.pt of each run)",
+    "task": "multilabel | classify | detect",
+    "weights": "comma-separated checkpoints (best.pt of each run); detect: one number per preds",
     "data": "dataset whose val split is scored (default: the first run's config)",
     "mode": "mean (default) | weighted | vote (classify: majority of top-1 classes)",
     "ensemble_weights": "weighted mode: one weight per checkpoint, comma-separated",
-    "out": "folder for ensemble.json and ensemble_predictions.npz",
+    "out": "folder for ensemble.json and ensemble_predictions.npz (detect: the fused JSON)",
     "device": "auto | cpu | cuda",
+    **{k: f"detect: {v}" for k, v in DETECT_ENSEMBLE_KEYS.items() if k not in ("weights", "out")},
 }
-ENSEMBLE_TASKS = ("multilabel", "classify")
+ENSEMBLE_TASKS = ("multilabel", "classify", "detect")
 
 
 def member_probabilities(task: str, cfg: Any, weights: str) -> tuple[np.ndarray, np.ndarray, Any]:
@@ -94,6 +96,11 @@ def run_ensemble(args: dict[str, Any]) -> dict[str, Any]:
     task = str(args.get("task") or "")
     if task not in ENSEMBLE_TASKS:
         raise ConfigError(f"ensemble: task {task!r} unsupported; use one of {ENSEMBLE_TASKS}")
+    if task == "detect":  # fuses saved predictions (boxes), not checkpoints
+        return run_detect_ensemble({k: v for k, v in args.items() if k != "task"})
+    detect_only = sorted(set(args) & (set(DETECT_ENSEMBLE_KEYS) - {"weights", "out"}))
+    if detect_only:
+        raise ConfigError(f"ensemble {task}: {', '.join(detect_only)} are keys of ensemble detect")
     paths = [p.strip() for p in str(args.get("weights") or "").split(",") if p.strip()]
     if len(paths) < 2:
         raise ConfigError("ensemble needs weights=a.pt,b.pt (two or more checkpoints)")

@@ -274,7 +274,12 @@ class YOLO(Detector):
 
 
 def _yolo(scale: str, num_classes: int, in_chans: int, **kw: Any) -> YOLO:
-    return YOLO(scale, num_classes, in_chans, **kw)
+    # the detect task's assigner= / label_smoothing= are loss options
+    loss_kw = dict(kw.pop("loss_kw", None) or {})
+    for k in ("assigner", "label_smoothing"):
+        if k in kw:
+            loss_kw[k] = kw.pop(k)
+    return YOLO(scale, num_classes, in_chans, loss_kw=loss_kw, **kw)
 
 
 @register_model()

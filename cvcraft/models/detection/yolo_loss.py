@@ -13,6 +13,13 @@ matched object, independent of batch size and image count):
 - dfl: ``sum_pos t_hat DFL(l, t, r, b) / S`` with the edge distances in stride units.
 
 total = box_gain * box + cls_gain * cls + dfl_gain * dfl (YOLOv8's 7.5 / 0.5 / 1.5).
+
+``assigner``: ``tal`` (the above), ``simota`` (YOLOX's dynamic-k least cost, on the
+predicted scores and boxes) or ``atss`` (adaptive IoU threshold over the 9 nearest cells per
+level, each cell seen as a 5-stride square anchor, as YOLOv6); these two run per image and
+take t_hat = IoU(predicted box, its gt), the IoU-aware class target of YOLOX / YOLOv6.
+``label_smoothing`` eps turns a positive's one-hot into 1 - eps/2 / eps/2 (YOLOv5's smooth
+BCE) before the t_hat scaling; background cells keep 0.
 Unlike ultralytics, the total is *not* multiplied by the batch size (the Detector contract
 asks for a batch mean), so their SGD learning rates correspond to ours times the batch size.
 """
@@ -26,9 +33,13 @@ from torch import nn
 from cvcraft.errors import ConfigError
 from cvcraft.losses.box import distribution_focal_loss, iou_loss
 from cvcraft.models.detection.yolo_coder import encode_ltrb, yolo_decode
-from cvcraft.ops.assigners import batched_task_aligned_assign
+from cvcraft.ops.assigners import atss_assign, batched_task_aligned_assign, simota_assign
+from cvcraft.ops.boxes import elementwise_iou
 
-__all__ = ["YoloLoss", "pad_targets"]
+__all__ = ["ASSIGNERS", "YoloLoss", "pad_targets"]
+
+ASSIGNERS = ("tal", "simota", "atss")
+ATSS_ANCHOR_SCALE = 5.0  # a cell's ATSS anchor is a square of 5 strides (YOLOv6's grid cell)
 
 
 def pad_targets(
@@ -74,10 +85,17 @@ class YoloLoss(nn.Module):
         topk: int = 10,
         alpha: float = 0.5,
         beta: float = 6.0,
+        assigner: str = "tal",
+        label_smoothing: float = 0.0,
     ) -> None:
         super().__init__()
         if box_kind not in ("iou", "giou", "diou", "ciou", "siou"):
             raise ConfigError(f"YoloLoss box_kind {box_kind!r}; use ciou, siou, diou, giou, iou")
+        if assigner not in ASSIGNERS:
+            raise ConfigError(f"YoloLoss assigner {assigner!r}; use one of {ASSIGNERS}")
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ConfigError(f"YoloLoss label_smoothing={label_smoothing} must be in [0, 1)")
+        self.assigner, self.label_smoothing = assigner, label_smoothing
         self.num_classes, self.reg_max = num_classes, reg_max
         self.gains = (box_gain, cls_gain, dfl_gain)
         self.box_kind = box_kind
@@ -98,19 +116,28 @@ class YoloLoss(nn.Module):
                 f"classes; set num_classes to the dataset's class count"
             )
         pred_boxes = yolo_decode(box_logits, anchors, strides)  # (B, N, 4) pixels
-        gt_index, t_hat, _ = batched_task_aligned_assign(
-            cls_logits.detach().sigmoid(),
-            pred_boxes.detach(),
-            anchors,
-            gt_boxes,
-            gt_labels,
-            gt_mask,
-            **self.assign_kw,
-        )
+        if self.assigner == "tal":
+            gt_index, t_hat, _ = batched_task_aligned_assign(
+                cls_logits.detach().sigmoid(),
+                pred_boxes.detach(),
+                anchors,
+                gt_boxes,
+                gt_labels,
+                gt_mask,
+                **self.assign_kw,
+            )
+        else:
+            gt_index, t_hat = self.assign_per_image(
+                cls_logits.detach().sigmoid(), pred_boxes.detach(), anchors, strides,
+                gt_boxes, gt_labels, gt_mask,
+            )  # fmt: skip
         fg = gt_index >= 0  # (B, N)
         idx = gt_index.clamp(min=0)
         tgt_labels = gt_labels.gather(1, idx)  # (B, N)
-        cls_target = F.one_hot(tgt_labels, c).to(cls_logits.dtype) * (t_hat * fg)[..., None]
+        one_hot = F.one_hot(tgt_labels, c).to(cls_logits.dtype)
+        if self.label_smoothing:
+            one_hot = one_hot * (1 - self.label_smoothing) + self.label_smoothing / 2
+        cls_target = one_hot * (t_hat * fg)[..., None]
         norm = t_hat.sum().clamp(min=1.0)
         loss_cls = F.binary_cross_entropy_with_logits(cls_logits, cls_target, reduction="sum")
         loss_cls = loss_cls / norm
@@ -130,3 +157,35 @@ class YoloLoss(nn.Module):
         parts = {"box": gb * loss_box, "cls": gc * loss_cls, "dfl": gd * loss_dfl}
         total = parts["box"] + parts["cls"] + parts["dfl"]
         return total, {k: float(v.detach()) for k, v in parts.items()}
+
+    def assign_per_image(
+        self,
+        scores: torch.Tensor,
+        pred_boxes: torch.Tensor,
+        anchors: torch.Tensor,
+        strides: torch.Tensor,
+        gt_boxes: torch.Tensor,
+        gt_labels: torch.Tensor,
+        gt_mask: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """SimOTA or ATSS, one image at a time (both are single-image assigners): scores
+        (B, N, C) probabilities, pred_boxes (B, N, 4), anchors (N, 2) and strides (N, 1) ->
+        gt_index (B, N) (-1 background) and t_hat (B, N) = IoU(pred box, its gt), 0 elsewhere."""
+        b, n = scores.shape[:2]
+        gt_index = torch.full((b, n), -1, dtype=torch.int64, device=scores.device)
+        if self.assigner == "atss":
+            half = strides * (ATSS_ANCHOR_SCALE / 2)  # (N, 1)
+            cell_boxes = torch.cat([anchors - half, anchors + half], 1)  # (N, 4)
+            per_level = torch.unique_consecutive(strides[:, 0], return_counts=True)[1].tolist()
+        for i in range(b):  # assignment is per image; the loss itself stays batched
+            gts, labels = gt_boxes[i][gt_mask[i]], gt_labels[i][gt_mask[i]]
+            if self.assigner == "simota":
+                res = simota_assign(scores[i], pred_boxes[i], anchors, gts, labels,
+                                    strides=strides[:, 0])  # fmt: skip
+            else:
+                res = atss_assign(cell_boxes, per_level, gts, gt_labels=labels)
+            gt_index[i] = torch.where(res.gt_index >= 0, res.gt_index, -1)
+        fg = gt_index >= 0
+        matched = gt_boxes.gather(1, gt_index.clamp(min=0)[..., None].expand(b, n, 4))
+        t_hat = elementwise_iou(pred_boxes, matched).clamp(min=0) * fg  # (B, N)
+        return gt_index, t_hat

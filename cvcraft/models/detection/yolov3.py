@@ -113,6 +113,7 @@ class YOLOv3(Detector):
         input_size: side of ``default_input_size`` (paper: 416).
         ignore_thr: IoU above which an unassigned prediction gets no objectness loss.
         lambda_box, lambda_obj, lambda_cls: loss weights (Darknet uses 1, 1, 1).
+        label_smoothing: eps; positives' class targets become 1 - eps/2 and eps/2 (YOLOv5).
 
     Output of ``forward``: a list of 3 tensors (B, 3, H_l, W_l, 5 + C) for strides 8, 16, 32,
     last axis ``(tx, ty, tw, th, obj, cls...)`` raw.
@@ -131,6 +132,7 @@ class YOLOv3(Detector):
         lambda_box: float = 1.0,
         lambda_obj: float = 1.0,
         lambda_cls: float = 1.0,
+        label_smoothing: float = 0.0,
     ) -> None:
         super().__init__()
         if backbone not in BACKBONES:
@@ -155,6 +157,9 @@ class YOLOv3(Detector):
         self.default_input_size = (in_chans, input_size, input_size)
         self.ignore_thr = ignore_thr
         self.lambdas = (lambda_box, lambda_obj, lambda_cls)
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ConfigError(f"YOLOv3 label_smoothing={label_smoothing} must be in [0, 1)")
+        self.label_smoothing = label_smoothing
 
         self.backbone = Darknet(
             num_classes=0, in_chans=in_chans, width_mult=width_mult, depth_mult=depth_mult,
@@ -242,6 +247,8 @@ class YOLOv3(Detector):
             err = torch.cat([err, (p[:, 2:4] - t[:, 2:]) ** 2], 1)  # (P, 4)
             box_l = box_l + (err.sum(1) * scale).sum()
             cls_t = F.one_hot(asg["labels"], self.num_classes).to(p)
+            if self.label_smoothing:
+                cls_t = cls_t * (1 - self.label_smoothing) + self.label_smoothing / 2
             cls_l = cls_l + F.binary_cross_entropy_with_logits(p[:, 5:], cls_t, reduction="sum")
         lb, lo, lc = self.lambdas
         parts = {"box": lb * box_l / n, "obj": lo * obj_l / n, "cls": lc * cls_l / n}

@@ -54,6 +54,10 @@ class DetectConfig(TrainConfig):
     conf: float = _opt(0.25, "predict: minimum score of a reported detection")
     val_conf: float = _opt(0.001, "evaluation: score threshold before NMS (mAP wants ~all)")
     iou: float = _opt(0.7, "NMS IoU threshold")
+    nms: str = _opt(
+        "greedy",
+        "val/predict NMS: greedy | soft (Gaussian) | soft_linear | diou | matrix | fast | weighted",
+    )
     max_det: int = _opt(300, "maximum detections per image")
     tta: bool = _opt(False, "test-time augmentation (scales 1/0.83/0.67, a flip) in val/predict")
     gt: str = _opt(
@@ -81,6 +85,16 @@ class DetectConfig(TrainConfig):
     backbone_weights: str = _opt(
         "", "a cvcraft classification checkpoint to initialise the detector's backbone"
     )
+    # training choices of the YOLO family
+    assigner: str = _opt("", "anchor-free YOLO label assignment: tal (default) | simota | atss")
+    label_smoothing: float = _opt(
+        0.0, "YOLO class targets 1 - eps/2 and eps/2 on the positives (YOLOv5's smooth BCE)"
+    )
+    autoanchor: bool = _opt(
+        False,
+        "anchor-based YOLO: at the start of training, k-means anchors if the best possible "
+        "recall of the model's anchors on the train boxes is below 0.98",
+    )
 
     def check(self) -> None:
         unit = ("mosaic", "mixup", "hflip", "vflip", "conf", "val_conf", "iou", "hsv_s", "hsv_v")
@@ -98,6 +112,14 @@ class DetectConfig(TrainConfig):
                 raise ConfigError(f"{k}={getattr(self, k)} must be >= 0")
         if self.in_chans not in (1, 3):
             raise ConfigError(f"in_chans={self.in_chans}: detection takes 1 (grey) or 3 (RGB)")
+        from cvcraft.ops.nms import POSTPROCESS_NMS
+
+        if self.nms not in POSTPROCESS_NMS:
+            raise ConfigError(f"nms={self.nms!r}: use one of {', '.join(POSTPROCESS_NMS)}")
+        if self.assigner not in ("", "tal", "simota", "atss"):
+            raise ConfigError(f"assigner={self.assigner!r}: use tal, simota or atss")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ConfigError(f"label_smoothing={self.label_smoothing} must be in [0, 1)")
         if self.max_det < 1:
             raise ConfigError(f"max_det={self.max_det} must be >= 1")
         if self.gt and not Path(self.gt).is_file():

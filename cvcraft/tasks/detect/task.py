@@ -49,6 +49,8 @@ from cvcraft.metrics.coco import METRIC_NAMES, COCOEvaluator
 from cvcraft.metrics.coco import SUMMARY_KEYS as COCO_KEYS
 from cvcraft.metrics.detection_confusion import DetectionConfusionMatrix
 from cvcraft.models import create_model
+from cvcraft.ops.anchors import autoanchor
+from cvcraft.ops.nms import postprocess_nms
 from cvcraft.structures import Sample, xyxy_to_xywh
 from cvcraft.tasks.base import (
     BaseTask,
@@ -91,6 +93,45 @@ def build_detector(
             "`cvcraft models 'yolo*'` or `cvcraft models 'faster*'`"
         )
     return model
+
+
+def loss_options(cfg: DetectConfig) -> dict[str, Any]:
+    """The YOLO training choices set away from their defaults, as model keyword arguments
+    (``assigner``: the anchor-free YOLO; ``label_smoothing``: both YOLO losses); a model
+    that does not take one is refused by ``build_detector``."""
+    out: dict[str, Any] = {}
+    if cfg.assigner:
+        out["assigner"] = cfg.assigner
+    if cfg.label_smoothing:
+        out["label_smoothing"] = cfg.label_smoothing
+    return out
+
+
+def fit_model_anchors(model: nn.Module, data: Any, imgsz: int, seed: int) -> None:
+    """YOLOv5's autoanchor: the train boxes' (w, h) at the letterboxed ``imgsz``; if the
+    model's anchors reach a best possible recall below 0.98, k-means (+ genetic refinement)
+    anchors replace them when they recall more (``ops.anchors.autoanchor``)."""
+    anchors = getattr(model, "anchors", None)
+    if not isinstance(anchors, torch.Tensor) or anchors.ndim != 2 or anchors.shape[1] != 2:
+        raise ConfigError(
+            "autoanchor=true is for detectors with fitted (w, h) anchors (yolov3, yolov3_tiny); "
+            f"{type(model).__name__} has none"
+        )
+    recs = getattr(data, "images", None)
+    if recs is None:
+        raise ConfigError(
+            f"autoanchor=true reads the train boxes from the annotations; {type(data).__name__} "
+            "has none to read (use a COCO/YOLO/VOC dataset, or autoanchor=false)"
+        )
+    wh = [
+        (r.boxes[:, 2:] - r.boxes[:, :2]) * (imgsz / max(r.width, r.height)) for r in recs
+    ]  # (N_i, 2) each, at the letterboxed size
+    wh_all = np.concatenate(wh) if wh else np.zeros((0, 2))
+    res = autoanchor(wh_all, anchors.detach().cpu().numpy(), seed=seed)
+    print(res.note)
+    if res.replaced:
+        with torch.no_grad():
+            anchors.copy_(torch.from_numpy(res.anchors).to(anchors))
 
 
 def init_backbone(model: nn.Module, path: str) -> None:
@@ -178,9 +219,12 @@ class DetectTask(BaseTask):
         if not self.gt["annotations"]:
             self.no_val_objects(trainer, len(splits.val))
         self.device = trainer.device
-        model = build_detector(cfg.model, len(self.classes), cfg.model_kwargs, cfg.in_chans)
+        kw = {**cfg.model_kwargs, **loss_options(cfg)}
+        model = build_detector(cfg.model, len(self.classes), kw, cfg.in_chans)
         if cfg.backbone_weights and resume is None:
             init_backbone(model, cfg.backbone_weights)
+        if cfg.autoanchor and resume is None:  # a resume has the fitted anchors in its weights
+            fit_model_anchors(model, splits.train, cfg.imgsz, cfg.seed)
         self.stride = int(getattr(model, "stride", 32))
         if cfg.imgsz % self.stride:
             raise ConfigError(
@@ -386,9 +430,11 @@ def detector_forward(cfg: DetectConfig, device: torch.device) -> Any:
     def forward(model: nn.Module, batch: dict[str, Any]) -> dict[str, Any]:
         x = to_inputs(batch["images"], device, cfg.in_chans)
         if cfg.tta:
-            return {"dets": tta_detect(model, x, cfg.val_conf, cfg.iou, cfg.max_det)}
+            with postprocess_nms(cfg.nms):
+                return {"dets": tta_detect(model, x, cfg.val_conf, cfg.iou, cfg.max_det)}
         out = model(x)
-        dets = model.postprocess(out, conf=cfg.val_conf, iou=cfg.iou, max_det=cfg.max_det)
+        with postprocess_nms(cfg.nms):
+            dets = model.postprocess(out, conf=cfg.val_conf, iou=cfg.iou, max_det=cfg.max_det)
         loss, _ = model.loss(out, batch_targets(batch, device))
         return {"dets": dets, "loss": loss}
 
@@ -459,7 +505,8 @@ def prediction_grid(
     for i in idx:  # a handful of images; one forward each keeps memory flat
         s = Letterbox(cfg.imgsz)(data.sample(int(i)))
         x = to_inputs(torch.from_numpy(s.image).permute(2, 0, 1)[None], device, cfg.in_chans)
-        d = model.postprocess(model(x), conf=cfg.conf, iou=cfg.iou, max_det=cfg.max_det)[0]
+        with postprocess_nms(cfg.nms):
+            d = model.postprocess(model(x), conf=cfg.conf, iou=cfg.iou, max_det=cfg.max_det)[0]
         k = max(1, -(-GRID_TILE // cfg.imgsz))  # small inputs are enlarged so captions fit
         img = cv2.resize(s.image, None, fx=k, fy=k, interpolation=cv2.INTER_NEAREST)
         tiles.append(draw_detections(img, d["boxes"] * k, d["scores"], d["labels"], data.classes))
@@ -541,7 +588,7 @@ def predict_detector(cfg: DetectConfig, out: Path) -> list[dict[str, Any]]:
             torch.from_numpy(np.stack([s.image for s in boxed])).permute(0, 3, 1, 2), device,
             in_chans,
         )  # fmt: skip
-        with autocast(device, cfg.amp):
+        with autocast(device, cfg.amp), postprocess_nms(cfg.nms):
             if cfg.tta:
                 dets = tta_detect(model, x, cfg.conf, cfg.iou, cfg.max_det)
             else:
