@@ -65,6 +65,7 @@ commands:
   scaling TASK models=a,b,c fractions=.25,.5,1     fit L(N), L(D) power laws to a run ladder
   kfold   TASK folds=5 out=DIR set='{...}'         k stratified folds, mean +- std, OOF preds
   ensemble TASK weights=a.pt,b.pt data=...         average members' probabilities
+  ensemble detect preds=a.json,b.json method=wbf weights=2,1   fuse detectors' boxes
   explain [METHOD] weights=best.pt source=imgs/    CAM/Grad-CAM/... heat-map overlays
   attack  [METHOD] weights=best.pt data=...        robust accuracy vs eps, adversarial grid
   prune   [METHOD] weights=best.pt amount=0.5      magnitude / L1-channel pruning + table
@@ -450,8 +451,9 @@ TOOL_COMMANDS = {
     # cvcraft kfold multilabel folds=5 out=DIR set='{data: ..., epochs: 10}'
     "kfold": _module_tool("kfold", "cvcraft.tasks.kfold", "KFOLD_KEYS", "run_kfold", (), "task"),
     # cvcraft ensemble classify weights=a.pt,b.pt data=...
+    # cvcraft ensemble detect preds=a.json,b.json method=wbf weights=2,1 (no checkpoints)
     "ensemble": _module_tool(
-        "ensemble", "cvcraft.tasks.ensemble", "ENSEMBLE_KEYS", "run_ensemble", ("weights",), "task"
+        "ensemble", "cvcraft.tasks.ensemble", "ENSEMBLE_KEYS", "run_ensemble", (), "task"
     ),
     # cvcraft calibrate images=DIR pattern=9x6 square=25
     "calibrate": _module_tool(

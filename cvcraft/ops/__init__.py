@@ -17,6 +17,9 @@ import importlib
 from typing import Any
 
 _LAZY = {
+    "fuse_boxes": "box_fusion",
+    "weighted_boxes_fusion": "box_fusion",
+    "autoanchor": "anchors",
     "AnchorFit": "anchors",
     "generate_anchors": "anchors",
     "grid_anchors": "anchors",
