@@ -5,6 +5,13 @@ trained (``cvcraft train classify``) on the same kind of images: its penultimate
 (the input of its last Linear layer) give FID/KID, its logits the conditional accuracy and
 the class histogram. Images in [-1, 1] (N, 1|3, H, W) become what the classifier was
 trained on: uint8 RGB at its input size, then its own normalisation.
+
+With a torchvision ``inception_v3`` weights file as ``fid_model=`` (``InceptionExtractor``)
+the scores are the classic Inception FID/KID: images resized to 299 px (bilinear) and fed
+in [-1, 1], which is what torchvision's ImageNet Inception sees after its
+``transform_input``; features are the 2048-d average pool. Its classes are ImageNet's, so the
+conditional accuracy is left out. (FID papers use the TF-Inception port; numbers from
+torchvision's weights are comparable with each other, not with published ones.)
 """
 
 from __future__ import annotations
@@ -61,3 +68,42 @@ class DomainExtractor(nn.Module):
         self._feats.clear()
         logits = self.classifier(self.pre(x))
         return self._feats[-1].flatten(1).float(), logits.float()
+
+
+INCEPTION_KEY = "Mixed_7c.branch_pool.conv.weight"  # a torchvision inception_v3 state_dict
+
+
+def is_inception_file(weights: str | Path) -> bool:
+    """Whether ``weights`` holds a torchvision ``inception_v3`` state_dict (tensors only)."""
+    try:
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+    except Exception:  # not a torch file, or not loadable without unpickling objects
+        return False
+    return isinstance(state, dict) and INCEPTION_KEY in state
+
+
+class InceptionExtractor(nn.Module):
+    """``forward(images in [-1, 1]) -> (pool features (N, 2048), ImageNet logits (N, 1000))``."""
+
+    classes: list[str] = []  # ImageNet's: not the data's, so no conditional accuracy
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model.eval()
+
+    @classmethod
+    def load(cls, weights: str | Path, device: torch.device) -> InceptionExtractor:
+        from cvcraft.models import create_model
+
+        model = create_model("inception_v3", weights=str(weights))
+        return cls(model).to(device)
+
+    @torch.no_grad()
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = images.float()
+        if x.shape[1] == 1:
+            x = x.expand(-1, 3, -1, -1)
+        if x.shape[-2:] != (299, 299):
+            x = F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False)
+        feats = self.model.forward_head(self.model.forward_features(x), pre_logits=True)
+        return feats, self.model.fc(feats)

@@ -47,7 +47,11 @@ from cvcraft.tasks.generate.data import (
     to_uint8,
     to_unit_range,
 )
-from cvcraft.tasks.generate.extractor import DomainExtractor
+from cvcraft.tasks.generate.extractor import (
+    DomainExtractor,
+    InceptionExtractor,
+    is_inception_file,
+)
 from cvcraft.viz.augment_grid import make_grid
 from cvcraft.viz.plots import plot_curves
 
@@ -185,7 +189,7 @@ class GenerateTask(BaseTask):
         self.need_channels: int | None = None
         self.family = "gan"
         self.ae_kind = "vae"  # which autoencoder, for the vae family
-        self.extractor: DomainExtractor | None = None
+        self.extractor: DomainExtractor | InceptionExtractor | None = None
         if cfg.fid_model:
             self.monitor = "fid"  # a real feature distance: pick best.pt by it
 
@@ -495,9 +499,12 @@ class GenerateTask(BaseTask):
             write_png(out / "interpolation.png", image_grid(interp, 8))
 
     # ------------------------------------------------------------------ evaluation
-    def get_extractor(self) -> DomainExtractor | None:
+    def get_extractor(self) -> DomainExtractor | InceptionExtractor | None:
         """The ``fid_model`` classifier (loaded once), checked against the data's classes."""
         if self.cfg.fid_model and self.extractor is None:
+            if is_inception_file(self.cfg.fid_model):  # classic Inception FID/KID
+                self.extractor = InceptionExtractor.load(self.cfg.fid_model, self.device)
+                return self.extractor
             ext = DomainExtractor.load(self.cfg.fid_model, self.device)
             if ext.classes != self.classes:
                 raise ConfigError(
@@ -561,7 +568,8 @@ class GenerateTask(BaseTask):
             cfg = self.cfg
             evaluators["fid"] = FIDEvaluator()
             evaluators["kid"] = KIDEvaluator(cfg.kid_subsets, cfg.kid_subset_size, cfg.seed)
-            evaluators["classes"] = ConditionalAccuracy(len(self.classes))
+            if not isinstance(self.get_extractor(), InceptionExtractor):  # same classes
+                evaluators["classes"] = ConditionalAccuracy(len(self.classes))
         return evaluators
 
     # ------------------------------------------------------------------ predict
