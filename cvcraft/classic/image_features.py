@@ -213,7 +213,7 @@ class BagOfVisualWords(BaseEstimator, TransformerMixin):
         descs = self._describe(grey_batch(image_batch(X, self.size)))
         n = len(descs)
         counts = np.array([len(d) for d in descs])
-        hist = np.zeros((n, self.words))
+        hist = np.zeros((n, len(self.centers_)))
         if counts.sum():
             words = self.nearest_word(np.concatenate(descs))
             owner = np.repeat(np.arange(n), counts)
