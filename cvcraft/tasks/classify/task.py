@@ -32,6 +32,7 @@ from cvcraft.data.sampling import (
 )
 from cvcraft.data.stats_cache import cached_stats
 from cvcraft.engine import distributed as ddp
+from cvcraft.engine.checkpoint import load_checkpoint
 from cvcraft.engine.device import autocast, select_device
 from cvcraft.engine.evaluation import MetricsWithLoss, run_evaluation
 from cvcraft.engine.optim import unwrap_model
@@ -181,6 +182,10 @@ class ClassifyTask(BaseTask):
         model = build_classifier(
             cfg.model, len(self.classes), cfg.in_chans, cfg.imgsz, cfg.model_kwargs
         )
+        # fine-tuning a `cvcraft prune` checkpoint: the model at its widths, and so its runs
+        self.pruned = pruned_of(cfg.weights)
+        if self.pruned.get("widths"):
+            model = shrink_to_widths(model, self.pruned["widths"])
         if self.classic is None:  # a classic model has no forward before its fit
             check_input_size(model, cfg.model, cfg.in_chans, cfg.imgsz)
         trainer.model = model.to(trainer.device)
@@ -276,6 +281,8 @@ class ClassifyTask(BaseTask):
             "normalize": self.cfg.normalize,
             "norm_stats": self.stats,
         }
+        if getattr(self, "pruned", None):
+            meta["pruned"] = self.pruned
         if self.classic is not None:  # the fitted arrays' layout, to rebuild before loading
             meta["classic"] = unwrap_model(self.trainer.model).layout()
         return meta
@@ -515,6 +522,15 @@ def write_plots(
     plot_prediction_grid(
         images, labels, probs.argmax(1), probs.max(1), classes, plots / "predictions.png"
     )
+
+
+def pruned_of(weights: str) -> dict[str, Any]:
+    """The ``pruned`` entry (method, amount, channel widths) of a checkpoint written by
+    ``cvcraft prune``; {} for any other weights or none."""
+    if not weights or Path(weights).suffix not in (".pt", ".pth"):
+        return {}
+    state = load_checkpoint(weights)
+    return dict(state.get("pruned") or {}) if isinstance(state, dict) else {}
 
 
 def build_classifier(
