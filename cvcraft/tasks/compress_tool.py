@@ -24,6 +24,7 @@ from cvcraft.engine.quantize import quantize_dynamic_linear, quantize_static, qu
 from cvcraft.errors import ConfigError
 from cvcraft.models.profile import count_macs, measure_latency
 from cvcraft.nn.prune import prune_l1_channels, prune_magnitude, sparsity
+from cvcraft.tasks.classify.classic import refuse_classic
 from cvcraft.tasks.model_tools import (
     accuracy,
     checkpoint_metadata,
@@ -140,6 +141,7 @@ def run_prune(args: dict[str, str]) -> dict[str, Any]:
     device = select_device(args.get("device", "cpu"))
     weights = Path(args["weights"])
     model, state = load_classifier_any(weights, device)
+    refuse_classic(state, "prune")
     if not isinstance(state, dict) or "model_name" not in state:
         raise ConfigError("prune needs a .pt checkpoint, not an exported file")
     loader = None
@@ -208,6 +210,7 @@ def run_quantize(args: dict[str, str]) -> dict[str, Any]:
     device = torch.device("cpu")
     weights = Path(args["weights"])
     model, state = load_classifier_any(weights, device)
+    refuse_classic(state, "quantize")
     if "model_name" not in state:
         raise ConfigError("quantize needs a .pt checkpoint, not an exported file")
     pre = preprocess_of(state, device)

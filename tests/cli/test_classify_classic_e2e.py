@@ -104,3 +104,13 @@ def test_classic_config_errors(folder, tmp_path, capsys, extra, match):
     code = main(["train", "classify", f"data={folder}", *COMMON, f"out={tmp_path / 'x'}", *extra])
     assert code == 2
     assert match in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["export", "explain", "attack", "prune", "quantize"])
+def test_gradient_and_graph_tools_refuse_a_classic_model(runs, folder, tmp_path, capsys, command):
+    base, _, _ = runs
+    keys = {"explain": [f"source={folder / 'vertical' / '00.png'}"],
+            "attack": [f"data={folder}"], "quantize": [f"data={folder}"]}  # fmt: skip
+    argv = [command, f"weights={base / 'hog' / 'best.pt'}", *keys.get(command, [])]
+    assert main([*argv, f"out={tmp_path / 'o'}"]) == 2
+    assert "classic (scikit-learn) model" in capsys.readouterr().err

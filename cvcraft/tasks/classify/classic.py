@@ -84,6 +84,17 @@ def classic_from_checkpoint(state: dict[str, Any]) -> Any:
                                          state["classic"])  # fmt: skip
 
 
+def refuse_classic(meta: dict[str, Any], command: str) -> None:
+    """Tools that need gradients or a traced graph (export, explain, attack, prune,
+    quantize) cannot take a classic model: its forward runs scikit-learn-style numpy code."""
+    if "classic" in meta:
+        raise ConfigError(
+            f"{command}: {meta.get('model_name')} is a classic (scikit-learn) model; its forward "
+            "is numpy code with no gradients or graph to export, prune or quantize. Use "
+            "`cvcraft val`/`predict` with its best.pt"
+        )
+
+
 class ClassicFit:
     """The classify task's training step for a classic model: gather every training image
     (as the model will see it: through the task's ``pre``), fit at the last batch, and
