@@ -60,7 +60,8 @@ def main() -> None:
                     [f"model={args.teacher}", f"epochs={args.teacher_epochs}"])  # fmt: skip
     alone = train("student", runs / "student", common,
                   [f"model={args.student}", f"epochs={args.epochs}"])  # fmt: skip
-    kd = train("student_kd", runs / "student_kd", common, [
+    kd_run = runs / f"student_kd_T{args.kd_t:g}_a{args.kd_alpha:g}"
+    kd = train("student_kd", kd_run, common, [
         f"model={args.student}", f"epochs={args.epochs}", f"teacher={runs / 'teacher/best.pt'}",
         "kd=hinton", f"kd_t={args.kd_t}", f"kd_alpha={args.kd_alpha}",
     ])  # fmt: skip

@@ -13,7 +13,7 @@ from cvcraft.cli import main, run
 from cvcraft.engine.checkpoint import load_checkpoint
 from cvcraft.tasks.classify.task import ClassifyTask
 
-COMMON = ["imgsz=32", "batch=16", "workers=0", "progress=false", "val_fraction=0.25"]
+COMMON = ["imgsz=32", "batch=16", "workers=0", "val_fraction=0.25"]
 
 
 def stripes(rng, n, k):
@@ -39,10 +39,11 @@ def folder(tmp_path_factory):
 @pytest.fixture(scope="module")
 def runs(folder, tmp_path_factory):
     base = tmp_path_factory.mktemp("runs")
+    # with the progress bar (it reads the running loss after every step)
     classic = run(["train", "classify", f"data={folder}", "model=hog_svm", *COMMON,
-                   f"out={base / 'hog'}"])  # fmt: skip
+                   "progress=true", f"out={base / 'hog'}"])  # fmt: skip
     cnn = run(["train", "classify", f"data={folder}", "model=lenet5", "epochs=1", *COMMON,
-               f"out={base / 'cnn'}"])  # fmt: skip
+               "progress=false", f"out={base / 'cnn'}"])  # fmt: skip
     return base, classic, cnn
 
 
@@ -77,6 +78,10 @@ def test_checkpoint_holds_arrays_and_reloads_to_the_sklearn_oracle(runs, folder)
     xva = np.stack([splits.val.load_image(i) for i in range(len(splits.val))])
     oracle = create_classic_model("hog_svm").fit(xtr, splits.train.labels)
     np.testing.assert_allclose(model.predict_proba(xva), oracle.predict_proba(xva), atol=1e-6)
+    # metrics.csv's train_loss is the training log-loss of the fitted pipeline
+    p_train = oracle.predict_proba(xtr)[np.arange(len(xtr)), splits.train.labels]
+    row = (base / "hog" / "metrics.csv").read_text().splitlines()[1].split(",")
+    assert float(row[1]) == pytest.approx(-np.log(p_train).mean(), rel=1e-5)
 
 
 def test_val_and_predict_with_the_run_weights(runs, folder, tmp_path):

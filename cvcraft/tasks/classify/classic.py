@@ -110,8 +110,9 @@ class ClassicFit:
         x = (x * 255.0).round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy()
         self.images.append(x)
         self.labels.append(batch["labels"].numpy())
+        n = len(x)
         if ctx.micro_step + 1 < len(ctx.train_loader):
-            return 0.0, 0  # no loss yet: counted in the epoch mean by the last step
+            return 0.0, n  # no loss before the fit: the last step accounts for these images
         images, labels = np.concatenate(self.images), np.concatenate(self.labels)
         self.images, self.labels = [], []
         model = ctx.module
@@ -120,4 +121,6 @@ class ClassicFit:
         picked = np.clip(proba[np.arange(len(labels)), labels], 1e-12, None)
         self.task.train_correct = int((proba.argmax(1) == labels).sum())
         self.task.train_seen = len(labels)
-        return float(-np.log(picked).mean()), len(labels)
+        # the Trainer's epoch loss is sum(value * n) / sum(n); the earlier steps gave 0, so
+        # this one carries the whole set: the epoch's train_loss is the training log-loss
+        return float(-np.log(picked).mean()) * len(labels) / n, n
