@@ -3,7 +3,7 @@ Bresenham lines against skimage.draw.line."""
 
 import numpy as np
 import pytest
-from conftest import textured
+from classic_images import textured
 from skimage.draw import line
 from skimage.feature import hog as sk_hog
 
