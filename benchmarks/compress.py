@@ -3,10 +3,10 @@ pruning against fp32 — accuracy, parameters, MACs, size and CPU latency, same 
 
 The classifier is a ResNet-20 trained briefly on the synthetic shapes (``--weights`` to
 reuse a checkpoint, else ``cvcraft train classify`` runs first, ~1 min per epoch on one
-core). Pruned models are measured right after pruning and after ``--ft-epochs`` of a plain
-SGD fine-tuning loop written here (the trainer's fine-tune path for pruned checkpoints is
-not wired yet). Latency: median of ``--reps`` forwards at batch 1 and 32 after warm-up,
-``torch.set_num_threads(--threads)``.
+core). Pruned models are measured right after pruning and after ``--ft-epochs`` of
+fine-tuning by ``cvcraft prune ... finetune_epochs=N`` (a classify training run: the
+Trainer, the run's augmentation, lr ``--ft-lr``). Latency: median of ``--reps`` forwards
+at batch 1 and 32 after warm-up, ``torch.set_num_threads(--threads)``.
 
     OMP_NUM_THREADS=1 python benchmarks/compress.py --weights runs/.../best.pt
 """
@@ -14,7 +14,6 @@ not wired yet). Latency: median of ``--reps`` forwards at batch 1 and 32 after w
 from __future__ import annotations
 
 import argparse
-import copy
 import os
 import subprocess
 import sys
@@ -24,13 +23,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from cvcraft.data import ClassifyDataset, build_loader, load_classification
 from cvcraft.engine.quantize import quantize_dynamic_linear, quantize_static, quantized_modules
 from cvcraft.models.profile import count_macs, measure_latency
-from cvcraft.nn.prune import prune_l1_channels
 from cvcraft.tasks.classify.task import evaluate_classifier
+from cvcraft.tasks.compress_tool import run_prune
 from cvcraft.tasks.model_tools import load_classifier_any, preprocess_of
 from cvcraft.transforms import default_classify_transforms
 
@@ -67,6 +65,7 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--run", default="runs/bench_compress")
     p.add_argument("--ft-epochs", type=int, default=1)
+    p.add_argument("--ft-lr", type=float, default=0.01)
     p.add_argument("--reps", type=int, default=30)
     p.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", 1)))
     args = p.parse_args()
@@ -80,8 +79,11 @@ def main() -> None:
     tf = default_classify_transforms(32, train=False)
     val = build_loader(ClassifyDataset(splits.val, tf, seed=0), 128, shuffle=False, workers=0)
 
+    pres: dict[int, torch.nn.Module] = {}  # a variant with its own normalisation
+
     def top1(m: torch.nn.Module) -> float:
-        return 100 * float(evaluate_classifier(m, val, pre, len(splits.classes), cpu)["top1"])
+        p_ = pres.get(id(m), pre)
+        return 100 * float(evaluate_classifier(m, val, p_, len(splits.classes), cpu)["top1"])
 
     t0 = time.perf_counter()
     pick = np.linspace(0, len(splits.train) - 1, 512).round().astype(np.int64)
@@ -93,21 +95,15 @@ def main() -> None:
         "int8 static (fx, x86)": quantize_static(model, calib, "x86"),
         "int8 dynamic (Linear)": quantize_dynamic_linear(model),
     }
-    pruned = copy.deepcopy(model)
-    prune_l1_channels(pruned, 0.5)
-    variants["pruned 50% channels"] = pruned
-    tuned = copy.deepcopy(pruned).train()
-    opt = torch.optim.SGD(tuned.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
-    train_tf = default_classify_transforms(32, train=True, crop="pad")
-    for epoch in range(args.ft_epochs):
-        loader = build_loader(ClassifyDataset(splits.train, train_tf, seed=epoch), 64,
-                              shuffle=True, workers=0, seed=epoch)  # fmt: skip
-        for b in loader:
-            loss = F.cross_entropy(tuned(pre(b["images"])), b["labels"])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    variants[f"pruned 50% + {args.ft_epochs} ep fine-tune"] = tuned.eval()
+    res = run_prune({
+        "weights": str(weights), "method": "l1_channel", "amount": "0.5", "data": args.data,
+        "n": "64", "out": str(Path(args.run) / "pruned_l1.pt"),
+        "finetune_epochs": str(args.ft_epochs), "finetune_lr": str(args.ft_lr),
+    })  # fmt: skip
+    variants["pruned 50% channels"] = load_classifier_any(res["path"], cpu)[0]
+    tuned, tuned_meta = load_classifier_any(res["finetuned"], cpu)
+    pres[id(tuned)] = preprocess_of(tuned_meta, cpu)  # the fine-tune run's statistics
+    variants[f"pruned 50% + {args.ft_epochs} ep fine-tune"] = tuned
     print(f"(quantize/prune/fine-tune took {time.perf_counter() - t0:.0f} s)")
 
     base = None

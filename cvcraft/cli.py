@@ -502,7 +502,7 @@ def check_model_for_task(name: str, task: str) -> None:
     if not spec.model_packages and not spec.models:
         return  # the task builds its own networks (model= is not a registry name)
     names = list_models()
-    if name not in names:
+    if name not in names and name not in spec.models:  # a task's own models (hog_svm)
         same = [n for n in names if model_task(n) == task]
         raise ConfigError(
             f"model={name!r} is not a registered model.{did_you_mean(name, same)} "

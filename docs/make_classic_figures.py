@@ -30,6 +30,7 @@ from cvcraft.classic import (  # noqa: E402
     filters,
     geometry,
     histograms,
+    hog,
     hough,
     interpolation,
     lbp,
@@ -289,6 +290,7 @@ def main() -> None:
             ("SIFT keypoints", features.draw_keypoints(rgb, features.sift(rgb)[0])),
             ("ORB keypoints", features.draw_keypoints(big_b, features.orb(big_b, 150)[0])),
             ("LBP uniform codes", (codes / 9 * 255).astype(np.uint8)),
+            ("HOG cells (8 px, 9 bins)", hog.hog_image(grey, 9, 8) ** 0.5),
         ],
         "features",
     )

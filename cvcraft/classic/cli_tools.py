@@ -25,6 +25,7 @@ from cvcraft.classic import (
     filters,
     geometry,
     histograms,
+    hog,
     hough,
     interpolation,
     lbp,
@@ -76,6 +77,8 @@ IMGPROC_KEYS: dict[str, str] = {
     "points": "LBP neighbours",
     "radius": "LBP radius",
     "max_features": "SIFT/ORB keypoint cap",
+    "cell": "HOG cell size in pixels",
+    "orientations": "HOG orientation bins",
     "seed": "noise seed (default 0)",
 }
 
@@ -351,6 +354,10 @@ OPS: dict[str, tuple[str, Callable[[np.ndarray, _Args], dict[str, np.ndarray]]]]
         },
     ),
     "lbp": ("LBP codes (points, radius, method)", lambda im, a: {"": _lbp(im, a)}),
+    "hog": (
+        "HOG picture of the grey image (orientations, cell)",
+        lambda im, a: {"": hog.hog_image(_grey(im), a.i("orientations", 9), a.i("cell", 8))},
+    ),
     "register": (
         "align src onto ref= (method=ecc|ecc_gradient|sift|orb, kind=affine|...)",
         lambda im, a: _register(im, a),

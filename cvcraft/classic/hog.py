@@ -58,8 +58,10 @@ def hog(
     norm: str = "L2-Hys",
     channel_axis: int | None = None,
     transform_sqrt: bool = False,
+    return_cells: bool = False,
 ) -> np.ndarray:
-    """HOG feature vectors.
+    """HOG feature vectors (``return_cells=True``: the per-cell histograms before blocks,
+    (N, H // cell, W // cell, orientations)).
 
     images: (H, W), (N, H, W), or with channel_axis=-1 (H, W, C) / (N, H, W, C).
     -> (D,) or (N, D) float64, D = blocks_y * blocks_x * block^2 * orientations, ordered
@@ -113,16 +115,9 @@ def hog(
             f"image {h}x{w} is too small for {block}x{block} blocks of {cell}x{cell} cells; "
             f"it needs at least {block * cell}x{block * cell}"
         )
-    mag, bins = mag[:, : cy * cell, : cx * cell], bins[:, : cy * cell, : cx * cell]
-    # one bincount fills every histogram: index = ((image, cell row, cell col), bin)
-    rows = np.arange(cy * cell) // cell
-    cols = np.arange(cx * cell) // cell
-    cell_id = (rows[:, None] * cx + cols[None, :])[None] + (np.arange(n) * cy * cx)[:, None, None]
-    hist = np.bincount(
-        (cell_id * orientations + bins).ravel(),
-        weights=mag.ravel(),
-        minlength=n * cy * cx * orientations,
-    ).reshape(n, cy, cx, orientations) / (cell * cell)
+    hist = _cell_histograms(mag, bins, cell, orientations)
+    if return_cells:
+        return hist[0] if single else hist
     # blocks as a strided view: (N, by, bx, block, block, orientations)
     blocks = np.lib.stride_tricks.sliding_window_view(hist, (block, block), axis=(1, 2))
     blocks = np.moveaxis(blocks, 3, -1)  # (N, by, bx, block, block, orient)
@@ -138,3 +133,73 @@ def hog(
             out = out / np.sqrt((out**2).sum(-1, keepdims=True) + EPS**2)
     out = out.reshape(n, -1)
     return out[0] if single else out
+
+
+def _cell_histograms(mag: np.ndarray, bins: np.ndarray, cell: int, orientations: int):
+    """Per-cell orientation histograms of the magnitudes, divided by the cell's pixel count.
+    (N, H, W) -> (N, H // cell, W // cell, orientations)"""
+    n, h, w = mag.shape
+    cy, cx = h // cell, w // cell
+    mag, bins = mag[:, : cy * cell, : cx * cell], bins[:, : cy * cell, : cx * cell]
+    # one bincount fills every histogram: index = ((image, cell row, cell col), bin)
+    rows = np.arange(cy * cell) // cell
+    cols = np.arange(cx * cell) // cell
+    cell_id = (rows[:, None] * cx + cols[None, :])[None] + (np.arange(n) * cy * cx)[:, None, None]
+    hist = np.bincount(
+        (cell_id * orientations + bins).ravel(),
+        weights=mag.ravel(),
+        minlength=n * cy * cx * orientations,
+    ).reshape(n, cy, cx, orientations) / (cell * cell)
+    return hist
+
+
+def line_pixels(r0, c0, r1, c1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Bresenham lines from (r0, c0) to (r1, c1), all at once (M lines, integer arrays).
+
+    Along the major axis step i = 0..L the minor offset is floor((2 m i + L) / (2 L)),
+    L = max(|dr|, |dc|), m = min(...): the closed form of the error-term loop (the pixels
+    ``skimage.draw.line`` draws). -> rows, cols (M, Lmax + 1) and a validity mask."""
+    r0, c0, r1, c1 = (np.asarray(v, np.int64).reshape(-1) for v in (r0, c0, r1, c1))
+    dr, dc = np.abs(r1 - r0), np.abs(c1 - c0)
+    sr, sc = np.where(r1 > r0, 1, -1), np.where(c1 > c0, 1, -1)
+    steep = dr > dc
+    big, small = np.maximum(dr, dc), np.minimum(dr, dc)
+    i = np.arange(int(big.max()) + 1)[None, :]  # (1, Lmax + 1)
+    k = (2 * small[:, None] * i + big[:, None]) // np.maximum(2 * big[:, None], 1)
+    major_r = np.where(steep[:, None], sr[:, None] * i, sr[:, None] * k)
+    major_c = np.where(steep[:, None], sc[:, None] * k, sc[:, None] * i)
+    rows, cols = r0[:, None] + major_r, c0[:, None] + major_c
+    valid = i <= big[:, None]
+    return rows, cols, valid
+
+
+def hog_image(
+    image: np.ndarray,
+    orientations: int = 9,
+    cell: int = 8,
+    channel_axis: int | None = None,
+    transform_sqrt: bool = False,
+) -> np.ndarray:
+    """The HOG picture of one image: in each cell, per orientation bin, a line through the
+    cell centre perpendicular to the bin's mid-angle gradient (along the edge it stands
+    for), as bright as the cell's histogram value; lines of radius min(cell) // 2 - 1.
+    Equals ``skimage.feature.hog(..., visualize=True)``'s image. -> (H, W) float64"""
+    x = np.asarray(image)
+    if x.ndim != (3 if channel_axis is not None else 2):
+        raise DataError(f"hog_image takes one image, got shape {x.shape}")
+    hist = hog(x, orientations, cell, 1, channel_axis=channel_axis,
+               transform_sqrt=transform_sqrt, return_cells=True)  # fmt: skip
+    cy, cx = hist.shape[:2]
+    radius = cell // 2 - 1
+    mid = np.pi * (np.arange(orientations) + 0.5) / orientations
+    d_r, d_c = radius * np.sin(mid), radius * np.cos(mid)  # (O,)
+    centre_r = (np.arange(cy) * cell + cell // 2)[:, None, None].astype(np.float64)
+    centre_c = (np.arange(cx) * cell + cell // 2)[None, :, None].astype(np.float64)
+    shape = (cy, cx, orientations)
+    ends = [np.broadcast_to(v, shape) for v in (centre_r - d_c, centre_c + d_r,
+                                                centre_r + d_c, centre_c - d_r)]  # fmt: skip
+    rows, cols, valid = line_pixels(*(np.trunc(e).astype(np.int64) for e in ends))
+    values = np.broadcast_to(hist.reshape(-1, 1), rows.shape)
+    out = np.zeros(x.shape[:2])
+    np.add.at(out, (rows[valid], cols[valid]), values[valid])
+    return out

@@ -193,18 +193,29 @@ class BagOfVisualWords(BaseEstimator, TransformerMixin):
         rng = np.random.default_rng(self.random_state)
         if len(allx) > self.max_descriptors:
             allx = allx[rng.choice(len(allx), self.max_descriptors, replace=False)]
-        self.kmeans_ = MiniBatchKMeans(
+        kmeans = MiniBatchKMeans(
             self.words, random_state=self.random_state, n_init=3, batch_size=2048
         ).fit(allx)
+        self.centers_ = kmeans.cluster_centers_.astype(np.float32)  # (words, D): the vocabulary
         return self
+
+    def nearest_word(self, d: np.ndarray) -> np.ndarray:
+        """(M, D) descriptors -> (M,) index of the nearest vocabulary centre (Euclidean):
+        argmin_k |c_k|^2 - 2 d . c_k (|d|^2 is the same for every k)."""
+        c = self.centers_.astype(np.float64)
+        cc = (c * c).sum(1)[None, :]
+        step = 1 << 15  # rows per block: bounds the (rows, words) distance table in memory
+        parts = [np.argmin(cc - 2.0 * d[i : i + step].astype(np.float64) @ c.T, axis=1)
+                 for i in range(0, len(d), step)]  # fmt: skip
+        return np.concatenate(parts) if parts else np.zeros(0, np.int64)
 
     def transform(self, X):  # noqa: N803
         descs = self._describe(grey_batch(image_batch(X, self.size)))
         n = len(descs)
         counts = np.array([len(d) for d in descs])
-        hist = np.zeros((n, self.words))
+        hist = np.zeros((n, len(self.centers_)))
         if counts.sum():
-            words = self.kmeans_.predict(np.concatenate(descs))
+            words = self.nearest_word(np.concatenate(descs))
             owner = np.repeat(np.arange(n), counts)
             np.add.at(hist, (owner, words), 1.0)
         return hist / np.maximum(hist.sum(1, keepdims=True), 1.0)

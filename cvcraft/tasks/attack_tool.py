@@ -15,6 +15,7 @@ from torch import nn
 from cvcraft.attacks import fgsm, pgd, pgd_l2
 from cvcraft.engine.device import select_device
 from cvcraft.errors import ConfigError
+from cvcraft.tasks.classify.classic import refuse_classic
 from cvcraft.tasks.classify.task import PixelModel
 from cvcraft.tasks.model_tools import (
     int_arg,
@@ -72,6 +73,7 @@ def run_attack(args: dict[str, str]) -> list[dict[str, Any]]:
         raise ConfigError(f"alpha={alpha} must be > 0")
     device = select_device(args.get("device", "cpu"))
     model, meta = load_classifier_any(args["weights"], device)
+    refuse_classic(meta, "attack")
     pixel = PixelModel(model, preprocess_of(meta, device)).eval()
     loader = val_loader(meta, args["data"], int_arg(args, "n", 500), int_arg(args, "batch", 64, 1))
     seed, out, classes = int_arg(args, "seed", 0), out_dir(args, "attack"), list(meta["classes"])

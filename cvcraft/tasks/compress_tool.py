@@ -1,7 +1,9 @@
 """``cvcraft prune`` and ``cvcraft quantize``: a smaller or int8 model from a checkpoint and
 a table of parameters, MACs, size, CPU latency (and accuracy) before and after.
 
-Fine-tuning a pruned checkpoint is a training run (the trainer's job).
+``finetune_epochs=N`` fine-tunes the pruned checkpoint with a classify training run (the
+Trainer, the task's data pipeline and recipe; the task rebuilds the pruned widths from the
+checkpoint), keeping magnitude pruning's zeros at zero (``KeepPrunedZeros``).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from cvcraft.engine.quantize import quantize_dynamic_linear, quantize_static, qu
 from cvcraft.errors import ConfigError
 from cvcraft.models.profile import count_macs, measure_latency
 from cvcraft.nn.prune import prune_l1_channels, prune_magnitude, sparsity
+from cvcraft.tasks.classify.classic import refuse_classic
 from cvcraft.tasks.model_tools import (
     accuracy,
     checkpoint_metadata,
@@ -48,7 +51,66 @@ PRUNE_KEYS = {
     "batch": "batch size (default 64)",
     "out": "pruned checkpoint (default: beside weights, pruned_<method>.pt)",
     "device": "cpu | cuda | cuda:N | mps (default cpu)",
+    "finetune_epochs": "fine-tune the pruned model for N epochs with `cvcraft train classify` "
+    "on data= (default 0 = no fine-tuning); run folder <out>_finetune",
+    "finetune_lr": "fine-tuning learning rate (default: the run's lr / 10)",
+    "workers": "fine-tuning data-loading workers (default 0)",
 }
+
+
+class KeepPrunedZeros:
+    """Trainer callback: the weights magnitude pruning set to zero get no gradient, so SGD
+    (momentum, weight decay) and Adam(W) leave them exactly zero while the rest fine-tunes."""
+
+    def __init__(self) -> None:
+        self.masks: dict[str, torch.Tensor] = {}
+
+    def on_epoch_start(self, trainer: Any, epoch: int) -> None:
+        if not self.masks:  # the pruned weights are loaded by now (the Trainer's setup)
+            self.masks = {n: p != 0 for n, p in trainer.module.named_parameters() if p.dim() > 1}
+
+    def before_optimizer_step(self, trainer: Any, name: str) -> None:
+        if name != "model":
+            return
+        for n, p in trainer.module.named_parameters():
+            if n in self.masks and p.grad is not None:
+                p.grad.mul_(self.masks[n])
+
+
+def finetune_pruned(
+    pruned: Path, state: dict[str, Any], args: dict[str, str], epochs: int, method: str
+) -> Path:
+    """A classify training run of ``epochs`` from the pruned checkpoint (the original run's
+    recipe, lr / 10, no warm-up) in ``<pruned>_finetune``; -> its best.pt."""
+    from dataclasses import fields
+
+    from cvcraft.engine.trainer import Trainer
+    from cvcraft.tasks.registry import get_task, task_config
+
+    spec = get_task("classify")
+    saved = dict(state.get("config") or {})
+    data = args.get("data") or saved.get("data")
+    if not data:
+        raise ConfigError("finetune_epochs needs data= (the checkpoint does not name its data)")
+    own = ("out", "name", "resume", "exist_ok", "weights", "teacher", "epochs", "devices",
+           "folds", "fold", "init", "freeze", "warmup_epochs", "workers", "progress")  # fmt: skip
+    known = {f.name for f in fields(spec.config)}
+    values = {k: v for k, v in saved.items() if k in known and k not in own}
+    lr = parse_number(args["finetune_lr"], "finetune_lr") if "finetune_lr" in args else None
+    out = pruned.with_name(f"{pruned.stem}_finetune")
+    values.update(
+        model=state["model_name"], data=data, imgsz=int(state.get("imgsz", 224)),
+        in_chans=int(state["in_chans"]), model_kwargs=state.get("model_kwargs") or {},
+        epochs=epochs, weights=str(pruned), warmup_epochs=0.0, out=str(out), exist_ok=True,
+        workers=int_arg(args, "workers", 0), progress=False,
+        lr=lr if lr is not None else float(saved.get("lr", 0.1)) / 10,
+    )  # fmt: skip
+    if "batch" in args:
+        values["batch"] = int_arg(args, "batch", 64, 1)
+    cfg = task_config("classify", values)
+    callbacks = [KeepPrunedZeros()] if method == "magnitude" else []
+    Trainer(spec.load_class()(cfg), cfg, callbacks=callbacks).fit()
+    return out / "best.pt"
 
 
 def profile_row(name: str, model: nn.Module, meta: dict, acc: float | None) -> dict[str, Any]:
@@ -79,6 +141,7 @@ def run_prune(args: dict[str, str]) -> dict[str, Any]:
     device = select_device(args.get("device", "cpu"))
     weights = Path(args["weights"])
     model, state = load_classifier_any(weights, device)
+    refuse_classic(state, "prune")
     if not isinstance(state, dict) or "model_name" not in state:
         raise ConfigError("prune needs a .pt checkpoint, not an exported file")
     loader = None
@@ -104,10 +167,25 @@ def run_prune(args: dict[str, str]) -> dict[str, Any]:
     slim.update(model=pruned.cpu().state_dict(), ema=None, pruned=info)
     save_checkpoint(out, slim)
     rows = [before, after]
+    result: dict[str, Any] = {"path": str(out), "rows": rows, **info}
+    epochs = int_arg(args, "finetune_epochs", 0)
+    if epochs:
+        best = finetune_pruned(out, state, args, epochs, method)
+        tuned, tuned_state = load_classifier_any(best, device)
+        acc2 = None
+        if loader is not None:
+            acc2 = accuracy(tuned, loader, preprocess_of(tuned_state, device), tuned_state, device)
+        rows.append(profile_row(f"{method} {amount:g} + {epochs} ep", tuned, tuned_state, acc2))
+        result["finetuned"] = str(best)
+        if method == "magnitude":
+            result["finetuned_sparsity"] = sparsity(tuned)
     write_table(out.parent, f"{out.stem}_table", rows)
     print_table(rows)
-    print(f"prune: wrote {out}; fine-tune it with a training run (accuracy usually recovers)")
-    return {"path": str(out), "rows": rows, **info}
+    if not epochs:
+        print(f"prune: wrote {out}; fine-tune it with finetune_epochs=N (accuracy recovers)")
+    else:
+        print(f"prune: wrote {out} and the fine-tuned run {Path(result['finetuned']).parent}")
+    return result
 
 
 # -- quantize ------------------------------------------------------------------------------
@@ -132,6 +210,7 @@ def run_quantize(args: dict[str, str]) -> dict[str, Any]:
     device = torch.device("cpu")
     weights = Path(args["weights"])
     model, state = load_classifier_any(weights, device)
+    refuse_classic(state, "quantize")
     if "model_name" not in state:
         raise ConfigError("quantize needs a .pt checkpoint, not an exported file")
     pre = preprocess_of(state, device)

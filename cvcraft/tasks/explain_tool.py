@@ -29,6 +29,7 @@ from cvcraft.explain import (
     segmentation_score,
 )
 from cvcraft.structures import Sample
+from cvcraft.tasks.classify.classic import refuse_classic
 from cvcraft.tasks.detect.task import to_inputs
 from cvcraft.tasks.model_tools import (
     int_arg,
@@ -84,6 +85,7 @@ def run_explain(args: dict[str, str]) -> list[dict[str, Any]]:
         raise ConfigError(f"method={method!r}: choose one of {', '.join(CAM_METHODS)}, rollout")
     device = select_device(args.get("device", "cpu"))
     task, model, meta = load_task_model(args["weights"], device)
+    refuse_classic(meta, "explain")
     if task in ("detect", "segment"):
         if method not in DENSE_METHODS:
             raise ConfigError(

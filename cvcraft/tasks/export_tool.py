@@ -19,6 +19,7 @@ from torchvision.ops import batched_nms
 
 from cvcraft.engine.export import FORMATS, export_model, parity
 from cvcraft.errors import ConfigError
+from cvcraft.tasks.classify.classic import refuse_classic
 from cvcraft.tasks.model_tools import (
     checkpoint_metadata,
     int_arg,
@@ -85,6 +86,7 @@ def run_export(args: dict[str, str]) -> dict[str, Any]:
     if weights.suffix != ".pt":
         raise ConfigError(f"weights={weights}: export needs a .pt checkpoint")
     task, model, state = load_task_model(weights, torch.device("cpu"))
+    refuse_classic(state, "export")
     if task == "detect":
         if not hasattr(model, "decode"):
             raise ConfigError(

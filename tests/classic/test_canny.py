@@ -1,7 +1,7 @@
 import cv2
 import numpy as np
 import pytest
-from conftest import textured
+from classic_images import textured
 
 from cvcraft.classic.canny import (
     canny,

@@ -28,3 +28,18 @@ def test_imgproc_refuses_a_key_and_calibrate_names_the_missing_folder(tmp_path, 
     assert "unknown key 'lowe'" in capsys.readouterr().err
     assert main(["calibrate", f"images={tmp_path / 'nope'}"]) == 2
     assert "nope" in capsys.readouterr().err
+
+
+def test_imgproc_hog_writes_the_hog_picture(tmp_path, capsys):
+    from cvcraft.classic.cli_tools import to_display
+    from cvcraft.classic.hog import hog_image
+
+    rng = np.random.default_rng(1)
+    img = cv2.GaussianBlur(rng.integers(0, 256, (48, 64, 3)).astype(np.uint8), (5, 5), 2)
+    src, out = tmp_path / "img.png", tmp_path / "hog.png"
+    cv2.imwrite(str(src), img[..., ::-1])
+    code = main(["imgproc", "hog", f"src={src}", "cell=6", "orientations=8", f"out={out}"])
+    assert code == 0, capsys.readouterr().err
+    grey = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
+    expect = to_display(hog_image(grey, 8, 6))
+    np.testing.assert_array_equal(cv2.imread(str(out), cv2.IMREAD_GRAYSCALE), expect)

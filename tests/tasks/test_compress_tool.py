@@ -37,3 +37,33 @@ def test_quantize_writes_an_int8_model(ckpt, tmp_path):
     with torch.no_grad():
         y, y_ref = model(x), ref(x)
     assert float((y - y_ref).norm() / y_ref.norm()) < 0.15
+
+
+@pytest.mark.parametrize("method", ["l1_channel", "magnitude"])
+def test_prune_finetunes_through_the_trainer(ckpt, tmp_path, method):
+    out = tmp_path / f"{method}.pt"
+    res = run_prune({"weights": str(ckpt), "method": method, "amount": "0.5", "data": DATA,
+                     "out": str(out), "finetune_epochs": "1", "batch": "16"})  # fmt: skip
+    run = tmp_path / f"{method}_finetune"
+    assert res["finetuned"] == str(run / "best.pt")
+    # the Trainer's run folder: resolved config, one metrics row, checkpoints
+    assert "epochs: 1" in (run / "config.yaml").read_text()
+    assert len((run / "metrics.csv").read_text().strip().splitlines()) == 2
+    pruned, _ = load_classifier_any(out, torch.device("cpu"))
+    tuned, state = load_classifier_any(run / "best.pt", torch.device("cpu"))
+    assert state["pruned"]["method"] == method  # val/predict rebuild it at the pruned widths
+    sd0, sd1 = pruned.state_dict(), tuned.state_dict()
+    assert {k: v.shape for k, v in sd0.items()} == {k: v.shape for k, v in sd1.items()}
+    assert any(not torch.equal(sd0[k], sd1[k]) for k in sd0 if sd0[k].is_floating_point())
+    assert len(res["rows"]) == 3 and res["rows"][2]["params"] == res["rows"][1]["params"]
+    if method == "magnitude":  # fine-tuning kept every pruned weight at exactly zero
+        w0 = {k: v for k, v in sd0.items() if v.dim() > 1}
+        assert all(bool((sd1[k][w0[k] == 0] == 0).all()) for k in w0)
+        assert res["finetuned_sparsity"] >= res["sparsity"]
+
+
+def test_prune_finetune_needs_data(ckpt, tmp_path):
+    from cvcraft.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="finetune_epochs needs data="):
+        run_prune({"weights": str(ckpt), "out": str(tmp_path / "p.pt"), "finetune_epochs": "1"})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from cvcraft.tasks.classify.classic import CLASSIC_MODELS
 from cvcraft.tasks.classify.config import ClassifyConfig
 from cvcraft.tasks.registry import TaskSpec, register_task
 
@@ -33,6 +34,7 @@ register_task(
         task_class="cvcraft.tasks.classify.task:ClassifyTask",
         help="one label per image",
         model_packages=("classification",),
+        models=CLASSIC_MODELS,  # scikit-learn pipelines (hog_svm, ...): tasks/classify/classic.py
         monitor="top1",
         summary_keys=("top1", "top5", "best_epoch", "train_seconds"),
         val_keys=("top1", "top5", "val_loss"),

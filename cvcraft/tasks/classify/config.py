@@ -8,6 +8,11 @@ from typing import ClassVar
 
 from cvcraft.engine.config import TrainConfig, _opt, check_class_weights
 from cvcraft.errors import ConfigError
+from cvcraft.tasks.classify.classic import (
+    CLASSIC_MODELS,
+    check_classic_config,
+    refuse_unsaveable,
+)
 
 
 @dataclass
@@ -110,6 +115,9 @@ class ClassifyConfig(TrainConfig):
     trades_beta: float = _opt(6.0, "TRADES weight of the robustness (KL) term")
 
     def check(self) -> None:
+        refuse_unsaveable(self.model)
+        if self.model in CLASSIC_MODELS:
+            check_classic_config(self)
         for k in ("label_smoothing", "hflip", "vflip", "cutout", "erasing"):
             if not 0.0 <= getattr(self, k) <= 1.0:
                 raise ConfigError(f"{k}={getattr(self, k)} must be in [0, 1]")

@@ -32,6 +32,7 @@ from cvcraft.data.sampling import (
 )
 from cvcraft.data.stats_cache import cached_stats
 from cvcraft.engine import distributed as ddp
+from cvcraft.engine.checkpoint import load_checkpoint
 from cvcraft.engine.device import autocast, select_device
 from cvcraft.engine.evaluation import MetricsWithLoss, run_evaluation
 from cvcraft.engine.optim import unwrap_model
@@ -52,6 +53,12 @@ from cvcraft.tasks.base import (
     finish_skipped,
     readable_images,
     take_fraction,
+)
+from cvcraft.tasks.classify.classic import (
+    CLASSIC_MODELS,
+    ClassicFit,
+    build_classic,
+    classic_from_checkpoint,
 )
 from cvcraft.tasks.classify.config import ClassifyConfig
 from cvcraft.transforms import build_transforms as build_pipeline
@@ -132,6 +139,7 @@ class ClassifyTask(BaseTask):
         self.epoch, self.step = 0, 0
         self.train_correct: Any = 0  # int, then a device tensor once training counts
         self.train_seen = 0
+        self.classic: ClassicFit | None = None  # the fitting step of a classic model
 
     # -- setup
     def setup(self, trainer: Any) -> None:
@@ -170,12 +178,23 @@ class ClassifyTask(BaseTask):
                 f"{cfg.data}: {len(train)} training images is fewer than batch={cfg.batch}; "
                 "lower batch="
             )
+        if cfg.model in CLASSIC_MODELS:  # fitted once on the unaugmented images (classic.py)
+            trainer.train_loader = build_loader(
+                ClassifyDataset(train, build_transforms(cfg, False), seed=cfg.seed), cfg.batch,
+                shuffle=False, workers=cfg.workers, seed=cfg.seed,
+            )  # fmt: skip
+            self.classic = ClassicFit(self)
         self.val_loader = self.build_val_loader(splits)
         self.device = trainer.device
         model = build_classifier(
             cfg.model, len(self.classes), cfg.in_chans, cfg.imgsz, cfg.model_kwargs
         )
-        check_input_size(model, cfg.model, cfg.in_chans, cfg.imgsz)
+        # fine-tuning a `cvcraft prune` checkpoint: the model at its widths, and so its runs
+        self.pruned = pruned_of(cfg.weights)
+        if self.pruned.get("widths"):
+            model = shrink_to_widths(model, self.pruned["widths"])
+        if self.classic is None:  # a classic model has no forward before its fit
+            check_input_size(model, cfg.model, cfg.in_chans, cfg.imgsz)
         trainer.model = model.to(trainer.device)
         self.pre = Preprocess(self.stats, cfg.normalize, cfg.in_chans).to(trainer.device)
         self.criterion = build_criterion(cfg, train.labels, len(self.classes)).to(trainer.device)
@@ -263,17 +282,24 @@ class ClassifyTask(BaseTask):
         return stats
 
     def checkpoint_meta(self) -> dict[str, Any]:
-        return {
+        meta = {
             **super().checkpoint_meta(),
             "in_chans": self.cfg.in_chans,
             "normalize": self.cfg.normalize,
             "norm_stats": self.stats,
         }
+        if getattr(self, "pruned", None):
+            meta["pruned"] = self.pruned
+        if self.classic is not None:  # the fitted arrays' layout, to rebuild before loading
+            meta["classic"] = unwrap_model(self.trainer.model).layout()
+        return meta
 
     @classmethod
     def model_from_checkpoint(cls, state: dict[str, Any]) -> nn.Module:
         """The architecture a checkpoint describes, at its pruned widths when ``cvcraft
         prune`` removed channels."""
+        if "classic" in state:
+            return classic_from_checkpoint(state)
         model = build_classifier(
             state["model_name"],
             state["num_classes"],
@@ -339,6 +365,8 @@ class ClassifyTask(BaseTask):
 
     def train_step(self, batch: dict[str, torch.Tensor], ctx: Any) -> tuple[float, int]:
         """The default step; with a FitNets hint the regressor steps with the student."""
+        if self.classic is not None:
+            return self.classic.step(batch, ctx)
         value, n = super().train_step(batch, ctx)
         if ctx.step_now and "hint" in ctx.extra_parts:
             ctx.step("hint")
@@ -505,12 +533,23 @@ def write_plots(
     )
 
 
+def pruned_of(weights: str) -> dict[str, Any]:
+    """The ``pruned`` entry (method, amount, channel widths) of a checkpoint written by
+    ``cvcraft prune``; {} for any other weights or none."""
+    if not weights or Path(weights).suffix not in (".pt", ".pth"):
+        return {}
+    state = load_checkpoint(weights)
+    return dict(state.get("pruned") or {}) if isinstance(state, dict) else {}
+
+
 def build_classifier(
     name: str, num_classes: int, in_chans: int, imgsz: int, model_kwargs: dict[str, Any]
 ) -> nn.Module:
     """``create_model`` plus the input size for models whose layers depend on it (MLP's
     first layer, ViT's position table, Swin's windows: ``img_size_arg`` in their registered
     defaults)."""
+    if name in CLASSIC_MODELS:
+        return build_classic(name, num_classes, in_chans, dict(model_kwargs))
     kw = dict(model_kwargs)
     if model_default_cfg(name).get("img_size_arg") and "img_size" not in kw:
         kw["img_size"] = imgsz
