@@ -271,3 +271,134 @@ def masks_to_boxes(masks: Any) -> Any:
     boxes = np.stack([x1, y1, x2, y2], axis=1).astype(np.float32)
     boxes[~rows.any(1)] = 0.0
     return torch.from_numpy(boxes).to(masks.device) if is_torch else boxes
+
+
+# ------------------------------------------------------------------ runs (COCO-exact polygons)
+# A mask as *runs*: sorted, disjoint half-open intervals ``[start, end)`` of the column-major
+# flat index (the ones-runs of its RLE). Runs are what segm evaluation works on: an object
+# covers a few hundred runs instead of H*W pixels.
+
+
+def counts_to_runs(counts: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Uncompressed COCO counts -> (starts, ends) int64 of the non-empty ones-runs."""
+    c = np.asarray(counts, np.int64).reshape(-1)
+    edges = np.cumsum(c)
+    starts, ends = edges[0::2][: len(c) // 2], edges[1::2]
+    keep = ends > starts
+    return starts[keep], ends[keep]
+
+
+def mask_to_runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """bool (H, W) -> (starts, ends) of its ones-runs in column-major order."""
+    flat = np.asarray(mask, bool).ravel(order="F")
+    step = np.diff(flat.astype(np.int8), prepend=np.int8(0), append=np.int8(0))
+    return np.flatnonzero(step == 1), np.flatnonzero(step == -1)
+
+
+def runs_to_mask(starts: np.ndarray, ends: np.ndarray, height: int, width: int) -> np.ndarray:
+    """(starts, ends) runs -> bool (H, W) (column-major flat index)."""
+    delta = np.zeros(height * width + 1, np.int32)
+    np.add.at(delta, np.asarray(starts, np.int64), 1)
+    np.add.at(delta, np.asarray(ends, np.int64), -1)
+    flat = np.cumsum(delta[:-1]) > 0
+    return flat.reshape(width, height).T.copy()
+
+
+def runs_union(starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Union of possibly overlapping runs -> sorted disjoint runs (touching runs merge).
+
+    Coverage is +1 at each start and -1 at each end; a run of the union begins where the
+    coverage leaves 0 and ends where it returns to 0.
+    """
+    pos = np.concatenate([starts, ends]).astype(np.int64)
+    step = np.concatenate([np.ones(len(starts), np.int64), -np.ones(len(ends), np.int64)])
+    order = np.lexsort((-step, pos))  # at one position, starts before ends: touching merge
+    pos, step = pos[order], step[order]
+    cover = np.cumsum(step)
+    before = cover - step
+    s, e = pos[(before == 0) & (step == 1)], pos[(cover == 0) & (step == -1)]
+    keep = e > s
+    return s[keep], e[keep]
+
+
+def _poly_boundary(xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Integer points along a polygon's outline at 5x resolution, edge by edge.
+
+    Vertices are rounded as ``int(5 * v + 0.5)`` (C truncation). Each edge is walked along
+    its major axis one unit at a time, from the end with the smaller major coordinate, the
+    minor coordinate rounded the same way; points come out in the edge's own direction.
+    """
+    scale = 5.0
+    p = np.trunc(scale * xy + 0.5).astype(np.int64)  # (K, 2)
+    xs, ys = p[:, 0], p[:, 1]
+    xe, ye = np.roll(xs, -1), np.roll(ys, -1)
+    dx, dy = np.abs(xe - xs), np.abs(ye - ys)
+    major_x = dx >= dy
+    flip = (major_x & (xs > xe)) | (~major_x & (ys > ye))
+    x0, x1 = np.where(flip, xe, xs), np.where(flip, xs, xe)
+    y0, y1 = np.where(flip, ye, ys), np.where(flip, ys, ye)
+    n = np.where(major_x, dx, dy)  # steps along the major axis
+    with np.errstate(divide="ignore", invalid="ignore"):
+        slope = np.where(major_x, (y1 - y0) / n, (x1 - x0) / n)
+    slope = np.where(n > 0, slope, 0.0)  # a repeated vertex: one point, slope unused
+    edge = np.repeat(np.arange(len(xy)), n + 1)
+    first = np.cumsum(n + 1) - (n + 1)
+    d = np.arange(len(edge)) - first[edge]
+    t = np.where(flip[edge], n[edge] - d, d)
+    minor = np.where(major_x[edge], y0[edge], x0[edge]) + slope[edge] * t
+    minor = np.trunc(minor + 0.5).astype(np.int64)
+    along = np.where(major_x[edge], x0[edge], y0[edge]) + t
+    u = np.where(major_x[edge], along, minor)
+    v = np.where(major_x[edge], minor, along)
+    return u, v
+
+
+def polygon_to_runs(
+    polygon: Sequence[float], height: int, width: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """One COCO polygon ``[x1, y1, ...]`` (>= 3 points) -> runs, exactly as pycocotools.
+
+    pycocotools' rasterizer (``rleFrPoly``): walk the outline at 5x resolution; wherever it
+    crosses the centre line of a pixel column (upsampled x = 5j + 2), toggle the column at
+    row ``ceil((5-scale y + 0.5) / 5 - 0.5)`` (the lower y of the crossing step, clipped to
+    [0, H]); the mask is the parity of toggles down each column (column-major flat order).
+    """
+    xy = np.asarray(polygon, np.float64).reshape(-1, 2)
+    u, v = _poly_boundary(xy)
+    moved = np.flatnonzero(u[1:] != u[:-1]) + 1  # steps that change column
+    uj, up = u[moved], u[moved - 1]
+    xd = np.where(uj < up, uj, uj - 1).astype(np.float64)
+    xd = (xd + 0.5) / 5.0 - 0.5
+    ok = (np.floor(xd) == xd) & (xd >= 0) & (xd <= width - 1)
+    yd = np.minimum(v[moved], v[moved - 1]).astype(np.float64)
+    yd = np.ceil(np.clip((yd + 0.5) / 5.0 - 0.5, 0, height))
+    pos = xd[ok].astype(np.int64) * height + yd[ok].astype(np.int64)
+    pos = pos[pos < height * width]  # a toggle at the very end changes no pixel
+    # Toggles at one position cancel in pairs; the rest alternate start, end, start, ...
+    uniq, mult = np.unique(pos, return_counts=True)
+    edges = uniq[mult % 2 == 1]
+    if len(edges) % 2:
+        edges = np.append(edges, height * width)
+    return edges[0::2], edges[1::2]
+
+
+def polygons_to_runs(
+    polygons: Sequence[Sequence[float]], height: int, width: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """A COCO polygon list (one object, several parts) -> the union of their runs, as
+    pycocotools' ``merge(frPyObjects(polygons, h, w))``."""
+    parts = [polygon_to_runs(p, height, width) for p in polygons]
+    if not parts:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    if len(parts) == 1:
+        return parts[0]
+    return runs_union(np.concatenate([s for s, _ in parts]), np.concatenate([e for _, e in parts]))
+
+
+def polygons_to_mask_coco(
+    polygons: Sequence[Sequence[float]], height: int, width: int
+) -> np.ndarray:
+    """COCO polygons -> bool (H, W) pixel-identical to pycocotools (see ``polygon_to_runs``);
+    ``polygons_to_mask`` is the centre-in-polygon rule used for training targets."""
+    s, e = polygons_to_runs(polygons, height, width)
+    return runs_to_mask(s, e, height, width)
