@@ -402,3 +402,47 @@ def polygons_to_mask_coco(
     ``polygons_to_mask`` is the centre-in-polygon rule used for training targets."""
     s, e = polygons_to_runs(polygons, height, width)
     return runs_to_mask(s, e, height, width)
+
+
+# ------------------------------------------------------------------------ pasting
+
+
+def paste_masks(masks: Any, boxes: Any, image_size: tuple[int, int], padding: int = 1) -> Any:
+    """Paste per-box mask probabilities (N, M, M) into the image -> (N, H, W), as torchvision.
+
+    Each mask is zero-padded by ``padding`` and its box enlarged by ``(M + 2p) / M`` about its
+    centre (so the border interpolates towards 0), the box cut to integers, and the mask
+    resized bilinearly (half-pixel centres) to the box's ``x2 - x1 + 1`` by ``y2 - y1 + 1``
+    pixels. Both resizes are separable, so all masks are pasted at once as
+    ``R_y (N, H, M') @ mask (N, M', M') @ R_x^T (N, M', W)`` with two-tap rows in R.
+    """
+    m = masks.float()
+    n, size = m.shape[0], m.shape[-1]
+    h_img, w_img = int(image_size[0]), int(image_size[1])
+    if n == 0:
+        return m.new_zeros((0, h_img, w_img))
+    m = torch.nn.functional.pad(m, (padding,) * 4)  # (N, M', M')
+    mp = size + 2 * padding
+    scale = float(mp) / size
+    b = boxes.float()
+    half_w, half_h = (b[:, 2] - b[:, 0]) * 0.5 * scale, (b[:, 3] - b[:, 1]) * 0.5 * scale
+    cx, cy = (b[:, 2] + b[:, 0]) * 0.5, (b[:, 3] + b[:, 1]) * 0.5
+    x0, x1 = (cx - half_w).long(), (cx + half_w).long()  # truncation, as torchvision
+    y0, y1 = (cy - half_h).long(), (cy + half_h).long()
+
+    def weights(lo: torch.Tensor, hi: torch.Tensor, length: int) -> torch.Tensor:  # (N, L, M')
+        out_len = (hi - lo + 1).clamp(min=1)  # the resized mask's side
+        pos = torch.arange(length, device=m.device)[None, :] - lo[:, None]  # (N, L)
+        inside = (pos >= 0) & (pos < out_len[:, None])
+        step = mp / out_len.float()  # float32, as the bilinear kernel's scale
+        src = ((pos.float() + 0.5) * step[:, None] - 0.5).clamp(min=0)
+        i0 = src.floor().long().clamp(max=mp - 1)
+        frac = src - i0.float()
+        i1 = (i0 + 1).clamp(max=mp - 1)
+        r = m.new_zeros((n, length, mp))
+        r.scatter_add_(2, i0[..., None], (1 - frac)[..., None])
+        r.scatter_add_(2, i1[..., None], frac[..., None])
+        return r * inside[..., None]
+
+    ry, rx = weights(y0, y1, h_img), weights(x0, x1, w_img)
+    return ry @ m @ rx.transpose(1, 2)
