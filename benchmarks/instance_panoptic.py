@@ -59,8 +59,9 @@ def segm_bench() -> None:
             dy, dx = rng.integers(-8, 9, 2)
             s = np.roll(m, (int(dy), int(dx)), axis=(0, 1))
             cat = a["category_id"] if rng.random() > 0.1 else int(rng.choice(cats))
+            score = round(float(rng.random()), 2)
             res.append({"image_id": a["image_id"], "category_id": cat,
-                        "segmentation": _rle(pm, s), "score": round(float(rng.random()), 2)})  # fmt: skip
+                        "segmentation": _rle(pm, s), "score": score})  # fmt: skip
     print(f"segm AP: coco128, {len(gt['annotations'])} gt masks, {len(res)} predicted masks")
     t = time.perf_counter()
     with contextlib.redirect_stdout(io.StringIO()):
