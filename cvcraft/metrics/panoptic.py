@@ -22,12 +22,15 @@ single ``np.unique`` over ``gt * 2**24 + pred`` (the (gt, pred) intersection tab
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from cvcraft.errors import DataError
+from cvcraft.errors import ConfigError, DataError
+from cvcraft.metrics.coco import _load_json
 
 VOID = 0
 OFFSET = 1 << 24  # ids are < 2**24 (three 8-bit PNG channels)
@@ -208,6 +211,71 @@ class PanopticEvaluator:
         return out
 
 
+def _read_png_ids(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    if not path.is_file():
+        raise DataError(f"panoptic PNG {path} does not exist (named by 'file_name' in the JSON)")
+    with Image.open(path) as im:
+        rgb = np.asarray(im.convert("RGB"))
+    return rgb_to_id(rgb)
+
+
+def evaluate_panoptic_files(
+    gt_json: str | Path, gt_dir: str | Path, pred_json: str | Path, pred_dir: str | Path
+) -> dict[str, Any]:
+    """PQ of COCO panoptic predictions: JSONs with ``annotations`` (``image_id``,
+    ``file_name`` of the PNG, ``segments_info``) and ``categories``, PNGs in the folders.
+    Every gt image needs a prediction (as panopticapi)."""
+    gt = _load_json(gt_json, "panoptic ground-truth")
+    pred = _load_json(pred_json, "panoptic prediction")
+    for data, src in ((gt, gt_json), (pred, pred_json)):
+        if not isinstance(data, dict) or not isinstance(data.get("annotations"), list):
+            raise DataError(f"{src}: expected a COCO panoptic object with an 'annotations' list")
+    if not isinstance(gt.get("categories"), list):
+        raise DataError(f"{gt_json}: missing the 'categories' list of a COCO panoptic file")
+    ev = PanopticEvaluator(gt["categories"])
+    preds = {a.get("image_id"): a for a in pred["annotations"] if isinstance(a, dict)}
+    for g in gt["annotations"]:
+        image_id = g.get("image_id")
+        if image_id not in preds:
+            raise DataError(f"{pred_json}: no prediction for image_id {image_id!r}")
+        p = preds[image_id]
+        for ann, src in ((g, gt_json), (p, pred_json)):
+            if "file_name" not in ann or not isinstance(ann.get("segments_info"), list):
+                raise DataError(
+                    f"{src}: annotation of image_id {image_id!r} needs 'file_name' and a "
+                    "'segments_info' list"
+                )
+        ev.update(
+            _read_png_ids(Path(gt_dir) / g["file_name"]),
+            g["segments_info"],
+            _read_png_ids(Path(pred_dir) / p["file_name"]),
+            p["segments_info"],
+            image=f"{pred_json}: image_id {image_id}",
+        )
+    return ev.compute()
+
+
+PANOPTIC_KEYS = {
+    "gt": "COCO panoptic ground-truth JSON",
+    "gt_dir": "folder of the ground-truth panoptic PNGs",
+    "pred": "COCO panoptic prediction JSON",
+    "pred_dir": "folder of the predicted panoptic PNGs",
+}
+
+
+def run_panoptic_eval(args: dict[str, Any]) -> dict[str, Any]:
+    """``cvcraft eval panoptic gt= gt_dir= pred= pred_dir=``: prints PQ/SQ/RQ (All, Things,
+    Stuff) as JSON and returns the full result."""
+    missing = [k for k in PANOPTIC_KEYS if not args.get(k)]
+    if missing:
+        raise ConfigError(f"eval panoptic needs {', '.join(k + '=' for k in missing)}")
+    res = evaluate_panoptic_files(args["gt"], args["gt_dir"], args["pred"], args["pred_dir"])
+    print(json.dumps({k: res[k] for k in ("All", "Things", "Stuff")}))
+    return res
+
+
 def _index_of(ids: np.ndarray, values: np.ndarray) -> np.ndarray:
     """Position of each value in ``ids`` (unsorted, unique), -1 where absent."""
     if len(ids) == 0:
@@ -217,4 +285,12 @@ def _index_of(ids: np.ndarray, values: np.ndarray) -> np.ndarray:
     return np.where(ids[order][pos] == values, order[pos], -1)
 
 
-__all__ = ["OFFSET", "VOID", "PanopticEvaluator", "rgb_to_id"]
+__all__ = [
+    "OFFSET",
+    "PANOPTIC_KEYS",
+    "VOID",
+    "PanopticEvaluator",
+    "evaluate_panoptic_files",
+    "rgb_to_id",
+    "run_panoptic_eval",
+]

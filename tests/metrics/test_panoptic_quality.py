@@ -213,3 +213,48 @@ def test_rgb_to_id_and_bad_input():
         ev.update(gt, ok, gt, [{"id": 0, "category_id": 1}])
     with pytest.raises(DataError, match="RGB"):
         rgb_to_id(np.zeros((3, 3), np.uint8))
+
+
+def _to_png(ids: np.ndarray, path) -> None:
+    from PIL import Image
+
+    rgb = np.stack([ids % 256, ids // 256 % 256, ids // 65536], -1).astype(np.uint8)
+    Image.fromarray(rgb).save(path)
+
+
+def test_files_and_tool_equal_the_reference(tmp_path, capsys):
+    import json
+
+    from cvcraft.metrics.panoptic import run_panoptic_eval
+
+    rng = np.random.default_rng(11)
+    (tmp_path / "gt").mkdir()
+    (tmp_path / "pred").mkdir()
+    gt_anns, pred_anns = [], []
+    stat = {c["id"]: {"tp": 0, "fp": 0, "fn": 0, "iou": 0.0} for c in CATS}
+    for i in range(6):
+        gt, gsegs, pred, psegs = _synthetic(rng)
+        pred = np.where(pred > 0, pred + 70000, 0)  # ids above 2**16 use the blue channel
+        psegs = [dict(s, id=s["id"] + 70000) for s in psegs]
+        _to_png(gt, tmp_path / "gt" / f"{i}.png")
+        _to_png(pred, tmp_path / "pred" / f"{i}.png")
+        gt_anns.append({"image_id": i, "file_name": f"{i}.png", "segments_info": gsegs})
+        pred_anns.append({"image_id": i, "file_name": f"{i}.png", "segments_info": psegs})
+        _ref_image(stat, gt, gsegs, pred, psegs)
+    (tmp_path / "gt.json").write_text(json.dumps({"annotations": gt_anns, "categories": CATS}))
+    (tmp_path / "pred.json").write_text(json.dumps({"annotations": pred_anns[::-1]}))
+    args = {"gt": str(tmp_path / "gt.json"), "gt_dir": str(tmp_path / "gt"),
+            "pred": str(tmp_path / "pred.json"), "pred_dir": str(tmp_path / "pred")}  # fmt: skip
+    out = run_panoptic_eval(args)
+    for name, isthing in (("All", None), ("Things", True), ("Stuff", False)):
+        ref = _ref_average(stat, isthing)
+        assert out[name]["pq"] == pytest.approx(ref["pq"], abs=1e-12)
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert printed["All"]["pq"] == pytest.approx(out["All"]["pq"])
+    (tmp_path / "pred.json").write_text(json.dumps({"annotations": pred_anns[1:]}))
+    with pytest.raises(DataError, match=r"pred\.json: no prediction for image_id 0"):
+        run_panoptic_eval(args)
+    from cvcraft.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"needs gt_dir=, pred_dir="):
+        run_panoptic_eval({"gt": "a.json", "pred": "b.json"})
