@@ -41,7 +41,6 @@ from typing import Any
 import numpy as np
 
 from cvcraft.errors import ConfigError, DataError
-from cvcraft.metrics.coco_segm import gt_mask_runs, result_mask_runs
 from cvcraft.metrics.mask_iou import MaskRuns, mask_iou_pairs
 
 # The same constructions as pycocotools' Params so float comparisons see identical values.
@@ -212,6 +211,8 @@ class COCOEvaluator:
         self._gt_id = _column(anns, "id", source, "annotations", np.int64)
         self._gt_crowd = np.array([bool(a.get("iscrowd", 0)) for a in anns], dtype=bool)
         if iou_type == "segm":
+            from cvcraft.metrics.coco_segm import gt_mask_runs  # reads masks via cvcraft.ops
+
             self._sizes = self._image_sizes(data["images"], source)
             self._gt_masks = gt_mask_runs(anns, self._sizes, self._gt_img, source)
         self.reset()
@@ -279,6 +280,8 @@ class COCOEvaluator:
             cat = _column(predictions, "category_id", source, "results", np.int64)
             score = _column(predictions, "score", source, "results", float)
             if segm:
+                from cvcraft.metrics.coco_segm import result_mask_runs
+
                 ranks = self._image_ranks(img, source)
                 runs = result_mask_runs(predictions, self._sizes, ranks, source)
                 self._add(img, cat, self._area_boxes(runs), score, source, runs)
