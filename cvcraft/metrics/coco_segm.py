@@ -15,7 +15,7 @@ import numpy as np
 
 from cvcraft.errors import DataError
 from cvcraft.metrics.mask_iou import MaskRuns
-from cvcraft.ops.masks import counts_to_runs, polygons_to_runs, rle_counts
+from cvcraft.ops.masks import counts_to_runs, polygons_to_runs_many, rle_counts
 
 _FIX = (
     "fix that entry (COCO segmentation: a list of polygons [x1, y1, x2, y2, ...] with at "
@@ -25,18 +25,31 @@ _FIX = (
 
 def _segment_runs(seg: Any, h: int, w: int, where: str) -> tuple[np.ndarray, np.ndarray]:
     if isinstance(seg, dict):
-        try:
-            counts, rh, rw = rle_counts(seg)
-        except ValueError as e:
-            raise DataError(f"{where} has a malformed RLE: {e}; {_FIX}") from None
-        if (rh, rw) != (h, w):
-            raise DataError(
-                f"{where} has an RLE of size {rh}x{rw} but its image is {h}x{w} (height x "
-                f"width); {_FIX}"
-            )
-        return counts_to_runs(counts)
+        return _rle_runs(seg, h, w, where)
+    polys = _checked_polygons(seg, where)
+    starts, ends, _ = polygons_to_runs_many(polys, np.zeros(len(polys), np.int64), [(h, w)])
+    return starts, ends
+
+
+def _rle_runs(seg: dict, h: int, w: int, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """The runs of an RLE, checked against its image's (h, w)."""
+    try:
+        counts, rh, rw = rle_counts(seg)
+    except ValueError as e:
+        raise DataError(f"{where} has a malformed RLE: {e}; {_FIX}") from None
+    if (rh, rw) != (h, w):
+        raise DataError(
+            f"{where} has an RLE of size {rh}x{rw} but its image is {h}x{w} (height x "
+            f"width); {_FIX}"
+        )
+    return counts_to_runs(counts)
+
+
+def _checked_polygons(seg: Any, where: str) -> list[np.ndarray]:
+    """The flat coordinate arrays of a polygon list, or a DataError saying what is wrong."""
     if not isinstance(seg, list) or not seg:
         raise DataError(f"{where} has segmentation={str(seg)[:60]!r}; {_FIX}")
+    out = []
     for k, poly in enumerate(seg):
         try:
             xy = np.asarray(poly, np.float64).reshape(-1)
@@ -49,7 +62,8 @@ def _segment_runs(seg: Any, h: int, w: int, where: str) -> tuple[np.ndarray, np.
             )
         if not np.isfinite(xy).all():
             raise DataError(f"{where}: polygon {k} has non-finite coordinates; {_FIX}")
-    return polygons_to_runs(seg, h, w)
+        out.append(xy)
+    return out
 
 
 def gt_mask_runs(
@@ -57,13 +71,27 @@ def gt_mask_runs(
 ) -> MaskRuns:
     """The masks of COCO annotations; ``sizes`` (I, 2) image (height, width), ``ann_image``
     (N,) each annotation's image rank."""
-    runs = []
-    for i, a in enumerate(annotations):
+    rle: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    polys: list[np.ndarray] = []
+    owner: list[int] = []
+    for i, a in enumerate(annotations):  # checks only; the polygons are drawn all at once
         where = f"{source}: annotation id {a.get('id', '?')} (annotations[{i}])"
         if "segmentation" not in a:
             raise DataError(f"{where} has no 'segmentation', needed for iou_type='segm'; {_FIX}")
         h, w = (int(v) for v in sizes[ann_image[i]])
-        runs.append(_segment_runs(a["segmentation"], h, w, where))
+        if isinstance(a["segmentation"], dict):
+            rle[i] = _rle_runs(a["segmentation"], h, w, where)
+        else:
+            parts = _checked_polygons(a["segmentation"], where)
+            polys += parts
+            owner += [i] * len(parts)
+    ann_sizes = [tuple(int(v) for v in sizes[r]) for r in ann_image]
+    starts, ends, count = polygons_to_runs_many(polys, np.array(owner, np.int64), ann_sizes)
+    bounds = np.concatenate([[0], np.cumsum(count)])
+    runs = [
+        rle[i] if i in rle else (starts[bounds[i] : bounds[i + 1]], ends[bounds[i] : bounds[i + 1]])
+        for i in range(len(annotations))
+    ]
     return MaskRuns.from_list(runs)
 
 

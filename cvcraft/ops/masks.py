@@ -321,17 +321,22 @@ def runs_union(starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.nda
     return s[keep], e[keep]
 
 
-def _poly_boundary(xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Integer points along a polygon's outline at 5x resolution, edge by edge.
+def _poly_boundary(
+    xy: np.ndarray, nxt: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Integer points along polygon outlines at 5x resolution, edge by edge -> (u, v, edge).
 
-    Vertices are rounded as ``int(5 * v + 0.5)`` (C truncation). Each edge is walked along
-    its major axis one unit at a time, from the end with the smaller major coordinate, the
-    minor coordinate rounded the same way; points come out in the edge's own direction.
+    Vertices are rounded as ``int(5 * v + 0.5)`` (C truncation). Each edge (vertex k to
+    ``nxt[k]``, default the next one cyclically) is walked along its major axis one unit at a
+    time, from the end with the smaller major coordinate, the minor coordinate rounded the
+    same way; points come out in the edge's own direction.
     """
     scale = 5.0
     p = np.trunc(scale * xy + 0.5).astype(np.int64)  # (K, 2)
+    if nxt is None:
+        nxt = np.roll(np.arange(len(p)), -1)
     xs, ys = p[:, 0], p[:, 1]
-    xe, ye = np.roll(xs, -1), np.roll(ys, -1)
+    xe, ye = xs[nxt], ys[nxt]
     dx, dy = np.abs(xe - xs), np.abs(ye - ys)
     major_x = dx >= dy
     flip = (major_x & (xs > xe)) | (~major_x & (ys > ye))
@@ -350,7 +355,7 @@ def _poly_boundary(xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     along = np.where(major_x[edge], x0[edge], y0[edge]) + t
     u = np.where(major_x[edge], along, minor)
     v = np.where(major_x[edge], minor, along)
-    return u, v
+    return u, v, edge
 
 
 def polygon_to_runs(
@@ -363,23 +368,65 @@ def polygon_to_runs(
     row ``ceil((5-scale y + 0.5) / 5 - 0.5)`` (the lower y of the crossing step, clipped to
     [0, H]); the mask is the parity of toggles down each column (column-major flat order).
     """
-    xy = np.asarray(polygon, np.float64).reshape(-1, 2)
-    u, v = _poly_boundary(xy)
-    moved = np.flatnonzero(u[1:] != u[:-1]) + 1  # steps that change column
+    starts, ends, _ = polygons_to_runs_many(
+        [np.asarray(polygon, np.float64).reshape(-1)], np.zeros(1, np.int64), [(height, width)]
+    )
+    return starts, ends
+
+
+def polygons_to_runs_many(
+    polygons: Sequence[np.ndarray], owner: np.ndarray, sizes: Sequence[tuple[int, int]]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Many objects' polygons at once, each object the union of its parts (as pycocotools).
+
+    ``polygons[k]`` (flat ``[x1, y1, ...]``, >= 3 points) belongs to object ``owner[k]``;
+    object o is ``sizes[o] = (height, width)``. Returns all objects' runs, object-major
+    (``starts``, ``ends``) and the number of runs per object (O,). Every polygon's toggles
+    live on one number line, polygon k's flat index x at ``k * big + x``, so parity, pairing
+    and the union per object are each one sorted pass.
+    """
+    n_obj = len(sizes)
+    hw = np.asarray(sizes, np.int64).reshape(-1, 2)
+    owner = np.asarray(owner, np.int64)
+    big = int((hw[:, 0] * hw[:, 1]).max(initial=0)) + 1
+    if not len(polygons):
+        z = np.zeros(0, np.int64)
+        return z, z, np.zeros(n_obj, np.int64)
+    xy = np.concatenate([np.asarray(p, np.float64).reshape(-1, 2) for p in polygons])
+    n_vert = np.array([len(p) // 2 for p in polygons], np.int64)
+    first = np.cumsum(n_vert) - n_vert
+    poly = np.repeat(np.arange(len(polygons)), n_vert)  # (V,)
+    nxt = np.arange(len(xy)) + 1
+    nxt[first + n_vert - 1] = first  # each outline closes on itself
+    u, v, edge = _poly_boundary(xy, nxt)
+    pid = poly[edge]  # polygon of each outline point
+    moved = np.flatnonzero((u[1:] != u[:-1]) & (pid[1:] == pid[:-1])) + 1  # column changes
+    pid = pid[moved]
+    h, w = hw[owner[pid], 0], hw[owner[pid], 1]
     uj, up = u[moved], u[moved - 1]
     xd = np.where(uj < up, uj, uj - 1).astype(np.float64)
     xd = (xd + 0.5) / 5.0 - 0.5
-    ok = (np.floor(xd) == xd) & (xd >= 0) & (xd <= width - 1)
+    ok = (np.floor(xd) == xd) & (xd >= 0) & (xd <= w - 1)
     yd = np.minimum(v[moved], v[moved - 1]).astype(np.float64)
-    yd = np.ceil(np.clip((yd + 0.5) / 5.0 - 0.5, 0, height))
-    pos = xd[ok].astype(np.int64) * height + yd[ok].astype(np.int64)
-    pos = pos[pos < height * width]  # a toggle at the very end changes no pixel
+    yd = np.ceil(np.clip((yd + 0.5) / 5.0 - 0.5, 0, h))
+    pos = xd[ok].astype(np.int64) * h[ok] + yd[ok].astype(np.int64)
+    pid, h, w = pid[ok], h[ok], w[ok]
+    inside = pos < h * w  # a toggle at the very end changes no pixel
+    key = pid[inside] * big + pos[inside]
     # Toggles at one position cancel in pairs; the rest alternate start, end, start, ...
-    uniq, mult = np.unique(pos, return_counts=True)
+    uniq, mult = np.unique(key, return_counts=True)
     edges = uniq[mult % 2 == 1]
-    if len(edges) % 2:
-        edges = np.append(edges, height * width)
-    return edges[0::2], edges[1::2]
+    odd = np.flatnonzero(np.bincount(edges // big, minlength=len(polygons)) % 2 == 1)
+    if len(odd):  # an odd count runs to the end of the image
+        area = hw[owner[odd], 0] * hw[owner[odd], 1]
+        edges = np.sort(np.concatenate([edges, odd * big + area]))
+    s, e = edges[0::2], edges[1::2]
+    # Union per object: re-key polygon k's runs to its object's line.
+    obj = owner[s // big]
+    shift = obj * big - (s // big) * big
+    s, e = runs_union(s + shift, e + shift)
+    obj = s // big
+    return s - obj * big, e - obj * big, np.bincount(obj, minlength=n_obj)
 
 
 def polygons_to_runs(
@@ -387,12 +434,11 @@ def polygons_to_runs(
 ) -> tuple[np.ndarray, np.ndarray]:
     """A COCO polygon list (one object, several parts) -> the union of their runs, as
     pycocotools' ``merge(frPyObjects(polygons, h, w))``."""
-    parts = [polygon_to_runs(p, height, width) for p in polygons]
-    if not parts:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    if len(parts) == 1:
-        return parts[0]
-    return runs_union(np.concatenate([s for s, _ in parts]), np.concatenate([e for _, e in parts]))
+    polys = [np.asarray(p, np.float64).reshape(-1) for p in polygons]
+    starts, ends, _ = polygons_to_runs_many(
+        polys, np.zeros(len(polys), np.int64), [(height, width)]
+    )
+    return starts, ends
 
 
 def polygons_to_mask_coco(
