@@ -1,5 +1,8 @@
 """Model cost and CPU latency: cvcraft's architectures next to torchvision's, in one run.
 
+(For models torchvision lacks -- SE/SK/pre-activation ResNets -- timm's twin is the peer,
+shown in the "tv" column; Darknet-19 has no peer.)
+
 For each model: parameters, GMACs (our meta-device counter, cvcraft.models.profile) and the
 median eval/no_grad forward time at each batch size, for our implementation and
 torchvision's implementation of the same architecture, with the same weights (loaded via
@@ -9,6 +12,7 @@ theirs so background load hits both alike. ratio = ours / torchvision (< 1 is fa
     python benchmarks/models.py                       # quick default subset
     python benchmarks/models.py --models resnet18 swin_tiny_patch4_window7_224 --reps 5
     python benchmarks/models.py --batch-sizes 1 --size 160
+    python benchmarks/models.py --models backbones --threads 1 --size 224 --batch-sizes 1 8
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import torch
 import torchvision
 
 from cvcraft.models import create_model, list_models
-from cvcraft.models.classification import swin, vit
+from cvcraft.models.classification import preact_resnet, swin, vit
 from cvcraft.models.profile import count_macs
 
 # ours -> (torchvision constructor, state_dict mapping from torchvision's keys to ours)
@@ -37,6 +41,12 @@ PEERS = {
     "mobilenet_v3_small": ("mobilenet_v3_small", None),
     "mobilenet_v3_large": ("mobilenet_v3_large", None),
     "efficientnet_b0": ("efficientnet_b0", None),
+    **{f"efficientnet_b{i}": (f"efficientnet_b{i}", None) for i in range(1, 8)},
+    "convnext_tiny": ("convnext_tiny", None),
+    "convnext_small": ("convnext_small", None),
+    "shufflenet_v2_x0_5": ("shufflenet_v2_x0_5", None),
+    "shufflenet_v2_x1_0": ("shufflenet_v2_x1_0", None),
+    "inception_v3": ("inception_v3", None),
     "densenet121": ("densenet121", None),
     "densenet169": ("densenet169", None),
     "vgg11": ("vgg11", None),
@@ -53,6 +63,18 @@ PEERS = {
     "swin_tiny_patch4_window7_224": ("swin_t", swin.from_torchvision_state_dict),
     "swin_small_patch4_window7_224": ("swin_s", swin.from_torchvision_state_dict),
 }
+# ours -> (timm constructor, state_dict mapping from timm's keys to ours), for the models
+# torchvision does not have; timm's twin runs in the "tv" column.
+TIMM_PEERS = {
+    "seresnet50": ("seresnet50", None),
+    "skresnet18": ("skresnet18", None),
+    "preact_resnet18": ("resnetv2_18", preact_resnet.from_timm_state_dict),
+    "preact_resnet34": ("resnetv2_34", preact_resnet.from_timm_state_dict),
+}
+# The backbones of issue 20 (run with --models $(python -c ...) or the list in BENCHMARKS.md).
+BACKBONES = ["mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_b1", "efficientnet_b3",
+             "convnext_tiny", "shufflenet_v2_x1_0", "inception_v3", "seresnet50", "skresnet18",
+             "preact_resnet18", "darknet19"]  # fmt: skip
 # ViT-B at batch 32 alone costs ~560 GMACs per forward, so it is opt-in (--models).
 DEFAULT = ["resnet18", "resnet50", "mobilenet_v2", "swin_tiny_patch4_window7_224"]
 
@@ -88,18 +110,27 @@ def build_pair(name: str):
             ours.load_state_dict(mapping(sd) if mapping else sd, strict=True)
         except RuntimeError:  # same architecture, different layout: time with own weights
             print(f"  note: {name}: torchvision weights do not load; timing with own init")
+    elif name in TIMM_PEERS:
+        import timm  # optional peer (the bench extra)
+
+        timm_name, mapping = TIMM_PEERS[name]
+        theirs = timm.create_model(timm_name, pretrained=False).eval()
+        sd = theirs.state_dict()
+        ours.load_state_dict(mapping(sd) if mapping else sd, strict=True)
     return ours, theirs
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--models", nargs="+", default=DEFAULT)
+    ap.add_argument("--models", nargs="+", default=DEFAULT, help="names, or 'backbones'")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 32])
     ap.add_argument("--size", type=int, default=None, help="input side (default: model's own)")
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = ap.parse_args()
+    if args.models == ["backbones"]:
+        args.models = BACKBONES
     torch.set_num_threads(args.threads)
     known = set(list_models())
     print(

@@ -58,7 +58,7 @@ commands:
   augment data=... pipeline=aug.yaml out=grid.png n=16   look at what a pipeline does
   pack    data=... out=shards/                    write tar shards (WebDataset layout)
   convert from=voc to=coco src=DIR out=DIR    convert a detection dataset (coco|yolo|voc)
-  check   data=PATH [format=coco|yolo|voc]    list every problem in a detection dataset
+  check   data=PATH [format=coco|yolo|voc|masks] list every problem in a detection or mask dataset
   imgproc OP src=IMG [key=value]   a classical image operation (imgproc help: the list)
   calibrate images=DIR pattern=9x6 square=25  camera intrinsics from checkerboard photos
   tune    TASK space=space.yaml trials=N out=DIR  Optuna search (TPE, pruning, resumable)
@@ -288,8 +288,9 @@ def cmd_convert(_: str | None, rest: list[str], want_help: bool) -> Any:
 
 
 CHECK_KEYS = {
-    "data": "dataset path (COCO json, YOLO data yaml or folder, VOC folder)",
-    "format": "coco | yolo | voc (default: detected)",
+    "data": "dataset path (COCO json, YOLO data yaml or folder, VOC folder, mask YAML or "
+    "folder with images/ and masks/)",
+    "format": "coco | yolo | voc | masks (default: detected)",
     "decode": "true: also decode every image (default true)",
 }
 
@@ -300,12 +301,16 @@ class ProblemsFound(CvcraftError):
 
 def cmd_check(_: str | None, rest: list[str], want_help: bool) -> Any:
     from cvcraft.data.detection import check_dataset
+    from cvcraft.data.segmentation_check import check_segmentation, is_mask_dataset
 
     if want_help:
         return _tool_help("check", CHECK_KEYS)
     a = _tool_args("check", rest, CHECK_KEYS, ("data",))
     decode = str(a.get("decode", "true")).lower() not in ("0", "false", "no")
-    problems = check_dataset(a["data"], a.get("format") or None, decode_images=decode)
+    if a.get("format") in (None, "", "masks") and is_mask_dataset(a["data"]):
+        problems = check_segmentation(a["data"], decode_images=decode)
+    else:
+        problems = check_dataset(a["data"], a.get("format") or None, decode_images=decode)
     for p in problems:
         print(p)
     if problems:
@@ -321,7 +326,7 @@ EVAL_KEYS = {
 
 
 def cmd_eval(task: str | None, rest: list[str], want_help: bool) -> Any:
-    from cvcraft.metrics.coco import SUMMARY_KEYS, evaluate_coco_files
+    from cvcraft.metrics.coco import METRIC_NAMES, SUMMARY_KEYS, evaluate_coco_files
 
     if task not in (None, "detect", "segm"):
         raise ConfigError(f"eval supports detect (box AP) and segm (mask AP); got {task!r}")
@@ -329,7 +334,8 @@ def cmd_eval(task: str | None, rest: list[str], want_help: bool) -> Any:
         return _tool_help(f"eval {task or 'detect'}", EVAL_KEYS)
     a = _tool_args("eval", rest, EVAL_KEYS, ("gt", "pred"))
     res = evaluate_coco_files(a["gt"], a["pred"], iou_type="segm" if task == "segm" else "bbox")
-    summary = {k: float(res[k]) for k in SUMMARY_KEYS}
+    # the names train/val write to metrics.json (map, map50, ...), not pycocotools' (AP, ...)
+    summary = {METRIC_NAMES[k]: float(res[k]) for k in SUMMARY_KEYS}
     print(json.dumps(summary))
     return summary
 
@@ -460,7 +466,9 @@ TOOL_COMMANDS = {
 
 def _print_help(command: str, task: str) -> None:
     print(f"cvcraft {command} {task} [key=value ...] [--config FILE.yaml]\n\nkeys:")
-    print(task_help(task))
+    print(task_help(task, command))
+    if command in ("val", "predict"):
+        print(f"\n(training keys: `cvcraft train {task} --help`)")
 
 
 # Keys that may differ on resume: they change where/how the run executes, not what it

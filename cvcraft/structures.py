@@ -8,15 +8,19 @@ tensors of shape (..., 4) and returns the same type.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 import numpy as np
 
-try:  # torch is a core dependency, but structures must import cheaply in data workers
-    import torch
-except ImportError:  # pragma: no cover
-    torch = None  # type: ignore[assignment]
+
+def _torch_tensor(x: Any) -> Any:
+    """torch when ``x`` is a torch tensor, else None. A tensor means torch is loaded, so it
+    is looked up, not imported: structures imports cheaply (data workers, check/convert)."""
+    torch = sys.modules.get("torch")
+    return torch if torch is not None and isinstance(x, torch.Tensor) else None
+
 
 BoxArray = TypeVar("BoxArray")  # np.ndarray or torch.Tensor, shape (..., 4)
 
@@ -24,7 +28,7 @@ BOX_FORMATS = ("xyxy", "xywh", "cxcywh")
 
 
 def _stack(arr: Any, cols: list[Any]) -> Any:
-    if torch is not None and isinstance(arr, torch.Tensor):
+    if (torch := _torch_tensor(arr)) is not None:
         return torch.stack(cols, dim=-1)
     return np.stack(cols, axis=-1).astype(arr.dtype if arr.dtype.kind == "f" else np.float32)
 
@@ -106,7 +110,7 @@ def convert_boxes(
 def box_area(boxes: BoxArray) -> BoxArray:
     """Area of xyxy boxes, (..., 4) -> (...); negative extents count as zero."""
     x1, y1, x2, y2 = _unbind(boxes)
-    if torch is not None and isinstance(boxes, torch.Tensor):
+    if _torch_tensor(boxes) is not None:
         return (x2 - x1).clamp(min=0) * (y2 - y1).clamp(min=0)
     return np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
 
@@ -114,7 +118,7 @@ def box_area(boxes: BoxArray) -> BoxArray:
 def clip_boxes(boxes: BoxArray, height: int, width: int) -> BoxArray:
     """Clip xyxy boxes to the image [0, width] x [0, height]."""
     x1, y1, x2, y2 = _unbind(boxes)
-    if torch is not None and isinstance(boxes, torch.Tensor):
+    if (torch := _torch_tensor(boxes)) is not None:
         return torch.stack(
             [x1.clamp(0, width), y1.clamp(0, height), x2.clamp(0, width), y2.clamp(0, height)], -1
         )

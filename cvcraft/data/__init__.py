@@ -2,81 +2,63 @@
 
 Every reader returns a ``ClassificationData`` (``classes``, ``labels``, ``load_image``);
 ``load_classification`` picks the reader from what it is pointed at.
+
+Names are re-exported lazily: ``cvcraft check`` / ``convert`` read annotation files with
+numpy alone and must not pay for importing torch through the loaders.
 """
 
-from cvcraft.data.cache import DecodedCache, default_cache_dir
-from cvcraft.data.cifar import RestrictedUnpickler, read_cifar, safe_unpickle
-from cvcraft.data.classification import ArrayData, ClassificationData, FileListData, SubsetData
-from cvcraft.data.csvlist import read_csv_list
-from cvcraft.data.datasets import ClassifyDataset, DataSplits, load_classification
-from cvcraft.data.idx import find_idx_pair, read_idx, read_idx_file
-from cvcraft.data.imagefolder import read_imagefolder
-from cvcraft.data.io import (
-    DEFAULT_MAX_PIXELS,
-    IMAGE_EXTENSIONS,
-    decode_image,
-    is_image_file,
-    read_image,
-    write_image,
-)
-from cvcraft.data.loader import EpochSampler, build_loader, collate_classify, set_epoch
-from cvcraft.data.sampling import (
-    ClassBalancedBatchSampler,
-    LabelDistribution,
-    WeightedEpochSampler,
-    build_sampler,
-    class_weights,
-    label_distribution,
-    resample_indices,
-)
-from cvcraft.data.shapes import (
-    SEMANTIC_CLASSES,
-    SHAPE_CLASSES,
-    make_shapes,
-    masks_to_boxes,
-    render_scene,
-)
-from cvcraft.data.split import stratified_split
+from __future__ import annotations
 
-__all__ = [
-    "ClassBalancedBatchSampler",
-    "LabelDistribution",
-    "WeightedEpochSampler",
-    "build_sampler",
-    "class_weights",
-    "label_distribution",
-    "resample_indices",
-    "DEFAULT_MAX_PIXELS",
-    "IMAGE_EXTENSIONS",
-    "SEMANTIC_CLASSES",
-    "SHAPE_CLASSES",
-    "ArrayData",
-    "ClassificationData",
-    "ClassifyDataset",
-    "DataSplits",
-    "DecodedCache",
-    "EpochSampler",
-    "FileListData",
-    "RestrictedUnpickler",
-    "SubsetData",
-    "build_loader",
-    "collate_classify",
-    "decode_image",
-    "default_cache_dir",
-    "find_idx_pair",
-    "is_image_file",
-    "load_classification",
-    "make_shapes",
-    "masks_to_boxes",
-    "read_cifar",
-    "read_csv_list",
-    "read_idx",
-    "read_idx_file",
-    "read_image",
-    "read_imagefolder",
-    "render_scene",
-    "safe_unpickle",
-    "set_epoch",
-    "stratified_split",
-    "write_image",
-]
+import importlib
+from typing import Any
+
+_LAZY = {
+    "DecodedCache": "cache",
+    "default_cache_dir": "cache",
+    "RestrictedUnpickler": "cifar",
+    "read_cifar": "cifar",
+    "safe_unpickle": "cifar",
+    "ArrayData": "classification",
+    "ClassificationData": "classification",
+    "FileListData": "classification",
+    "SubsetData": "classification",
+    "read_csv_list": "csvlist",
+    "ClassifyDataset": "datasets",
+    "DataSplits": "datasets",
+    "load_classification": "datasets",
+    "find_idx_pair": "idx",
+    "read_idx": "idx",
+    "read_idx_file": "idx",
+    "read_imagefolder": "imagefolder",
+    "DEFAULT_MAX_PIXELS": "io",
+    "IMAGE_EXTENSIONS": "io",
+    "decode_image": "io",
+    "is_image_file": "io",
+    "read_image": "io",
+    "write_image": "io",
+    "EpochSampler": "loader",
+    "build_loader": "loader",
+    "collate_classify": "loader",
+    "set_epoch": "loader",
+    "ClassBalancedBatchSampler": "sampling",
+    "LabelDistribution": "sampling",
+    "WeightedEpochSampler": "sampling",
+    "build_sampler": "sampling",
+    "class_weights": "sampling",
+    "label_distribution": "sampling",
+    "resample_indices": "sampling",
+    "SEMANTIC_CLASSES": "shapes",
+    "SHAPE_CLASSES": "shapes",
+    "make_shapes": "shapes",
+    "masks_to_boxes": "shapes",
+    "render_scene": "shapes",
+    "stratified_split": "split",
+}
+
+__all__ = list(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"cvcraft.data.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'cvcraft.data' has no attribute {name!r}")

@@ -81,6 +81,15 @@ class ClassificationData(ABC):
         meta = {"index": int(i), "path": self.describe(i), "orig_size": image.shape[:2]}
         return Sample(image=image, label=int(self.labels[i]), meta=meta)
 
+    def reorder_classes(self, classes: list[str]) -> None:
+        """Put the same classes in the order ``classes`` gives (labels re-indexed in place):
+        ``classes=[...]`` decides which index each class gets."""
+        if sorted(classes) != sorted(self.classes) or len(set(classes)) != len(classes):
+            raise DataError(f"cannot reorder classes {self.classes} into {classes}")
+        lut = np.array([list(classes).index(c) for c in self.classes], dtype=np.int64)
+        self.labels = lut[self.labels]
+        self.classes = list(classes)
+
     def _validate_labels(self) -> None:
         """Every label must index ``classes``; else name the first bad item and the class count."""
         n = len(self.classes)

@@ -121,6 +121,7 @@ def read_csv_list(
             line, p = missing[0]
             raise DataError(
                 f"{name}:{line}: image {p} does not exist ({len(missing)} missing "
-                f"in total); fix the paths or pass root="
+                f"in total); relative paths are read from {base}: fix the paths in the CSV "
+                "(relative to its folder, or absolute)"
             )
     return FileListData(paths, labels, classes, max_pixels=max_pixels)

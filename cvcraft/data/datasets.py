@@ -74,6 +74,30 @@ def _split(data: ClassificationData, val_fraction: float, seed: int) -> tuple[An
     return data.subset(tr), data.subset(va)
 
 
+def _put_classes_in_order(splits: DataSplits, classes: list[str], spec: str) -> None:
+    """``classes=[...]`` names the data's classes in the label order the user wants: the same
+    set in another order re-indexes the labels; any other difference is an error."""
+    unknown = sorted(set(splits.classes) - set(classes))
+    missing = sorted(set(classes) - set(splits.classes))
+    repeated = sorted({c for c in classes if classes.count(c) > 1})
+    problems = [
+        f"the data has {unknown} that the list lacks" if unknown else "",
+        f"the list has {missing} that the data lacks" if missing else "",
+        f"the list repeats {repeated}" if repeated else "",
+    ]
+    if any(problems):
+        raise DataError(
+            f"{spec}: classes=[...] must name each of the data's classes once, in the label "
+            f"order you want: {'; '.join(p for p in problems if p)}. The data's classes: "
+            f"{', '.join(splits.classes)}"
+        )
+    for part in (splits.train, splits.val):
+        if part is not None:
+            part.reorder_classes(classes)
+    splits.classes = list(classes)
+    splits.notes.append(f"classes in the order classes= gives: {', '.join(classes)}")
+
+
 def load_classification(
     data: str | os.PathLike[str],
     *,
@@ -104,16 +128,11 @@ def load_classification(
         size = imgsz_hint or 32
         train = make_shapes(n_train, size, seed, "train")
         val = make_shapes(n_val, size, seed, "val")
-        return DataSplits(train, val, train.classes, "shapes")
-
-    splits = _detect(spec, val_fraction, seed, classes)
+        splits = DataSplits(train, val, train.classes, "shapes")
+    else:
+        splits = _detect(spec, val_fraction, seed, classes)
     if classes and list(splits.classes) != list(classes):
-        unknown = sorted(set(splits.classes) - set(classes))
-        missing = sorted(set(classes) - set(splits.classes))
-        raise DataError(
-            f"{spec}: its classes differ from classes=[...]: not in the list {unknown}, "
-            f"absent from the data {missing}; fix the list or the data (order matters)"
-        )
+        _put_classes_in_order(splits, [str(c) for c in classes], spec)
     # Finding the bad images means decoding them all once, which is what the cache does;
     # so skip_bad implies the cache.
     if cache or skip_bad:

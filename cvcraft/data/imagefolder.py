@@ -3,7 +3,9 @@
 The class of an image is the name of the first-level folder it sits under; images may be
 nested at any depth below it. Classes are sorted by name, files by relative path, so the
 same tree always gives the same indices. Hidden folders (``.ipynb_checkpoints``, ``.git``)
-are not classes. Files without an image extension are counted in ``ignored_files``.
+and the metadata folders archivers and Python leave (``__MACOSX``, ``__pycache__``) are not
+classes, and macOS "._name.jpg" resource forks are not images. Files without an image
+extension are counted in ``ignored_files``.
 """
 
 from __future__ import annotations
@@ -14,11 +16,18 @@ from cvcraft.data.classification import FileListData
 from cvcraft.data.io import DEFAULT_MAX_PIXELS, is_image_file
 from cvcraft.errors import DataError
 
+NOT_CLASSES = frozenset({"__MACOSX", "__pycache__"})  # left by zip on macOS, and by Python
+
+
+def _is_data_folder(name: str) -> bool:
+    return not name.startswith(".") and name not in NOT_CLASSES
+
 
 def list_class_folders(root: str | os.PathLike[str]) -> list[str]:
-    """Sorted names of the non-hidden sub-folders of ``root``."""
+    """Sorted names of the sub-folders of ``root`` that can be classes (not hidden, not
+    ``__MACOSX``/``__pycache__``)."""
     with os.scandir(root) as it:
-        return sorted(e.name for e in it if e.is_dir() and not e.name.startswith("."))
+        return sorted(e.name for e in it if e.is_dir() and _is_data_folder(e.name))
 
 
 def _walk_images(folder: str) -> tuple[list[str], int]:
@@ -26,9 +35,9 @@ def _walk_images(folder: str) -> tuple[list[str], int]:
     images: list[str] = []
     others = 0
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        dirnames[:] = [d for d in dirnames if _is_data_folder(d)]
         for f in filenames:
-            if is_image_file(f):
+            if is_image_file(f) and not f.startswith("._"):  # "._x.jpg": a macOS fork
                 images.append(os.path.join(dirpath, f))
             else:
                 others += 1

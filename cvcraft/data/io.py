@@ -27,11 +27,28 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from cvcraft.errors import DataError
+from cvcraft.errors import ConfigError, DataError
 
 # PIL refuses images above twice its MAX_IMAGE_PIXELS (89,478,485) as decompression bombs;
 # we use the same number so a file PIL would refuse is refused here too, with a clear message.
 DEFAULT_MAX_PIXELS = 178_956_970
+MAX_PIXELS_ENV = "CVCRAFT_MAX_PIXELS"  # raises (or lowers) the limit for every command
+
+
+def default_max_pixels() -> int:
+    """The pixel limit an image may have: ``CVCRAFT_MAX_PIXELS`` if set, else Pillow's
+    decompression-bomb threshold (``DEFAULT_MAX_PIXELS``)."""
+    value = os.environ.get(MAX_PIXELS_ENV, "").strip()
+    if not value:
+        return DEFAULT_MAX_PIXELS
+    try:
+        limit = int(float(value))
+    except ValueError:
+        raise ConfigError(f"{MAX_PIXELS_ENV}={value!r} must be a number of pixels") from None
+    if limit < 1:
+        raise ConfigError(f"{MAX_PIXELS_ENV}={value!r} must be a positive number of pixels")
+    return limit
+
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 
@@ -116,12 +133,15 @@ def decode_image(
     if len(data) == 0:
         raise DataError(f"{name}: file is empty (0 bytes); re-download or remove it")
     size = _header_size(data)
+    if max_pixels == DEFAULT_MAX_PIXELS:  # not chosen by the caller: the user's limit, if set
+        max_pixels = default_max_pixels()
     if size is not None and size[0] * size[1] > max_pixels:
         w, h = size
         dims = f"{w} x {h} = {w * h}" if h > 1 else f"{w}"
         raise DataError(
             f"{name}: image is {dims} pixels, above the limit of {max_pixels}"
-            " (a possible decompression bomb); raise max_pixels if you trust the file"
+            f" (a possible decompression bomb); if you trust the file, raise the limit with"
+            f" the environment variable {MAX_PIXELS_ENV}={w * h}"
         )
     overrun = _png_overrun(data)
     if overrun is not None:

@@ -169,6 +169,12 @@ def read_mask(
     name = os.fspath(path)
     try:
         with Image.open(name) as im:
+            if im.format == "JPEG":
+                raise DataError(
+                    f"{name}: a JPEG mask: lossy compression changes pixel values along every "
+                    "edge, which invents classes that are not in the data; save the masks as "
+                    "PNG (lossless) and point the dataset at those"
+                )
             mode = im.mode
             arr = np.asarray(im)
     except FileNotFoundError:
@@ -297,6 +303,9 @@ class SegSplits:
     classes: list[str]
     source: str = ""
     notes: list[str] = field(default_factory=list)
+    # the mask value of each class when the dataset names its classes by id ({value: name});
+    # None when class k is stored as value k. Predictions are written in these ids.
+    class_ids: list[int] | None = None
 
 
 def _split(data: SegmentationData, val_fraction: float, seed: int) -> tuple[Any, Any]:
@@ -379,8 +388,12 @@ def read_mask_yaml(path: str | os.PathLike[str]) -> SegSplits:
         parts[split], notes = (imgs, msks), notes + n
     if "train" not in parts:
         raise DataError(f"{p}: no `train:` split with images: and masks:")
+    class_ids = None
     if "classes" in cfg or "names" in cfg:
-        classes, lut = _classes_and_lut(cfg.get("classes", cfg.get("names")), str(p))
+        spec = cfg.get("classes", cfg.get("names"))
+        classes, lut = _classes_and_lut(spec, str(p))
+        if lut is not None:
+            class_ids = sorted(int(k) for k in spec)
     else:
         classes, lut = _scan_classes(parts["train"][1]), None
     palette = np.asarray(cfg["palette"], np.int64) if cfg.get("palette") else None
@@ -390,7 +403,7 @@ def read_mask_yaml(path: str | os.PathLike[str]) -> SegSplits:
 
     train = make("train")
     val = make("val") if "val" in parts else None
-    return SegSplits(train, val, classes, f"mask yaml {p}", notes)
+    return SegSplits(train, val, classes, f"mask yaml {p}", notes, class_ids)
 
 
 def _mask_yaml_in(folder: Path) -> Path | None:

@@ -352,11 +352,33 @@ def save_config(cfg: TrainConfig, path: str | Path, task: str) -> None:
     Path(path).write_text(yaml.safe_dump(data, sort_keys=False))
 
 
-def config_help(cls: type[TrainConfig]) -> str:
-    """One line per key: name, type, default and help, for ``--help``."""
+# Keys only training reads (optimiser, schedule, regularisation, checkpoint choice, run
+# launch): ``val``/``predict --help`` leave them out. A task config adds its own training-only
+# keys (augmentation, distillation, ...) in a ``train_only_keys`` class attribute.
+TRAIN_ONLY_KEYS = frozenset({
+    "epochs", "optimizer", "lr", "lr_scale", "base_batch", "momentum", "nesterov",
+    "weight_decay", "schedule", "warmup_epochs", "min_lr_ratio", "step_size", "milestones",
+    "gamma", "power", "grad_clip", "grad_clip_value", "accumulate", "ema", "ema_decay",
+    "ema_tau", "patience", "val_interval", "val_raw", "monitor", "monitor_mode", "l1", "l2",
+    "init", "freeze", "lr_mults", "resume", "fraction", "tensorboard", "diagnose", "augment",
+    "devices", "sync_bn", "deterministic",
+})  # fmt: skip
+
+
+def train_only_keys(cls: type[TrainConfig]) -> frozenset[str]:
+    """The keys of ``cls`` that only ``train`` reads (the base ones plus the task's own)."""
+    return TRAIN_ONLY_KEYS | frozenset(getattr(cls, "train_only_keys", ()))
+
+
+def config_help(cls: type[TrainConfig], command: str = "train") -> str:
+    """One line per key: name, type, default and help, for ``--help``; ``val``/``predict``
+    list only the keys they read."""
     hints = typing.get_type_hints(cls)
+    hidden = train_only_keys(cls) if command in ("val", "predict") else frozenset()
     lines = []
     for f in fields(cls):
+        if f.name in hidden:
+            continue
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
         typ = getattr(hints[f.name], "__name__", str(hints[f.name]))
         choices = resolve_choices(f.metadata.get("choices"))

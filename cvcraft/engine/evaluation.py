@@ -21,7 +21,12 @@ import torch
 from torch import nn
 
 from cvcraft.engine.device import autocast
-from cvcraft.engine.distributed import all_gather_object, world_size
+from cvcraft.engine.distributed import all_gather_object, is_main_process, world_size
+
+try:
+    from tqdm.auto import tqdm
+except ImportError:  # pragma: no cover - tqdm is a dependency; kept optional for plugins
+    tqdm = None  # type: ignore[assignment]
 
 
 class Evaluator(Protocol):
@@ -79,22 +84,32 @@ def run_evaluation(
     *,
     device: torch.device,
     amp: bool = False,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Evaluate ``model`` over ``loader``: ``outputs = forward(model, batch)`` under autocast,
     then ``update(batch, outputs)`` on every evaluator; merged across DDP ranks; the union
-    of the evaluators' ``compute()`` dicts (later evaluators win on a shared key)."""
+    of the evaluators' ``compute()`` dicts (later evaluators win on a shared key).
+    ``progress`` shows a bar on the main process (validation can take as long as an epoch)."""
     was_training = model.training
     model.eval()
     for e in evaluators:
         e.reset()
+    bar = None
+    if progress and tqdm is not None and is_main_process():
+        total = len(loader) if hasattr(loader, "__len__") else None  # type: ignore[arg-type]
+        bar = tqdm(total=total, desc="val", leave=False)
     try:
         for batch in loader:
             with autocast(device, amp):
                 outputs = forward(model, batch)
             for e in evaluators:
                 e.update(batch, outputs)
+            if bar is not None:
+                bar.update(1)
     finally:
         model.train(was_training)
+        if bar is not None:
+            bar.close()
     merge_across_ranks(evaluators)
     out: dict[str, Any] = {}
     for e in evaluators:

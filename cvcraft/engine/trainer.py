@@ -75,6 +75,7 @@ from cvcraft.engine.schedules import SCHEDULES, build_scheduler
 from cvcraft.engine.threads import set_threads
 from cvcraft.errors import CheckpointError, ConfigError, TrainingError
 from cvcraft.nn.init import init_weights
+from cvcraft.registry import did_you_mean
 
 try:
     from tqdm.auto import tqdm
@@ -386,6 +387,7 @@ class Trainer:
             save_config(cfg, self.out / "config.yaml", self.task.name)
         self.resume_state = resume_state
         self.task.setup(self)  # sets self.model, self.train_loader (and task-owned val data)
+        self._check_monitor()
         model = self.model
         if getattr(cfg, "tensorboard", False) and is_main_process():
             from cvcraft.engine.loggers import TensorBoardLogger
@@ -585,6 +587,23 @@ class Trainer:
             return self._finish(monitor)
         finally:
             cleanup()
+
+    def _check_monitor(self) -> None:
+        """Reject a ``monitor=`` no evaluation reports before the first epoch, not after it."""
+        probe = getattr(self.task, "metric_names", None)
+        names = probe() if probe is not None else None
+        bare = self.monitor.removeprefix("raw_")
+        if names is None or self.monitor in names or bare.startswith("train_"):
+            return  # train_* columns may come from the task's own hooks: checked after epoch 1
+        names.add("val_loss")
+        if self.cfg.ema:
+            names |= {f"raw_{k}" for k in names}
+        names |= {"epoch", "train_loss", "lr", "train_ips", "epoch_time"}
+        if self.monitor not in names:
+            raise ConfigError(
+                f"monitor={self.monitor!r} is not a metric of task {self.task.name}."
+                f"{did_you_mean(self.monitor, names)} Choose one of: {', '.join(sorted(names))}"
+            )
 
     def train_one_epoch(self, epoch: int) -> EpochStats:
         cfg, model = self.cfg, self.model
@@ -791,6 +810,7 @@ class Trainer:
         self._hook("on_fit_end", final)
         if is_main_process():
             self.task.finish(self, self.eval_model, final)
+            self._hook("after_plots", final)  # plots/ is written (e.g. TensorBoard images)
             write_atomic(self.out / "metrics.json", json.dumps(final, indent=2, default=float))
             write_launch_result(self.out)
         self.log(f"results saved to {self.out}")

@@ -64,6 +64,10 @@ SUMMARY_KEYS = (
     "ARm",
     "ARl",
 )
+# The same 12 numbers under the names train/val write to metrics.json (and eval prints).
+METRIC_NAMES = dict(zip(SUMMARY_KEYS, ("map", "map50", "map75", "map_small", "map_medium",
+                                       "map_large", "mar1", "mar10", "mar100", "mar_small",
+                                       "mar_medium", "mar_large")))  # fmt: skip
 
 
 def _fail(source: str, section: str, index: int, problem: str) -> DataError:
@@ -741,6 +745,7 @@ __all__ = [
     "MAX_DETS",
     "REC_THRESHOLDS",
     "SUMMARY_KEYS",
+    "METRIC_NAMES",
     "COCOEvaluator",
     "box_iou_coco",
     "evaluate_arrays",

@@ -6,73 +6,61 @@ What we take from torchvision rather than rewrite: the greedy NMS kernel
 IoU family (one implementation of the intersection/enclosing/centre terms shared by the
 pairwise and elementwise forms, plus SIoU), the other NMS methods, anchors and k-means,
 coders, assigners, COCO RLE and polygon rasterization.
+
+Names are re-exported lazily: the mask encodings are numpy alone, and ``cvcraft check`` /
+``convert`` read them without importing torch.
 """
 
-from cvcraft.ops.anchors import AnchorFit, generate_anchors, grid_anchors, kmeans_anchors, wh_iou
-from cvcraft.ops.assigners import (
-    AssignResult,
-    TaskAlignedAssignment,
-    atss_assign,
-    batched_task_aligned_assign,
-    hungarian_match,
-    max_iou_assign,
-    simota_assign,
-    task_aligned_assign,
-)
-from cvcraft.ops.boxes import (
-    box_area,
-    box_iou,
-    clip_boxes,
-    complete_box_iou,
-    convert_boxes,
-    distance_box_iou,
-    elementwise_iou,
-    generalized_box_iou,
-    pairwise_iou,
-    siou,
-)
-from cvcraft.ops.coders import DeltaCoder, YoloGridCoder
-from cvcraft.ops.masks import masks_to_boxes, polygons_to_mask, rle_decode, rle_encode
-from cvcraft.ops.nms import NMS_METHODS, NMSResult, batched_nms, multiclass_nms, nms
-from cvcraft.ops.roi import fpn_level, multiscale_roi_align, roi_align, roi_pool
+from __future__ import annotations
 
-__all__ = [
-    "NMS_METHODS",
-    "AnchorFit",
-    "AssignResult",
-    "TaskAlignedAssignment",
-    "DeltaCoder",
-    "NMSResult",
-    "YoloGridCoder",
-    "atss_assign",
-    "batched_nms",
-    "batched_task_aligned_assign",
-    "box_area",
-    "box_iou",
-    "clip_boxes",
-    "complete_box_iou",
-    "convert_boxes",
-    "distance_box_iou",
-    "elementwise_iou",
-    "fpn_level",
-    "generalized_box_iou",
-    "generate_anchors",
-    "grid_anchors",
-    "hungarian_match",
-    "kmeans_anchors",
-    "masks_to_boxes",
-    "multiclass_nms",
-    "max_iou_assign",
-    "multiscale_roi_align",
-    "nms",
-    "pairwise_iou",
-    "polygons_to_mask",
-    "rle_decode",
-    "rle_encode",
-    "roi_align",
-    "roi_pool",
-    "simota_assign",
-    "siou",
-    "task_aligned_assign",
-    "wh_iou",
-]
+import importlib
+from typing import Any
+
+_LAZY = {
+    "AnchorFit": "anchors",
+    "generate_anchors": "anchors",
+    "grid_anchors": "anchors",
+    "kmeans_anchors": "anchors",
+    "wh_iou": "anchors",
+    "AssignResult": "assigners",
+    "TaskAlignedAssignment": "assigners",
+    "atss_assign": "assigners",
+    "batched_task_aligned_assign": "assigners",
+    "hungarian_match": "assigners",
+    "max_iou_assign": "assigners",
+    "simota_assign": "assigners",
+    "task_aligned_assign": "assigners",
+    "box_area": "boxes",
+    "box_iou": "boxes",
+    "clip_boxes": "boxes",
+    "complete_box_iou": "boxes",
+    "convert_boxes": "boxes",
+    "distance_box_iou": "boxes",
+    "elementwise_iou": "boxes",
+    "generalized_box_iou": "boxes",
+    "pairwise_iou": "boxes",
+    "siou": "boxes",
+    "DeltaCoder": "coders",
+    "YoloGridCoder": "coders",
+    "masks_to_boxes": "masks",
+    "polygons_to_mask": "masks",
+    "rle_decode": "masks",
+    "rle_encode": "masks",
+    "NMS_METHODS": "nms",
+    "NMSResult": "nms",
+    "batched_nms": "nms",
+    "multiclass_nms": "nms",
+    "nms": "nms",
+    "fpn_level": "roi",
+    "multiscale_roi_align": "roi",
+    "roi_align": "roi",
+    "roi_pool": "roi",
+}
+
+__all__ = list(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"cvcraft.ops.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'cvcraft.ops' has no attribute {name!r}")

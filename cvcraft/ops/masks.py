@@ -22,15 +22,11 @@ on real COCO polygons the two agree with IoU > 0.95 on every object above ~200 p
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-
-try:
-    import torch
-except ImportError:  # pragma: no cover
-    torch = None  # type: ignore[assignment]
 
 
 def _fill_part(xy: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -259,6 +255,9 @@ def masks_to_boxes(masks: Any) -> Any:
     last index itself (ours minus 1). Empty masks give all-zero boxes. Accepts numpy
     (returns numpy) or torch (returns torch).
     """
+    # a torch tensor means torch is loaded: look it up rather than import it (check/convert
+    # read masks with numpy alone)
+    torch = sys.modules.get("torch")
     is_torch = torch is not None and isinstance(masks, torch.Tensor)
     m = masks.detach().cpu().numpy() if is_torch else np.asarray(masks)
     m = m.astype(bool, copy=False)
@@ -462,6 +461,7 @@ def paste_masks(masks: Any, boxes: Any, image_size: tuple[int, int], padding: in
     pixels. Both resizes are separable, so all masks are pasted at once as
     ``R_y (N, H, M') @ mask (N, M', M') @ R_x^T (N, M', W)`` with two-tap rows in R.
     """
+    torch = sys.modules["torch"]  # masks is a tensor, so torch is loaded (no import here)
     m = masks.float()
     n, size = m.shape[0], m.shape[-1]
     h_img, w_img = int(image_size[0]), int(image_size[1])
@@ -476,7 +476,7 @@ def paste_masks(masks: Any, boxes: Any, image_size: tuple[int, int], padding: in
     x0, x1 = (cx - half_w).long(), (cx + half_w).long()  # truncation, as torchvision
     y0, y1 = (cy - half_h).long(), (cy + half_h).long()
 
-    def weights(lo: torch.Tensor, hi: torch.Tensor, length: int) -> torch.Tensor:  # (N, L, M')
+    def weights(lo: Any, hi: Any, length: int) -> Any:  # (N,), (N,) -> (N, L, M')
         out_len = (hi - lo + 1).clamp(min=1)  # the resized mask's side
         pos = torch.arange(length, device=m.device)[None, :] - lo[:, None]  # (N, L)
         inside = (pos >= 0) & (pos < out_len[:, None])

@@ -30,6 +30,8 @@ from cvcraft.errors import CheckpointError, ConfigError
 from cvcraft.registry import did_you_mean
 from cvcraft.tasks.registry import get_task
 
+_RUN_KEYS = ("best_epoch", "train_seconds")  # summary keys that are not metrics
+
 
 class BaseTask:
     """A task the Trainer runs. Subclasses set ``name`` (their registry entry)."""
@@ -101,6 +103,29 @@ class BaseTask:
                 )
         return [available[m] for m in wanted]
 
+    def metric_names(self) -> set[str] | None:
+        """The metric names an evaluation will report, found without data: each evaluator's
+        ``metric_names()`` if it has one, else its ``compute()`` on its empty state. None when
+        an evaluator cannot compute on nothing (the trainer then checks ``monitor=`` after the
+        first evaluation instead)."""
+        import warnings
+
+        names: set[str] = set()
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                for e in self.evaluators():
+                    if hasattr(e, "metric_names"):
+                        names.update(e.metric_names())
+                        continue
+                    e.reset()
+                    names.update(k for k, v in e.compute().items() if isinstance(v, (int, float)))
+        except Exception:  # an evaluator that needs at least one batch
+            return None
+        spec = get_task(self.name)  # keys reported only once there is data (e.g. val_loss)
+        names.update(k for k in (*spec.val_keys, *spec.summary_keys) if k not in _RUN_KEYS)
+        return names
+
     def evaluate(self, model: nn.Module, loader: Any = None) -> dict[str, Any]:
         """Metrics of ``model`` on the val loader (or ``loader``), reduced across ranks."""
         return run_evaluation(
@@ -110,6 +135,7 @@ class BaseTask:
             self.evaluators(),
             device=self.device,
             amp=self.cfg.amp,
+            progress=bool(getattr(self.cfg, "progress", False)),
         )
 
     def finish(self, trainer: Any, model: nn.Module, metrics: dict[str, Any]) -> None:

@@ -57,6 +57,10 @@ class TaskSpec:
     # what a sample's target is, for tools that draw or store data: "label", "boxes",
     # "mask", ... (``viz.augment_grid`` draws by kind)
     target_kind: str = "label"
+    # ``cvcraft augment pipeline=default``: "module:function" taking (source, imgsz, seed) and
+    # returning the training dataset a run with default keys builds (items ``(epoch, index)``
+    # -> augmented Sample), so the grid shows what training does; None = no augmentation
+    train_preview: str | None = None
     default_imgsz: int = 256  # the augment grid's image size when imgsz= is not given
     # whether ``predict`` reads images (source=); a generator samples from noise instead
     predict_needs_source: bool = True
@@ -157,5 +161,6 @@ def task_config(
     return build_config(spec.config, values, yaml_file=yaml_file, defaults=defaults, task=task)
 
 
-def task_help(task: str) -> str:
-    return config_help(get_task(task).config)
+def task_help(task: str, command: str = "train") -> str:
+    """The ``--help`` key table of ``task`` for ``command`` (val/predict: inference keys)."""
+    return config_help(get_task(task).config, command)

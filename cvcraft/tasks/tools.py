@@ -9,7 +9,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-from cvcraft.data.detection.convert import read_dataset
 from cvcraft.data.webdataset import write_shards
 from cvcraft.errors import ConfigError, CvcraftError
 from cvcraft.tasks.registry import _load, get_task, list_tasks
@@ -60,12 +59,12 @@ def run_pack(args: dict[str, str]) -> dict[str, Any]:
 AUGMENT_KEYS: dict[str, str] = {
     "data": "dataset: anything `train classify` takes, a COCO/YOLO/VOC dataset, or 'shapes'",
     "pipeline": "YAML file with a list of transform specs (or augment: [...]), or a builtin: "
-    "default | none | mosaic | mixup | cutmix",
+    "default (what training does with default keys) | none | mosaic | mixup | cutmix",
     "out": "output PNG (default augment_grid.png)",
     "n": "number of samples shown (default 16)",
     "seed": "seed of the augmentation draws (default 0)",
     "task": "a registered task, or auto (default: detect for 'shapes' and detection "
-    "datasets, else classify)",
+    "datasets, segment for mask folders and mask YAMLs, else classify)",
     "imgsz": "image size for the default pipelines and for 'shapes' scenes (default: the "
     "task's, 32 for classify)",
     "cols": "grid columns (default: ceil(sqrt(n)))",
@@ -74,20 +73,25 @@ AUGMENT_KEYS: dict[str, str] = {
 
 
 def resolve_task(data: str, task: str) -> str:
-    """``auto`` -> detect for 'shapes' and COCO/YOLO/VOC datasets, else classify."""
+    """``auto`` -> detect for 'shapes' and COCO/YOLO/VOC datasets, segment for mask folders
+    and mask YAMLs, else classify."""
     if task != "auto":
         return task
     if re.fullmatch(r"shapes(:\d+)?", data) and not os.path.exists(data):
         return "detect"
-    try:
-        read_dataset(data)
-        return "detect"
-    except CvcraftError:  # not a detection dataset: the classification readers decide
-        return "classify"
+    for name in ("detect", "segment"):
+        try:
+            task_data(name, data, None, 0)
+            return name
+        except CvcraftError:  # not this task's data: the next reader decides
+            continue
+    return "classify"
 
 
 def run_augment(args: dict[str, str]) -> Path:
-    """The ``cvcraft augment`` command: draw ``n`` augmented samples into ``out``; returns it."""
+    """The ``cvcraft augment`` command: draw ``n`` augmented samples into ``out``; returns it.
+    The data is read by the task's own readers and ``pipeline=default`` is the task's own
+    training dataset, so the grid shows what ``cvcraft train TASK data=...`` trains on."""
     data = args["data"]
     task = args.get("task", "auto")
     if task != "auto" and task not in list_tasks():
@@ -95,16 +99,23 @@ def run_augment(args: dict[str, str]) -> Path:
     task = resolve_task(data, task)
     spec = get_task(task)
     pipeline = args.get("pipeline", "default")
+    imgsz = int(args.get("imgsz") or spec.default_imgsz)
+    seed = int(args.get("seed", 0))
+    n = int(args.get("n", 16))
+    if data == "shapes" and not os.path.exists(data):
+        data = f"shapes:{max(n, 8)}"  # render only the scenes shown (and a few partners)
+    train, _ = task_data(task, data, imgsz, seed)
     out = render_augment_grid(
-        data,
+        train,
         spec.target_kind,
         pipeline,
-        n=int(args.get("n", 16)),
-        seed=int(args.get("seed", 0)),
-        imgsz=int(args.get("imgsz") or spec.default_imgsz),
+        n=n,
+        seed=seed,
+        imgsz=imgsz,
         cols=int(args.get("cols") or 0),
         alpha=float(args.get("alpha", 1.0)),
         out=args.get("out") or "augment_grid.png",
+        train_preview=_load(spec.train_preview) if spec.train_preview else None,
     )
     print(f"wrote {out} (task={task}, pipeline={pipeline})")
     return out

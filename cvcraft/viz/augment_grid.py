@@ -10,16 +10,16 @@ The pipeline is a YAML file holding a list of transform specs (``build_transform
 mapping with such a list under ``augment:`` (a training config); entries naming a
 multi-sample transform (``mosaic``, ``mixup``, ``copy_paste``) run first, with partners
 drawn from the item's generator (``mosaic.split_pipeline`` / ``run_pipeline``). Builtin
-names: ``default`` (the task's standard train pipeline), ``none``, ``mosaic``
+names: ``default`` (what ``cvcraft train TASK`` does with default keys: the task's own
+training dataset, epoch 0), ``none``, ``mosaic``
 (detect/segment: 4-image mosaic), and for classification ``mixup`` / ``cutmix``
 (batch-level mixing of the n shown images).
-Item ``i`` uses ``np.random.default_rng([seed, 0, i])``, as the training dataset does.
+Item ``i`` uses ``np.random.default_rng([seed, 0, i])``, as the training dataset does. A
+YAML list's ``mosaic`` without ``size`` gets the image size, as ``augment:`` in training.
 """
 
 from __future__ import annotations
 
-import os
-import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,10 +29,7 @@ import numpy as np
 import torch
 import yaml
 
-from cvcraft.data.datasets import load_classification
-from cvcraft.data.detection.convert import read_dataset
 from cvcraft.data.io import write_image
-from cvcraft.data.shapes import SEMANTIC_CLASSES, SHAPE_CLASSES, render_scene
 from cvcraft.errors import ConfigError
 from cvcraft.structures import Sample
 from cvcraft.transforms import (
@@ -43,7 +40,7 @@ from cvcraft.transforms.base import Compose
 from cvcraft.transforms.mix import MixupCutmix
 from cvcraft.transforms.mosaic import Mosaic
 from cvcraft.transforms.multi_sample import run_pipeline
-from cvcraft.transforms.pipelines import split_pipeline
+from cvcraft.transforms.pipelines import sized_spec, split_pipeline
 
 MIN_CELL = 160  # smallest drawn cell side in pixels
 
@@ -126,31 +123,6 @@ def make_grid(cells: Sequence[np.ndarray], cols: int, pad: int = 4) -> np.ndarra
     return grid
 
 
-def augment_source(
-    data: str, kind: str, imgsz: int, seed: int
-) -> tuple[Callable[[int], Sample], int, list[str]]:
-    """(get_sample, number of items, class names) for ``data`` read with targets of ``kind``:
-    ``label`` (classification readers), ``boxes`` or ``mask`` (detection/segmentation
-    readers, or synthetic shapes scenes)."""
-    m = re.fullmatch(r"shapes(?::(\d+))?", data)
-    if kind == "label":
-        splits = load_classification(data, seed=seed, imgsz_hint=imgsz)
-        return splits.train.sample, len(splits.train), list(splits.classes)
-    if m and not os.path.exists(data):
-        n = int(m.group(1) or 1000)
-
-        def shape_scene(i: int) -> Sample:
-            s = render_scene(np.random.default_rng([seed, 17, i]), imgsz, (1, 4))
-            s.meta["index"] = i
-            return s
-
-        names = list(SHAPE_CLASSES) if kind == "boxes" else list(SEMANTIC_CLASSES)[1:]
-        return shape_scene, n, names
-    ds = read_dataset(data)
-    masks = kind == "mask"
-    return (lambda i: ds.sample(i, masks=masks)), len(ds), list(ds.classes)
-
-
 def load_pipeline(spec: str, kind: str, imgsz: int, alpha: float) -> tuple[list[Any], Any, Any]:
     """(multi-sample transforms, per-item Compose, batch mixer or None) from ``pipeline=``."""
     if spec in ("", "default"):
@@ -183,12 +155,12 @@ def load_pipeline(spec: str, kind: str, imgsz: int, alpha: float) -> tuple[list[
         loaded = [loaded]
     if not isinstance(loaded, list):
         raise ConfigError(f"{path}: expected a list of transform specs (or augment: [...])")
-    multi, per_item = split_pipeline(loaded, str(path))
+    multi, per_item = split_pipeline(sized_spec(loaded, imgsz), str(path))  # as training does
     return multi, per_item, None
 
 
 def render_augment_grid(
-    data: str,
+    source: Any,
     kind: str,
     pipeline: str,
     *,
@@ -198,19 +170,27 @@ def render_augment_grid(
     cols: int = 0,
     alpha: float = 1.0,
     out: str | Path = "augment_grid.png",
+    train_preview: Callable[[Any, int, int], Any] | None = None,
 ) -> Path:
-    """Draw ``n`` items of ``data`` after ``pipeline`` into a grid PNG at ``out``."""
+    """Draw ``n`` items of ``source`` (a reader: ``classes``, ``len``, ``sample(i)``) after
+    ``pipeline`` into a grid PNG at ``out``. ``pipeline=default`` with ``train_preview`` (the
+    task's training dataset builder) draws epoch 0's items exactly as training makes them."""
     if n < 1:
         raise ConfigError(f"n={n} must be >= 1")
-    get, n_items, names = augment_source(data, kind, imgsz, seed)
+    n_items, names = len(source), list(source.classes)
     if n_items == 0:
-        raise ConfigError(f"data={data}: the dataset is empty")
-    multi, per_item, mixer = load_pipeline(pipeline, kind, imgsz, alpha)
-    samples = []
-    for i in range(n):
-        index = i % n_items
-        rng = np.random.default_rng([seed, 0, index])
-        samples.append(run_pipeline(multi, per_item, get, index, n_items, rng))
+        raise ConfigError("the dataset is empty")
+    if pipeline in ("", "default") and train_preview is not None:
+        train = train_preview(source, imgsz, seed)
+        samples = [train[(0, i % n_items)] for i in range(n)]
+        mixer = None
+    else:
+        multi, per_item, mixer = load_pipeline(pipeline, kind, imgsz, alpha)
+        samples = []
+        for i in range(n):
+            index = i % n_items
+            rng = np.random.default_rng([seed, 0, index])
+            samples.append(run_pipeline(multi, per_item, source.sample, index, n_items, rng))
     captions = [""] * n
     if kind == "label":
         captions = [names[s.label] if s.label is not None else "" for s in samples]
@@ -239,4 +219,4 @@ def _mix_batch(
     return out, captions
 
 
-__all__ = ["augment_source", "draw_sample", "load_pipeline", "make_grid", "render_augment_grid"]
+__all__ = ["draw_sample", "load_pipeline", "make_grid", "render_augment_grid"]

@@ -44,19 +44,20 @@ def test_eval_detect_equals_pycocotools(shared_data, tmp_path):
     with contextlib.redirect_stdout(buf):
         ours = run(["eval", "detect", f"gt={gt}", f"pred={pred}"])
     printed = json.loads(buf.getvalue().strip().splitlines()[-1])
+    # the names metrics.json uses, in pycocotools' stats order
     assert list(printed) == [
-        "AP",
-        "AP50",
-        "AP75",
-        "APs",
-        "APm",
-        "APl",
-        "AR1",
-        "AR10",
-        "AR100",
-        "ARs",
-        "ARm",
-        "ARl",
+        "map",
+        "map50",
+        "map75",
+        "map_small",
+        "map_medium",
+        "map_large",
+        "mar1",
+        "mar10",
+        "mar100",
+        "mar_small",
+        "mar_medium",
+        "mar_large",
     ]
     with contextlib.redirect_stdout(io.StringIO()):
         coco = COCO(str(gt))

@@ -195,13 +195,13 @@ def test_03_detection_with_a_val_split_without_objects(tmp_path, capsys):
     summary = run(
         ["eval", "detect", f"gt={tmp_path / 'gt.json'}", f"pred={tmp_path / 'pred.json'}"]
     )
-    assert summary["AP"] == -1.0  # pycocotools' value for categories without gt
-    assert summary["AP"] == _pycocotools_ap(tmp_path / "gt.json", tmp_path / "pred.json")
+    assert summary["map"] == -1.0  # pycocotools' value for categories without gt
+    assert summary["map"] == _pycocotools_ap(tmp_path / "gt.json", tmp_path / "pred.json")
     (tmp_path / "gt.json").write_text(json.dumps({**gt, "annotations": []}))
     summary = run(
         ["eval", "detect", f"gt={tmp_path / 'gt.json'}", f"pred={tmp_path / 'pred.json'}"]
     )
-    assert summary["AP"] == -1.0
+    assert summary["map"] == -1.0
 
 
 # ----------------------------------------------------------------------------- item 4
@@ -336,12 +336,12 @@ def test_06_predict_detect_feeds_eval_detect(detector, tmp_path, capsys):
     summary = run(["eval", "detect", f"gt={tmp_path / 'gt.json'}",
                    f"pred={pred_dir / 'predictions.json'}"])  # fmt: skip
     # the oracle: pycocotools on the same pair, and `cvcraft val` of the same weights
-    assert summary["AP"] == pytest.approx(
+    assert summary["map"] == pytest.approx(
         _pycocotools_ap(tmp_path / "gt.json", pred_dir / "predictions.json"), abs=1e-12
     )
     val = run(["val", "detect", f"data={data}", f"weights={run_dir / 'best.pt'}", *DET,
                f"out={tmp_path / 'v'}"])  # fmt: skip
-    assert summary["AP"] == pytest.approx(val["map"], abs=1e-3)
+    assert summary["map"] == pytest.approx(val["map"], abs=1e-3)
     # without gt=: numeric file names are the image ids (COCO's naming)
     run(["predict", "detect", f"weights={run_dir / 'best.pt'}", f"source={images[0].parent}",
          f"out={tmp_path / 'pred2'}", "conf=0.001"])  # fmt: skip
@@ -441,14 +441,14 @@ def test_16_eval_detect_does_not_import_torch(tmp_path):
     code = (
         "import json, sys; from cvcraft.cli import run; "
         f"s = run({args!r}); "
-        "print(json.dumps({'torch': 'torch' in sys.modules, 'AP': s['AP']}))"
+        "print(json.dumps({'torch': 'torch' in sys.modules, 'map': s['map']}))"
     )
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert res.returncode == 0, res.stderr
     said = json.loads(res.stdout.strip().splitlines()[-1])
     assert said["torch"] is False
-    assert said["AP"] == pytest.approx(
+    assert said["map"] == pytest.approx(
         _pycocotools_ap(tmp_path / "gt.json", tmp_path / "pred.json"), abs=1e-12
     )
 

@@ -111,7 +111,7 @@ def test_empty_missing_and_directory(tmp_path):
 def test_pixel_limit_checked_from_header(tmp_path):
     p = tmp_path / "wide.png"
     write_image(p, _rand((50, 100, 3)))
-    with pytest.raises(DataError, match=r"100 x 50 = 5000 pixels.*raise max_pixels"):
+    with pytest.raises(DataError, match=r"100 x 50 = 5000 pixels.*CVCRAFT_MAX_PIXELS=5000"):
         read_image(p, max_pixels=4999)
     assert read_image(p, max_pixels=5000).shape == (50, 100, 3)
 

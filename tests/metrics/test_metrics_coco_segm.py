@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from cvcraft.errors import ConfigError, DataError
-from cvcraft.metrics.coco import SUMMARY_KEYS, COCOEvaluator, evaluate_coco_files
+from cvcraft.metrics.coco import METRIC_NAMES, SUMMARY_KEYS, COCOEvaluator, evaluate_coco_files
 
 pycocotools = pytest.importorskip("pycocotools")
 import pycocotools.mask as pmask  # noqa: E402
@@ -207,7 +207,8 @@ def test_files_and_cli(tmp_path, coco128, capsys):
     np.testing.assert_allclose([out[k] for k in SUMMARY_KEYS], ref.stats, atol=1e-4, rtol=0)
     main(["eval", "segm", f"gt={gt_path}", f"pred={res_path}"])
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    np.testing.assert_allclose([printed[k] for k in SUMMARY_KEYS], ref.stats, atol=1e-4)
+    names = [METRIC_NAMES[k] for k in SUMMARY_KEYS]  # map, map50, ... as metrics.json
+    np.testing.assert_allclose([printed[k] for k in names], ref.stats, atol=1e-4)
 
 
 # ------------------------------------------------------------------- exact boundary cases

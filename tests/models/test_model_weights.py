@@ -29,7 +29,7 @@ FAST = {"resnet18", "mobilenet_v2", "efficientnet_b0", "densenet121", "googlenet
 def _tv_twin(name: str) -> torch.nn.Module:
     twin = model_default_cfg(name)["tv_twin"]
     kw = {} if model_task(name) == "classify" else {"weights_backbone": None}
-    if twin == "googlenet":
+    if twin in ("googlenet", "inception_v3"):
         kw["init_weights"] = True  # silences torchvision's init-default warning
     return torchvision.models.get_model(twin, weights=None, **kw)
 
@@ -56,7 +56,7 @@ def test_torchvision_file_loads_by_name_and_gives_torchvision_outputs(name, tmp_
     torch.save(tv.state_dict(), path)
     ours = create_model(name, num_classes=_num_classes(tv, name), weights=path).eval()
     task = model_task(name)
-    side = 224 if name == "vit_base_patch16_224" else 64
+    side = {"vit_base_patch16_224": 224, "inception_v3": 75}.get(name, 64)  # 75: its minimum
     x = torch.randn(1, 3, side, side)
     with torch.no_grad():
         got, ref = _outputs(ours, x, task), _outputs(tv, x, task)

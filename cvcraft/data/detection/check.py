@@ -16,7 +16,7 @@ import numpy as np
 import yaml
 
 from cvcraft.data.detection.coco import parse_coco
-from cvcraft.data.detection.container import DetectionData
+from cvcraft.data.detection.container import DetectionData, DetectionImage
 from cvcraft.data.detection.convert import check_format, detect_format, find_coco_jsons
 from cvcraft.data.detection.problems import Issues, Problem
 from cvcraft.data.detection.voc import parse_voc
@@ -25,6 +25,36 @@ from cvcraft.data.io import read_image
 from cvcraft.errors import DataError
 
 BOX_TOLERANCE = 0.01  # px: float noise in exported boxes is not an out-of-bounds box
+
+
+def bad_boxes(rec: DetectionImage) -> tuple[np.ndarray, np.ndarray]:
+    """Which of an image's boxes have no area, and which leave the image (beyond
+    ``BOX_TOLERANCE``): two bool (N,) arrays."""
+    b = rec.boxes.astype(np.float64)
+    tol = BOX_TOLERANCE
+    empty = (b[:, 2] - b[:, 0] <= 0) | (b[:, 3] - b[:, 1] <= 0)
+    out = (
+        (b[:, 0] < -tol) | (b[:, 1] < -tol)
+        | (b[:, 2] > rec.width + tol) | (b[:, 3] > rec.height + tol)
+    )  # fmt: skip
+    return empty, out
+
+
+def count_bad_boxes(data: DetectionData) -> str | None:
+    """One line saying how many boxes training will clip or drop (no area, or leaving the
+    image), or None when there are none; ``cvcraft check`` lists each with its line."""
+    empty = outside = 0
+    for rec in data.images:
+        if len(rec):
+            e, o = bad_boxes(rec)
+            empty, outside = empty + int(e.sum()), outside + int((o & ~e).sum())
+    if not empty and not outside:
+        return None
+    return (
+        f"{outside} box(es) leave their image (training clips them to it) and {empty} have "
+        "no area (training drops them); `cvcraft check data=...` lists each with its file "
+        "and line"
+    )
 
 
 def _check_images(data: DetectionData, issues: Issues, *, decode: bool, trust_size: bool) -> None:
@@ -64,12 +94,7 @@ def _check_images(data: DetectionData, issues: Issues, *, decode: bool, trust_si
         if not len(rec):
             continue
         b = rec.boxes.astype(np.float64)
-        tol = BOX_TOLERANCE
-        empty = (b[:, 2] - b[:, 0] <= 0) | (b[:, 3] - b[:, 1] <= 0)
-        out = (
-            (b[:, 0] < -tol) | (b[:, 1] < -tol)
-            | (b[:, 2] > rec.width + tol) | (b[:, 3] > rec.height + tol)
-        )  # fmt: skip
+        empty, out = bad_boxes(rec)
         for k in np.flatnonzero(empty | out):  # only the bad ones, to build messages
             box = ", ".join(f"{v:.2f}" for v in b[k])
             line = int(rec.ann_lines[k])

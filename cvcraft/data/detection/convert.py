@@ -50,7 +50,8 @@ def detect_format(path: str | os.PathLike[str]) -> str:
         return "coco"
     raise DataError(
         f"{p}: not a COCO (annotations/*.json), YOLO (data.yaml, images/ + labels/) "
-        "or VOC (Annotations/) dataset; pass the format explicitly"
+        "or VOC (Annotations/) dataset; lay it out as one of these (`cvcraft check "
+        "format=` and `cvcraft convert from=` also take the format by name)"
     )
 
 

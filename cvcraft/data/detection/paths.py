@@ -34,7 +34,9 @@ def resolve_inside(
     if os.path.isabs(name) or os.path.commonpath([root_n, path]) != root_n:
         raise DataError(
             f"{source}: file name {name!r} points outside the dataset root {root_n}; "
-            "fix the annotation or pass allow_outside_root=True if you trust it"
+            "annotations may only name files under their dataset's root (so a downloaded "
+            "annotation file cannot make cvcraft read any file); fix the annotation, or move "
+            "the images under the root"
         )
     return path
 

@@ -24,6 +24,8 @@ PROBLEM_KINDS = (
     "out_of_bounds",  # a box reaches outside the image
     "empty_box",  # zero or negative width or height
     "unsafe_path",  # a path in an annotation file escapes the dataset root
+    "missing_mask",  # segmentation: an image without its mask file
+    "bad_mask",  # segmentation: a mask that is unreadable, lossy or holds unknown classes
 )
 
 

@@ -7,7 +7,10 @@ residual block is dropped at random during training (stochastic depth, Huang et 
 2016) with a rate rising linearly from 0 at the first block to 0.2 at the last.
 
 Module names, state_dict keys (``features.1.0.block.1.fc1.weight``, ...) and shapes equal
-``torchvision.models.efficientnet_b0``, so its checkpoints load with ``strict=True``.
+``torchvision.models.efficientnet_b0`` .. ``efficientnet_b7``, so their checkpoints load
+with ``strict=True``. B1..B7 scale B0 by (width, depth, resolution) multipliers; the paper's
+phi-grid (alpha=1.2 depth, beta=1.1 width, gamma=1.15 resolution) was rounded by its
+authors into the table ``EFFICIENTNET_SCALING`` below (torchvision and timm use the same).
 
 Shapes (224 input): stem (B, 32, 112, 112) -> 7 MBConv stages (B, 320, 7, 7)
 -> 1x1 conv (B, 1280, 7, 7) -> global average (B, 1280) -> classifier (B, num_classes).
@@ -79,7 +82,11 @@ class EfficientNet(nn.Module):
         drop_rate: dropout before the classifier (B0: 0.2).
         drop_path_rate: stochastic-depth rate of the last block; block i of N gets
             ``drop_path_rate * i / N``.
-        stages: (expand, kernel, stride, c_in, c_out, repeats) rows before scaling.
+        stages: (expand, kernel, stride, c_in, c_out, repeats) rows before scaling;
+            a stage's repeats become ``ceil(repeats * depth_mult)``, its channels
+            ``round_channels(c * width_mult)``.
+        bn_eps, bn_momentum: BatchNorm settings (B5..B7 were trained with 1e-3 and 0.01,
+            TF's 0.99 decay; the smaller models with PyTorch's defaults).
 
     ``feature_info`` taps (timm's): the last stage at each stride, ``features.1`` (/2),
     ``.2`` (/4), ``.3`` (/8), ``.5`` (/16), ``.7`` (/32, before the 1x1 head conv).
@@ -97,8 +104,14 @@ class EfficientNet(nn.Module):
         drop_path_rate: float = 0.2,
         stages: Sequence[tuple[int, int, int, int, int, int]] = tuple(_B0_STAGES),
         default_size: int = 224,
+        bn_eps: float = 1e-5,
+        bn_momentum: float = 0.1,
     ) -> None:
         super().__init__()
+        if width_mult <= 0 or depth_mult <= 0:
+            raise ConfigError(
+                f"EfficientNet width_mult={width_mult} and depth_mult={depth_mult} must be > 0"
+            )
         if not 0.0 <= drop_path_rate < 1.0:
             raise ConfigError(
                 f"EfficientNet drop_path_rate must be in [0, 1), got {drop_path_rate}"
@@ -110,7 +123,7 @@ class EfficientNet(nn.Module):
         c_stem = round_channels(stages[0][3] * width_mult)
         layers: list[nn.Module] = [
             ConvNormAct(in_chans, c_stem, 3, 2, act=nn.SiLU)
-        ]  # (B, 32, H/2, W/2)
+        ]  # (B, c_stem, H/2, W/2)
         red, self.feature_info = 2, []
         for j, ((t, k, s, c_in, c_out, _), n) in enumerate(zip(stages, repeats)):
             c_in, c_out = round_channels(c_in * width_mult), round_channels(c_out * width_mult)
@@ -141,6 +154,7 @@ class EfficientNet(nn.Module):
             elif isinstance(m, nn.BatchNorm2d):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
+                m.eps, m.momentum = bn_eps, bn_momentum
 
     def _linear(self, num_classes: int) -> nn.Module:
         if num_classes <= 0:
@@ -184,11 +198,72 @@ class EfficientNet(nn.Module):
         self.classifier[1] = self._linear(num_classes)
 
 
-@register_model(
-    tv_twin="efficientnet_b0",
-    # the paper: RMSProp 0.256 at batch 4096, scaled to 256; weight decay 1e-5
-    default_cfg={"optimizer": "rmsprop", "lr": 0.016, "weight_decay": 1e-5},
-)
+# name -> (width_mult, depth_mult, resolution, dropout): the paper's B0..B7 (Table 1 and
+# its released code), with torchvision's dropout rates.
+EFFICIENTNET_SCALING = {
+    "efficientnet_b0": (1.0, 1.0, 224, 0.2),
+    "efficientnet_b1": (1.0, 1.1, 240, 0.2),
+    "efficientnet_b2": (1.1, 1.2, 260, 0.3),
+    "efficientnet_b3": (1.2, 1.4, 300, 0.3),
+    "efficientnet_b4": (1.4, 1.8, 380, 0.4),
+    "efficientnet_b5": (1.6, 2.2, 456, 0.4),
+    "efficientnet_b6": (1.8, 2.6, 528, 0.5),
+    "efficientnet_b7": (2.0, 3.1, 600, 0.5),
+}
+# the paper: RMSProp 0.256 at batch 4096, scaled to 256; weight decay 1e-5
+_CFG = {"optimizer": "rmsprop", "lr": 0.016, "weight_decay": 1e-5}
+
+
+def _efficientnet(name: str, num_classes: int, in_chans: int, **kw) -> EfficientNet:
+    width, depth, size, drop = EFFICIENTNET_SCALING[name]
+    big = {"bn_eps": 1e-3, "bn_momentum": 0.01} if width >= 1.6 else {}  # B5..B7
+    cfg = {"width_mult": width, "depth_mult": depth, "default_size": size, "drop_rate": drop}
+    return EfficientNet(num_classes=num_classes, in_chans=in_chans, **{**cfg, **big, **kw})
+
+
+@register_model(tv_twin="efficientnet_b0", default_cfg=_CFG)
 def efficientnet_b0(num_classes: int = 1000, in_chans: int = 3, **kw) -> EfficientNet:
     """EfficientNet-B0 (torchvision layout, SE + SiLU, stochastic depth 0.2); 5.3M params."""
-    return EfficientNet(num_classes=num_classes, in_chans=in_chans, **kw)
+    return _efficientnet("efficientnet_b0", num_classes, in_chans, **kw)
+
+
+@register_model(tv_twin="efficientnet_b1", default_cfg=_CFG)
+def efficientnet_b1(num_classes: int = 1000, in_chans: int = 3, **kw) -> EfficientNet:
+    """EfficientNet-B1: depth x1.1, 240 px; 7.8M params."""
+    return _efficientnet("efficientnet_b1", num_classes, in_chans, **kw)
+
+
+@register_model(tv_twin="efficientnet_b2", default_cfg=_CFG)
+def efficientnet_b2(num_classes: int = 1000, in_chans: int = 3, **kw) -> EfficientNet:
+    """EfficientNet-B2: width x1.1, depth x1.2, 260 px; 9.1M params."""
+    return _efficientnet("efficientnet_b2", num_classes, in_chans, **kw)
+
+
+@register_model(tv_twin="efficientnet_b3", default_cfg=_CFG)
+def efficientnet_b3(num_classes: int = 1000, in_chans: int = 3, **kw) -> EfficientNet:
+    """EfficientNet-B3: width x1.2, depth x1.4, 300 px; 12.2M params."""
+    return _efficientnet("efficientnet_b3", num_classes, in_chans, **kw)
+
+
+@register_model(tv_twin="efficientnet_b4", default_cfg=_CFG)
+def efficientnet_b4(num_classes: int = 1000, in_chans: int = 3, **kw) -> EfficientNet:
+    """EfficientNet-B4: width x1.4, depth x1.8, 380 px; 19.3M params."""
+    return _efficientnet("efficientnet_b4", num_classes, in_chans, **kw)
+
+
+@register_model(tv_twin="efficientnet_b5", default_cfg=_CFG)
+def efficientnet_b5(num_classes: int = 1000, in_chans: int = 3, **kw) -> EfficientNet:
+    """EfficientNet-B5: width x1.6, depth x2.2, 456 px, BN eps 1e-3; 30.4M params."""
+    return _efficientnet("efficientnet_b5", num_classes, in_chans, **kw)
+
+
+@register_model(tv_twin="efficientnet_b6", default_cfg=_CFG)
+def efficientnet_b6(num_classes: int = 1000, in_chans: int = 3, **kw) -> EfficientNet:
+    """EfficientNet-B6: width x1.8, depth x2.6, 528 px, BN eps 1e-3; 43.0M params."""
+    return _efficientnet("efficientnet_b6", num_classes, in_chans, **kw)
+
+
+@register_model(tv_twin="efficientnet_b7", default_cfg=_CFG)
+def efficientnet_b7(num_classes: int = 1000, in_chans: int = 3, **kw) -> EfficientNet:
+    """EfficientNet-B7: width x2.0, depth x3.1, 600 px, BN eps 1e-3; 66.3M params."""
+    return _efficientnet("efficientnet_b7", num_classes, in_chans, **kw)

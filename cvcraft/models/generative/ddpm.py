@@ -54,7 +54,10 @@ class SmallUNet(nn.Module):
         c1, c2, c3, emb = width, 2 * width, 2 * width, 4 * width
         self.width = width
         self.time_mlp = nn.Sequential(nn.Linear(width, emb), nn.SiLU(), nn.Linear(emb, emb))
-        self.label_emb = nn.Embedding(num_classes, emb) if num_classes else None
+        # one row more than classes: the last is the "no label" row classifier-free guidance
+        # trains (labels dropped to it) and samples against
+        self.label_emb = nn.Embedding(num_classes + 1, emb) if num_classes else None
+        self.null_label = num_classes
         self.inc = nn.Conv2d(in_chans, c1, 3, padding=1)
         self.down1, self.pool1 = ResBlock(c1, c1, emb), nn.Conv2d(c1, c1, 3, 2, 1)
         self.down2, self.pool2 = ResBlock(c1, c2, emb), nn.Conv2d(c2, c2, 3, 2, 1)
@@ -97,6 +100,7 @@ class DDPM(nn.Module):
         sampler: str = "ddim",
         sample_steps: int = 50,
         eta: float = 0.0,
+        guidance: float = 1.0,
         **_: object,  # the task's GAN-only options (noise_dim, d_norm, spectral_norm)
     ) -> None:
         super().__init__()
@@ -107,6 +111,7 @@ class DDPM(nn.Module):
         self.unet = SmallUNet(in_chans, width, num_classes if conditional else 0)
         self.schedule = DiffusionSchedule(beta_schedule, diffusion_steps)
         self.sampler, self.sample_steps, self.eta = sampler, sample_steps, eta
+        self.guidance = guidance
         self.schedule.ddim_timesteps(sample_steps)  # validates the step count now
         self.conditional, self.num_classes = conditional, num_classes
         self.shape = (in_chans, img_size, img_size)
@@ -124,6 +129,17 @@ class DDPM(nn.Module):
             return self.unet(x, t, labels)  # training: ε̂(x_t, t)
         return self.sample(x.view(-1, *self.shape), labels, seed)
 
+    def eps(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        """ε̂ for sampling. With ``guidance`` w ≠ 1 on a conditional model, classifier-free
+        guidance (Ho & Salimans 2022): ε̂ = ε̂(x, ∅) + w·(ε̂(x, y) - ε̂(x, ∅)), both passes in
+        one batch; w = 0 is unconditional, w = 1 plain conditional (one pass)."""
+        if labels is None or self.guidance == 1.0:
+            return self.unet(x, t, labels)
+        null = torch.full_like(labels, self.unet.null_label)
+        both = self.unet(torch.cat([x, x]), torch.cat([t, t]), torch.cat([labels, null]))
+        cond, uncond = both.chunk(2)
+        return uncond + self.guidance * (cond - uncond)
+
     @torch.no_grad()
     def sample(self, x: torch.Tensor, labels: torch.Tensor | None, seed: int = 0) -> torch.Tensor:
         """Reverse x_T -> x_0; the ancestral/η noise comes from a generator seeded ``seed``."""
@@ -131,13 +147,13 @@ class DDPM(nn.Module):
         g = torch.Generator().manual_seed(seed)
         if self.sampler == "ddpm":
             for t in range(s.steps - 1, -1, -1):
-                eps = self.unet(x, torch.full((n,), t, device=x.device), labels)
+                eps = self.eps(x, torch.full((n,), t, device=x.device), labels)
                 noise = torch.randn(x.shape, generator=g).to(x.device) if t > 0 else None
                 x = s.ddpm_step(eps, t, x, noise)
             return x.clamp(-1, 1)
         ts = s.ddim_timesteps(self.sample_steps)
         for i, t in enumerate(ts):
-            eps = self.unet(x, torch.full((n,), t, device=x.device), labels)
+            eps = self.eps(x, torch.full((n,), t, device=x.device), labels)
             noise = torch.randn(x.shape, generator=g).to(x.device) if self.eta > 0 else None
             x = s.ddim_step(eps, t, ts[i + 1] if i + 1 < len(ts) else -1, x, self.eta, noise)
         return x.clamp(-1, 1)

@@ -76,7 +76,12 @@ class DCGANGenerator(nn.Module):
 
 
 class DCGANDiscriminator(nn.Module):
-    """image (+ label plane) -> k × [Conv 4/2 (+ BN) + LeakyReLU 0.2] -> Linear -> logit."""
+    """image (+ label plane) -> k × [Conv 4/2 (+ BN) + LeakyReLU 0.2] -> Linear -> logit.
+
+    ``projection=True`` (Miyato & Koyama 2018) reads the label at the end instead of as an
+    input plane: logit = w·φ(x) + b + ⟨e_y, φ(x)⟩ with φ(x) the flattened features and e_y a
+    learned class embedding — the form BigGAN uses; it conditions without diluting the input.
+    """
 
     def __init__(
         self,
@@ -86,15 +91,20 @@ class DCGANDiscriminator(nn.Module):
         num_classes: int,
         norm: str = "batch",
         spectral_norm: bool = False,
+        projection: bool = False,
     ) -> None:
         super().__init__()
         if norm not in D_NORMS:
             raise ConfigError(f"d_norm={norm!r} is not one of {', '.join(D_NORMS)}")
+        if projection and not num_classes:
+            raise ConfigError("a projection discriminator needs classes (a conditional GAN)")
         k = upsample_steps(img_size)
         self.img_size = img_size
+        self.projection = projection
         # the label as one extra input plane: a learned img_size² map per class
-        self.embed = nn.Embedding(num_classes, img_size * img_size) if num_classes else None
-        c_in = in_chans + (1 if num_classes else 0)
+        plane = bool(num_classes) and not projection
+        self.embed = nn.Embedding(num_classes, img_size * img_size) if plane else None
+        c_in = in_chans + (1 if plane else 0)
         layers: list[nn.Module] = []
         c = width
         for i in range(k):
@@ -105,14 +115,24 @@ class DCGANDiscriminator(nn.Module):
             layers.append(nn.LeakyReLU(0.2, inplace=True))
             c_in, c = c, c * 2
         self.features = nn.Sequential(*layers)
-        head = nn.Linear(c_in * (img_size // 2**k) ** 2, 1)
+        feat = c_in * (img_size // 2**k) ** 2
+        head = nn.Linear(feat, 1)
         self.head = apply_sn(head) if spectral_norm else head
+        self.proj = None
+        if projection:
+            proj = nn.Embedding(num_classes, feat)
+            nn.init.normal_(proj.weight, std=feat**-0.5)
+            self.proj = apply_sn(proj) if spectral_norm else proj
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         if self.embed is not None:
             plane = self.embed(labels).view(-1, 1, self.img_size, self.img_size)
             x = torch.cat([x, plane], 1)  # (N, C+1, H, W)
-        return self.head(self.features(x).flatten(1)).squeeze(1)  # (N,)
+        h = self.features(x).flatten(1)
+        out = self.head(h).squeeze(1)  # (N,)
+        if self.proj is not None:
+            out = out + (self.proj(labels) * h).sum(1)  # the class projection ⟨e_y, φ(x)⟩
+        return out
 
 
 class MLPGenerator(nn.Module):
@@ -190,6 +210,7 @@ class GAN(nn.Module):
         conditional: bool = False,
         d_norm: str = "batch",
         spectral_norm: bool = False,
+        projection: bool = False,
     ) -> None:
         super().__init__()
         if conditional and num_classes < 1:
@@ -198,7 +219,8 @@ class GAN(nn.Module):
         gen, disc = {"dcgan": (DCGANGenerator, DCGANDiscriminator),
                      "mlp": (MLPGenerator, MLPDiscriminator)}[kind]  # fmt: skip
         self.generator = gen(noise_dim, in_chans, img_size, width, n_cls)
-        self.discriminator = disc(in_chans, img_size, width, n_cls, d_norm, spectral_norm)
+        d_kw = {"projection": True} if projection else {}
+        self.discriminator = disc(in_chans, img_size, width, n_cls, d_norm, spectral_norm, **d_kw)
         self.num_classes = num_classes
         self.conditional = conditional
         self.noise_dim = noise_dim
@@ -226,6 +248,13 @@ def dcgan(num_classes: int = 10, in_chans: int = 1, **kw: object) -> GAN:
 def cgan(num_classes: int = 10, in_chans: int = 1, **kw: object) -> GAN:
     """Class-conditional DCGAN: label embedding joined to z and to D's input."""
     return GAN("dcgan", num_classes, in_chans, conditional=True, **kw)  # type: ignore[arg-type]
+
+
+@register_model(default_cfg=_CFG)
+def cgan_proj(num_classes: int = 10, in_chans: int = 1, **kw: object) -> GAN:
+    """Class-conditional DCGAN with a projection discriminator (Miyato & Koyama 2018): the
+    label enters D as ⟨e_y, φ(x)⟩ at the end; G as cgan's."""
+    return GAN("dcgan", num_classes, in_chans, conditional=True, projection=True, **kw)  # type: ignore[arg-type]
 
 
 @register_model(default_cfg=_CFG)

@@ -57,8 +57,17 @@ class ConvEncoder(nn.Module):
         return mu, logvar.clamp(-20, 10)  # keeps exp(log σ²) finite early in training
 
 
+AE_KINDS = ("vae", "ae", "sparse", "denoise")
+
+
 class VAE(nn.Module):
-    """A convolutional VAE; the decoder is DCGAN's generator (latent in place of noise)."""
+    """A convolutional VAE; the decoder is DCGAN's generator (latent in place of noise).
+
+    ``kind`` picks the autoencoder: ``vae`` (sampled z), or a deterministic one whose code is
+    the encoder's μ — ``ae`` (reconstruction only), ``sparse`` (plus an activation penalty,
+    ``losses.autoencoder``) and ``denoise`` (the training step corrupts the input, the
+    target stays clean). All share the encoder, the decoder and the sampling interface.
+    """
 
     family = "vae"
 
@@ -70,8 +79,12 @@ class VAE(nn.Module):
         noise_dim: int = 16,
         width: int = 32,
         conditional: bool = False,
+        kind: str = "vae",
     ) -> None:
         super().__init__()
+        if kind not in AE_KINDS:
+            raise ValueError(f"autoencoder kind {kind!r} is not one of {', '.join(AE_KINDS)}")
+        self.kind = kind
         n_cls = num_classes if conditional else 0
         self.encoder = ConvEncoder(in_chans, img_size, width, noise_dim, n_cls)
         self.decoder = DCGANGenerator(noise_dim, in_chans, img_size, width, n_cls)
@@ -84,7 +97,8 @@ class VAE(nn.Module):
         if eps is None:
             return self.decoder(x, labels)  # x is z here: (N, D) -> (N, C, H, W)
         mu, logvar = self.encoder(x, labels)
-        return self.decoder(reparameterize(mu, logvar, eps), labels), mu, logvar
+        z = reparameterize(mu, logvar, eps) if self.kind == "vae" else mu  # AEs: the code is μ
+        return self.decoder(z, labels), mu, logvar
 
 
 _CFG = {"optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0,
@@ -105,3 +119,27 @@ def cvae(num_classes: int = 10, in_chans: int = 1, **kw: object) -> VAE:
     for gan_only in ("d_norm", "spectral_norm"):
         kw.pop(gan_only, None)
     return VAE(num_classes, in_chans, conditional=True, **kw)  # type: ignore[arg-type]
+
+
+def _autoencoder(kind: str, num_classes: int, in_chans: int, kw: dict) -> VAE:
+    for gan_only in ("d_norm", "spectral_norm"):
+        kw.pop(gan_only, None)
+    return VAE(num_classes, in_chans, kind=kind, **kw)
+
+
+@register_model(default_cfg=_CFG)
+def ae(num_classes: int = 10, in_chans: int = 1, **kw: object) -> VAE:
+    """Convolutional autoencoder: code = encoder(x), loss = reconstruction."""
+    return _autoencoder("ae", num_classes, in_chans, kw)
+
+
+@register_model(default_cfg=_CFG)
+def sparse_ae(num_classes: int = 10, in_chans: int = 1, **kw: object) -> VAE:
+    """Sparse autoencoder: reconstruction + ``sparsity``·(KL to ρ, or L1) on the code."""
+    return _autoencoder("sparse", num_classes, in_chans, kw)
+
+
+@register_model(default_cfg=_CFG)
+def denoising_ae(num_classes: int = 10, in_chans: int = 1, **kw: object) -> VAE:
+    """Denoising autoencoder: reconstruct x from x + N(0, noise_std²) (Vincent et al. 2008)."""
+    return _autoencoder("denoise", num_classes, in_chans, kw)

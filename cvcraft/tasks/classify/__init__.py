@@ -38,6 +38,7 @@ register_task(
         val_keys=("top1", "top5", "val_loss"),
         demo_preset=DEMO_PRESET,
         data_sources="cvcraft.tasks.classify.task:data_sources",
+        train_preview="cvcraft.tasks.classify.task:train_preview",
         target_kind="label",
         default_imgsz=32,
     )

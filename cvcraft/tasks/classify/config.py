@@ -16,6 +16,41 @@ class ClassifyConfig(TrainConfig):
     Beta alphas are ``mixup_alpha``/``cutmix_alpha`` and ``mix_prob`` is how often a batch is
     mixed, so ``mixup`` means "a probability" in no task and "an alpha" in another."""
 
+    # keys only training reads: `val`/`predict --help` leave them out
+    train_only_keys: ClassVar[tuple[str, ...]] = (
+        "label_smoothing",
+        "loss",
+        "scale_min",
+        "hflip",
+        "vflip",
+        "degrees",
+        "translate",
+        "hsv_h",
+        "hsv_s",
+        "hsv_v",
+        "cutout",
+        "policy",
+        "erasing",
+        "mixup_alpha",
+        "cutmix_alpha",
+        "mix_prob",
+        "mix_switch",
+        "sampler",
+        "folds",
+        "fold",
+        "class_weights",
+        "teacher",
+        "kd",
+        "kd_t",
+        "kd_alpha",
+        "kd_layers",
+        "adv",
+        "adv_eps",
+        "adv_alpha",
+        "adv_steps",
+        "trades_beta",
+    )
+
     renamed: ClassVar[dict[str, str]] = {"mixup": "mixup_alpha", "cutmix": "cutmix_alpha"}
 
     normalize: str = _opt(

@@ -140,6 +140,13 @@ class ClassifyTask(BaseTask):
         val = splits.val
         train = take_fraction(splits.train, cfg.fraction, cfg.seed, len(splits.classes))
         self.classes = list(splits.classes)
+        if len(self.classes) < 2:
+            raise DataError(
+                f"{cfg.data}: one class ({', '.join(self.classes) or 'none'}): a classifier "
+                "needs at least two (with one, every prediction is right and top-1 is "
+                "always 1.0); add a folder per class, or check data= points at the folder "
+                "that holds the class folders"
+            )
         resume = self.check_resume(trainer)
         self.stats = self._stats(train, trainer.out, resume)
         self.train_data, self.val_data = train, val
@@ -415,14 +422,14 @@ class PixelModel(nn.Module):
 
 
 class ClassifyEvaluator(MetricsWithLoss):
-    """Top-k accuracy, confusion matrix, per-class P/R/F1, ROC-AUC and the mean
-    cross-entropy (``val_loss``) over the val set; ``metrics.json`` always has ``top5``
-    (= top-k when k < 5 classes)."""
+    """Top-1 and top-k accuracy, confusion matrix, per-class P/R/F1, ROC-AUC and the mean
+    cross-entropy (``val_loss``) over the val set. Top-k is left out when k >= the number
+    of classes: every label is then among the k best, so it would always read 1.0."""
 
     def __init__(self, num_classes: int, topk: int, device: torch.device) -> None:
-        self.k = min(topk, num_classes)
+        self.k = topk if topk < num_classes else 1
         self.device = device
-        self.metrics = ClassificationMetrics(num_classes, topk=(1, self.k))
+        self.metrics = ClassificationMetrics(num_classes, topk=(1, self.k) if self.k > 1 else (1,))
         self.reset()
 
     def update(self, batch: dict[str, Any], logits: torch.Tensor) -> None:
@@ -431,11 +438,13 @@ class ClassifyEvaluator(MetricsWithLoss):
         self.n += int(y.shape[0])
         self.metrics.update(logits, y)
 
-    def compute(self) -> dict[str, Any]:
-        out = super().compute()
-        if f"top{self.k}" in out and self.k != 5:
-            out["top5"] = out[f"top{self.k}"]
-        return out
+    def metric_names(self) -> set[str]:
+        """The numbers ``compute()`` reports, from made-up samples (the trainer checks
+        ``monitor=`` against them before the first epoch)."""
+        c = self.metrics.num_classes
+        probe = ClassifyEvaluator(c, self.k, torch.device("cpu"))
+        probe.update({"labels": torch.arange(c)}, torch.eye(c))  # one sample per class
+        return {k for k, v in probe.compute().items() if isinstance(v, (int, float))}
 
 
 def evaluate_classifier(
@@ -565,3 +574,10 @@ def data_sources(data: str, imgsz: int | None, seed: int) -> tuple[Any, Any]:
     """(train, val) of ``data`` read as classification data (for pack and augment)."""
     splits = load_classification(data, seed=seed, imgsz_hint=imgsz)
     return splits.train, splits.val
+
+
+def train_preview(source: Any, imgsz: int, seed: int) -> Any:
+    """The training dataset ``cvcraft train classify`` builds with default keys (for
+    ``cvcraft augment pipeline=default``)."""
+    cfg = ClassifyConfig(imgsz=imgsz, seed=seed)
+    return ClassifyDataset(source, build_transforms(cfg, True), seed=seed)

@@ -46,6 +46,7 @@ register_task(
         val_keys=("map", "map50", "map75", "val_loss"),
         demo_preset=DEMO_PRESET,
         data_sources="cvcraft.tasks.detect.task:data_sources",
+        train_preview="cvcraft.tasks.detect.task:train_preview",
         target_kind="boxes",
         default_imgsz=256,
     )

@@ -15,6 +15,25 @@ class DetectConfig(TrainConfig):
     """Object detection keys (ultralytics-style names where they exist; flips are named as in
     every other task, ultralytics' spellings still work with a note)."""
 
+    # keys only training reads: `val`/`predict --help` leave them out
+    train_only_keys: ClassVar[tuple[str, ...]] = (
+        "close_mosaic",
+        "mosaic",
+        "mixup",
+        "degrees",
+        "translate",
+        "scale",
+        "shear",
+        "perspective",
+        "hflip",
+        "vflip",
+        "hsv_h",
+        "hsv_s",
+        "hsv_v",
+        "multi_scale",
+        "backbone_weights",
+    )
+
     renamed: ClassVar[dict[str, str]] = {"fliplr": "hflip", "flipud": "vflip"}
 
     data: str = _opt("shapes", "dataset: 'shapes[:N]', COCO json, YOLO data yaml or VOC folder")

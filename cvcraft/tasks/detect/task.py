@@ -27,6 +27,8 @@ from torch import nn
 
 from cvcraft.data import build_loader
 from cvcraft.data.collate import collate_detect
+from cvcraft.data.detection.check import count_bad_boxes
+from cvcraft.data.detection.container import DetectionData
 from cvcraft.data.detection_dataset import (
     DetectAugment,
     batch_targets,
@@ -38,12 +40,13 @@ from cvcraft.data.detection_dataset import (
 from cvcraft.data.io import list_images
 from cvcraft.engine.checkpoint import load_checkpoint
 from cvcraft.engine.device import autocast, select_device
+from cvcraft.engine.distributed import is_main_process
 from cvcraft.engine.evaluation import run_evaluation
 from cvcraft.engine.optim import unwrap_model
 from cvcraft.engine.trainer import weights_of
 from cvcraft.errors import ConfigError, DataError
+from cvcraft.metrics.coco import METRIC_NAMES, COCOEvaluator
 from cvcraft.metrics.coco import SUMMARY_KEYS as COCO_KEYS
-from cvcraft.metrics.coco import COCOEvaluator
 from cvcraft.metrics.detection_confusion import DetectionConfusionMatrix
 from cvcraft.models import create_model
 from cvcraft.structures import Sample, xyxy_to_xywh
@@ -58,10 +61,6 @@ from cvcraft.tasks.detect.config import DetectConfig
 from cvcraft.transforms.letterbox import Letterbox, unletterbox_boxes
 from cvcraft.viz.detection_plots import draw_detections, write_detection_plots
 
-# COCO's 12 numbers under the names metrics.json uses; map/map50 are the headline pair.
-METRIC_NAMES = dict(zip(COCO_KEYS, ("map", "map50", "map75", "map_small", "map_medium",
-                                    "map_large", "mar1", "mar10", "mar100", "mar_small",
-                                    "mar_medium", "mar_large")))  # fmt: skip
 EVAL_CONF = 0.001  # mAP integrates over all scores: keep nearly every detection
 GRID_TILE = 192  # minimum side of a tile in the prediction grid (px)
 TTA_SCALES = (1.0, 0.83, 0.67)  # with a horizontal flip on the 0.83 pass (YOLOv5's TTA)
@@ -146,6 +145,10 @@ class DetectTask(BaseTask):
             )
         resume = self.check_resume(trainer)
         self.train_data, self.val_data = splits.train, splits.val
+        if isinstance(splits.train, DetectionData) and is_main_process():
+            note = count_bad_boxes(splits.train)
+            if note:
+                print(f"data: train: {note}")
         aug = DetectAugment(
             mosaic=cfg.mosaic, mixup=cfg.mixup, degrees=cfg.degrees, translate=cfg.translate,
             scale=cfg.scale, shear=cfg.shear, perspective=cfg.perspective,
@@ -595,3 +598,16 @@ def data_sources(data: str, imgsz: int | None, seed: int) -> tuple[Any, Any]:
     kw = {"imgsz": imgsz} if imgsz else {}  # shapes scenes: the reader's default size
     splits = load_detection_splits(data, seed=seed, **kw)
     return splits.train, splits.val
+
+
+def train_preview(source: Any, imgsz: int, seed: int) -> Any:
+    """The training dataset ``cvcraft train detect`` builds with default keys: Mosaic,
+    affine, HSV and flips at the config's defaults (for ``cvcraft augment``)."""
+    cfg = DetectConfig(imgsz=imgsz, seed=seed)
+    aug = DetectAugment(
+        mosaic=cfg.mosaic, mixup=cfg.mixup, degrees=cfg.degrees, translate=cfg.translate,
+        scale=cfg.scale, shear=cfg.shear, perspective=cfg.perspective,
+        fliplr=cfg.hflip, flipud=cfg.vflip,
+        hsv_h=cfg.hsv_h, hsv_s=cfg.hsv_s, hsv_v=cfg.hsv_v,
+    )  # fmt: skip
+    return detection_dataset(source, imgsz, aug, seed=seed)

@@ -40,8 +40,31 @@ class GenerateConfig(TrainConfig):
     d_lr: float = _opt(0.0, "discriminator lr (TTUR: often 2-4x lr); 0 = lr")
     betas: list = _opt([0.5, 0.999], "Adam betas of both networks (DCGAN: 0.5; WGAN-GP: 0, 0.9)")
     label_smooth: float = _opt(0.0, "one-sided label smoothing: real target 1 - s (bce only)")
+    cond_drop: float = _opt(
+        0.0, "conditional DDPM: drop a label to 'none' with this probability (0.1 enables guidance)"
+    )
+    guidance: float = _opt(
+        1.0,
+        "predict/val, conditional DDPM: classifier-free guidance w (1 = off, 0 = ignore labels)",
+    )
+    sampler: str = _opt("", "predict/val, DDPM: ddim | ddpm (default: the checkpoint's)")
+    steps: int = _opt(0, "predict/val, DDPM DDIM sampling steps (0 = the checkpoint's)")
+    label_noise: float = _opt(
+        0.0, "noisy labels: D's targets drawn in [1 - s, 1] (real) / [0, s] (fake) (bce only)"
+    )
+    label_flip: float = _opt(
+        0.0, "label flipping: swap a sample's real/fake target for D with this probability (bce)"
+    )
+    info_weight: float = _opt(1.0, "InfoGAN: weight λ of the mutual-information term")
+    clip_value: float = _opt(
+        0.0, "WGAN weight clipping: every D weight in [-c, c] after each D step (0.01; 0 = off)"
+    )
     instance_noise: float = _opt(0.0, "std of Gaussian noise added to D's inputs, annealed to 0")
     beta: float = _opt(1.0, "VAE: weight of the KL term (β-VAE: > 1 disentangles, blurs)")
+    sparsity: float = _opt(1e-2, "sparse_ae: weight of the activation penalty")
+    sparsity_kind: str = _opt("kl", "sparse_ae penalty: kl (to rho) | l1", ("kl", "l1"))
+    rho: float = _opt(0.05, "sparse_ae: target mean activation of a code unit (kl)")
+    noise_std: float = _opt(0.3, "denoising_ae: std of the Gaussian noise on the input ([-1, 1])")
     kl_warmup: float = _opt(
         1.0,
         "VAE: epochs over which β ramps from 0 (the decoder learns before KL pulls q to the prior)",
@@ -69,15 +92,35 @@ class GenerateConfig(TrainConfig):
     workers: int = _opt(0, "data-loading workers (the images are held in memory)")
 
     def check(self) -> None:
-        if self.loss == "wgan" and self.gp_weight <= 0:
+        if self.loss == "wgan" and self.gp_weight <= 0 and self.clip_value <= 0:
             raise ConfigError(
-                "loss=wgan needs a Lipschitz constraint: set gp_weight=10 (WGAN-GP); "
-                "weight clipping is not offered"
+                "loss=wgan needs a Lipschitz constraint: set gp_weight=10 (WGAN-GP) or "
+                "clip_value=0.01 (the original WGAN, with optimizer=rmsprop lr=5e-5)"
             )
+        if (self.label_noise or self.label_flip) and self.loss != "bce":
+            raise ConfigError(
+                f"label_noise/label_flip change BCE targets; loss={self.loss} has none "
+                "(use loss=bce, or drop them)"
+            )
+        if not 0.0 < self.rho < 1.0 or self.sparsity < 0 or self.noise_std < 0:
+            raise ConfigError(
+                f"rho={self.rho} must be in (0, 1), sparsity={self.sparsity} and "
+                f"noise_std={self.noise_std} >= 0"
+            )
+        if not 0.0 <= self.cond_drop < 1.0:
+            raise ConfigError(f"cond_drop={self.cond_drop} must be in [0, 1)")
+        if self.sampler not in ("", "ddim", "ddpm"):
+            raise ConfigError(f"sampler={self.sampler!r} is not one of ddim, ddpm")
+        if self.steps < 0 or self.guidance < 0:
+            raise ConfigError(f"steps={self.steps} and guidance={self.guidance} must be >= 0")
+        for key in ("label_noise", "label_flip"):
+            if not 0.0 <= getattr(self, key) < 0.5:
+                raise ConfigError(f"{key}={getattr(self, key)} must be in [0, 0.5)")
         for key in ("noise_dim", "n_critic", "sample_n", "n", "kid_subsets", "kid_subset_size"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key}={getattr(self, key)} must be >= 1")
-        for key in ("gp_weight", "d_lr", "instance_noise", "beta", "kl_warmup"):
+        for key in ("gp_weight", "d_lr", "instance_noise", "beta", "kl_warmup", "clip_value",
+                    "info_weight"):  # fmt: skip
             if getattr(self, key) < 0:
                 raise ConfigError(f"{key}={getattr(self, key)} must be >= 0")
         if not 0.0 <= self.label_smooth < 0.5:

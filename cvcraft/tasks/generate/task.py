@@ -25,8 +25,17 @@ from cvcraft.engine.device import select_device
 from cvcraft.engine.optim import unwrap_model
 from cvcraft.engine.trainer import ModelPart
 from cvcraft.errors import ConfigError, TrainingError
-from cvcraft.losses.gan import d_loss, g_loss, gradient_penalty
+from cvcraft.losses.autoencoder import sparsity_penalty
+from cvcraft.losses.gan import (
+    clip_weights_,
+    d_loss,
+    d_targets,
+    g_loss,
+    gradient_penalty,
+    info_loss,
+)
 from cvcraft.metrics.generative import ConditionalAccuracy, FIDEvaluator, KIDEvaluator
+from cvcraft.metrics.image import ssim as image_ssim
 from cvcraft.models import create_model
 from cvcraft.models.generative.vae import kl_to_standard_normal
 from cvcraft.tasks.base import BaseTask
@@ -82,6 +91,21 @@ def write_png(path: Path, rgb: np.ndarray) -> None:
     bgr = rgb[..., ::-1] if rgb.ndim == 3 and rgb.shape[2] == 3 else rgb
     if not cv2.imwrite(str(path), np.ascontiguousarray(bgr)):
         raise TrainingError(f"could not write {path}")
+
+
+def reconstruction_quality(
+    recon: torch.Tensor, x: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-image PSNR (dB) and SSIM of reconstructions against the images, both in [-1, 1]
+    (data range 2): (N,), (N,). SSIM is ``metrics.image.ssim`` (Gaussian 11 px window, or
+    the largest odd size the image allows)."""
+    err = (recon.clamp(-1, 1) - x).pow(2).flatten(1).mean(1)
+    psnr = 10 * torch.log10(4.0 / err.clamp_min(1e-12))
+    a = recon.clamp(-1, 1).permute(0, 2, 3, 1).double().cpu().numpy()
+    b = x.permute(0, 2, 3, 1).double().cpu().numpy()
+    win = min(11, (min(x.shape[-2:]) - 1) | 1)
+    ssim = [image_ssim(bi, ai, data_range=2.0, win_size=win) for ai, bi in zip(a, b)]
+    return psnr, torch.tensor(ssim, dtype=torch.float64, device=x.device)
 
 
 def vae_terms(
@@ -160,6 +184,7 @@ class GenerateTask(BaseTask):
         self.noise_dim = cfg.noise_dim
         self.need_channels: int | None = None
         self.family = "gan"
+        self.ae_kind = "vae"  # which autoencoder, for the vae family
         self.extractor: DomainExtractor | None = None
         if cfg.fid_model:
             self.monitor = "fid"  # a real feature distance: pick best.pt by it
@@ -210,6 +235,7 @@ class GenerateTask(BaseTask):
         torch.manual_seed(cfg.seed)
         gan = self.build_model()
         self.family = getattr(gan, "family", "")
+        self.ae_kind = str(getattr(gan, "kind", "vae"))
         if self.family not in ("gan", "vae", "ddpm"):
             raise ConfigError(f"model={cfg.model} is not a generative model (GAN, VAE, DDPM)")
         self.conditional = bool(gan.conditional)
@@ -239,6 +265,7 @@ class GenerateTask(BaseTask):
             "in_chans": self.channels,
             "conditional": self.conditional,
             "family": self.family,
+            "ae_kind": self.ae_kind,
             "noise_dim": self.noise_dim,
             "model_kwargs": self.cfg.model_options(),
         }
@@ -257,6 +284,7 @@ class GenerateTask(BaseTask):
         self.channels = self.need_channels
         self.conditional = bool(state.get("conditional", False))
         self.family = str(state.get("family", "gan"))
+        self.ae_kind = str(state.get("ae_kind", "vae"))
         self.noise_dim = int(state.get("noise_dim", self.cfg.noise_dim))
 
     # ------------------------------------------------------------------ training
@@ -281,14 +309,26 @@ class GenerateTask(BaseTask):
         eps = self.draw(ctx, (n, cfg.noise_dim), 5)
         warm = cfg.kl_warmup * len(ctx.train_loader)
         beta = cfg.beta * (min(1.0, (ctx.global_step + 1) / warm) if warm > 0 else 1.0)
+        kind = unwrap_model(ctx.model).kind
+        x_in = x
+        if kind == "denoise":  # corrupt the input only; the target stays the clean image
+            x_in = x + cfg.noise_std * self.draw(ctx, tuple(x.shape), 9)
         with ctx.autocast():
-            recon_x, mu, logvar = ctx.model(x, labels, eps=eps)
+            recon_x, mu, logvar = ctx.model(x_in, labels, eps=eps)
             recon, kl = vae_terms(recon_x, x, mu, logvar)
-            loss = (recon + beta * kl).mean()
+            if kind == "vae":
+                loss = (recon + beta * kl).mean()
+            else:
+                loss = recon.mean()
+                if kind == "sparse":
+                    penalty = sparsity_penalty(mu.float(), cfg.sparsity_kind, cfg.rho)
+                    loss = loss + cfg.sparsity * penalty
+                    self._add("sparsity", float(penalty.detach()), n)
         value = ctx.backward(loss)
         ctx.step()
         self._add("recon", float(recon.detach().mean()), n)
-        self._add("kl", float(kl.detach().mean()), n)
+        if kind == "vae":
+            self._add("kl", float(kl.detach().mean()), n)
         return value, n
 
     def ddpm_step(self, batch: dict[str, torch.Tensor], ctx: Any) -> tuple[float, int]:
@@ -297,6 +337,9 @@ class GenerateTask(BaseTask):
         n = x0.shape[0]
         labels = batch["labels"].to(self.device) if self.conditional else None
         schedule = unwrap_model(ctx.model).schedule
+        if labels is not None and self.cfg.cond_drop > 0:  # learn ε̂(x, ∅) too, for guidance
+            drop = self.draw(ctx, (n,), 8, uniform=True) < self.cfg.cond_drop
+            labels = torch.where(drop, unwrap_model(ctx.model).unet.null_label, labels)
         t = (
             (self.draw(ctx, (n,), 6, uniform=True) * schedule.steps)
             .long()
@@ -321,16 +364,29 @@ class GenerateTask(BaseTask):
         n = real.shape[0]
         labels = batch["labels"].to(self.device) if self.conditional else None
         gen, disc = ctx.model, ctx.part("disc").model
+        info = hasattr(unwrap_model(disc), "q_head")  # InfoGAN: D's Q head reads the codes
         # ---- discriminator step: real -> "real", detached fake -> "fake"
+        z_d = self.draw(ctx, (n, self.noise_dim), 0)
         with torch.no_grad():
-            fake = gen(self.draw(ctx, (n, cfg.noise_dim), 0), labels)
+            fake = gen(z_d, labels)
         x_real, x_fake = real, fake
         if cfg.instance_noise:  # blurs the two distributions early, annealed to 0
             sigma = cfg.instance_noise * max(0.0, 1.0 - ctx.global_step / self.total_steps)
             x_real = real + sigma * self.draw(ctx, tuple(real.shape), 3)
             x_fake = fake + sigma * self.draw(ctx, tuple(real.shape), 4)
+        targets = None
+        if cfg.label_noise or cfg.label_flip:  # noisy / flipped targets keep D unsure
+            u = self.draw(ctx, (n, 3), 5, uniform=True).T
+            targets = d_targets(n, u, cfg.label_noise, cfg.label_flip)
         with ctx.autocast():
-            dl = d_loss(cfg.loss, disc(x_real, labels), disc(x_fake, labels), cfg.label_smooth)
+            if info:  # Q learns the codes of the detached fakes with D
+                fake_logits, q_cat, q_cont = disc(x_fake, labels, with_q=True)
+                mi = info_loss(q_cat, q_cont, *unwrap_model(gen).codes(z_d))
+            else:
+                fake_logits = disc(x_fake, labels)
+            dl = d_loss(cfg.loss, disc(x_real, labels), fake_logits, cfg.label_smooth, targets)
+            if info:
+                dl = dl + cfg.info_weight * mi
             gp = None
             if cfg.gp_weight:
                 bare = unwrap_model(disc)
@@ -349,15 +405,22 @@ class GenerateTask(BaseTask):
             )
         ctx.backward(dl)
         ctx.step("disc")
+        if cfg.clip_value:  # the original WGAN's Lipschitz constraint
+            clip_weights_(unwrap_model(disc), cfg.clip_value)
         self._add("d_loss", d_value, n)
         if gp is not None:
             self._add("gp", float(gp.detach()), n)
         # ---- generator step (every n_critic-th batch): make D call its samples real
         if (ctx.global_step + 1) % cfg.n_critic == 0:
+            z_g = self.draw(ctx, (n, self.noise_dim), 1)
             with ctx.autocast():
-                gl = g_loss(
-                    cfg.loss, disc(gen(self.draw(ctx, (n, cfg.noise_dim), 1), labels), labels)
-                )
+                if info:  # G keeps its codes readable: the MI term joins its loss
+                    logits, q_cat, q_cont = disc(gen(z_g, labels), labels, with_q=True)
+                    mi = info_loss(q_cat, q_cont, *unwrap_model(gen).codes(z_g))
+                    gl = g_loss(cfg.loss, logits) + cfg.info_weight * mi
+                    self._add("info", float(mi.detach()), n)
+                else:
+                    gl = g_loss(cfg.loss, disc(gen(z_g, labels), labels))
             self._add("g_loss", ctx.backward(gl), n)
             ctx.step("model")
             ctx.part("disc").opt.zero_grad(set_to_none=True)  # D's grads from the G step
@@ -373,7 +436,7 @@ class GenerateTask(BaseTask):
 
     def on_epoch_end(self, trainer: Any, epoch: int, row: dict[str, Any]) -> None:
         """G and D loss columns (means over the epoch, all ranks) and the fixed-noise grid."""
-        for key in ("d_loss", "g_loss", "gp", "recon", "kl", "eps_mse"):
+        for key in ("d_loss", "g_loss", "gp", "info", "recon", "kl", "sparsity", "eps_mse"):
             total = self.epoch_sums.get(key, 0.0)
             count = self.epoch_sums.get(key + "#n", 0.0)
             if trainer.distributed:
@@ -447,7 +510,9 @@ class GenerateTask(BaseTask):
     def eval_forward(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> Any:
         """One sample per val item, its noise keyed by the item's index (any sharding of
         the val set draws the same samples), conditioned on the item's label; with
-        ``fid_model`` also both sets' features and the samples' logits."""
+        ``fid_model`` also both sets' features and the samples' logits. A DDPM samples with
+        the config's ``sampler``/``steps``/``guidance`` when they are set."""
+        set_sampling(model, self.cfg)
         z = torch.stack([
             torch.randn(self.noise_dim, generator=torch.Generator().manual_seed(int(i) * 2 + 1))
             for i in batch["index"]
@@ -465,6 +530,7 @@ class GenerateTask(BaseTask):
             recon_x, mu, logvar = model(out["real"], labels, eps=eps)
             recon, kl = vae_terms(recon_x, out["real"], mu, logvar)
             out["neg_elbo"], out["recon"] = recon + kl, recon
+            out["psnr"], out["ssim"] = reconstruction_quality(recon_x.float(), out["real"])
         if self.family == "ddpm":  # the val images' noise-prediction error, t and ε by index
             gens = [torch.Generator().manual_seed(int(i) * 2 + 2) for i in batch["index"]]
             steps = model.schedule.steps
@@ -484,8 +550,11 @@ class GenerateTask(BaseTask):
     def build_evaluators(self) -> dict[str, Any]:
         evaluators: dict[str, Any] = {"moments": PixelMoments()}
         if self.family == "vae":
-            evaluators["elbo"] = MeanOf("neg_elbo", "val_neg_elbo")
+            if self.ae_kind == "vae":
+                evaluators["elbo"] = MeanOf("neg_elbo", "val_neg_elbo")
             evaluators["recon"] = MeanOf("recon", "val_recon")
+            evaluators["psnr"] = MeanOf("psnr", "val_psnr")
+            evaluators["ssim"] = MeanOf("ssim", "val_ssim")
         if self.family == "ddpm":
             evaluators["eps"] = MeanOf("eps_mse", "val_eps_mse")
         if self.get_extractor() is not None:
@@ -506,6 +575,7 @@ class GenerateTask(BaseTask):
         gen, state = cls.load_model(cfg.weights, device)
         classes = list(state["classes"])
         conditional = bool(state.get("conditional", False))
+        set_sampling(gen, cfg)
         if cfg.label >= 0 and not conditional:
             raise ConfigError(
                 f"class={cfg.label}: {state['model_name']} in {cfg.weights} is unconditional; "
@@ -531,3 +601,26 @@ class GenerateTask(BaseTask):
             cls_name = classes[int(labels[i])] if labels is not None else "-"
             results.append({"path": str(path), "summary": f"class {cls_name}", "class": cls_name})
         return results
+
+
+def set_sampling(model: nn.Module, cfg: GenerateConfig) -> None:
+    """Apply predict/val's ``sampler=``, ``steps=`` and ``guidance=`` to a DDPM (a key a
+    model family does not have is an error, not ignored)."""
+    changed = {k: getattr(cfg, k) for k in ("sampler", "steps") if getattr(cfg, k)}
+    if cfg.guidance != 1.0:
+        changed["guidance"] = cfg.guidance
+    if not changed:
+        return
+    if getattr(model, "family", "") != "ddpm":
+        raise ConfigError(
+            f"{', '.join(f'{k}=' for k in changed)}: only diffusion models (ddpm, cddpm) have "
+            "a sampler, steps or guidance"
+        )
+    if "guidance" in changed and not model.conditional:
+        raise ConfigError("guidance= needs a class-conditional DDPM (model=cddpm)")
+    if cfg.sampler:
+        model.sampler = cfg.sampler
+    if cfg.steps:
+        model.schedule.ddim_timesteps(cfg.steps)  # in 1..T, or a clear error
+        model.sample_steps = cfg.steps
+    model.guidance = cfg.guidance

@@ -48,6 +48,7 @@ register_task(
         val_keys=("miou", "pixel_acc", "mean_acc", "fwiou", "mdice", "val_loss"),
         demo_preset=DEMO_PRESET,
         data_sources="cvcraft.tasks.segment.task:data_sources",
+        train_preview="cvcraft.tasks.segment.task:train_preview",
         target_kind="mask",
         default_imgsz=256,
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from cvcraft.engine.config import TrainConfig, _opt, check_class_weights
 from cvcraft.errors import ConfigError
@@ -12,6 +13,28 @@ from cvcraft.errors import ConfigError
 @dataclass
 class SegmentConfig(TrainConfig):
     """Semantic segmentation keys."""
+
+    # keys only training reads: `val`/`predict --help` leave them out
+    train_only_keys: ClassVar[tuple[str, ...]] = (
+        "loss",
+        "focal_gamma",
+        "aux_weight",
+        "class_weights",
+        "scale_min",
+        "scale_max",
+        "degrees",
+        "hflip",
+        "vflip",
+        "hsv_h",
+        "hsv_s",
+        "hsv_v",
+        "mosaic",
+        "copy_paste",
+        "alpha",
+        "teacher",
+        "kd_t",
+        "kd_alpha",
+    )
 
     data: str = _opt(
         "shapes", "dataset: 'shapes[:N]', mask YAML, images/+masks/ folder, COCO json, YOLO-seg"

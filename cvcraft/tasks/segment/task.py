@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -140,6 +141,9 @@ def padded_forward(model: nn.Module, x: torch.Tensor, divisor: int = 32) -> torc
     return out[..., :h, :w]
 
 
+MANY_WINDOWS = 16  # more windows per image than this gets a warning (a too-small imgsz)
+
+
 def window_starts(size: int, window: int, stride: int) -> list[int]:
     """Window offsets covering [0, size): every ``stride``, the last one flush with the end."""
     if size <= window:
@@ -164,10 +168,18 @@ def sliding_window_logits(
         return padded_forward(model, x, divisor)
     wh, ww = min(wh, h), min(ww, w)
     sy, sx = max(1, int(wh * (1 - overlap))), max(1, int(ww * (1 - overlap)))
+    ys, xs = window_starts(h, wh, sy), window_starts(w, ww, sx)
+    if len(ys) * len(xs) > MANY_WINDOWS:
+        warnings.warn(
+            f"sliding-window inference runs {len(ys) * len(xs)} windows of {wh}x{ww} px on each "
+            f"{h}x{w} image: slow, and each window sees little context. Use an imgsz= closer "
+            "to the images' size, or resize= them to the size the model was trained at",
+            stacklevel=2,
+        )
     acc: torch.Tensor | None = None
     count = torch.zeros(1, 1, h, w, device=x.device)
-    for y0 in window_starts(h, wh, sy):  # a few windows; each runs the whole batch
-        for x0 in window_starts(w, ww, sx):
+    for y0 in ys:  # a few windows; each runs the whole batch
+        for x0 in xs:
             out = padded_forward(model, x[..., y0 : y0 + wh, x0 : x0 + ww], divisor).float()
             if acc is None:
                 acc = torch.zeros(x.shape[0], out.shape[1], h, w, device=x.device)
@@ -323,6 +335,7 @@ class SegmentTask(BaseTask):
         val = splits.val
         train = take_fraction(splits.train, cfg.fraction, cfg.seed)
         self.classes = list(splits.classes)
+        self.class_ids = splits.class_ids
         k = len(self.classes)
         weights = weights_from_spec(
             cfg.class_weights, lambda: mask_pixel_labels(train, k, cfg.seed), k
@@ -397,6 +410,7 @@ class SegmentTask(BaseTask):
             "resize": cfg.resize,
             "size_divisor": cfg.size_divisor,
             "ignore_index": cfg.ignore_index,
+            "class_ids": getattr(self, "class_ids", None),
         }
 
     def train_loss(
@@ -511,11 +525,17 @@ def _apply_state(cfg: SegmentConfig, state: dict[str, Any]) -> nn.Module:
 
 @torch.no_grad()
 def predict_segmenter(cfg: SegmentConfig, out: Path) -> list[dict[str, Any]]:
-    """``cvcraft predict segment``: per image a raw class-index PNG (``masks/``) and a colour
-    overlay (``overlays/``) at the image's own size, plus predictions.json."""
+    """``cvcraft predict segment``: per image a mask PNG (``masks/``: the dataset's own mask
+    values when it named classes by id, else class indices) and a colour overlay
+    (``overlays/``) at the image's own size, plus predictions.json."""
     device = select_device(cfg.device)
     model, state = SegmentTask.load_model(cfg.weights, device)
     classes = list(state["classes"])
+    ids = None  # class index -> the dataset's mask value (uint16 PNG when above 255)
+    if state.get("class_ids"):
+        ids = np.asarray(
+            state["class_ids"], np.uint16 if max(state["class_ids"]) > 255 else np.uint8
+        )
     pre = _apply_state(cfg, state).to(device)
     tf = build_transforms(cfg, False)
     src = Path(cfg.source)
@@ -542,7 +562,7 @@ def predict_segmenter(cfg: SegmentConfig, out: Path) -> list[dict[str, Any]]:
         rel = f.relative_to(src) if src.is_dir() else Path(f.name)
         mask_path = out / "masks" / rel.with_suffix(".png")
         overlay_path = out / "overlays" / rel.with_suffix(".png")
-        write_image(mask_path, pred)
+        write_image(mask_path, pred if ids is None else ids[pred])  # the dataset's own ids
         write_image(overlay_path, overlay_mask(image, pred, cfg.alpha))
         counts = np.bincount(pred.ravel(), minlength=len(classes))
         share = counts / max(pred.size, 1)
@@ -570,3 +590,10 @@ def data_sources(data: str, imgsz: int | None, seed: int) -> tuple[Any, Any]:
     kw = {"imgsz": imgsz} if imgsz else {}  # shapes scenes: the reader's default size
     splits = load_segmentation(data, seed=seed, **kw)
     return splits.train, splits.val
+
+
+def train_preview(source: Any, imgsz: int, seed: int) -> Any:
+    """The training dataset ``cvcraft train segment`` builds with default keys (for
+    ``cvcraft augment pipeline=default``)."""
+    cfg = SegmentConfig(imgsz=imgsz, seed=seed)
+    return segment_dataset(source, build_transforms(cfg, True), seed, multi_sample_transforms(cfg))
