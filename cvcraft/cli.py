@@ -72,6 +72,7 @@ commands:
   export  [FORMAT] weights=best.pt                 onnx | torchscript, with a parity check
   eval    detect gt=coco.json pred=results.json   COCO bbox metrics (equal to pycocotools)
   eval    segm gt=coco.json pred=results.json     COCO mask metrics (RLE results; = pycocotools)
+  eval    panoptic gt= gt_dir= pred= pred_dir=     panoptic quality PQ/SQ/RQ (COCO panoptic)
 
 examples:
   cvcraft demo
@@ -328,8 +329,16 @@ EVAL_KEYS = {
 def cmd_eval(task: str | None, rest: list[str], want_help: bool) -> Any:
     from cvcraft.metrics.coco import METRIC_NAMES, SUMMARY_KEYS, evaluate_coco_files
 
+    if task == "panoptic":
+        from cvcraft.metrics.panoptic import PANOPTIC_KEYS, run_panoptic_eval
+
+        if want_help:
+            return _tool_help("eval panoptic", PANOPTIC_KEYS)
+        return run_panoptic_eval(_tool_args("eval", rest, PANOPTIC_KEYS, tuple(PANOPTIC_KEYS)))
     if task not in (None, "detect", "segm"):
-        raise ConfigError(f"eval supports detect (box AP) and segm (mask AP); got {task!r}")
+        raise ConfigError(
+            f"eval supports detect (box AP), segm (mask AP) and panoptic (PQ); got {task!r}"
+        )
     if want_help:
         return _tool_help(f"eval {task or 'detect'}", EVAL_KEYS)
     a = _tool_args("eval", rest, EVAL_KEYS, ("gt", "pred"))

@@ -246,11 +246,14 @@ def test_files_and_tool_equal_the_reference(tmp_path, capsys):
     args = {"gt": str(tmp_path / "gt.json"), "gt_dir": str(tmp_path / "gt"),
             "pred": str(tmp_path / "pred.json"), "pred_dir": str(tmp_path / "pred")}  # fmt: skip
     out = run_panoptic_eval(args)
+    from cvcraft.cli import main
+
+    main(["eval", "panoptic", *(f"{k}={v}" for k, v in args.items())])
+    via_cli = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert via_cli["All"]["pq"] == pytest.approx(out["All"]["pq"], abs=1e-12)
     for name, isthing in (("All", None), ("Things", True), ("Stuff", False)):
         ref = _ref_average(stat, isthing)
         assert out[name]["pq"] == pytest.approx(ref["pq"], abs=1e-12)
-    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert printed["All"]["pq"] == pytest.approx(out["All"]["pq"])
     (tmp_path / "pred.json").write_text(json.dumps({"annotations": pred_anns[1:]}))
     with pytest.raises(DataError, match=r"pred\.json: no prediction for image_id 0"):
         run_panoptic_eval(args)
