@@ -391,6 +391,8 @@ class COCOEvaluator:
         state = other.state_dict() if isinstance(other, COCOEvaluator) else other
         runs = None
         if self.iou_type == "segm":
+            if "mask_lengths" not in state:
+                raise DataError("merge: a segm evaluator needs a segm state (mask runs), got bbox")
             lengths = np.asarray(state["mask_lengths"], np.int64)
             runs = MaskRuns(
                 np.asarray(state["mask_starts"], np.int64),

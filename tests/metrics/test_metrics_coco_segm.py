@@ -302,6 +302,8 @@ def test_bad_ground_truth_names_file_and_annotation_id(tmp_path):
     del gt["images"][1]["height"]
     with pytest.raises(DataError, match=r"images\[1\].*'height'"):
         COCOEvaluator(gt, iou_type="segm")
+    with pytest.raises(DataError, match="needs a segm state"):
+        COCOEvaluator(_tiny_gt(), iou_type="segm").merge(COCOEvaluator(_tiny_gt()).state_dict())
     with pytest.raises(ConfigError, match="iou_type"):
         COCOEvaluator(_tiny_gt(), iou_type="mask")
 
