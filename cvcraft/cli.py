@@ -72,6 +72,8 @@ commands:
   quantize [MODE] weights=best.pt data=...         int8 (static/dynamic) + table
   export  [FORMAT] weights=best.pt                 onnx | torchscript, with a parity check
   eval    detect gt=coco.json pred=results.json   COCO bbox metrics (equal to pycocotools)
+  eval    segm gt=coco.json pred=results.json     COCO mask metrics (RLE results; = pycocotools)
+  eval    panoptic gt= gt_dir= pred= pred_dir=     panoptic quality PQ/SQ/RQ (COCO panoptic)
 
 examples:
   cvcraft demo
@@ -319,18 +321,29 @@ def cmd_check(_: str | None, rest: list[str], want_help: bool) -> Any:
     return problems
 
 
-EVAL_KEYS = {"gt": "COCO ground-truth JSON", "pred": "COCO results JSON (bbox)"}
+EVAL_KEYS = {
+    "gt": "COCO ground-truth JSON",
+    "pred": "COCO results JSON (detect: bbox; segm: RLE segmentation)",
+}
 
 
 def cmd_eval(task: str | None, rest: list[str], want_help: bool) -> Any:
     from cvcraft.metrics.coco import METRIC_NAMES, SUMMARY_KEYS, evaluate_coco_files
 
-    if task not in (None, "detect"):
-        raise ConfigError(f"eval supports the detect task; got {task!r}")
+    if task == "panoptic":
+        from cvcraft.metrics.panoptic import PANOPTIC_KEYS, run_panoptic_eval
+
+        if want_help:
+            return _tool_help("eval panoptic", PANOPTIC_KEYS)
+        return run_panoptic_eval(_tool_args("eval", rest, PANOPTIC_KEYS, tuple(PANOPTIC_KEYS)))
+    if task not in (None, "detect", "segm"):
+        raise ConfigError(
+            f"eval supports detect (box AP), segm (mask AP) and panoptic (PQ); got {task!r}"
+        )
     if want_help:
-        return _tool_help("eval detect", EVAL_KEYS)
+        return _tool_help(f"eval {task or 'detect'}", EVAL_KEYS)
     a = _tool_args("eval", rest, EVAL_KEYS, ("gt", "pred"))
-    res = evaluate_coco_files(a["gt"], a["pred"])
+    res = evaluate_coco_files(a["gt"], a["pred"], iou_type="segm" if task == "segm" else "bbox")
     # the names train/val write to metrics.json (map, map50, ...), not pycocotools' (AP, ...)
     summary = {METRIC_NAMES[k]: float(res[k]) for k in SUMMARY_KEYS}
     print(json.dumps(summary))

@@ -1,14 +1,18 @@
-"""COCO bounding-box evaluation (the 12 numbers of ``COCOeval.summarize``), vectorized.
+"""COCO box and mask evaluation (the 12 numbers of ``COCOeval.summarize``), vectorized.
 
 Why our own: pycocotools matches detections in a Python triple loop (threshold x detection x
 ground truth) per image, category and area range. Here the greedy matching runs once per
 *detection rank*, for all (image, category) groups, area ranges and IoU thresholds at once,
 and accumulation is a handful of segmented array operations. The numbers equal pycocotools'
-``COCOeval(iouType="bbox")`` (tests check 1e-4; in practice ~1e-12).
+``COCOeval(iouType="bbox")`` (tests check 1e-4; in practice ~1e-12), and with
+``iou_type="segm"`` those of ``COCOeval(iouType="segm")``: IoU of masks (``mask_iou``, on
+run-length intervals; polygons rasterized pixel-identically to pycocotools), a detection's
+area = its mask's pixel count, a gt's area = its ``area`` field, as pycocotools.
 
 COCO's semantics, replicated exactly:
 
-- IoU = inter / union on xywh boxes in float64; for a crowd gt, IoU = inter / detection area.
+- IoU = inter / union (boxes xywh, or masks) in float64; for a crowd gt, IoU = inter /
+  detection area.
 - A gt is *ignored* when it is a crowd or its ``area`` field is outside the area range
   (inclusive bounds). Detections are taken per image and category in descending score (stable
   sort, ties keep input order), at most ``maxDets`` of them.
@@ -36,9 +40,11 @@ from typing import Any
 
 import numpy as np
 
-from cvcraft.errors import DataError
+from cvcraft.errors import ConfigError, DataError
+from cvcraft.metrics.mask_iou import MaskRuns, mask_iou_pairs
 
 # The same constructions as pycocotools' Params so float comparisons see identical values.
+IOU_TYPES = ("bbox", "segm")
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, int(np.round((0.95 - 0.5) / 0.05)) + 1, endpoint=True)
 REC_THRESHOLDS = np.linspace(0.0, 1.00, int(np.round((1.00 - 0.0) / 0.01)) + 1, endpoint=True)
 MAX_DETS = (1, 10, 100)
@@ -157,18 +163,25 @@ def box_iou_coco(det: np.ndarray, gt: np.ndarray, gt_crowd: np.ndarray) -> np.nd
 
 
 class COCOEvaluator:
-    """Accumulate detections batch by batch, then ``compute()`` COCO's 12 bbox numbers.
+    """Accumulate detections batch by batch, then ``compute()`` COCO's 12 bbox/segm numbers.
 
     ``gt`` is a COCO instances dict or the path of its JSON. ``update`` takes COCO result
-    dicts (``image_id``, ``category_id``, ``bbox`` xywh, ``score``) or per-image dicts
-    ``{"image_id", "boxes" (N,4) xyxy, "scores" (N,), "labels" (N,)}`` (numpy or torch);
-    ``labels`` index the gt categories sorted by id (``contiguous_labels=True``) or are
-    category ids. ``state_dict()``/``merge()`` gather detections across processes.
+    dicts (``image_id``, ``category_id``, ``bbox`` xywh, ``score``; for ``iou_type="segm"``
+    ``segmentation`` RLE instead of ``bbox``) or per-image dicts ``{"image_id", "boxes"
+    (N,4) xyxy | "masks" (N,H,W) bool (segm; H, W = the image's), "scores" (N,), "labels"
+    (N,)}`` (numpy or torch); ``labels`` index the gt categories sorted by id
+    (``contiguous_labels=True``) or are category ids. ``state_dict()``/``merge()`` gather
+    detections across processes.
     Detections whose category is not in the gt are dropped (as pycocotools) and counted in
     ``compute()["unknown_category_detections"]``.
     """
 
-    def __init__(self, gt: dict | str | Path, *, contiguous_labels: bool = True) -> None:
+    def __init__(
+        self, gt: dict | str | Path, *, contiguous_labels: bool = True, iou_type: str = "bbox"
+    ) -> None:
+        if iou_type not in IOU_TYPES:
+            raise ConfigError(f"iou_type must be one of {IOU_TYPES}, got {iou_type!r}")
+        self.iou_type = iou_type
         source = str(gt) if isinstance(gt, (str, Path)) else "ground-truth dict"
         data = _load_json(gt, "ground-truth") if isinstance(gt, (str, Path)) else gt
         if not isinstance(data, dict):
@@ -201,22 +214,30 @@ class COCOEvaluator:
         self._gt_area = _column(anns, "area", source, "annotations", float)
         self._gt_id = _column(anns, "id", source, "annotations", np.int64)
         self._gt_crowd = np.array([bool(a.get("iscrowd", 0)) for a in anns], dtype=bool)
+        if iou_type == "segm":
+            from cvcraft.metrics.coco_segm import gt_mask_runs  # reads masks via cvcraft.ops
+
+            self._sizes = self._image_sizes(data["images"], source)
+            self._gt_masks = gt_mask_runs(anns, self._sizes, self._gt_img, source)
         self.reset()
+
+    def _image_sizes(self, images: list[Any], source: str) -> np.ndarray:
+        """(I, 2) (height, width) per image rank; segm needs them to read masks."""
+        ids = _column(images, "id", source, "images", np.int64)
+        h = _column(images, "height", source, "images", np.int64)
+        w = _column(images, "width", source, "images", np.int64)
+        sizes = np.zeros((len(self.image_ids), 2), np.int64)
+        sizes[_lookup(self.image_ids, ids)] = np.stack([h, w], 1)
+        return sizes
 
     # -- accumulation ----------------------------------------------------------------------
     def reset(self) -> None:
         """Forget all detections (keep the ground truth)."""
         self._chunks: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+        self._masks: list[MaskRuns] = []  # segm: aligned with _chunks
         self._unknown_category = 0
 
-    def _add(
-        self,
-        img_ids: np.ndarray,
-        cat_ids: np.ndarray,
-        boxes: np.ndarray,
-        scores: np.ndarray,
-        source: str,
-    ) -> None:
+    def _image_ranks(self, img_ids: np.ndarray, source: str) -> np.ndarray:
         img = _lookup(self.image_ids, img_ids)
         if (img < 0).any():
             i = int(np.argmax(img < 0))
@@ -225,22 +246,54 @@ class COCOEvaluator:
                 f"truth {self.source}; evaluate predictions against the annotation file "
                 "they were made for"
             )
+        return img
+
+    def _add(
+        self,
+        img_ids: np.ndarray,
+        cat_ids: np.ndarray,
+        boxes: np.ndarray,
+        scores: np.ndarray,
+        source: str,
+        masks: MaskRuns | None = None,
+    ) -> None:
+        """``boxes`` xywh; for segm ``masks`` and ``boxes`` = ``[0, 0, mask area, 1]``."""
+        img = self._image_ranks(img_ids, source)
         cat = _lookup(self.category_ids, cat_ids)
         known = cat >= 0
         self._unknown_category += int((~known).sum())
         self._chunks.append((img[known], cat[known], boxes[known], scores[known]))
+        if self.iou_type == "segm":
+            assert masks is not None and len(masks) == len(img)
+            self._masks.append(masks.select(known))
+
+    def _area_boxes(self, masks: MaskRuns) -> np.ndarray:
+        """Segm stand-in for xywh boxes: ``[0, 0, area, 1]``, so w * h is the mask area."""
+        out = np.zeros((len(masks), 4))
+        out[:, 2], out[:, 3] = masks.areas(), 1.0
+        return out
 
     def update(self, predictions: Sequence[dict], source: str = "predictions") -> None:
         """Add a batch: COCO result dicts, or per-image ``boxes``/``scores``/``labels`` dicts."""
         predictions = list(predictions)
         if not predictions:
             return
-        if "boxes" not in predictions[0]:
+        segm = self.iou_type == "segm"
+        if "boxes" not in predictions[0] and "masks" not in predictions[0]:
             img = _column(predictions, "image_id", source, "results", np.int64)
             cat = _column(predictions, "category_id", source, "results", np.int64)
-            box = _bboxes(predictions, source, "results")
             score = _column(predictions, "score", source, "results", float)
-            self._add(img, cat, box, score, source)
+            if segm:
+                from cvcraft.metrics.coco_segm import result_mask_runs
+
+                ranks = self._image_ranks(img, source)
+                runs = result_mask_runs(predictions, self._sizes, ranks, source)
+                self._add(img, cat, self._area_boxes(runs), score, source, runs)
+            else:
+                self._add(img, cat, _bboxes(predictions, source, "results"), score, source)
+            return
+        if segm:
+            self._update_masks(predictions, source)
             return
         for i, p in enumerate(predictions):  # one entry per image
             try:
@@ -267,37 +320,92 @@ class COCOEvaluator:
                 raise DataError(
                     f"{source}: entry {i} (image_id {image_id}) has boxes with x2 < x1 or y2 < y1"
                 )
-            if self.contiguous_labels:
-                if len(labels) and (labels.min() < 0 or labels.max() >= len(self.category_ids)):
-                    raise DataError(
-                        f"{source}: entry {i} has labels outside [0, {len(self.category_ids)}); "
-                        "pass contiguous_labels=False if labels are COCO category ids"
-                    )
-                cat_ids = self.category_ids[labels]
-            else:
-                cat_ids = labels
+            cat_ids = self._category_ids_of(labels, source, i)
             self._add(np.full(len(boxes), image_id, np.int64), cat_ids, xywh, scores, source)
 
+    def _update_masks(self, predictions: list[dict], source: str) -> None:
+        """Per-image ``masks`` (N, H, W) (bool, or probabilities thresholded at 0.5)."""
+        for i, p in enumerate(predictions):
+            try:
+                image_id = int(p["image_id"])
+                masks = np.asarray(_to_numpy(p["masks"]))
+                scores = np.asarray(_to_numpy(p["scores"]), dtype=np.float64).reshape(-1)
+                labels = np.asarray(_to_numpy(p["labels"]), dtype=np.int64).reshape(-1)
+            except (KeyError, TypeError, ValueError) as e:
+                raise DataError(
+                    f"{source}: entry {i} needs image_id, masks (N,H,W), scores (N,), "
+                    f"labels (N,): {e}"
+                ) from None
+            rank = self._image_ranks(np.array([image_id]), source)[0]
+            h, w = (int(v) for v in self._sizes[rank])
+            if masks.ndim == 2 and masks.size == 0:
+                masks = masks.reshape(0, h, w)
+            if masks.ndim != 3 or masks.shape[1:] != (h, w):
+                raise DataError(
+                    f"{source}: entry {i} (image_id {image_id}) has masks of shape "
+                    f"{masks.shape}; expected (N, {h}, {w}), the image's size"
+                )
+            if not (len(masks) == len(scores) == len(labels)):
+                raise DataError(
+                    f"{source}: entry {i} (image_id {image_id}) has {len(masks)} masks, "
+                    f"{len(scores)} scores, {len(labels)} labels"
+                )
+            if masks.dtype != bool:
+                masks = masks > 0.5
+            cat_ids = self._category_ids_of(labels, source, i)
+            runs = MaskRuns.from_masks(masks)
+            img = np.full(len(masks), image_id, np.int64)
+            self._add(img, cat_ids, self._area_boxes(runs), scores, source, runs)
+
+    def _category_ids_of(self, labels: np.ndarray, source: str, i: int) -> np.ndarray:
+        if not self.contiguous_labels:
+            return labels
+        if len(labels) and (labels.min() < 0 or labels.max() >= len(self.category_ids)):
+            raise DataError(
+                f"{source}: entry {i} has labels outside [0, {len(self.category_ids)}); "
+                "pass contiguous_labels=False if labels are COCO category ids"
+            )
+        return self.category_ids[labels]
+
     def state_dict(self) -> dict[str, np.ndarray]:
-        """All detections so far as numpy arrays (ids, xywh boxes, scores), for gathering."""
+        """All detections so far as numpy arrays (ids, xywh boxes, scores; segm: the masks'
+        runs ``mask_starts``/``mask_ends``/``mask_lengths`` and ``bbox`` = [0, 0, area, 1]),
+        for gathering."""
         img, cat, box, score = self._detections()
-        return {
+        out = {
             "image_id": self.image_ids[img],
             "category_id": self.category_ids[cat],
             "bbox": box,
             "score": score,
             "unknown_category": np.array(self._unknown_category),
         }
+        if self.iou_type == "segm":
+            runs = self._mask_runs()
+            out.update(
+                mask_starts=runs.starts, mask_ends=runs.ends, mask_lengths=np.diff(runs.offsets)
+            )
+        return out
 
     def merge(self, other: COCOEvaluator | dict[str, np.ndarray]) -> None:
         """Append another evaluator's (or a ``state_dict``'s) detections after ours."""
         state = other.state_dict() if isinstance(other, COCOEvaluator) else other
+        runs = None
+        if self.iou_type == "segm":
+            if "mask_lengths" not in state:
+                raise DataError("merge: a segm evaluator needs a segm state (mask runs), got bbox")
+            lengths = np.asarray(state["mask_lengths"], np.int64)
+            runs = MaskRuns(
+                np.asarray(state["mask_starts"], np.int64),
+                np.asarray(state["mask_ends"], np.int64),
+                np.concatenate([[0], np.cumsum(lengths)]),
+            )
         self._add(
             np.asarray(state["image_id"], np.int64),
             np.asarray(state["category_id"], np.int64),
             np.asarray(state["bbox"], np.float64).reshape(-1, 4),
             np.asarray(state["score"], np.float64),
             "merged state",
+            runs,
         )
         self._unknown_category += int(state.get("unknown_category", 0))
 
@@ -308,13 +416,26 @@ class COCOEvaluator:
             self._chunks = [tuple(np.concatenate(c) for c in zip(*self._chunks))]  # type: ignore[list-item]
         return self._chunks[0]
 
+    def _mask_runs(self) -> MaskRuns:
+        if len(self._masks) != 1:
+            self._masks = [MaskRuns.concat(self._masks)]
+        return self._masks[0]
+
     # -- evaluation ------------------------------------------------------------------------
     def compute(self) -> dict[str, Any]:
         """The 12 summary numbers plus per-class AP and the raw precision/recall arrays."""
         img, cat, box, score = self._detections()
+        similarity = None
+        if self.iou_type == "segm":
+            dets, gts, crowd = self._mask_runs(), self._gt_masks, self._gt_crowd
+
+            def similarity(d: np.ndarray, g: np.ndarray) -> np.ndarray:  # (n,), (n, Gp)
+                ia = np.repeat(d, g.shape[1])
+                return mask_iou_pairs(dets, gts, ia, g, crowd[g]).reshape(g.shape)
+
         precision, recall = evaluate_arrays(
             self._gt_img, self._gt_cat, self._gt_box, self._gt_area, self._gt_crowd, self._gt_id,
-            img, cat, box, score, num_categories=len(self.category_ids),
+            img, cat, box, score, num_categories=len(self.category_ids), similarity=similarity,
         )  # fmt: skip
         out: dict[str, Any] = summarize(precision, recall)
         p = precision[:, :, :, 0, -1]  # (T, R, K); a class is all -1 or all defined
@@ -601,15 +722,18 @@ def _offsets(counts: np.ndarray) -> np.ndarray:
     return np.cumsum(counts) - counts
 
 
-def evaluate_coco_files(gt_json: str | Path, results_json: str | Path) -> dict[str, Any]:
-    """Evaluate a COCO results JSON (list of ``image_id, category_id, bbox, score``)
-    against a COCO instances JSON; returns ``COCOEvaluator.compute()``'s dict."""
-    ev = COCOEvaluator(gt_json)
+def evaluate_coco_files(
+    gt_json: str | Path, results_json: str | Path, iou_type: str = "bbox"
+) -> dict[str, Any]:
+    """Evaluate a COCO results JSON (list of ``image_id, category_id, bbox | segmentation,
+    score``) against a COCO instances JSON; returns ``COCOEvaluator.compute()``'s dict."""
+    ev = COCOEvaluator(gt_json, iou_type=iou_type)
     results = _load_json(results_json, "results")
     if not isinstance(results, list):
+        field = "bbox" if iou_type == "bbox" else "segmentation"
         raise DataError(
             f"results file {results_json}: expected a JSON list of detections "
-            "({'image_id', 'category_id', 'bbox', 'score'}), got a " + type(results).__name__
+            f"({{'image_id', 'category_id', '{field}', 'score'}}), got a " + type(results).__name__
         )
     ev.update(results, source=str(results_json))
     return ev.compute()
@@ -619,6 +743,7 @@ __all__ = [
     "AREA_NAMES",
     "AREA_RANGES",
     "IOU_THRESHOLDS",
+    "IOU_TYPES",
     "MAX_DETS",
     "REC_THRESHOLDS",
     "SUMMARY_KEYS",

@@ -270,3 +270,225 @@ def masks_to_boxes(masks: Any) -> Any:
     boxes = np.stack([x1, y1, x2, y2], axis=1).astype(np.float32)
     boxes[~rows.any(1)] = 0.0
     return torch.from_numpy(boxes).to(masks.device) if is_torch else boxes
+
+
+# ------------------------------------------------------------------ runs (COCO-exact polygons)
+# A mask as *runs*: sorted, disjoint half-open intervals ``[start, end)`` of the column-major
+# flat index (the ones-runs of its RLE). Runs are what segm evaluation works on: an object
+# covers a few hundred runs instead of H*W pixels.
+
+
+def counts_to_runs(counts: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Uncompressed COCO counts -> (starts, ends) int64 of the non-empty ones-runs."""
+    c = np.asarray(counts, np.int64).reshape(-1)
+    edges = np.cumsum(c)
+    starts, ends = edges[0::2][: len(c) // 2], edges[1::2]
+    keep = ends > starts
+    return starts[keep], ends[keep]
+
+
+def mask_to_runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """bool (H, W) -> (starts, ends) of its ones-runs in column-major order."""
+    flat = np.asarray(mask, bool).ravel(order="F")
+    step = np.diff(flat.astype(np.int8), prepend=np.int8(0), append=np.int8(0))
+    return np.flatnonzero(step == 1), np.flatnonzero(step == -1)
+
+
+def runs_to_mask(starts: np.ndarray, ends: np.ndarray, height: int, width: int) -> np.ndarray:
+    """(starts, ends) runs -> bool (H, W) (column-major flat index)."""
+    delta = np.zeros(height * width + 1, np.int32)
+    np.add.at(delta, np.asarray(starts, np.int64), 1)
+    np.add.at(delta, np.asarray(ends, np.int64), -1)
+    flat = np.cumsum(delta[:-1]) > 0
+    return flat.reshape(width, height).T.copy()
+
+
+def runs_union(starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Union of possibly overlapping runs -> sorted disjoint runs (touching runs merge).
+
+    Coverage is +1 at each start and -1 at each end; a run of the union begins where the
+    coverage leaves 0 and ends where it returns to 0.
+    """
+    pos = np.concatenate([starts, ends]).astype(np.int64)
+    step = np.concatenate([np.ones(len(starts), np.int64), -np.ones(len(ends), np.int64)])
+    order = np.lexsort((-step, pos))  # at one position, starts before ends: touching merge
+    pos, step = pos[order], step[order]
+    cover = np.cumsum(step)
+    before = cover - step
+    s, e = pos[(before == 0) & (step == 1)], pos[(cover == 0) & (step == -1)]
+    keep = e > s
+    return s[keep], e[keep]
+
+
+def _poly_boundary(
+    xy: np.ndarray, nxt: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Integer points along polygon outlines at 5x resolution, edge by edge -> (u, v, edge).
+
+    Vertices are rounded as ``int(5 * v + 0.5)`` (C truncation). Each edge (vertex k to
+    ``nxt[k]``, default the next one cyclically) is walked along its major axis one unit at a
+    time, from the end with the smaller major coordinate, the minor coordinate rounded the
+    same way; points come out in the edge's own direction.
+    """
+    scale = 5.0
+    p = np.trunc(scale * xy + 0.5).astype(np.int64)  # (K, 2)
+    if nxt is None:
+        nxt = np.roll(np.arange(len(p)), -1)
+    xs, ys = p[:, 0], p[:, 1]
+    xe, ye = xs[nxt], ys[nxt]
+    dx, dy = np.abs(xe - xs), np.abs(ye - ys)
+    major_x = dx >= dy
+    flip = (major_x & (xs > xe)) | (~major_x & (ys > ye))
+    x0, x1 = np.where(flip, xe, xs), np.where(flip, xs, xe)
+    y0, y1 = np.where(flip, ye, ys), np.where(flip, ys, ye)
+    n = np.where(major_x, dx, dy)  # steps along the major axis
+    with np.errstate(divide="ignore", invalid="ignore"):
+        slope = np.where(major_x, (y1 - y0) / n, (x1 - x0) / n)
+    slope = np.where(n > 0, slope, 0.0)  # a repeated vertex: one point, slope unused
+    edge = np.repeat(np.arange(len(xy)), n + 1)
+    first = np.cumsum(n + 1) - (n + 1)
+    d = np.arange(len(edge)) - first[edge]
+    t = np.where(flip[edge], n[edge] - d, d)
+    minor = np.where(major_x[edge], y0[edge], x0[edge]) + slope[edge] * t
+    minor = np.trunc(minor + 0.5).astype(np.int64)
+    along = np.where(major_x[edge], x0[edge], y0[edge]) + t
+    u = np.where(major_x[edge], along, minor)
+    v = np.where(major_x[edge], minor, along)
+    return u, v, edge
+
+
+def polygon_to_runs(
+    polygon: Sequence[float], height: int, width: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """One COCO polygon ``[x1, y1, ...]`` (>= 3 points) -> runs, exactly as pycocotools.
+
+    pycocotools' rasterizer (``rleFrPoly``): walk the outline at 5x resolution; wherever it
+    crosses the centre line of a pixel column (upsampled x = 5j + 2), toggle the column at
+    row ``ceil((5-scale y + 0.5) / 5 - 0.5)`` (the lower y of the crossing step, clipped to
+    [0, H]); the mask is the parity of toggles down each column (column-major flat order).
+    """
+    starts, ends, _ = polygons_to_runs_many(
+        [np.asarray(polygon, np.float64).reshape(-1)], np.zeros(1, np.int64), [(height, width)]
+    )
+    return starts, ends
+
+
+def polygons_to_runs_many(
+    polygons: Sequence[np.ndarray], owner: np.ndarray, sizes: Sequence[tuple[int, int]]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Many objects' polygons at once, each object the union of its parts (as pycocotools).
+
+    ``polygons[k]`` (flat ``[x1, y1, ...]``, >= 3 points) belongs to object ``owner[k]``;
+    object o is ``sizes[o] = (height, width)``. Returns all objects' runs, object-major
+    (``starts``, ``ends``) and the number of runs per object (O,). Every polygon's toggles
+    live on one number line, polygon k's flat index x at ``k * big + x``, so parity, pairing
+    and the union per object are each one sorted pass.
+    """
+    n_obj = len(sizes)
+    hw = np.asarray(sizes, np.int64).reshape(-1, 2)
+    owner = np.asarray(owner, np.int64)
+    big = int((hw[:, 0] * hw[:, 1]).max(initial=0)) + 1
+    if not len(polygons):
+        z = np.zeros(0, np.int64)
+        return z, z, np.zeros(n_obj, np.int64)
+    xy = np.concatenate([np.asarray(p, np.float64).reshape(-1, 2) for p in polygons])
+    n_vert = np.array([len(p) // 2 for p in polygons], np.int64)
+    first = np.cumsum(n_vert) - n_vert
+    poly = np.repeat(np.arange(len(polygons)), n_vert)  # (V,)
+    nxt = np.arange(len(xy)) + 1
+    nxt[first + n_vert - 1] = first  # each outline closes on itself
+    u, v, edge = _poly_boundary(xy, nxt)
+    pid = poly[edge]  # polygon of each outline point
+    moved = np.flatnonzero((u[1:] != u[:-1]) & (pid[1:] == pid[:-1])) + 1  # column changes
+    pid = pid[moved]
+    h, w = hw[owner[pid], 0], hw[owner[pid], 1]
+    uj, up = u[moved], u[moved - 1]
+    xd = np.where(uj < up, uj, uj - 1).astype(np.float64)
+    xd = (xd + 0.5) / 5.0 - 0.5
+    ok = (np.floor(xd) == xd) & (xd >= 0) & (xd <= w - 1)
+    yd = np.minimum(v[moved], v[moved - 1]).astype(np.float64)
+    yd = np.ceil(np.clip((yd + 0.5) / 5.0 - 0.5, 0, h))
+    pos = xd[ok].astype(np.int64) * h[ok] + yd[ok].astype(np.int64)
+    pid, h, w = pid[ok], h[ok], w[ok]
+    inside = pos < h * w  # a toggle at the very end changes no pixel
+    key = pid[inside] * big + pos[inside]
+    # Toggles at one position cancel in pairs; the rest alternate start, end, start, ...
+    uniq, mult = np.unique(key, return_counts=True)
+    edges = uniq[mult % 2 == 1]
+    odd = np.flatnonzero(np.bincount(edges // big, minlength=len(polygons)) % 2 == 1)
+    if len(odd):  # an odd count runs to the end of the image
+        area = hw[owner[odd], 0] * hw[owner[odd], 1]
+        edges = np.sort(np.concatenate([edges, odd * big + area]))
+    s, e = edges[0::2], edges[1::2]
+    # Union per object: re-key polygon k's runs to its object's line.
+    obj = owner[s // big]
+    shift = obj * big - (s // big) * big
+    s, e = runs_union(s + shift, e + shift)
+    obj = s // big
+    return s - obj * big, e - obj * big, np.bincount(obj, minlength=n_obj)
+
+
+def polygons_to_runs(
+    polygons: Sequence[Sequence[float]], height: int, width: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """A COCO polygon list (one object, several parts) -> the union of their runs, as
+    pycocotools' ``merge(frPyObjects(polygons, h, w))``."""
+    polys = [np.asarray(p, np.float64).reshape(-1) for p in polygons]
+    starts, ends, _ = polygons_to_runs_many(
+        polys, np.zeros(len(polys), np.int64), [(height, width)]
+    )
+    return starts, ends
+
+
+def polygons_to_mask_coco(
+    polygons: Sequence[Sequence[float]], height: int, width: int
+) -> np.ndarray:
+    """COCO polygons -> bool (H, W) pixel-identical to pycocotools (see ``polygon_to_runs``);
+    ``polygons_to_mask`` is the centre-in-polygon rule used for training targets."""
+    s, e = polygons_to_runs(polygons, height, width)
+    return runs_to_mask(s, e, height, width)
+
+
+# ------------------------------------------------------------------------ pasting
+
+
+def paste_masks(masks: Any, boxes: Any, image_size: tuple[int, int], padding: int = 1) -> Any:
+    """Paste per-box mask probabilities (N, M, M) into the image -> (N, H, W), as torchvision.
+
+    Each mask is zero-padded by ``padding`` and its box enlarged by ``(M + 2p) / M`` about its
+    centre (so the border interpolates towards 0), the box cut to integers, and the mask
+    resized bilinearly (half-pixel centres) to the box's ``x2 - x1 + 1`` by ``y2 - y1 + 1``
+    pixels. Both resizes are separable, so all masks are pasted at once as
+    ``R_y (N, H, M') @ mask (N, M', M') @ R_x^T (N, M', W)`` with two-tap rows in R.
+    """
+    torch = sys.modules["torch"]  # masks is a tensor, so torch is loaded (no import here)
+    m = masks.float()
+    n, size = m.shape[0], m.shape[-1]
+    h_img, w_img = int(image_size[0]), int(image_size[1])
+    if n == 0:
+        return m.new_zeros((0, h_img, w_img))
+    m = torch.nn.functional.pad(m, (padding,) * 4)  # (N, M', M')
+    mp = size + 2 * padding
+    scale = float(mp) / size
+    b = boxes.float()
+    half_w, half_h = (b[:, 2] - b[:, 0]) * 0.5 * scale, (b[:, 3] - b[:, 1]) * 0.5 * scale
+    cx, cy = (b[:, 2] + b[:, 0]) * 0.5, (b[:, 3] + b[:, 1]) * 0.5
+    x0, x1 = (cx - half_w).long(), (cx + half_w).long()  # truncation, as torchvision
+    y0, y1 = (cy - half_h).long(), (cy + half_h).long()
+
+    def weights(lo: Any, hi: Any, length: int) -> Any:  # (N,), (N,) -> (N, L, M')
+        out_len = (hi - lo + 1).clamp(min=1)  # the resized mask's side
+        pos = torch.arange(length, device=m.device)[None, :] - lo[:, None]  # (N, L)
+        inside = (pos >= 0) & (pos < out_len[:, None])
+        step = mp / out_len.float()  # float32, as the bilinear kernel's scale
+        src = ((pos.float() + 0.5) * step[:, None] - 0.5).clamp(min=0)
+        i0 = src.floor().long().clamp(max=mp - 1)
+        frac = src - i0.float()
+        i1 = (i0 + 1).clamp(max=mp - 1)
+        r = m.new_zeros((n, length, mp))
+        r.scatter_add_(2, i0[..., None], (1 - frac)[..., None])
+        r.scatter_add_(2, i1[..., None], frac[..., None])
+        return r * inside[..., None]
+
+    ry, rx = weights(y0, y1, h_img), weights(x0, x1, w_img)
+    return ry @ m @ rx.transpose(1, 2)

@@ -311,6 +311,12 @@ class FasterRCNN(Detector):
     # ------------------------------------------------------------------ contract
     def forward(self, images: torch.Tensor, targets: list[Target] | None = None) -> dict:
         """Both stages. With ``targets`` in training mode the box head runs on sampled RoIs."""
+        return self.forward_with_features(images, targets)[0]
+
+    def forward_with_features(
+        self, images: torch.Tensor, targets: list[Target] | None = None
+    ) -> tuple[dict, list[torch.Tensor]]:
+        """``forward``'s outputs and the pyramid P2..P6 (for further RoI heads: masks)."""
         size = (int(images.shape[-2]), int(images.shape[-1]))
         feats = self.backbone(images)  # P2..P6
         logits, deltas = self.rpn(feats)
@@ -325,7 +331,7 @@ class FasterRCNN(Detector):
             props, out["roi_labels"], out["roi_targets"] = self.sample_rois(props, targets)
         out["proposals"] = props
         out["cls_logits"], out["box_deltas"] = self.box_head(feats, props)
-        return out
+        return out, feats
 
     def loss(self, outputs: dict, targets: list[Target]) -> tuple[torch.Tensor, dict[str, float]]:
         """RPN objectness + box loss, then box-head CE + smooth-L1 (module docstring).

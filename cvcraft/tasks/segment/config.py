@@ -72,6 +72,8 @@ class SegmentConfig(TrainConfig):
         0.0, "Copy-Paste probability: paste class regions of another training image"
     )
     alpha: float = _opt(0.5, "predict: colour-overlay opacity")
+    crf: bool = _opt(False, "val/predict: refine the probabilities with a dense CRF (ops/crf.py)")
+    crf_iterations: int = _opt(5, "dense CRF mean-field iterations (with crf=true)")
     teacher: str = _opt("", "a segment checkpoint to distil from (same classes): pixel-wise KD")
     kd_t: float = _opt(4.0, "distillation temperature T (the soft term is scaled by T^2)")
     kd_alpha: float = _opt(0.5, "weight of the distillation term; the label term gets 1 - alpha")
@@ -94,6 +96,8 @@ class SegmentConfig(TrainConfig):
             raise ConfigError(
                 f"scale_min={self.scale_min}, scale_max={self.scale_max}: need 0 < min <= max"
             )
+        if self.crf_iterations < 0:
+            raise ConfigError(f"crf_iterations={self.crf_iterations} must be >= 0")
         if self.size_divisor < 1 or self.resize < 0 or self.aux_weight < 0:
             raise ConfigError("size_divisor must be >= 1, resize >= 0 and aux_weight >= 0")
         if not 0 <= self.ignore_index <= 255:

@@ -238,14 +238,37 @@ class SegmentationEvaluator(MetricsWithLoss):
         self.metrics.update(logits, y)
 
 
+def crf_refine(logits: torch.Tensor, images: torch.Tensor, iterations: int = 5) -> torch.Tensor:
+    """Dense-CRF refined log-probabilities (N, C, H, W) from logits and the uint8 images
+    (N, 3 | 1, H, W) they were computed on (``ops.crf.dense_crf``, pydensecrf's defaults)."""
+    from cvcraft.ops.crf import dense_crf
+
+    probs = logits.float().softmax(1).cpu().numpy()
+    imgs = images.cpu()
+    if imgs.shape[1] == 1:
+        imgs = imgs.expand(-1, 3, -1, -1)
+    hwc = imgs.permute(0, 2, 3, 1).numpy().astype(np.uint8)
+    out = np.stack([dense_crf(p, im, iterations=iterations) for p, im in zip(probs, hwc)])
+    return torch.from_numpy(np.log(np.clip(out, 1e-8, None))).to(logits.device)
+
+
 def segmenter_forward(
-    pre: nn.Module, device: torch.device, window: int, overlap: float, divisor: int
+    pre: nn.Module,
+    device: torch.device,
+    window: int,
+    overlap: float,
+    divisor: int,
+    crf_iterations: int | None = None,
 ) -> Any:
-    """The val forward: normalise, then whole-image or sliding-window logits (float)."""
+    """The val forward: normalise, then whole-image or sliding-window logits (float);
+    with ``crf_iterations`` the dense-CRF refined log-probabilities instead."""
 
     def forward(model: nn.Module, batch: dict[str, Any]) -> torch.Tensor:
         x = pre(batch["images"].to(device))
-        return sliding_window_logits(model, x, window, overlap, divisor).float()
+        logits = sliding_window_logits(model, x, window, overlap, divisor).float()
+        if crf_iterations is not None:
+            logits = crf_refine(logits, batch["images"], crf_iterations)
+        return logits
 
     return forward
 
@@ -434,7 +457,8 @@ class SegmentTask(BaseTask):
     def eval_forward(self, model: nn.Module, batch: dict[str, Any]) -> torch.Tensor:
         cfg = self.cfg
         forward = segmenter_forward(self.pre, self.device, cfg.imgsz, cfg.overlap,
-                                    cfg.size_divisor)  # fmt: skip
+                                    cfg.size_divisor,
+                                    cfg.crf_iterations if cfg.crf else None)  # fmt: skip
         return forward(model, batch)
 
     def build_evaluators(self) -> dict[str, Any]:
@@ -531,6 +555,9 @@ def predict_segmenter(cfg: SegmentConfig, out: Path) -> list[dict[str, Any]]:
         if logits.shape[-2:] != image.shape[:2]:  # back from the ``resize`` scale
             logits = F.interpolate(logits.float(), size=image.shape[:2], mode="bilinear",
                                    align_corners=False)  # fmt: skip
+        if cfg.crf:
+            rgb = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None]
+            logits = crf_refine(logits, rgb, cfg.crf_iterations)
         pred = logits.argmax(1)[0].to(torch.uint8).cpu().numpy()
         rel = f.relative_to(src) if src.is_dir() else Path(f.name)
         mask_path = out / "masks" / rel.with_suffix(".png")
