@@ -446,3 +446,23 @@ def test_14_predicted_masks_use_the_dataset_class_ids(tmp_path):
                  f"out={tmp_path / 'p'}"]) == 0  # fmt: skip
     pred = cv2.imread(str(tmp_path / "p" / "masks" / "0.png"), cv2.IMREAD_UNCHANGED)
     assert pred.dtype == np.uint16 and set(np.unique(pred).tolist()) <= {0, 7, 300}
+
+
+def test_coco_polygons_need_three_points(tmp_path):
+    import json
+
+    from cvcraft.data.detection.coco import read_coco
+    from cvcraft.errors import DataError
+
+    (tmp_path / "a.jpg").write_bytes(b"")
+    gt = {"images": [{"id": 1, "width": 50, "height": 40, "file_name": "a.jpg"}],
+          "categories": [{"id": 1, "name": "a"}],
+          "annotations": [{"id": 7, "image_id": 1, "category_id": 1, "bbox": [5, 5, 20, 20],
+                           "area": 400, "iscrowd": 0,
+                           "segmentation": [[5, 5, 25, 25]]}]}  # fmt: skip
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    with pytest.raises(DataError, match=r"gt\.json.*>= 3 points"):
+        read_coco(tmp_path / "gt.json", tmp_path)
+    gt["annotations"][0]["segmentation"] = [[5, 5, 25, 5, 25, 25]]
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    assert len(read_coco(tmp_path / "gt.json", tmp_path).images[0]) == 1

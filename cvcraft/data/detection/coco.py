@@ -67,8 +67,11 @@ def _check_segment(seg: Any, h: int, w: int) -> str | None:
     if not isinstance(seg, list):
         return "segmentation must be a list of polygons or an RLE dict"
     for poly in seg:
-        if not isinstance(poly, list) or len(poly) % 2 or len(poly) < 4:
-            return "each polygon must be a flat list [x1, y1, x2, y2, ...] of >= 2 points"
+        if not isinstance(poly, list) or len(poly) % 2 or len(poly) < 6:
+            return (
+                "each polygon must be a flat list [x1, y1, x2, y2, ...] of >= 3 points "
+                "(a polygon has an area)"
+            )
         if not all(_is_num(v) for v in poly):
             return "polygon coordinates must be finite numbers"
     return None
