@@ -127,6 +127,7 @@ class DDPM(nn.Module):
         eta: float = 0.0,
         guidance: float = 1.0,
         attention: bool = True,
+        clip: bool = True,
         **_: object,  # the task's GAN-only options (noise_dim, d_norm, spectral_norm)
     ) -> None:
         super().__init__()
@@ -135,7 +136,9 @@ class DDPM(nn.Module):
         if sampler not in ("ddim", "ddpm"):
             raise ConfigError(f"sampler={sampler!r} is not one of ddim, ddpm")
         self.unet = SmallUNet(in_chans, width, num_classes if conditional else 0, attention)
-        self.schedule = DiffusionSchedule(beta_schedule, diffusion_steps)
+        # clip: x̂_0 and samples kept in the data range [-1, 1] (off for latent diffusion)
+        self.schedule = DiffusionSchedule(beta_schedule, diffusion_steps, clip_x0=clip)
+        self.clip = clip
         self.sampler, self.sample_steps, self.eta = sampler, sample_steps, eta
         self.guidance = guidance
         self.schedule.ddim_timesteps(sample_steps)  # validates the step count now
@@ -176,13 +179,13 @@ class DDPM(nn.Module):
                 eps = self.eps(x, torch.full((n,), t, device=x.device), labels)
                 noise = torch.randn(x.shape, generator=g).to(x.device) if t > 0 else None
                 x = s.ddpm_step(eps, t, x, noise)
-            return x.clamp(-1, 1)
+            return x.clamp(-1, 1) if self.clip else x
         ts = s.ddim_timesteps(self.sample_steps)
         for i, t in enumerate(ts):
             eps = self.eps(x, torch.full((n,), t, device=x.device), labels)
             noise = torch.randn(x.shape, generator=g).to(x.device) if self.eta > 0 else None
             x = s.ddim_step(eps, t, ts[i + 1] if i + 1 < len(ts) else -1, x, self.eta, noise)
-        return x.clamp(-1, 1)
+        return x.clamp(-1, 1) if self.clip else x
 
 
 _CFG = {"optimizer": "adam", "lr": 2e-4, "weight_decay": 0.0,

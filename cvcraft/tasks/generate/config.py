@@ -69,6 +69,9 @@ class GenerateConfig(TrainConfig):
         1.0,
         "VAE: epochs over which β ramps from 0 (the decoder learns before KL pulls q to the prior)",
     )
+    first_stage: str = _opt(
+        "", "ldm/cldm: a trained `generate` vae or ae run's best.pt whose codes the DDPM learns"
+    )
     fid_model: str = _opt(
         "", "a `cvcraft train classify` checkpoint of the same domain: domain-FID/KID, cond_acc"
     )

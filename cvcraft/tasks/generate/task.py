@@ -207,9 +207,49 @@ class GenerateTask(BaseTask):
 
     def build_model(self) -> nn.Module:
         cfg = self.cfg
+        if cfg.model in ("ldm", "cldm") and "vae" not in (cfg.model_kwargs or {}):
+            first = self.first_stage()  # its architecture goes into model_kwargs (checkpoints)
+            cfg.model_kwargs = {**dict(cfg.model_kwargs or {}), "vae": first[1]}
         return create_model(
             cfg.model, num_classes=len(self.classes), in_chans=self.channels, **cfg.model_options()
         )
+
+    def first_stage(self) -> tuple[nn.Module, dict[str, Any]]:
+        """The ``first_stage`` autoencoder of latent diffusion and its constructor options,
+        checked against the data (channels, size, classes)."""
+        cfg = self.cfg
+        if not cfg.first_stage:
+            raise ConfigError(
+                f"model={cfg.model} learns a trained autoencoder's codes: pass "
+                "first_stage=RUN/best.pt of a `cvcraft train generate model=vae` (or ae) run"
+            )
+        vae, state = GenerateTask.load_model(cfg.first_stage, torch.device("cpu"))
+        if state.get("family") != "vae":
+            raise ConfigError(f"first_stage={cfg.first_stage} is a {state.get('family')} run, "
+                              "not an autoencoder (model=vae, cvae, ae, ...)")  # fmt: skip
+        for key, have in (("in_chans", self.channels), ("imgsz", cfg.imgsz)):
+            if int(state[key]) != int(have):
+                raise ConfigError(
+                    f"first_stage={cfg.first_stage} has {key}={state[key]}, this run {have}; "
+                    "train the autoencoder on the same images"
+                )
+        if list(state["classes"]) != list(self.classes):
+            raise ConfigError(f"first_stage={cfg.first_stage} was trained on other classes")
+        mk = dict(state.get("model_kwargs") or {})
+        options = {"noise_dim": int(state["noise_dim"]), "width": int(mk.get("width", 32)),
+                   "conditional": bool(state.get("conditional", False)),
+                   "kind": str(state.get("ae_kind", "vae"))}  # fmt: skip
+        return vae, options
+
+    def attach_first_stage(self, model: nn.Module, images: torch.Tensor) -> None:
+        """Copy the trained autoencoder into a fresh latent DDPM and set its latent scale to
+        1 / the std of the codes of (up to 512 of) the training images."""
+        vae, _ = self.first_stage()
+        model.first_stage.load_state_dict(vae.state_dict())
+        model.first_stage.eval()
+        x = to_unit_range(images[:512].to(torch.float32))
+        codes = model.encode(x)  # scale 1 for now
+        model.latent_scale.fill_(1.0 / float(codes.std().clamp_min(1e-6)))
 
     def setup(self, trainer: Any) -> None:
         cfg = self.cfg
@@ -218,7 +258,7 @@ class GenerateTask(BaseTask):
             raise ConfigError("accumulate must be 1 for generate (each batch is a D step)")
         splits = self.load_splits()
         self.classes, self.channels = splits.classes, splits.channels
-        self.check_resume(trainer)
+        resume = self.check_resume(trainer)
         train, labels = splits.train, splits.train_labels
         if cfg.fraction < 1.0:
             k = max(cfg.batch, int(len(train) * cfg.fraction))
@@ -238,6 +278,8 @@ class GenerateTask(BaseTask):
         self.val_loader = self.build_val_loader(splits)
         torch.manual_seed(cfg.seed)
         gan = self.build_model()
+        if hasattr(gan, "first_stage") and resume is None:
+            self.attach_first_stage(gan, train)  # a resume reloads it from the checkpoint
         self.family = getattr(gan, "family", "")
         self.ae_kind = str(getattr(gan, "kind", "vae"))
         if self.family not in ("gan", "vae", "ddpm"):
@@ -341,6 +383,8 @@ class GenerateTask(BaseTask):
         n = x0.shape[0]
         labels = batch["labels"].to(self.device) if self.conditional else None
         schedule = unwrap_model(ctx.model).schedule
+        if hasattr(unwrap_model(ctx.model), "encode"):  # latent diffusion: learn the codes
+            x0 = unwrap_model(ctx.model).encode(x0, labels)
         if labels is not None and self.cfg.cond_drop > 0:  # learn ε̂(x, ∅) too, for guidance
             drop = self.draw(ctx, (n,), 8, uniform=True) < self.cfg.cond_drop
             labels = torch.where(drop, unwrap_model(ctx.model).unet.null_label, labels)
@@ -542,9 +586,10 @@ class GenerateTask(BaseTask):
             gens = [torch.Generator().manual_seed(int(i) * 2 + 2) for i in batch["index"]]
             steps = model.schedule.steps
             t = torch.tensor([int(torch.randint(steps, (1,), generator=g)) for g in gens])
-            noise = torch.stack([torch.randn(out["real"].shape[1:], generator=g) for g in gens])
+            x0 = model.encode(out["real"], labels) if hasattr(model, "encode") else out["real"]
+            noise = torch.stack([torch.randn(x0.shape[1:], generator=g) for g in gens])
             t, noise = t.to(self.device), noise.to(self.device)
-            pred = model(model.schedule.q_sample(out["real"], t, noise), labels, t=t)
+            pred = model(model.schedule.q_sample(x0, t, noise), labels, t=t)
             out["eps_mse"] = (pred.float() - noise).pow(2).flatten(1).mean(1)
         ext = self.get_extractor()
         if ext is not None:
