@@ -38,7 +38,8 @@ def test_ldm_trains_on_a_frozen_first_stage(tmp_path):
         run(["train", "generate", *TINY, "model=ldm", f"out={tmp_path / 'x'}"])
     out = tmp_path / "ldm"
     run(["train", "generate", *TINY, "model=ldm", f"first_stage={vae_run / 'best.pt'}",
-         "model_kwargs={width: 8, diffusion_steps: 20, sample_steps: 2}", f"out={out}"])  # fmt: skip
+         "model_kwargs={width: 8, diffusion_steps: 20, sample_steps: 2}",
+         f"out={out}"])  # fmt: skip
     from cvcraft.engine.trainer import weights_of
 
     first = weights_of(load_checkpoint(vae_run / "best.pt"))  # the weights users load (EMA)
