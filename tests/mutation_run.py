@@ -4,9 +4,9 @@ library, run the tests that guard that module, restore the file, and print a Mar
     OMP_NUM_THREADS=1 python tests/mutation_run.py [--root DIR] [name-substring ...]
 
 ``--root`` runs against another checkout (e.g. an exported older commit, to see what the
-suite caught before; test files it lacks are left out). The library file is restored after every mutant (also on
-Ctrl-C), and nothing is committed. Each mutant names the exact source text it replaces, so a
-refactor that removes that text makes the run fail loudly instead of testing nothing.
+suite caught before; test files it lacks are left out). The library file is restored after
+every mutant (also on Ctrl-C), and nothing is committed. Each mutant names the exact source
+text it replaces, so a refactor that removes that text shows as ERROR, not as a pass.
 """
 
 from __future__ import annotations
