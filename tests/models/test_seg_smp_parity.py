@@ -25,9 +25,9 @@ def n_params(m: torch.nn.Module) -> int:
     return sum(p.numel() for p in m.parameters())
 
 
-def test_deeplabv3plus_equals_smp_after_weight_copy(smp):
+def test_deeplabv3plus_equals_smp_after_weight_copy(smp, randomize_bn):
     torch.manual_seed(0)
-    ref = smp.DeepLabV3Plus("resnet50", encoder_weights=None, classes=3).eval()
+    ref = randomize_bn(smp.DeepLabV3Plus("resnet50", encoder_weights=None, classes=3)).eval()
     ours = create_model("deeplabv3plus_resnet50", num_classes=3, **SMP_DEEPLABV3PLUS).eval()
     ref_sd, our_sd = ref.state_dict(), ours.state_dict()
     assert model_info(ours)["params"] == n_params(ref)
@@ -49,9 +49,9 @@ def test_deeplabv3plus_equals_smp_after_weight_copy(smp):
 
 
 @pytest.mark.parametrize("encoder", ["resnet18", "resnet34"])
-def test_unet_pp_equals_smp_after_weight_copy(smp, encoder):
+def test_unet_pp_equals_smp_after_weight_copy(smp, encoder, randomize_bn):
     torch.manual_seed(0)
-    ref = smp.UnetPlusPlus(encoder, encoder_weights=None, classes=4).eval()
+    ref = randomize_bn(smp.UnetPlusPlus(encoder, encoder_weights=None, classes=4)).eval()
     ours = create_model("unet_pp", num_classes=4, encoder=encoder, **SMP_UNETPLUSPLUS).eval()
     assert model_info(ours)["params"] == n_params(ref)
     ours.load_state_dict(smp_unetplusplus_state_dict(ours, ref.state_dict()))  # strict

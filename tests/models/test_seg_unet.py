@@ -31,10 +31,10 @@ def test_paper_unet_param_count_matches_hand_count(norm):
         assert round(model_info(m)["params"] / 1e6, 2) == 31.03
 
 
-def test_resnet_encoder_unet_equals_smp_unet_after_weight_copy():
+def test_resnet_encoder_unet_equals_smp_unet_after_weight_copy(randomize_bn):
     smp = pytest.importorskip("segmentation_models_pytorch")
     torch.manual_seed(0)
-    ref = smp.Unet("resnet18", encoder_weights=None, classes=3).eval()
+    ref = randomize_bn(smp.Unet("resnet18", encoder_weights=None, classes=3)).eval()
     ours = create_model("unet", num_classes=3, encoder="resnet18", head_kernel=3).eval()
     ref_sd, our_sd = ref.state_dict(), ours.state_dict()
     assert [v.shape for v in ref_sd.values()] == [v.shape for v in our_sd.values()]
