@@ -3,6 +3,7 @@ import torch
 
 from cvcraft.errors import ConfigError
 from cvcraft.models import create_model, model_info
+from cvcraft.models.weights import rename_keys
 
 
 def _paper_unet_params(base: int, depth: int, in_chans: int, classes: int, bn: bool) -> int:
@@ -36,9 +37,16 @@ def test_resnet_encoder_unet_equals_smp_unet_after_weight_copy(randomize_bn):
     torch.manual_seed(0)
     ref = randomize_bn(smp.Unet("resnet18", encoder_weights=None, classes=3)).eval()
     ours = create_model("unet", num_classes=3, encoder="resnet18", head_kernel=3).eval()
-    ref_sd, our_sd = ref.state_dict(), ours.state_dict()
-    assert [v.shape for v in ref_sd.values()] == [v.shape for v in our_sd.values()]
-    ours.load_state_dict(dict(zip(our_sd, ref_sd.values())))
+    # smp's names -> ours by name (not by position), through the library's rename_keys.
+    rules = [
+        (r"^encoder\.", "backbone."),
+        (r"^decoder\.blocks\.(\d+)\.conv1\.0\.", r"ups.\1.conv.0.conv."),
+        (r"^decoder\.blocks\.(\d+)\.conv1\.1\.", r"ups.\1.conv.0.bn."),
+        (r"^decoder\.blocks\.(\d+)\.conv2\.0\.", r"ups.\1.conv.1.conv."),
+        (r"^decoder\.blocks\.(\d+)\.conv2\.1\.", r"ups.\1.conv.1.bn."),
+        (r"^segmentation_head\.0\.", "head."),
+    ]
+    ours.load_state_dict(rename_keys(ref.state_dict(), rules), strict=True)
     x = torch.randn(1, 3, 64, 96)
     with torch.no_grad():
         assert torch.allclose(ours(x), ref(x), atol=1e-5)
