@@ -129,7 +129,7 @@ def test_deep_supervision_weights_and_upsampling():
     )
     assert torch.allclose(crit((logits, [aux]), target), ref)
     assert torch.allclose(crit(logits, target), F.cross_entropy(logits, target, ignore_index=255))
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match="aux_weight has 2 values but the model has 1 aux heads"):
         DeepSupervisionLoss(crit.criterion, [0.1, 0.2])((logits, [aux]), target)
 
 
@@ -143,5 +143,7 @@ def test_losses_have_gradients_and_registry_names():
         assert float(g.abs().sum(1)[target == 255].max()) == 0.0
         assert float(g.abs().sum()) > 0
     assert type(build_loss("dice")).__name__ == "DiceLoss"
-    with pytest.raises(ConfigError):
+    with pytest.raises(
+        ConfigError, match="unknown segmentation loss 'hinge'; choose one of ce, dice"
+    ):
         build_segmentation_loss("hinge")

@@ -65,7 +65,7 @@ def test_basicblock_backbone_dilates_and_bad_stride_raises():
             8,
         )
     assert [f["reduction"] for f in net.feature_info] == [2, 4, 8, 8, 8]
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match=r"output_stride must be one of \(8, 16, 32\), got 4"):
         resnet_backbone("resnet18", output_stride=4)
 
 

@@ -140,9 +140,11 @@ def test_unet_pp_decoder_channels_set_the_last_node_of_each_level_and_are_checke
     assert m.nodes["x1_1"][1].conv.out_channels == 8 and m.heads[0].in_channels == 6
     # x0_3 sees X[0][0..2] (4 + 4 + 4) and up(X[1][2]) brought to 4 by the transposed conv.
     assert m.nodes["x0_3"][0].conv.in_channels == 16 and m.ups["x0_3"].in_channels == 12
-    with pytest.raises(ConfigError):
+    with pytest.raises(
+        ConfigError, match=r"decoder_channels needs 3 entries .* got \(24, 12, 6, 3\)"
+    ):
         create_model("unet_pp", base=4, depth=3, decoder_channels=(24, 12, 6, 3))  # no final
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match=r"deep_supervision=False, got \(8, 8, 8\)"):
         create_model("unet_pp", base=4, depth=3, decoder_channels=(8, 8, 8), deep_supervision=True)
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match="up must be one of .* got 'bicubic'"):
         create_model("unet_pp", base=4, up="bicubic")

@@ -63,7 +63,7 @@ def test_small_unet_any_size(bilinear, size):
 def test_unet_bilinear_has_no_transposed_convs_and_bad_args_raise():
     m = create_model("unet", base=4, bilinear=True)
     assert not any(isinstance(x, torch.nn.ConvTranspose2d) for x in m.modules())
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match="UNet needs depth >= 1 and base >= 2, got 0"):
         create_model("unet", depth=0)
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match=r"UNet decoder_channels needs 5 entries, got \(8, 8\)"):
         create_model("unet", encoder="resnet18", decoder_channels=(8, 8))

@@ -93,5 +93,5 @@ def test_shapes_grads_in_chans_and_classifier():
     assert a0.forward_features(torch.randn(1, 1, 64, 64)).shape == (1, 1280, 2, 2)
     a0.reset_classifier(0)
     assert a0(torch.randn(1, 1, 32, 32)).shape == (1, 1280)
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match="channels 6->8 not divisible by groups=4"):
         RepVGGBlock(6, 8, groups=4)

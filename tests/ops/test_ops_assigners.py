@@ -108,7 +108,7 @@ def test_max_iou_min_pos_iou_and_labels():
     assert r.quality.tolist() == pytest.approx([1.0, 0.25, 0.0])
     empty = max_iou_assign(priors, torch.zeros(0, 4))
     assert empty.gt_index.tolist() == [NEGATIVE] * 3 and empty.num_gts == 0
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match=r"neg_thr 0\.5 must be <= pos_thr 0\.3"):
         max_iou_assign(priors, gts, 0.3, 0.5)
 
 
