@@ -31,6 +31,11 @@ class Mutant(NamedTuple):
 COCO_TESTS = ("tests/metrics/test_metrics_coco.py", "tests/metrics/test_coco_boundaries.py")
 NMS_TESTS = ("tests/ops/test_ops_nms.py",)
 ASSIGN_TESTS = ("tests/ops/test_ops_assigners.py",)
+POLICY_TESTS = (
+    "tests/transforms/test_aug_policies.py",
+    "tests/transforms/test_transform_base.py",
+    "tests/transforms/test_aug_frequencies.py",
+)
 
 MUTANTS = [
     Mutant(
@@ -123,6 +128,97 @@ MUTANTS = [
         "keep = (iou == per_gt[:, None]) & (per_gt >= min_pos_iou)[:, None]  # (M, N)",
         "keep = (iou == per_gt[:, None]) & (per_gt > min_pos_iou)[:, None]  # (M, N)",
         ASSIGN_TESTS,
+    ),
+    Mutant(
+        "resnet: stem ReLU before BN",
+        "cvcraft/models/classification/resnet.py",
+        'stem = [(n, getattr(self, n)) for n in ("conv1", "bn1", "relu", "maxpool")]',
+        'stem = [(n, getattr(self, n)) for n in ("conv1", "relu", "bn1", "maxpool")]',
+        ("tests/models/test_resnet.py",),
+    ),
+    Mutant(
+        "fuse: conv-BN folding drops BN eps",
+        "cvcraft/nn/fuse.py",
+        "scale = gamma * torch.rsqrt(var + bn.eps)  # (C_out,)",
+        "scale = gamma * torch.rsqrt(var)  # (C_out,)",
+        ("tests/nn/test_nn_fuse.py",),
+    ),
+    Mutant(
+        "seg metrics: a class absent from target and prediction counts as IoU 0",
+        "cvcraft/metrics/segmentation.py",
+        "return float(np.nanmean(x)) if np.isfinite(x).any() else 0.0",
+        "return float(np.nan_to_num(x).mean()) if np.isfinite(x).any() else 0.0",
+        ("tests/metrics/test_seg_metrics.py",),
+    ),
+    Mutant(
+        "dice: present_only averages over all classes",
+        "cvcraft/losses/segmentation.py",
+        "w = w * (onehot.sum(dims) > 0)",
+        "w = w * (onehot.sum(dims) >= 0)",
+        ("tests/losses/test_seg_losses.py",),
+    ),
+    Mutant(
+        "lovasz: present_only averages over all classes",
+        "cvcraft/losses/segmentation.py",
+        "present = total > 0",
+        "present = total >= 0",
+        ("tests/losses/test_seg_losses.py",),
+    ),
+    Mutant(
+        "transform: p is the skip probability",
+        "cvcraft/transforms/base.py",
+        "if self.p < 1.0 and rng.random() >= self.p:",
+        "if self.p < 1.0 and rng.random() < self.p:",
+        POLICY_TESTS,
+    ),
+    Mutant(
+        "multi-sample (Mosaic, MixUp): p is the skip probability",
+        "cvcraft/transforms/multi_sample.py",
+        "if self.p < 1.0 and rng.random() >= self.p:",
+        "if self.p < 1.0 and rng.random() < self.p:",
+        POLICY_TESTS + ("tests/transforms/test_aug_mosaic.py",),
+    ),
+    Mutant(
+        "AutoAugment: step runs with probability 1 - p",
+        "cvcraft/transforms/policies.py",
+        "if rng.random() <= prob:",
+        "if rng.random() >= prob:",
+        POLICY_TESTS,
+    ),
+    Mutant(
+        "policies: magnitude sign negative 1/4 of the time, not 1/2",
+        "cvcraft/transforms/policies.py",
+        "if space[name][1] and rng.random() < 0.5:",
+        "if space[name][1] and rng.random() < 0.25:",
+        POLICY_TESTS,
+    ),
+    Mutant(
+        "RandAugment: random magnitude never reaches the top bin",
+        "cvcraft/transforms/policies.py",
+        "level = int(rng.integers(self.magnitude + 1)) if self.random_magnitude else None",
+        "level = int(rng.integers(self.magnitude)) if self.random_magnitude else None",
+        POLICY_TESTS,
+    ),
+    Mutant(
+        "TrivialAugment: last bin never drawn",
+        "cvcraft/transforms/policies.py",
+        "level = int(rng.integers(self.num_bins))",
+        "level = int(rng.integers(self.num_bins - 1))",
+        POLICY_TESTS,
+    ),
+    Mutant(
+        "MixupCutmix: CutMix with probability 1 - switch_prob",
+        "cvcraft/transforms/mix.py",
+        "self.mixup_alpha == 0 or rng.random() < self.switch_prob",
+        "self.mixup_alpha == 0 or rng.random() >= self.switch_prob",
+        ("tests/transforms/test_aug_mix.py", "tests/transforms/test_aug_frequencies.py"),
+    ),
+    Mutant(
+        "CopyPaste: flip with probability 1 - flip",
+        "cvcraft/transforms/copy_paste.py",
+        '"flip": bool(rng.random() < self.flip)',
+        '"flip": bool(rng.random() >= self.flip)',
+        ("tests/transforms/test_aug_copy_paste.py", "tests/transforms/test_aug_frequencies.py"),
     ),
 ]
 

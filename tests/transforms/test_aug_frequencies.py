@@ -154,9 +154,11 @@ def test_trivialaugment_op_and_bin_uniform():
     assert all(len(d["ops"]) == 1 for d in draws)
     ops = [d["ops"][0] for d in draws]
     assert_uniform(np.bincount([names.index(n) for n, _ in ops]), "TrivialAugment op")
-    levels = [_level(PO.TRIVIALAUGMENT_SPACE, n, m, 31) for n, m in ops if n == "Rotate"]
-    assert None not in levels
-    assert_uniform(np.bincount(levels, minlength=31), "TrivialAugment bin (Rotate)")
+    # Bin index recovered from every op whose 31 bins are distinct values (9 of the 14).
+    levels = [_level(PO.TRIVIALAUGMENT_SPACE, n, m, 31) for n, m in ops]
+    levels = [lv for lv in levels if lv is not None]
+    assert len(levels) > 0.55 * len(ops) and min(levels) == 0 and max(levels) == 30
+    assert_uniform(np.bincount(levels, minlength=31), "TrivialAugment bin")
 
 
 # --- batch mixing and copy-paste -------------------------------------------------------------
