@@ -220,6 +220,41 @@ MUTANTS = [
         '"flip": bool(rng.random() >= self.flip)',
         ("tests/transforms/test_aug_copy_paste.py", "tests/transforms/test_aug_frequencies.py"),
     ),
+    Mutant(
+        "top-k accuracy: ties with the true class never count against it",
+        "cvcraft/metrics/classification.py",
+        "return (scores > s_true).sum(1) + ((scores == s_true) & lower_index).sum(1)",
+        "return (scores > s_true).sum(1)",
+        ("tests/metrics/test_classification_metrics.py",),
+    ),
+    Mutant(
+        "top-k accuracy: rank <= k",
+        "cvcraft/metrics/classification.py",
+        "self.topk_hits += (rank[None, :] < caps[:, None]).sum(1)",
+        "self.topk_hits += (rank[None, :] <= caps[:, None]).sum(1)",
+        ("tests/metrics/test_classification_metrics.py",),
+    ),
+    Mutant(
+        "GIoU: penalty over the union instead of the enclosing box",
+        "cvcraft/ops/boxes.py",
+        "return t.iou - (enclose - t.union) / enclose",
+        "return t.iou - (enclose - t.union) / t.union.clamp(min=eps)",
+        ("tests/ops/test_ops_boxes.py",),
+    ),
+    Mutant(
+        "IoU: eps added to the union instead of clamping it",
+        "cvcraft/ops/boxes.py",
+        "iou = inter / union.clamp(min=eps)",
+        "iou = inter / (union + eps)",
+        ("tests/ops/test_ops_boxes.py", "tests/ops/test_ops_nms.py", *ASSIGN_TESTS),
+    ),
+    Mutant(
+        "PSNR: L / MSE instead of L^2 / MSE",
+        "cvcraft/metrics/image.py",
+        'return float("inf") if m == 0 else float(10 * np.log10(L * L / m))',
+        'return float("inf") if m == 0 else float(10 * np.log10(L / m))',
+        ("tests/metrics/test_image_metrics.py",),
+    ),
 ]
 
 
