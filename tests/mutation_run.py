@@ -74,6 +74,13 @@ MUTANTS = [
         COCO_TESTS,
     ),
     Mutant(
+        "coco: score ties within an image take the LAST detection first (maxDets cut)",
+        "cvcraft/metrics/coco.py",
+        "dorder = np.lexsort((-det_score, dkey))  # stable: ties keep input order",
+        "dorder = np.lexsort((-np.arange(len(det_score)), -det_score, dkey))",
+        COCO_TESTS,
+    ),
+    Mutant(
         "nms: candidates sorted unstably (score ties by a different order)",
         "cvcraft/ops/nms.py",
         "order = torch.sort(scores[cand], descending=True, stable=True).indices",
