@@ -200,7 +200,10 @@ def test_ddp_segment_two_processes(tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
     assert main([*args, f"out={one}"]) == 0
     assert main([*args, f"out={two}", "devices=2"]) == 0
-    _compare(one, two, atol=5e-2, buffers=False)
+    # Measured (d4e43d3, CPU): max |one - two| = 0.022 from BN's per-rank half-batch
+    # statistics; with gradients never all-reduced (a no_sync-always mutant) it is 0.038. The
+    # former 5e-2 let that mutant pass; 0.03 sits between the two.
+    _compare(one, two, atol=0.03, buffers=False)
     m1 = json.loads((one / "metrics.json").read_text())
     m2 = json.loads((two / "metrics.json").read_text())
     cm1, cm2 = np.asarray(m1["confusion_matrix"]), np.asarray(m2["confusion_matrix"])
