@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from cvcraft.cli import main
+from cvcraft.errors import ConfigError
 from cvcraft.structures import Sample
 from cvcraft.tasks.tools import run_augment
 from cvcraft.viz.augment_grid import PALETTE, draw_sample, make_grid
@@ -69,5 +70,5 @@ def test_draw_sample_boxes_masks_and_grid():
 
 
 def test_unknown_task(tmp_path):
-    with pytest.raises(Exception, match="task"):
+    with pytest.raises(ConfigError, match="task='nosuchtask': use auto or one of classify"):
         run_augment({"data": "shapes", "task": "nosuchtask", "out": str(tmp_path / "x.png")})

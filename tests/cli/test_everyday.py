@@ -14,6 +14,7 @@ import torch
 
 from cvcraft.cli import main, run
 from cvcraft.engine.checkpoint import load_checkpoint
+from cvcraft.errors import ConfigError
 
 FAST = ["imgsz=32", "workers=0", "progress=false", "plots=false"]
 
@@ -491,7 +492,7 @@ def test_15_threads_auto_is_capped_at_usable_cores(monkeypatch):
     assert env == {"OMP_WAIT_POLICY": "PASSIVE"}
     env = {"OMP_WAIT_POLICY": "active"}
     assert threads.passive_waiting(env) is False and env == {"OMP_WAIT_POLICY": "active"}
-    with pytest.raises(Exception, match="threads=-1 must be >= 0"):
+    with pytest.raises(ConfigError, match="threads=-1 must be >= 0"):
         run(["train", "classify", "threads=-1"])
 
 

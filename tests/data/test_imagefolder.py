@@ -1,7 +1,6 @@
 """read_imagefolder: classes from first-level folders, deterministic order, clear errors."""
 
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,8 +8,6 @@ import pytest
 from cvcraft.data.imagefolder import read_imagefolder
 from cvcraft.data.io import write_image
 from cvcraft.errors import DataError
-
-SHARED_CIFAR = Path(__file__).resolve().parents[3] / "shared" / "data" / "cifar10" / "train"
 
 
 def _img(path, v=0):
@@ -49,10 +46,7 @@ def test_empty_root_and_missing_root(tmp_path):
         read_imagefolder(tmp_path / "nope")
 
 
-@pytest.mark.skipif(
-    not SHARED_CIFAR.is_dir(), reason=f"shared CIFAR-10 JPEGs absent ({SHARED_CIFAR})"
-)
-def test_shared_cifar10_listing():
-    d = read_imagefolder(SHARED_CIFAR)  # lists only, decodes nothing
+def test_shared_cifar10_listing(shared_data):
+    d = read_imagefolder(shared_data / "cifar10" / "train")  # lists only, decodes nothing
     assert len(d.classes) == 10 and len(d) == 50_000
     assert d.class_counts().tolist() == [5000] * 10

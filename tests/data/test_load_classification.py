@@ -114,5 +114,5 @@ def test_classify_dataset_keys_and_rng():
     assert not np.array_equal(ds[(3, 1)].image, a.image)
     assert a.label == 1 and a.meta["index"] == 1 and a.meta["path"] == "mem[1]"
     assert ClassifyDataset(data)[2].image.sum() == 0
-    with pytest.raises(IndexError):
+    with pytest.raises(IndexError, match="index 3 out of range for 3 items"):
         ds[3]

@@ -41,7 +41,9 @@ def test_sqrt_weights_and_per_sample_mean():
     # an empty class gets weight 0; "none" is 1 for present classes
     np.testing.assert_array_equal(class_weights([0, 0, 2], "inverse", 3) > 0, [True, False, True])
     np.testing.assert_array_equal(class_weights([0, 0, 2], "none", 3), [1, 0, 1])
-    with pytest.raises(ConfigError):
+    with pytest.raises(
+        ConfigError, match="class weight mode 'log': use one of none, inverse, sqrt"
+    ):
         class_weights(LABELS, "log")
 
 
@@ -54,7 +56,7 @@ def test_label_distribution_report():
     np.testing.assert_allclose(d.fractions.sum(), 1.0)
     text = str(d)
     assert "cat" in text and "60" in text and "gnu" in text.splitlines()[-1]
-    with pytest.raises(DataError):
+    with pytest.raises(DataError, match=r"labels span \[0, 7\] but there are 2 classes"):
         label_distribution([0, 7], ["a", "b"])
 
 
@@ -101,7 +103,9 @@ def test_resample_indices_counts():
     assert len(np.unique(idx)) == len(idx)  # undersampling never repeats
     idx = resample_indices(LABELS, 0, ratios={3: 4.0, 0: 0.5})
     np.testing.assert_array_equal(np.bincount(LABELS[idx]), [30, 25, 10, 20])
-    with pytest.raises(ConfigError):
+    with pytest.raises(
+        ConfigError, match="resample_indices: give exactly one of ratios= or target="
+    ):
         resample_indices(LABELS, 0)
 
 
@@ -163,5 +167,5 @@ def test_build_loader_with_sampler(kind):
     assert len(first) == len(loader) > 0
     assert all(torch.equal(a, b) for a, b in zip(first, again))
     assert build_sampler("random", LABELS) is None
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match="sampler='nope': use one of random, weighted"):
         build_sampler("nope", LABELS)

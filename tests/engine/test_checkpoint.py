@@ -118,7 +118,7 @@ def test_shape_mismatch_message():
     src = nn.Sequential(nn.Linear(8, 4), nn.ReLU(), nn.Linear(4, 10))
     dst = nn.Sequential(nn.Linear(8, 4), nn.ReLU(), nn.Linear(4, 100))
     ckpt = {"model": src.state_dict(), "model_name": "tiny10"}
-    with pytest.raises(CheckpointError) as e:
+    with pytest.raises(CheckpointError, match=r"weights from best\.pt do not fit Sequential") as e:
         load_model_weights(dst, ckpt, source="best.pt")
     msg = str(e.value)
     assert "2.weight: checkpoint (10, 4) vs model (100, 4)" in msg

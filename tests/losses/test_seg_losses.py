@@ -57,6 +57,44 @@ def test_lovasz_matches_smp():
     assert torch.allclose(lovasz_softmax(logits, target), ref(logits, target), atol=1e-6)
 
 
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("present_only", [True, False])
+def test_lovasz_matches_smp_on_random_inputs_with_an_absent_class(seed, present_only):
+    """Random logits (with exact error ties from repeated logits), a class absent from the
+    target, both class reductions: smp's ``classes="present"`` / ``"all"``."""
+    _smp_losses()
+    from segmentation_models_pytorch.losses.lovasz import _lovasz_softmax
+
+    g = torch.Generator().manual_seed(seed)
+    n, k, h, w = 2, 5, 7, 6
+    logits = torch.randn(n, k, h, w, generator=g) * (1 + seed)
+    logits[:, :, :, :2] = logits[:, :, :1, :2]  # repeated columns: tied errors in the sort
+    target = torch.randint(0, k - 1, (n, h, w), generator=g)  # class k-1 absent
+    target[torch.rand(n, h, w, generator=g) < 0.15] = 255
+    ref = _lovasz_softmax(
+        logits.softmax(1), target, classes="present" if present_only else "all", ignore=255
+    )
+    ours = lovasz_softmax(logits, target, present_only=present_only)
+    assert torch.allclose(ours, ref.to(ours), atol=1e-6)
+
+
+def test_dice_present_only_against_smp_with_an_absent_class():
+    """smp zeroes an absent class's loss and still divides by all K classes; restricting smp
+    to the present classes (``classes=``) is our ``present_only``; ours over all K counts an
+    absent class as loss 1 (no overlap), i.e. smp's value + n_absent / K."""
+    smp_losses = _smp_losses()
+    logits, target = _data(3, k=5)
+    target[target == 2] = 0  # class 2 absent from the target
+    kw = dict(mode="multiclass", from_logits=True, ignore_index=255, eps=1e-7)
+    present = [0, 1, 3, 4]
+    ref_present = smp_losses.DiceLoss(**kw, classes=present)(logits, target)
+    ref_all_zeroed = smp_losses.DiceLoss(**kw)(logits, target)
+    assert torch.allclose(dice_loss(logits, target), ref_present, atol=1e-10)
+    assert torch.allclose(dice_loss(logits, target, present_only=False), ref_all_zeroed + 1 / 5,
+                          atol=1e-10)  # fmt: skip
+    assert not torch.allclose(ref_present, ref_all_zeroed + 1 / 5, atol=1e-3)  # they differ
+
+
 def test_lovasz_perfect_prediction_is_zero():
     target = torch.tensor([[[0, 1], [2, 255]]])
     logits = F.one_hot(target.clamp(max=2), 3).movedim(-1, 1).double() * 100
@@ -91,7 +129,7 @@ def test_deep_supervision_weights_and_upsampling():
     )
     assert torch.allclose(crit((logits, [aux]), target), ref)
     assert torch.allclose(crit(logits, target), F.cross_entropy(logits, target, ignore_index=255))
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match="aux_weight has 2 values but the model has 1 aux heads"):
         DeepSupervisionLoss(crit.criterion, [0.1, 0.2])((logits, [aux]), target)
 
 
@@ -105,5 +143,7 @@ def test_losses_have_gradients_and_registry_names():
         assert float(g.abs().sum(1)[target == 255].max()) == 0.0
         assert float(g.abs().sum()) > 0
     assert type(build_loss("dice")).__name__ == "DiceLoss"
-    with pytest.raises(ConfigError):
+    with pytest.raises(
+        ConfigError, match="unknown segmentation loss 'hinge'; choose one of ce, dice"
+    ):
         build_segmentation_loss("hinge")

@@ -127,7 +127,7 @@ def test_merge_equals_single_pass_and_reset():
     assert merged["confusion_matrix"] == whole["confusion_matrix"]
     a.reset()
     assert a.count == 0 and int(a.confmat.sum()) == 0
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match="cannot merge metrics for 5 classes .* into 6 classes"):
         a.merge(ClassificationMetrics(5))
 
 

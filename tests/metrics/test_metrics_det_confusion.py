@@ -41,7 +41,7 @@ def test_hand_built_matrix():
     cm.update(np.zeros((0, 4)), [], [], gt[:1], [0])
     cm.update(det[:1], [0.9], [1], np.zeros((0, 4)), [])
     assert cm.matrix[0, 3] == 1 and cm.matrix[3, 1] == 2
-    with pytest.raises(DataError):
+    with pytest.raises(DataError, match=r"update: pred_labels outside \[0, 3\)"):
         cm.update(det[:1], [0.9], [5], gt[:1], [0])
 
 
@@ -93,5 +93,5 @@ def test_plots_written(tmp_path):
             cm.compute(), ["cat", "dog", "none", "background"], tmp_path / "cm.png", normalize=False
         )
     )
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"precision must be .* with K = len\(class_names\)"):
         plot_pr_curves(out["precision"], ["cat"], tmp_path / "bad.png")

@@ -45,7 +45,9 @@ def test_evaluator_difficult_and_duplicates():
         np.array([[5, 5, 15, 15]], float), [0.5], [0], np.array([[5, 5, 15, 15]], float), [0]
     )
     assert ev07.compute()["AP"][0] == pytest.approx((6 * 1 + 5 * 0.5) / 11)
-    with pytest.raises(ConfigError):
+    with pytest.raises(
+        ConfigError, match=r"method='trapezoid'; use one of \('area', '11point', '101point'\)"
+    ):
         VOCEvaluator(2, method="trapezoid")
 
 

@@ -66,6 +66,33 @@ def test_streaming_metrics_equal_sklearn(seed):
     assert np.isnan(ca[k - 1])  # never in the target: no class accuracy
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_class_absent_from_both_target_and_prediction_is_left_out(seed):
+    """Class 2 is in neither target nor prediction, class 4 only predicted, class 3 only in
+    the target: mIoU / mDice average the classes present in either (scikit-learn's macro over
+    those labels), mean accuracy the classes in the target; class 2 is NaN, never 0 or 1."""
+    rng = np.random.default_rng(seed)
+    k = 5
+    target = rng.choice([0, 1, 3], (3, 10, 11))
+    pred = np.where(rng.random(target.shape) < 0.5, target, rng.choice([0, 1, 4], target.shape))
+    target[rng.random(target.shape) < 0.1] = 255
+    acc = SegmentationMetrics(k)
+    acc.update(torch.nn.functional.one_hot(torch.from_numpy(pred), k).movedim(-1, 1).float(),
+               torch.from_numpy(target))  # fmt: skip
+    got = acc.compute()
+    ref = _sk_reference(pred.ravel(), target.ravel(), k)
+    assert ref["present"] == [0, 1, 3, 4] and ref["in_target"] == [0, 1, 3]
+    assert got["miou"] == pytest.approx(ref["miou"], abs=1e-12)
+    assert got["mdice"] == pytest.approx(ref["mdice"], abs=1e-12)
+    assert got["mean_acc"] == pytest.approx(ref["mean_acc"], abs=1e-12)
+    assert got["fwiou"] == pytest.approx(ref["fwiou"], abs=1e-12)
+    for key in ("iou", "dice", "class_acc"):
+        assert np.isnan(got[key][2]), key
+    assert got["iou"][4] == 0.0 and np.isnan(got["class_acc"][4])  # predicted, never right
+    # The mean over all five with class 2 counted as 0 (or 1) would differ from the oracle.
+    assert got["miou"] != pytest.approx(np.nansum(got["iou"]) / k)
+
+
 def test_ignore_index_is_left_out_and_bad_labels_raise():
     target = torch.tensor([[[0, 1, 255, 255]]])
     pred = torch.tensor([[[0, 0, 1, 1]]])

@@ -28,7 +28,7 @@ def _targets() -> list[dict[str, torch.Tensor]]:
 
 
 @pytest.fixture(scope="module")
-def pair():
+def pair(randomize_bn):
     """A torchvision Faster R-CNN (ResNet-18 FPN, small heads) and ours with its weights."""
     torch.manual_seed(0)
     body = tv_resnet18()
@@ -45,6 +45,7 @@ def pair():
     with torch.no_grad():  # move every weight off its init so all layers matter
         for p in tv.parameters():
             p.add_(torch.randn_like(p) * 0.02)
+    randomize_bn(tv)  # running statistics too (eval-mode BN would be the identity)
     ours = create_model(
         "fasterrcnn_resnet18_fpn", num_classes=C, fpn_channels=FPN_CH, representation=REP,
         rpn_pre_nms_top_n=(2000, 1000), rpn_post_nms_top_n=(2000, 1000),
@@ -77,6 +78,12 @@ def test_anchors_match_torchvision(pair):
     torch.testing.assert_close(ours.anchors(feats, SIZE), ref, rtol=0, atol=0)
 
 
+def _rows_sorted(t: torch.Tensor) -> torch.Tensor:
+    for c in reversed(range(t.shape[1])):  # lexicographic: stable sort by the last key first
+        t = t[torch.sort(t[:, c], stable=True).indices]
+    return t
+
+
 def test_proposals_and_detections_match_torchvision(pair):
     tv, ours = pair
     torch.manual_seed(1)
@@ -91,7 +98,12 @@ def test_proposals_and_detections_match_torchvision(pair):
     for a, b in zip(feats_tv.values(), ours.backbone(x)):
         torch.testing.assert_close(b, a)
     for a, b in zip(props_tv, out["proposals"]):
-        torch.testing.assert_close(b, a)
+        # With random BN statistics two proposals tie in objectness; torchvision's batched
+        # NMS orders ties unstably (see tests/ops/test_ops_nms.py), so compare the same set
+        # of boxes, each row in the same rank up to such swaps.
+        assert a.shape == b.shape
+        torch.testing.assert_close(_rows_sorted(b), _rows_sorted(a))
+        assert ((a - b).abs().amax(1) > 1e-4).float().mean() < 0.01
     for ref, got in zip(dets_tv, dets):
         assert len(got["boxes"]) > 0
         torch.testing.assert_close(got["boxes"], ref["boxes"])

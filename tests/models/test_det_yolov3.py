@@ -51,7 +51,9 @@ def test_kmeans_anchors_are_accepted_and_sorted():
     area = m.anchors.prod(1)
     assert (area[1:] >= area[:-1]).all()
     torch.testing.assert_close(m.anchors, torch.as_tensor(fit.anchors))
-    with pytest.raises(ConfigError):
+    with pytest.raises(
+        ConfigError, match=r"anchors: need a positive \(3k, 2\) array .* got \(4, 2\)"
+    ):
         _model(anchors=[[10, 10]] * 4)
 
 
@@ -171,7 +173,9 @@ def test_cspdarknet_backbone_and_tiny_variant():
     boxes = torch.tensor([[5.0, 5, 40, 50], [10, 10, 10, 20]])  # the second is degenerate
     total, _ = m.loss(out, [{"boxes": boxes, "labels": torch.tensor([1, 0])}])
     assert torch.isfinite(total)
-    with pytest.raises(ConfigError):
+    with pytest.raises(
+        ConfigError, match=r"backbone must be one of \['cspdarknet53', 'darknet53'\], got 'vgg16'"
+    ):
         create_model("yolov3", num_classes=2, backbone="vgg16")
 
 

@@ -9,11 +9,12 @@ torch.set_num_threads(1)
 
 
 @pytest.mark.parametrize("name,size", [("resnet18", 224), ("resnet50", 224), ("resnet34", 96)])
-def test_torchvision_parity(name, size):
+def test_torchvision_parity(name, size, randomize_bn):
+    """Random BN statistics/affine (at init eval BN is the identity and would hide a BN/ReLU
+    swap), loaded the way users load a torchvision file: ``create_model(weights=...)``."""
     torch.manual_seed(0)
-    ref = getattr(torchvision.models, name)(weights=None).eval()
-    ours = create_model(name).eval()
-    ours.load_state_dict(ref.state_dict(), strict=True)
+    ref = randomize_bn(getattr(torchvision.models, name)(weights=None)).eval()
+    ours = create_model(name, weights=ref.state_dict()).eval()
     x = torch.randn(2, 3, size, size)
     with torch.no_grad():
         diff = (ours(x) - ref(x)).abs().max().item()

@@ -5,22 +5,27 @@ from torchvision.models.segmentation import deeplabv3_resnet50
 
 from cvcraft.errors import ConfigError
 from cvcraft.models import create_model, model_info
-from cvcraft.models.segmentation.deeplab import AtrousConv2d, atrous, make_aspp
+from cvcraft.models.registry import tv_converter
+from cvcraft.models.segmentation.deeplab import (
+    AtrousConv2d,
+    atrous,
+    from_torchvision_state_dict,
+    make_aspp,
+)
 from cvcraft.models.segmentation.encoders import resnet_backbone
 
 
-def test_deeplabv3_resnet50_equals_torchvision_after_state_dict_mapping():
+def test_deeplabv3_resnet50_equals_torchvision_through_the_registered_converter(randomize_bn):
+    """torchvision's weights (BN statistics randomised) loaded as users load them:
+    ``create_model(weights=state_dict)`` renames through the registered converter."""
     torch.manual_seed(0)
     ref = deeplabv3_resnet50(weights=None, weights_backbone=None, num_classes=5, aux_loss=True)
-    ours = create_model("deeplabv3_resnet50", num_classes=5, aux=True)
+    randomize_bn(ref)
+    ours = create_model("deeplabv3_resnet50", num_classes=5, aux=True, weights=ref.state_dict())
     ref_sd, our_sd = ref.state_dict(), ours.state_dict()
-    # Same parameter count, same order, same shapes; backbone keys are identical.
     assert model_info(ours)["params"] == sum(p.numel() for p in ref.parameters())
-    assert [v.shape for v in ref_sd.values()] == [v.shape for v in our_sd.values()]
-    assert [k for k in our_sd if k.startswith("backbone.")] == [
-        k for k in ref_sd if k.startswith("backbone.")
-    ]
-    ours.load_state_dict(dict(zip(our_sd, ref_sd.values())))
+    assert tv_converter("deeplabv3_resnet50") is from_torchvision_state_dict
+    assert set(from_torchvision_state_dict(ref_sd)) == set(our_sd)  # every key renamed
     x = torch.randn(2, 3, 72, 88)
     ref.eval(), ours.eval()
     with torch.no_grad():
@@ -34,9 +39,9 @@ def test_deeplabv3_resnet50_equals_torchvision_after_state_dict_mapping():
 
 
 @pytest.mark.parametrize("os_,flags", [(16, [False, False, True]), (8, [False, True, True])])
-def test_dilated_backbone_equals_torchvision_replace_stride_with_dilation(os_, flags):
+def test_dilated_backbone_equals_torchvision_replace_stride_with_dilation(os_, flags, randomize_bn):
     torch.manual_seed(0)
-    ref = torchvision.models.resnet50(replace_stride_with_dilation=flags).eval()
+    ref = randomize_bn(torchvision.models.resnet50(replace_stride_with_dilation=flags)).eval()
     ours = resnet_backbone("resnet50", output_stride=os_).eval()
     ours.load_state_dict({k: v for k, v in ref.state_dict().items() if not k.startswith("fc.")})
     x = torch.randn(1, 3, 64, 64)
@@ -60,7 +65,7 @@ def test_basicblock_backbone_dilates_and_bad_stride_raises():
             8,
         )
     assert [f["reduction"] for f in net.feature_info] == [2, 4, 8, 8, 8]
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match=r"output_stride must be one of \(8, 16, 32\), got 4"):
         resnet_backbone("resnet18", output_stride=4)
 
 

@@ -62,15 +62,20 @@ def test_fcn_scores_start_at_zero_and_skips_add_detail():
     assert y.shape == (1, 3, 70, 45) and y.abs().sum() > 0
 
 
-def test_fcn_resnet50_equals_torchvision_after_state_dict_mapping():
+def test_fcn_resnet50_equals_torchvision_through_the_registered_converter(randomize_bn):
+    """torchvision's weights (BN statistics randomised) loaded as users load them:
+    ``create_model(weights=state_dict)`` renames through the registered converter."""
     from torchvision.models.segmentation import fcn_resnet50
 
+    from cvcraft.models.registry import tv_converter
+    from cvcraft.models.segmentation.fcn import from_torchvision_state_dict
+
     torch.manual_seed(0)
-    ref = fcn_resnet50(weights=None, weights_backbone=None, num_classes=4, aux_loss=True).eval()
-    ours = create_model("fcn_resnet50", num_classes=4, aux=True).eval()
-    ref_sd, our_sd = ref.state_dict(), ours.state_dict()
-    assert [v.shape for v in ref_sd.values()] == [v.shape for v in our_sd.values()]
-    ours.load_state_dict(dict(zip(our_sd, ref_sd.values())))
+    ref = fcn_resnet50(weights=None, weights_backbone=None, num_classes=4, aux_loss=True)
+    ref = randomize_bn(ref).eval()
+    ours = create_model("fcn_resnet50", num_classes=4, aux=True, weights=ref.state_dict()).eval()
+    assert tv_converter("fcn_resnet50") is from_torchvision_state_dict
+    assert set(from_torchvision_state_dict(ref.state_dict())) == set(ours.state_dict())
     x = torch.randn(1, 3, 56, 72)
     with torch.no_grad():
         assert torch.allclose(ours(x), ref(x)["out"], atol=1e-5)

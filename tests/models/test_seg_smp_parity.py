@@ -13,6 +13,7 @@ from cvcraft.models.segmentation.unet_pp import (
     NestedNode,
     smp_unetplusplus_state_dict,
 )
+from cvcraft.models.weights import rename_keys
 
 
 @pytest.fixture
@@ -25,15 +26,37 @@ def n_params(m: torch.nn.Module) -> int:
     return sum(p.numel() for p in m.parameters())
 
 
-def test_deeplabv3plus_equals_smp_after_weight_copy(smp):
+SMP_DEEPLABV3PLUS_KEYS = [
+    (r"^encoder\.", "backbone."),
+    (r"^decoder\.aspp\.0\.convs\.0\.0\.", "aspp.0.convs.0.conv."),
+    (r"^decoder\.aspp\.0\.convs\.0\.1\.", "aspp.0.convs.0.bn."),
+    (r"^decoder\.aspp\.0\.convs\.([123])\.0\.0\.", r"aspp.0.convs.\1.dw."),
+    (r"^decoder\.aspp\.0\.convs\.([123])\.0\.1\.", r"aspp.0.convs.\1.pw.conv."),
+    (r"^decoder\.aspp\.0\.convs\.([123])\.1\.", r"aspp.0.convs.\1.pw.bn."),
+    (r"^decoder\.aspp\.0\.convs\.4\.1\.", "aspp.0.convs.4.1.conv."),
+    (r"^decoder\.aspp\.0\.convs\.4\.2\.", "aspp.0.convs.4.1.bn."),
+    (r"^decoder\.aspp\.0\.project\.0\.", "aspp.0.project.0.conv."),
+    (r"^decoder\.aspp\.0\.project\.1\.", "aspp.0.project.0.bn."),
+    (r"^decoder\.aspp\.1\.0\.", "aspp.1.dw."),
+    (r"^decoder\.aspp\.1\.1\.", "aspp.1.pw.conv."),
+    (r"^decoder\.aspp\.2\.", "aspp.1.pw.bn."),
+    (r"^decoder\.block1\.0\.", "low_level.conv."),
+    (r"^decoder\.block1\.1\.", "low_level.bn."),
+    (r"^decoder\.block2\.0\.0\.", "decoder.0.dw."),
+    (r"^decoder\.block2\.0\.1\.", "decoder.0.pw.conv."),
+    (r"^decoder\.block2\.1\.", "decoder.0.pw.bn."),
+    (r"^segmentation_head\.0\.", "head."),
+]
+
+
+def test_deeplabv3plus_equals_smp_after_weight_copy(smp, randomize_bn):
     torch.manual_seed(0)
-    ref = smp.DeepLabV3Plus("resnet50", encoder_weights=None, classes=3).eval()
+    ref = randomize_bn(smp.DeepLabV3Plus("resnet50", encoder_weights=None, classes=3)).eval()
     ours = create_model("deeplabv3plus_resnet50", num_classes=3, **SMP_DEEPLABV3PLUS).eval()
-    ref_sd, our_sd = ref.state_dict(), ours.state_dict()
     assert model_info(ours)["params"] == n_params(ref)
-    # Same tensors in the same order: the networks are built layer for layer alike.
-    assert [v.shape for v in ref_sd.values()] == [v.shape for v in our_sd.values()]
-    ours.load_state_dict(dict(zip(our_sd, ref_sd.values())))
+    # smp's names -> ours by name (not by position, which would pair any two same-shaped
+    # tensors registered in swapped order), through the library's rename_keys; strict load.
+    ours.load_state_dict(rename_keys(ref.state_dict(), SMP_DEEPLABV3PLUS_KEYS), strict=True)
     # smp also dilates the formerly strided 3x3 conv of layer4's first block (torchvision,
     # and so ours, keep it at the previous dilation); match it to compare the rest.
     conv = ours.backbone.layer4[0].conv2
@@ -49,9 +72,9 @@ def test_deeplabv3plus_equals_smp_after_weight_copy(smp):
 
 
 @pytest.mark.parametrize("encoder", ["resnet18", "resnet34"])
-def test_unet_pp_equals_smp_after_weight_copy(smp, encoder):
+def test_unet_pp_equals_smp_after_weight_copy(smp, encoder, randomize_bn):
     torch.manual_seed(0)
-    ref = smp.UnetPlusPlus(encoder, encoder_weights=None, classes=4).eval()
+    ref = randomize_bn(smp.UnetPlusPlus(encoder, encoder_weights=None, classes=4)).eval()
     ours = create_model("unet_pp", num_classes=4, encoder=encoder, **SMP_UNETPLUSPLUS).eval()
     assert model_info(ours)["params"] == n_params(ref)
     ours.load_state_dict(smp_unetplusplus_state_dict(ours, ref.state_dict()))  # strict
@@ -117,9 +140,11 @@ def test_unet_pp_decoder_channels_set_the_last_node_of_each_level_and_are_checke
     assert m.nodes["x1_1"][1].conv.out_channels == 8 and m.heads[0].in_channels == 6
     # x0_3 sees X[0][0..2] (4 + 4 + 4) and up(X[1][2]) brought to 4 by the transposed conv.
     assert m.nodes["x0_3"][0].conv.in_channels == 16 and m.ups["x0_3"].in_channels == 12
-    with pytest.raises(ConfigError):
+    with pytest.raises(
+        ConfigError, match=r"decoder_channels needs 3 entries .* got \(24, 12, 6, 3\)"
+    ):
         create_model("unet_pp", base=4, depth=3, decoder_channels=(24, 12, 6, 3))  # no final
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match=r"deep_supervision=False, got \(8, 8, 8\)"):
         create_model("unet_pp", base=4, depth=3, decoder_channels=(8, 8, 8), deep_supervision=True)
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match="up must be one of .* got 'bicubic'"):
         create_model("unet_pp", base=4, up="bicubic")

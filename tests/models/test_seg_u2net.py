@@ -21,7 +21,7 @@ def test_rsu_structure_and_dilated_variant_never_pools():
     assert [c.conv.dilation[0] for c in rsu4f.enc] == [1, 2, 4]
     assert rsu4f.bottom.conv.dilation == (8, 8)
     assert [c.conv.dilation[0] for c in rsu4f.dec] == [1, 2, 4]  # mirrored on the way up
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match="RSU depth must be >= 2, got 1"):
         RSU(1, 3, 8, 16)
 
 

@@ -3,6 +3,7 @@ import torch
 
 from cvcraft.errors import ConfigError
 from cvcraft.models import create_model, model_info
+from cvcraft.models.weights import rename_keys
 
 
 def _paper_unet_params(base: int, depth: int, in_chans: int, classes: int, bn: bool) -> int:
@@ -31,14 +32,21 @@ def test_paper_unet_param_count_matches_hand_count(norm):
         assert round(model_info(m)["params"] / 1e6, 2) == 31.03
 
 
-def test_resnet_encoder_unet_equals_smp_unet_after_weight_copy():
+def test_resnet_encoder_unet_equals_smp_unet_after_weight_copy(randomize_bn):
     smp = pytest.importorskip("segmentation_models_pytorch")
     torch.manual_seed(0)
-    ref = smp.Unet("resnet18", encoder_weights=None, classes=3).eval()
+    ref = randomize_bn(smp.Unet("resnet18", encoder_weights=None, classes=3)).eval()
     ours = create_model("unet", num_classes=3, encoder="resnet18", head_kernel=3).eval()
-    ref_sd, our_sd = ref.state_dict(), ours.state_dict()
-    assert [v.shape for v in ref_sd.values()] == [v.shape for v in our_sd.values()]
-    ours.load_state_dict(dict(zip(our_sd, ref_sd.values())))
+    # smp's names -> ours by name (not by position), through the library's rename_keys.
+    rules = [
+        (r"^encoder\.", "backbone."),
+        (r"^decoder\.blocks\.(\d+)\.conv1\.0\.", r"ups.\1.conv.0.conv."),
+        (r"^decoder\.blocks\.(\d+)\.conv1\.1\.", r"ups.\1.conv.0.bn."),
+        (r"^decoder\.blocks\.(\d+)\.conv2\.0\.", r"ups.\1.conv.1.conv."),
+        (r"^decoder\.blocks\.(\d+)\.conv2\.1\.", r"ups.\1.conv.1.bn."),
+        (r"^segmentation_head\.0\.", "head."),
+    ]
+    ours.load_state_dict(rename_keys(ref.state_dict(), rules), strict=True)
     x = torch.randn(1, 3, 64, 96)
     with torch.no_grad():
         assert torch.allclose(ours(x), ref(x), atol=1e-5)
@@ -55,7 +63,7 @@ def test_small_unet_any_size(bilinear, size):
 def test_unet_bilinear_has_no_transposed_convs_and_bad_args_raise():
     m = create_model("unet", base=4, bilinear=True)
     assert not any(isinstance(x, torch.nn.ConvTranspose2d) for x in m.modules())
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match="UNet needs depth >= 1 and base >= 2, got 0"):
         create_model("unet", depth=0)
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match=r"UNet decoder_channels needs 5 entries, got \(8, 8\)"):
         create_model("unet", encoder="resnet18", decoder_channels=(8, 8))

@@ -43,7 +43,7 @@ def test_pruned_network_ignores_deeper_weights():
 
 
 def test_prune_requires_deep_supervision_and_valid_level():
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match="prune_level / ensemble need deep_supervision=True"):
         create_model("unet_pp", base=4, prune_level=2)
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match=r"prune_level must be in 1\.\.3, got 4"):
         create_model("unet_pp", base=4, depth=3, deep_supervision=True, prune_level=4)

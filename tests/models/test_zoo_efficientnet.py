@@ -5,21 +5,10 @@ from cvcraft.models import create_model, model_info
 from cvcraft.models.classification.efficientnet import MBConv
 
 
-def _randomize_bn(model):
-    g = torch.Generator().manual_seed(0)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            n = m.num_features
-            m.running_mean.copy_(torch.randn(n, generator=g) * 0.1)
-            m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
-            m.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
-            m.bias.data.copy_(torch.randn(n, generator=g) * 0.1)
-
-
-def test_torchvision_parity_and_stochastic_depth_rates():
+def test_torchvision_parity_and_stochastic_depth_rates(randomize_bn):
     torch.manual_seed(0)
     ref = torchvision.models.efficientnet_b0(weights=None)
-    _randomize_bn(ref)
+    randomize_bn(ref)
     ref.eval()
     ours = create_model("efficientnet_b0").eval()
     assert list(ours.state_dict()) == list(ref.state_dict())

@@ -29,5 +29,5 @@ def test_mnist_size_hidden_dropout_and_grads():
     assert m.eval()(torch.randn(2, 1, 28, 28)).shape == (2, 64)
     lr = create_model("mlp", num_classes=3, hidden=())  # logistic regression
     assert model_info(lr)["params"] == 3072 * 3 + 3
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match=r"hidden widths must be positive, got .*hidden=\(0,\)"):
         create_model("mlp", hidden=(0,))

@@ -6,22 +6,11 @@ from cvcraft.models import create_model, model_info
 from cvcraft.models.classification.mobilenetv2 import round_channels
 
 
-def _randomize_bn(model):
-    g = torch.Generator().manual_seed(0)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            n = m.num_features
-            m.running_mean.copy_(torch.randn(n, generator=g) * 0.1)
-            m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
-            m.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
-            m.bias.data.copy_(torch.randn(n, generator=g) * 0.1)
-
-
 @pytest.mark.parametrize("width_mult", [1.0, 0.5])
-def test_torchvision_parity(width_mult):
+def test_torchvision_parity(width_mult, randomize_bn):
     torch.manual_seed(0)
     ref = torchvision.models.mobilenet_v2(weights=None, width_mult=width_mult)
-    _randomize_bn(ref)
+    randomize_bn(ref)
     ref.eval()
     ours = create_model("mobilenet_v2", width_mult=width_mult).eval()
     assert list(ours.state_dict()) == list(ref.state_dict())

@@ -43,5 +43,5 @@ def test_shapes_grads_in_chans(batch_norm):
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in m.parameters())
     m.reset_classifier(3)
     assert m.eval()(torch.randn(1, 1, 32, 32)).shape == (1, 3)
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match="NIN needs num_classes > 0"):
         m.reset_classifier(0)

@@ -7,22 +7,11 @@ from cvcraft.models.classification.repvgg import RepVGG, reparameterize_model
 from cvcraft.nn.repvgg import RepVGGBlock, fuse_bn
 
 
-def _randomize_bn(model):
-    g = torch.Generator().manual_seed(0)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            n = m.num_features
-            m.running_mean.copy_(torch.randn(n, generator=g) * 0.1)
-            m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
-            m.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
-            m.bias.data.copy_(torch.randn(n, generator=g) * 0.1)
-
-
-def test_fuse_bn_matches_batchnorm_after_conv():
+def test_fuse_bn_matches_batchnorm_after_conv(randomize_bn):
     torch.manual_seed(0)
     conv = torch.nn.Conv2d(4, 6, 3, padding=1, bias=False)
     bn = torch.nn.BatchNorm2d(6)
-    _randomize_bn(bn)
+    randomize_bn(bn)
     bn.eval()
     k, b = fuse_bn(conv.weight, bn)
     x = torch.randn(2, 4, 8, 8)
@@ -33,11 +22,11 @@ def test_fuse_bn_matches_batchnorm_after_conv():
 @pytest.mark.parametrize(
     "c_in,c_out,stride,groups", [(8, 8, 1, 1), (8, 16, 2, 1), (8, 8, 1, 4), (6, 12, 1, 3)]
 )
-def test_block_reparameterization_is_exact_in_eval(c_in, c_out, stride, groups):
+def test_block_reparameterization_is_exact_in_eval(c_in, c_out, stride, groups, randomize_bn):
     torch.manual_seed(0)
     blk = RepVGGBlock(c_in, c_out, stride, groups)
     assert (blk.identity is not None) == (stride == 1 and c_in == c_out)
-    _randomize_bn(blk)
+    randomize_bn(blk)
     blk.eval()
     x = torch.randn(2, c_in, 9, 9)
     with torch.no_grad():
@@ -49,10 +38,10 @@ def test_block_reparameterization_is_exact_in_eval(c_in, c_out, stride, groups):
     assert (before - after).abs().max().item() <= 1e-4
 
 
-def test_model_reparameterization_and_paper_param_counts():
+def test_model_reparameterization_and_paper_param_counts(randomize_bn):
     torch.manual_seed(0)
     m = create_model("repvgg_a0", num_classes=10)
-    _randomize_bn(m)
+    randomize_bn(m)
     m.eval()
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
@@ -93,5 +82,5 @@ def test_shapes_grads_in_chans_and_classifier():
     assert a0.forward_features(torch.randn(1, 1, 64, 64)).shape == (1, 1280, 2, 2)
     a0.reset_classifier(0)
     assert a0(torch.randn(1, 1, 32, 32)).shape == (1, 1280)
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match="channels 6->8 not divisible by groups=4"):
         RepVGGBlock(6, 8, groups=4)

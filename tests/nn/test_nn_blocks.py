@@ -31,7 +31,7 @@ def test_resnet_blocks_are_reexported_not_duplicated():
     from cvcraft.nn.blocks import BasicBlock
 
     assert BasicBlock is resnet.BasicBlock
-    with pytest.raises(AttributeError):
+    with pytest.raises(AttributeError, match="has no attribute 'NoSuchBlock'"):
         cnn.NoSuchBlock  # noqa: B018
 
 

@@ -29,7 +29,7 @@ def test_drop_path_identity_in_eval_and_p0():
     x = torch.randn(8, 4)
     assert DropPath(0.5).eval()(x) is x
     assert DropPath(0.0).train()(x) is x
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match=r"DropPath probability must be in \[0, 1\], got 1\.5"):
         DropPath(1.5)
 
 

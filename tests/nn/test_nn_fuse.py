@@ -98,7 +98,7 @@ class _Untraceable(nn.Module):
 def test_structural_fallback_when_fx_cannot_trace():
     torch.manual_seed(0)
     net = _randomize_bn(_Untraceable()).eval()
-    with pytest.raises(torch.fx.proxy.TraceError):
+    with pytest.raises(torch.fx.proxy.TraceError, match="cannot be used as inputs to control flow"):
         torch.fx.symbolic_trace(net)
     x = torch.randn(2, 3, 8, 8)
     fused = fuse_model(net, example_input=x)

@@ -67,20 +67,19 @@ def test_simsppf_uses_relu():
     assert m(torch.randn(1, 8, 7, 7)).shape == (1, 4, 7, 7)
 
 
-def test_aspp_equals_torchvision_aspp_with_mapped_weights():
+def test_aspp_equals_torchvision_aspp_with_mapped_weights(randomize_bn):
+    """torchvision's ASPP weights renamed by the production DeepLabV3 converter (the ASPP
+    sits at ``classifier.0`` in torchvision's model), not copied by position."""
+    from cvcraft.models.segmentation.deeplab import from_torchvision_state_dict
+
     tv_aspp = importlib.import_module("torchvision.models.segmentation.deeplabv3").ASPP
     torch.manual_seed(0)
-    ref = tv_aspp(16, [2, 4, 6], out_channels=8).eval()
-    for m in ref.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            with torch.no_grad():
-                m.running_mean.normal_()
-                m.running_var.uniform_(0.5, 2)
-                m.weight.normal_()
+    ref = randomize_bn(tv_aspp(16, [2, 4, 6], out_channels=8)).eval()
     ours = ASPP(16, 8, rates=(2, 4, 6)).eval()
-    ours_sd, ref_sd = ours.state_dict(), ref.state_dict()
-    assert [v.shape for v in ours_sd.values()] == [v.shape for v in ref_sd.values()]
-    ours.load_state_dict(dict(zip(ours_sd, ref_sd.values())))
+    renamed = from_torchvision_state_dict(
+        {f"classifier.0.{k}": v for k, v in ref.state_dict().items()}
+    )
+    ours.load_state_dict({k.removeprefix("classifier.0."): v for k, v in renamed.items()})
     x = torch.randn(2, 16, 9, 11)
     torch.testing.assert_close(ours(x), ref(x))
     assert [b.conv.dilation[0] for b in list(ours.convs)[1:4]] == [2, 4, 6]

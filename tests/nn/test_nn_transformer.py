@@ -154,7 +154,7 @@ def test_window_attention_matches_token_loop_reference(shift):
 def test_window_attention_pads_odd_sizes():
     m = WindowAttention(8, 2, window=4, shift=2).eval()
     assert m(torch.randn(2, 6, 9, 8)).shape == (2, 6, 9, 8)
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match=r"shift 4 must be in \[0, window=4\)"):
         WindowAttention(8, 2, window=4, shift=4)
 
 

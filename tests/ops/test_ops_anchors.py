@@ -58,7 +58,9 @@ def test_grid_anchors_offset_and_errors():
     centres = (a[:, :2] + a[:, 2:]) / 2
     # row-major: cell (i=1, j=2) is index 5, centred at ((2+.5)*10, (1+.5)*10)
     assert torch.allclose(centres[5], torch.tensor([25.0, 15.0]))
-    with pytest.raises(ConfigError):
+    with pytest.raises(
+        ConfigError, match="1 feature sizes, 2 strides and 1 base-anchor sets; give one of each"
+    ):
         grid_anchors([(2, 3)], [10, 20], [base])
 
 
@@ -109,7 +111,9 @@ def test_ratio_recall_hand_computed():
 
 
 def test_kmeans_rejects_bad_input():
-    with pytest.raises(DataError):
+    with pytest.raises(
+        DataError, match=r"kmeans_anchors: wh must have shape \(N, 2\), got \(5, 3\)"
+    ):
         kmeans_anchors(np.ones((5, 3)), 2)
     with pytest.raises(DataError, match="img_size"):
         kmeans_anchors(np.full((20, 2), 0.1), 3)  # normalized labels without img_size

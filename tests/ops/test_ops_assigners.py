@@ -59,6 +59,42 @@ def test_max_iou_matches_torchvision_matcher(seed, thr, low_quality):
     assert torch.allclose(ours.quality, torchvision.ops.box_iou(priors, gts).max(1).values)
 
 
+def _grid_boxes(n: int, g: torch.Generator) -> torch.Tensor:
+    """Integer boxes on a 5-px grid, float64: IoUs are exact ratios that hit 1/4, 1/3, 1/2."""
+    xy = torch.randint(0, 12, (n, 2), generator=g) * 5
+    wh = torch.randint(1, 5, (n, 2), generator=g) * 10
+    return torch.cat([xy, xy + wh], 1).double()
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("thr", [(0.5, 0.5), (0.5, 1 / 3), (1 / 3, 0.25), (0.5, 0.25)])
+@pytest.mark.parametrize("low_quality", [True, False])
+def test_max_iou_at_exact_thresholds_matches_torchvision_matcher(seed, thr, low_quality):
+    """Priors whose best IoU equals pos_thr are positive, equal to neg_thr ignored (not
+    negative); per-gt maxima tie often (duplicates); one gt overlaps no prior at all (its
+    maximum is 0, so the Matcher 'rescues' every prior to its own best gt)."""
+    g = torch.Generator().manual_seed(seed)
+    gts = torch.cat([_grid_boxes(6, g), torch.tensor([[500.0, 500, 510, 510]]).double()])
+    priors = _grid_boxes(80, g)
+    iou = torchvision.ops.box_iou(gts, priors)
+    assert (iou.max(0).values == thr[0]).any() and (iou.max(0).values == thr[1]).any()
+    ours = max_iou_assign(priors, gts, thr[0], thr[1], allow_low_quality=low_quality)
+    ref = Matcher(thr[0], thr[1], low_quality)(iou)
+    assert torch.equal(ours.gt_index, ref)
+    assert torch.equal(ours.quality, iou.max(0).values)
+
+
+def test_max_iou_hand_case_at_exact_thresholds():
+    gts = torch.tensor([[0.0, 0, 100, 100]])
+    priors = torch.tensor([[0.0, 0, 100, 50], [0.0, 0, 100, 40], [0.0, 0, 100, 39]])  # .5 .4 .39
+    r = max_iou_assign(priors, gts, 0.5, 0.4, allow_low_quality=False)
+    assert r.gt_index.tolist() == [0, IGNORE, NEGATIVE]
+    r = max_iou_assign(priors, gts, 0.5, 0.4, min_pos_iou=0.5)  # the best prior is rescued...
+    assert r.gt_index.tolist() == [0, IGNORE, NEGATIVE]
+    r = max_iou_assign(priors[1:], gts, 0.5, 0.4, min_pos_iou=0.4)  # ...also at min_pos_iou
+    assert r.gt_index.tolist() == [0, NEGATIVE]
+
+
 def test_max_iou_min_pos_iou_and_labels():
     gts = torch.tensor([[0.0, 0, 10, 10], [50, 50, 60, 60]])
     priors = torch.tensor([[0.0, 0, 10, 10], [50, 50, 70, 70], [200, 200, 210, 210]])
@@ -72,7 +108,7 @@ def test_max_iou_min_pos_iou_and_labels():
     assert r.quality.tolist() == pytest.approx([1.0, 0.25, 0.0])
     empty = max_iou_assign(priors, torch.zeros(0, 4))
     assert empty.gt_index.tolist() == [NEGATIVE] * 3 and empty.num_gts == 0
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match=r"neg_thr 0\.5 must be <= pos_thr 0\.3"):
         max_iou_assign(priors, gts, 0.3, 0.5)
 
 

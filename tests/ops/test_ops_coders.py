@@ -45,7 +45,9 @@ def test_delta_coder_round_trip_and_batch_dims():
     assert torch.allclose(c.decode(c.encode(gt, priors), priors), gt, atol=1e-4)
     batched = c.encode(gt.view(2, 32, 4), priors.view(2, 32, 4))
     assert torch.allclose(c.decode(batched, priors.view(2, 32, 4)).view(64, 4), gt, atol=1e-4)
-    with pytest.raises(ConfigError):
+    with pytest.raises(
+        ConfigError, match=r"weights needs 4 values \(wx, wy, ww, wh\), got \(1\.0, 1\.0\)"
+    ):
         DeltaCoder(weights=(1.0, 1.0))
 
 
@@ -80,5 +82,7 @@ def test_yolo_grid_round_trip():
 
 
 def test_yolo_grid_decode_rejects_wrong_shape():
-    with pytest.raises(ConfigError):
+    with pytest.raises(
+        ConfigError, match=r"decode: expected \(B, 1, H, W, 4\), got \(1, 2, 4, 4, 4\)"
+    ):
         YoloGridCoder([[10.0, 10.0]], 8).decode(torch.zeros(1, 2, 4, 4, 4))

@@ -246,6 +246,100 @@ def test_weighted_nms_matches_reference_loop(seed: int) -> None:
     torch.testing.assert_close(r.scores, scores[r.keep])
 
 
+# --- exact boundaries: IoU equal to the threshold, tied scores, score at the floor ------
+
+
+def grid_boxes(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Integer boxes on a 5-px grid (float64): every IoU is an exact ratio, so many pairs sit
+    exactly at thresholds like 1/4, 1/3, 1/2; scores on a 5-value grid, so ties are common."""
+    gen = torch.Generator().manual_seed(seed)
+    xy = torch.randint(0, 12, (n, 2), generator=gen) * 5
+    wh = torch.randint(1, 5, (n, 2), generator=gen) * 10
+    boxes = torch.cat([xy, xy + wh], 1).double()
+    return boxes, torch.randint(1, 6, (n,), generator=gen).double() / 5
+
+
+BOUNDARY_THRESHOLDS = [0.25, 1 / 3, 0.5, 0.6]
+
+
+def _hits_threshold(boxes: torch.Tensor, thr: float) -> bool:
+    return bool((torchvision.ops.box_iou(boxes, boxes) == thr).triu(1).any())
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("thr", BOUNDARY_THRESHOLDS)
+def test_greedy_at_exact_threshold_and_score_ties_matches_torchvision(seed, thr):
+    """IoU == t is not suppressed (torchvision: IoU > t), and of two boxes with the same score
+    the earlier index wins — the same keep list, in the same order, as torchvision."""
+    boxes, scores = grid_boxes(80, seed)
+    assert _hits_threshold(boxes, thr)
+    r = nms(boxes, scores, thr)
+    assert torch.equal(r.keep, torchvision.ops.nms(boxes, scores, thr))
+    assert r.keep.tolist() == greedy_ref(boxes, scores, thr, iou)[0]
+    labels = torch.randint(0, 3, (80,), generator=torch.Generator().manual_seed(seed))
+    got = batched_nms(boxes, scores, labels, thr).keep
+    expected = torchvision.ops.batched_nms(boxes, scores, labels, thr)
+    assert sorted(got.tolist()) == sorted(expected.tolist())
+
+
+def test_greedy_and_fast_hand_case_at_exact_threshold():
+    # float64 so IoU 0.49 equals the threshold 0.49 to the last bit.
+    a, b, c = [0.0, 0, 100, 100], [0.0, 0, 100, 50], [0.0, 51, 100, 100]
+    boxes = torch.tensor([a, b, c, a], dtype=torch.float64)
+    scores = torch.tensor([0.9, 0.8, 0.7, 0.9], dtype=torch.float64)  # box 3 ties box 0
+    # IoU(a, b) = 0.5, IoU(a, c) = 0.49, IoU(b, c) = 0: only the exact duplicate 3 goes.
+    for method in ("greedy", "fast", "weighted"):
+        assert nms(boxes, scores, 0.5, method).keep.tolist() == [0, 1, 2], method
+        assert nms(boxes, scores, 0.49, method).keep.tolist() == [0, 2], method
+    assert torchvision.ops.nms(boxes, scores, 0.5).tolist() == [0, 1, 2]
+    assert torchvision.ops.nms(boxes, scores, 0.49).tolist() == [0, 2]
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("thr", BOUNDARY_THRESHOLDS)
+def test_fast_and_weighted_at_exact_threshold(seed, thr):
+    boxes, scores = grid_boxes(60, seed)
+    b, s = boxes.tolist(), scores.tolist()
+    order = by_score(s)
+    rank = {j: r for r, j in enumerate(order)}
+    fast_ref = [j for j in order if all(iou(b[i], b[j]) <= thr for i in order[: rank[j]])]
+    assert nms(boxes, scores, thr, "fast").keep.tolist() == fast_ref
+    kept, clusters = greedy_ref(boxes, scores, thr, iou)
+    merged = []
+    for m, cluster in zip(kept, clusters, strict=True):
+        w = [s[i] * iou(b[m], b[i]) for i in cluster]
+        merged.append([sum(wi * b[i][c] for wi, i in zip(w, cluster)) / sum(w) for c in range(4)])
+    r = nms(boxes, scores, thr, "weighted")
+    assert r.keep.tolist() == kept
+    torch.testing.assert_close(r.boxes, torch.tensor(merged, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("thr", [0.25, 0.5])
+def test_soft_linear_at_exact_threshold_and_floor(seed, thr):
+    """Bodla's linear decay applies from IoU >= t; a score equal to the floor survives.
+
+    Decayed scores tie here (0.8 * (1 - 0.5) == 0.4); the library breaks such ties by the
+    original score rank (candidates are pre-sorted, stably), so the reference loop runs on
+    the pre-sorted boxes and its picks are mapped back."""
+    boxes, scores = grid_boxes(40, seed)
+    perm = torch.sort(scores, descending=True, stable=True).indices
+    kept, kept_scores = soft_nms_ref(boxes[perm], scores[perm], thr, 0.5, 0.2, linear=True)
+    kept = perm[kept].tolist()
+    r = nms(boxes, scores, thr, "soft_linear", score_threshold=0.2)
+    assert r.keep.tolist() == kept
+    torch.testing.assert_close(r.scores, torch.tensor(kept_scores, dtype=torch.float64))
+    assert (r.scores == 0.2).any()  # the floor itself is kept
+
+
+def test_score_threshold_is_inclusive_and_top_k_breaks_ties_by_index():
+    boxes = torch.tensor([[0.0, 0, 10, 10], [20, 0, 30, 10], [40, 0, 50, 10], [60, 0, 70, 10]])
+    scores = torch.tensor([0.3, 0.5, 0.5, 0.29])
+    assert nms(boxes, scores, 0.5, score_threshold=0.3).keep.tolist() == [1, 2, 0]
+    assert nms(boxes, scores, 0.5, top_k=1).keep.tolist() == [1]
+    assert nms(boxes, scores, 0.5, max_det=2).keep.tolist() == [1, 2]
+
+
 # --- every method: class-aware = per class, empty input, bad names -------------------
 
 

@@ -27,7 +27,9 @@ def test_to_rois_list_and_tensor():
     assert rois[:, 0].tolist() == [0, 0, 0, 1, 1]
     assert torch.equal(rois[:, 1:], torch.cat([a, b]))
     assert to_rois(rois) is rois
-    with pytest.raises(ConfigError):
+    with pytest.raises(
+        ConfigError, match=r"must be \(K, 5\) .* got \(3, 4\); pass a list of per-image"
+    ):
         to_rois(torch.zeros(3, 4))
 
 
@@ -78,7 +80,9 @@ def test_multiscale_roi_align_single_level_and_errors():
     boxes = [_boxes(4, 7, 64)]
     ref = torchvision.ops.roi_align(feats[0], to_rois(boxes), (3, 3), 1 / 8, 2)
     assert torch.equal(multiscale_roi_align(feats, boxes, 3, 2, (8,)), ref)
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match=r"strides \(8, 32\) must be consecutive powers of two"):
         multiscale_roi_align(feats * 2, boxes, 3, 2, (8, 32))
-    with pytest.raises(ConfigError):
+    with pytest.raises(
+        ConfigError, match="1 feature maps but 2 strides; give one stride per level"
+    ):
         multiscale_roi_align(feats, boxes, 3, 2, (8, 16))

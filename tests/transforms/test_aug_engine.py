@@ -62,7 +62,9 @@ def test_some_of_picks_n_distinct_and_replays():
     for k in range(20):
         idx = SomeOf(ops, n=3, keep_order=True)(s, k, record=True)[1]["indices"]
         assert idx == sorted(idx)
-    with pytest.raises(ConfigError):
+    with pytest.raises(
+        ConfigError, match="SomeOf: need 0 <= n_min <= n_max <= 4 transforms, got n=5"
+    ):
         SomeOf(ops, n=5)
 
 
@@ -161,7 +163,9 @@ def test_unletterbox_round_trip():
 
     back_t = unletterbox_boxes(torch.from_numpy(out.boxes), out.meta["letterbox"])
     np.testing.assert_allclose(back_t.numpy(), s.boxes, atol=1e-4)
-    with pytest.raises(ConfigError):
+    with pytest.raises(
+        ConfigError, match="meta has no letterbox 'scale'; pass the meta of a sample"
+    ):
         unletterbox_boxes(out.boxes, {})
 
 
@@ -184,7 +188,7 @@ def test_classify_recipe_takes_a_policy_and_erasing():
     assert AutoAugment in kinds and kinds[-1] is RandomErasing and t[-1].p == 0.25
     assert t.transforms[kinds.index(AutoAugment)].policy == "cifar10"
     assert t(np.zeros((40, 40, 3), np.uint8), 0).shape == (32, 32, 3)
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match="policy 'randaug' is unknown; use autoaugment"):
         default_classify_transforms(32, True, policy="randaug")
 
 

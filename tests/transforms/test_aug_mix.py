@@ -119,9 +119,9 @@ def test_same_rng_same_batch_and_input_untouched():
 
 
 def test_errors():
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match="mixup=-1 .* Beta alphas must be >= 0"):
         MixupCutmix(K, mixup_alpha=-1)
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match=r"mix_prob=1\.5 must be in \[0, 1\]"):
         MixupCutmix(K, prob=1.5)
     mix = MixupCutmix(3, mixup_alpha=1.0)
     with pytest.raises(DataError, match="num_classes=3"):

@@ -176,7 +176,7 @@ def test_fit_into_scales_boxes():
 
 
 def test_errors():
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match="Mosaic: n must be 4 or 9, got 5"):
         Mosaic(64, n=5)
     scenes = _scenes(4, 32)
     with pytest.raises(DataError, match="needs 4 samples"):

@@ -79,11 +79,15 @@ def test_bare_image_call_and_no_mutation(sample):
 
 
 def test_bad_arguments():
-    with pytest.raises(ConfigError):
+    with pytest.raises(
+        ConfigError, match=r"HorizontalFlip: probability p must be in \[0, 1\], got 1\.5"
+    ):
         HorizontalFlip(1.5)
-    with pytest.raises(ConfigError):
+    with pytest.raises(
+        ConfigError, match=r"OneOf: weights \[1, 2\] must be one non-negative per transform"
+    ):
         OneOf([HorizontalFlip()], weights=[1, 2])
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match="Compose expects Transform objects, got function"):
         Compose([lambda s: s])
     with pytest.raises(ConfigError, match="recorded steps"):
         Compose([HorizontalFlip()]).replay(Sample(np.zeros((2, 2, 3), np.uint8)), [{}, {}])

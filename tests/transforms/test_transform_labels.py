@@ -18,7 +18,9 @@ def test_one_hot_matches_torch_and_numpy():
     labels = torch.tensor([0, 3, 2, 3])
     torch.testing.assert_close(one_hot(labels, 5), F.one_hot(labels, 5).float())
     np.testing.assert_array_equal(one_hot(labels.numpy(), 5), np.eye(5)[labels.numpy()])
-    with pytest.raises(DataError):
+    with pytest.raises(
+        DataError, match=r"labels span \[5, 5\] but num_classes=5; check the class list"
+    ):
         one_hot(torch.tensor([5]), 5)
 
 
@@ -37,7 +39,7 @@ def test_smoothing_equals_torch_cross_entropy(eps):
 def test_smoothing_soft_targets_and_errors():
     soft = torch.tensor([[0.7, 0.3, 0.0]])
     torch.testing.assert_close(smooth_labels(soft, 3, 0.3), soft * 0.7 + 0.1)
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match=r"smoothing must be in \[0, 1\), got 1\.0"):
         smooth_labels(torch.tensor([1]), 3, 1.0)
-    with pytest.raises(DataError):
+    with pytest.raises(DataError, match="targets have last dim 4, expected 3"):
         smooth_labels(torch.zeros(2, 4), 3, 0.1)

@@ -68,7 +68,7 @@ def test_stats_float_and_errors(images):
     np.testing.assert_allclose(st["median"], np.median(stacked(images), 0), atol=1e-9)
     with pytest.raises(DataError, match="channels"):
         compute_stats([images[0], images[1][..., :1]])
-    with pytest.raises(DataError):
+    with pytest.raises(DataError, match="compute_stats: no images were given"):
         compute_stats([])
 
 

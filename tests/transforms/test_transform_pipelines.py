@@ -64,7 +64,7 @@ def test_default_train_pipelines():
     img = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
     assert small(img, 0).shape == (32, 32, 3)
     assert rrc(np.zeros((300, 400, 3), np.uint8), 0).shape == (224, 224, 3)
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match="crop must be 'rrc', 'pad' or 'auto', got 'random'"):
         default_classify_transforms(32, True, crop="random")
 
 

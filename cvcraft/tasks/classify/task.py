@@ -412,8 +412,10 @@ class ClassifyTask(BaseTask):
 
     def evaluate(self, model: nn.Module, loader: Any = None) -> dict[str, Any]:
         out = super().evaluate(model, loader)
-        if loader is None and self.train_seen:
-            out["train_top1"] = float(self.train_correct) / self.train_seen
+        if loader is None:  # every rank gets here, so the sums are collective-safe
+            seen = ddp.all_reduce_sum(int(self.train_seen))  # over all ranks' shards
+            if seen:
+                out["train_top1"] = ddp.all_reduce_sum(int(self.train_correct)) / seen
         return out
 
     # -- plots at the end of a run

@@ -1,0 +1,312 @@
+"""Mutation check for tests/MUTATIONS.md: apply one deliberate one-line bug at a time to the
+library, run the tests that guard that module, restore the file, and print a Markdown table.
+
+    OMP_NUM_THREADS=1 python tests/mutation_run.py [--root DIR] [name-substring ...]
+
+``--root`` runs against another checkout (e.g. an exported older commit, to see what the
+suite caught before; test files it lacks are left out). The library file is restored after
+every mutant (also on Ctrl-C), and nothing is committed. Each mutant names the exact source
+text it replaces, so a refactor that removes that text shows as ERROR, not as a pass.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import NamedTuple
+
+ROOT = Path(__file__).resolve().parents[1]  # replaced by --root
+
+
+class Mutant(NamedTuple):
+    name: str
+    path: str  # library file, relative to the repository root
+    old: str  # exact source text (must occur once)
+    new: str
+    tests: tuple[str, ...]  # pytest node ids / files that should kill it
+
+
+COCO_TESTS = ("tests/metrics/test_metrics_coco.py", "tests/metrics/test_coco_boundaries.py")
+NMS_TESTS = ("tests/ops/test_ops_nms.py",)
+ASSIGN_TESTS = ("tests/ops/test_ops_assigners.py",)
+POLICY_TESTS = (
+    "tests/transforms/test_aug_policies.py",
+    "tests/transforms/test_transform_base.py",
+    "tests/transforms/test_aug_frequencies.py",
+)
+
+MUTANTS = [
+    Mutant(
+        "coco: IoU >= t becomes > t",
+        "cvcraft/metrics/coco.py",
+        "cand = avail[live] & (iou[:, None, None, :] >= thr4)",
+        "cand = avail[live] & (iou[:, None, None, :] > thr4)",
+        COCO_TESTS,
+    ),
+    Mutant(
+        "coco: gt area range lower bound exclusive",
+        "cvcraft/metrics/coco.py",
+        "(gt_area[:, None] < lo) | (gt_area[:, None] > hi)",
+        "(gt_area[:, None] <= lo) | (gt_area[:, None] > hi)",
+        COCO_TESTS,
+    ),
+    Mutant(
+        "coco: detection area range upper bound exclusive",
+        "cvcraft/metrics/coco.py",
+        "((darea[:, None] < lo) | (darea[:, None] > hi))",
+        "((darea[:, None] < lo) | (darea[:, None] >= hi))",
+        COCO_TESTS,
+    ),
+    Mutant(
+        "coco: IoU tie between gts goes to the earlier gt",
+        "cvcraft/metrics/coco.py",
+        'order = np.argsort(iou, axis=-1, kind="stable")  # (L, Gp)',
+        'order = np.argsort(-iou, axis=-1, kind="stable")[:, ::-1]  # (L, Gp)',
+        COCO_TESTS,
+    ),
+    Mutant(
+        "coco: crowd IoU over the union instead of the detection area",
+        "cvcraft/metrics/coco.py",
+        "union = np.where(gt_crowd, area_d, (area_d + gt[..., 2] * gt[..., 3]) - inter)",
+        "union = (area_d + gt[..., 2] * gt[..., 3]) - inter",
+        COCO_TESTS,
+    ),
+    Mutant(
+        "coco: score ties within an image take the LAST detection first (maxDets cut)",
+        "cvcraft/metrics/coco.py",
+        "dorder = np.lexsort((-det_score, dkey))  # stable: ties keep input order",
+        "dorder = np.lexsort((-np.arange(len(det_score)), -det_score, dkey))",
+        COCO_TESTS,
+    ),
+    Mutant(
+        "nms: candidates sorted unstably (score ties by a different order)",
+        "cvcraft/ops/nms.py",
+        "order = torch.sort(scores[cand], descending=True, stable=True).indices",
+        "order = torch.sort(scores[cand], stable=True).indices.flip(0)",
+        NMS_TESTS,
+    ),
+    Mutant(
+        "nms: score_threshold exclusive",
+        "cvcraft/ops/nms.py",
+        "cand = torch.nonzero(scores >= score_threshold).squeeze(1)",
+        "cand = torch.nonzero(scores > score_threshold).squeeze(1)",
+        NMS_TESTS,
+    ),
+    Mutant(
+        "nms: Fast NMS suppresses at IoU == t",
+        "cvcraft/ops/nms.py",
+        "return torch.nonzero(_max_iou_from_above(boxes, labels) <= thr).squeeze(1)",
+        "return torch.nonzero(_max_iou_from_above(boxes, labels) < thr).squeeze(1)",
+        NMS_TESTS,
+    ),
+    Mutant(
+        "nms: linear Soft-NMS decays only above t",
+        "cvcraft/ops/nms.py",
+        "decay = torch.where(iou >= thr, 1 - iou, torch.ones_like(iou))",
+        "decay = torch.where(iou > thr, 1 - iou, torch.ones_like(iou))",
+        NMS_TESTS,
+    ),
+    Mutant(
+        "nms: weighted NMS cluster includes IoU == t",
+        "cvcraft/ops/nms.py",
+        "member = (iou > thr) & (keep[:, None] < pos[None, :])",
+        "member = (iou >= thr) & (keep[:, None] < pos[None, :])",
+        NMS_TESTS,
+    ),
+    Mutant(
+        "assign: IoU == pos_thr is ignored, not positive",
+        "cvcraft/ops/assigners.py",
+        "gt_index[best_iou < pos_thr] = IGNORE",
+        "gt_index[best_iou <= pos_thr] = IGNORE",
+        ASSIGN_TESTS,
+    ),
+    Mutant(
+        "assign: IoU == neg_thr is negative, not ignored",
+        "cvcraft/ops/assigners.py",
+        "gt_index[best_iou < neg_thr] = NEGATIVE",
+        "gt_index[best_iou <= neg_thr] = NEGATIVE",
+        ASSIGN_TESTS,
+    ),
+    Mutant(
+        "assign: low-quality rescue requires IoU > min_pos_iou",
+        "cvcraft/ops/assigners.py",
+        "keep = (iou == per_gt[:, None]) & (per_gt >= min_pos_iou)[:, None]  # (M, N)",
+        "keep = (iou == per_gt[:, None]) & (per_gt > min_pos_iou)[:, None]  # (M, N)",
+        ASSIGN_TESTS,
+    ),
+    Mutant(
+        "resnet: stem ReLU before BN",
+        "cvcraft/models/classification/resnet.py",
+        'stem = [(n, getattr(self, n)) for n in ("conv1", "bn1", "relu", "maxpool")]',
+        'stem = [(n, getattr(self, n)) for n in ("conv1", "relu", "bn1", "maxpool")]',
+        ("tests/models/test_resnet.py",),
+    ),
+    Mutant(
+        "fuse: conv-BN folding drops BN eps",
+        "cvcraft/nn/fuse.py",
+        "scale = gamma * torch.rsqrt(var + bn.eps)  # (C_out,)",
+        "scale = gamma * torch.rsqrt(var)  # (C_out,)",
+        ("tests/nn/test_nn_fuse.py",),
+    ),
+    Mutant(
+        "seg metrics: a class absent from target and prediction counts as IoU 0",
+        "cvcraft/metrics/segmentation.py",
+        "return float(np.nanmean(x)) if np.isfinite(x).any() else 0.0",
+        "return float(np.nan_to_num(x).mean()) if np.isfinite(x).any() else 0.0",
+        ("tests/metrics/test_seg_metrics.py",),
+    ),
+    Mutant(
+        "dice: present_only averages over all classes",
+        "cvcraft/losses/segmentation.py",
+        "w = w * (onehot.sum(dims) > 0)",
+        "w = w * (onehot.sum(dims) >= 0)",
+        ("tests/losses/test_seg_losses.py",),
+    ),
+    Mutant(
+        "lovasz: present_only averages over all classes",
+        "cvcraft/losses/segmentation.py",
+        "present = total > 0",
+        "present = total >= 0",
+        ("tests/losses/test_seg_losses.py",),
+    ),
+    Mutant(
+        "transform: p is the skip probability",
+        "cvcraft/transforms/base.py",
+        "if self.p < 1.0 and rng.random() >= self.p:",
+        "if self.p < 1.0 and rng.random() < self.p:",
+        POLICY_TESTS,
+    ),
+    Mutant(
+        "multi-sample (Mosaic, MixUp): p is the skip probability",
+        "cvcraft/transforms/multi_sample.py",
+        "if self.p < 1.0 and rng.random() >= self.p:",
+        "if self.p < 1.0 and rng.random() < self.p:",
+        POLICY_TESTS + ("tests/transforms/test_aug_mosaic.py",),
+    ),
+    Mutant(
+        "AutoAugment: step runs with probability 1 - p",
+        "cvcraft/transforms/policies.py",
+        "if rng.random() <= prob:",
+        "if rng.random() >= prob:",
+        POLICY_TESTS,
+    ),
+    Mutant(
+        "policies: magnitude sign negative 1/4 of the time, not 1/2",
+        "cvcraft/transforms/policies.py",
+        "if space[name][1] and rng.random() < 0.5:",
+        "if space[name][1] and rng.random() < 0.25:",
+        POLICY_TESTS,
+    ),
+    Mutant(
+        "RandAugment: random magnitude never reaches the top bin",
+        "cvcraft/transforms/policies.py",
+        "level = int(rng.integers(self.magnitude + 1)) if self.random_magnitude else None",
+        "level = int(rng.integers(self.magnitude)) if self.random_magnitude else None",
+        POLICY_TESTS,
+    ),
+    Mutant(
+        "TrivialAugment: last bin never drawn",
+        "cvcraft/transforms/policies.py",
+        "level = int(rng.integers(self.num_bins))",
+        "level = int(rng.integers(self.num_bins - 1))",
+        POLICY_TESTS,
+    ),
+    Mutant(
+        "MixupCutmix: CutMix with probability 1 - switch_prob",
+        "cvcraft/transforms/mix.py",
+        "self.mixup_alpha == 0 or rng.random() < self.switch_prob",
+        "self.mixup_alpha == 0 or rng.random() >= self.switch_prob",
+        ("tests/transforms/test_aug_mix.py", "tests/transforms/test_aug_frequencies.py"),
+    ),
+    Mutant(
+        "CopyPaste: flip with probability 1 - flip",
+        "cvcraft/transforms/copy_paste.py",
+        '"flip": bool(rng.random() < self.flip)',
+        '"flip": bool(rng.random() >= self.flip)',
+        ("tests/transforms/test_aug_copy_paste.py", "tests/transforms/test_aug_frequencies.py"),
+    ),
+    Mutant(
+        "top-k accuracy: ties with the true class never count against it",
+        "cvcraft/metrics/classification.py",
+        "return (scores > s_true).sum(1) + ((scores == s_true) & lower_index).sum(1)",
+        "return (scores > s_true).sum(1)",
+        ("tests/metrics/test_classification_metrics.py",),
+    ),
+    Mutant(
+        "top-k accuracy: rank <= k",
+        "cvcraft/metrics/classification.py",
+        "self.topk_hits += (rank[None, :] < caps[:, None]).sum(1)",
+        "self.topk_hits += (rank[None, :] <= caps[:, None]).sum(1)",
+        ("tests/metrics/test_classification_metrics.py",),
+    ),
+    Mutant(
+        "GIoU: penalty over the union instead of the enclosing box",
+        "cvcraft/ops/boxes.py",
+        "return t.iou - (enclose - t.union) / enclose",
+        "return t.iou - (enclose - t.union) / t.union.clamp(min=eps)",
+        ("tests/ops/test_ops_boxes.py",),
+    ),
+    Mutant(
+        "IoU: eps added to the union instead of clamping it",
+        "cvcraft/ops/boxes.py",
+        "iou = inter / union.clamp(min=eps)",
+        "iou = inter / (union + eps)",
+        ("tests/ops/test_ops_boxes.py", "tests/ops/test_ops_nms.py", *ASSIGN_TESTS),
+    ),
+    Mutant(
+        "PSNR: L / MSE instead of L^2 / MSE",
+        "cvcraft/metrics/image.py",
+        'return float("inf") if m == 0 else float(10 * np.log10(L * L / m))',
+        'return float("inf") if m == 0 else float(10 * np.log10(L / m))',
+        ("tests/metrics/test_image_metrics.py",),
+    ),
+]
+
+
+def run(m: Mutant, root: Path) -> tuple[str, float, str]:
+    """(killed|SURVIVED|ERROR, seconds, last pytest line) for one mutant."""
+    tests = [t for t in m.tests if (root / t.split("::")[0]).exists()]
+    if not tests:
+        return "no tests", 0.0, ""
+    path = root / m.path
+    src = path.read_text()
+    if src.count(m.old) != 1:
+        return "ERROR", 0.0, f"source text found {src.count(m.old)} times (refactored?)"
+    try:
+        path.write_text(src.replace(m.old, m.new))
+        t0 = time.perf_counter()
+        p = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *tests],
+            cwd=root,
+            capture_output=True,
+            text=True,
+        )
+        dt = time.perf_counter() - t0
+    finally:
+        path.write_text(src)
+    last = (p.stdout.strip().splitlines() or [""])[-1]
+    if p.returncode == 1:
+        return "killed", dt, last
+    return ("SURVIVED" if p.returncode == 0 else "ERROR"), dt, last
+
+
+def main(argv: list[str]) -> int:
+    root = ROOT
+    if argv[:1] == ["--root"]:
+        root, argv = Path(argv[1]).resolve(), argv[2:]
+    chosen = [m for m in MUTANTS if not argv or any(a in m.name for a in argv)]
+    print("| mutant | file | tests | result | pytest |")
+    print("|---|---|---|---|---|")
+    survived = 0
+    for m in chosen:
+        result, dt, last = run(m, root)
+        survived += result != "killed"
+        tests = ", ".join(Path(t.split("::")[0]).name for t in m.tests)
+        print(f"| {m.name} | {m.path} | {tests} | **{result}** ({dt:.0f}s) | {last} |", flush=True)
+    return 1 if survived else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
