@@ -8,6 +8,7 @@ from typing import ClassVar
 
 from cvcraft.engine.config import TrainConfig, _opt, check_class_weights
 from cvcraft.errors import ConfigError
+from cvcraft.tasks.classify.semi_config import check_semi
 
 
 @dataclass
@@ -73,6 +74,15 @@ class ClassifyConfig(TrainConfig):
     adv_alpha: float = _opt(2 / 255, "PGD step size in [0, 1] pixel units")
     adv_steps: int = _opt(7, "PGD steps per batch")
     trades_beta: float = _opt(6.0, "TRADES weight of the robustness (KL) term")
+    # semi-supervised FixMatch (Sohn et al. 2020; semi.py)
+    semi: str = _opt("", "semi-supervised method: fixmatch ('' = off)")
+    labeled: float = _opt(
+        0.0, "semi: labelled images kept (N, balanced over classes, or a fraction per class)"
+    )
+    unlabeled: str = _opt("", "semi: a folder of extra unlabelled images")
+    tau: float = _opt(0.95, "semi: confidence threshold of a pseudo-label (max prob >= tau)")
+    mu: int = _opt(7, "semi: unlabelled images per labelled image in a batch")
+    lambda_u: float = _opt(1.0, "semi: weight of the unlabelled loss")
 
     def check(self) -> None:
         for k in ("label_smoothing", "hflip", "vflip", "cutout", "erasing"):
@@ -103,3 +113,4 @@ class ClassifyConfig(TrainConfig):
             raise ConfigError("need adv_eps >= 0, adv_alpha > 0 and adv_steps >= 1")
         if self.adv and (self.mixup_alpha > 0 or self.cutmix_alpha > 0):
             raise ConfigError("adversarial training needs hard labels; drop mixup/cutmix")
+        check_semi(self)
