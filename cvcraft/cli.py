@@ -445,7 +445,7 @@ TOOL_COMMANDS = {
     "kfold": _module_tool("kfold", "cvcraft.tasks.kfold", "KFOLD_KEYS", "run_kfold", (), "task"),
     # cvcraft ensemble classify weights=a.pt,b.pt data=...
     "ensemble": _module_tool(
-        "ensemble", "cvcraft.tasks.ensemble", "ENSEMBLE_KEYS", "run_ensemble", ("weights",), "task"
+        "ensemble", "cvcraft.tasks.ensemble", "ENSEMBLE_KEYS", "run_ensemble", (), "task"
     ),
     # cvcraft calibrate images=DIR pattern=9x6 square=25
     "calibrate": _module_tool(
@@ -541,6 +541,10 @@ def run(argv: list[str]) -> Any:
         from cvcraft.engine.threads import set_threads
 
         set_threads(cfg.threads)
+    if command == "train" and getattr(cfg, "folds", 0) and getattr(cfg, "fold", 0) < 0:
+        from cvcraft.tasks.kfold import kfold_from_config  # folds=k: train every fold
+
+        return kfold_from_config(task, cfg)
     if command in ("train", "demo"):
         from cvcraft.engine.distributed import is_main_process
 

@@ -54,8 +54,13 @@ class ClassifyConfig(TrainConfig):
         "training sampler for imbalanced data (over/undersample: to the largest/smallest class)",
         ("random", "weighted", "sqrt", "balanced", "oversample", "undersample"),
     )
+    bag: int = _opt(
+        -1, "bagging: train on bootstrap resample number bag of the train split (-1 = off)"
+    )
     folds: int = _opt(0, "k-fold: train on the other folds of train + val (0 = off)")
-    fold: int = _opt(0, "k-fold: which stratified fold is validation (0 .. folds - 1)")
+    fold: int = _opt(
+        -1, "k-fold: which stratified fold is validation (0 .. folds - 1; -1 = train every fold)"
+    )
     class_weights: list = _opt(
         [], "per-class loss weights: inverse | sqrt (from label counts) or one number per class"
     )
@@ -93,9 +98,10 @@ class ClassifyConfig(TrainConfig):
         for k in ("mixup_alpha", "cutmix_alpha"):
             if getattr(self, k) < 0:
                 raise ConfigError(f"{k}={getattr(self, k)} must be >= 0 (0 = off)")
-        if self.folds and not (self.folds >= 2 and 0 <= self.fold < self.folds):
+        if self.folds and not (self.folds >= 2 and -1 <= self.fold < self.folds):
             raise ConfigError(
-                f"folds={self.folds}, fold={self.fold}: need folds >= 2 and 0 <= fold < folds"
+                f"folds={self.folds}, fold={self.fold}: need folds >= 2 and -1 <= fold < folds "
+                "(-1 = every fold)"
             )
         for k in ("mix_prob", "mix_switch", "kd_alpha"):
             if not 0.0 <= getattr(self, k) <= 1.0:

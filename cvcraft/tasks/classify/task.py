@@ -147,6 +147,10 @@ class ClassifyTask(BaseTask):
         train = take_fraction(splits.train, cfg.fraction, cfg.seed, len(splits.classes))
         self.classes = list(splits.classes)
         train, unlabeled = split_labeled(cfg, train)  # semi=fixmatch: few labels + the rest
+        if cfg.bag >= 0:  # bagging (tasks/ensemble.py): member bag's bootstrap resample
+            from cvcraft.tasks.ensemble import bootstrap_indices
+
+            train = train.subset(bootstrap_indices(len(train), cfg.seed, cfg.bag))
         resume = self.check_resume(trainer)
         self.stats = self._stats(train, trainer.out, resume)
         self.train_data, self.val_data = train, val
