@@ -91,9 +91,9 @@ class RetrievalEvaluator:
     """Leave-one-out retrieval over the val embeddings (``RetrievalMetrics``), or query vs
     gallery with cameras for re-ID data (``QueryGalleryMetrics``)."""
 
-    def __init__(self, distance: str, reid: bool = False) -> None:
+    def __init__(self, distance: str, reid: bool = False, **options: Any) -> None:
         kind = QueryGalleryMetrics if reid else RetrievalMetrics
-        self.metrics = kind((1, 5, 10), distance)
+        self.metrics = kind((1, 5, 10), distance, **options)
         self.key = REID if reid else "labels"
 
     def reset(self) -> None:
@@ -200,7 +200,13 @@ class EmbedTask(BaseTask):
         return model(self._inputs(batch)).float()
 
     def build_evaluators(self) -> dict[str, Any]:
-        return {"retrieval": RetrievalEvaluator(self.cfg.distance, self.reid)}
+        cfg = self.cfg
+        options: dict[str, Any] = {}
+        if cfg.rerank:
+            options["rerank"] = {"k1": cfg.k1, "k2": cfg.k2, "lambda_value": cfg.rerank_lambda}
+        if cfg.open_set and not self.reid:  # re-ID data has its own gallery and distractors
+            options.update(open_set=cfg.open_set, seed=cfg.seed)
+        return {"retrieval": RetrievalEvaluator(cfg.distance, self.reid, **options)}
 
     def finish(self, trainer: Any, model: nn.Module, metrics: dict[str, Any]) -> None:
         if self.cfg.plots and trainer.history:
