@@ -44,7 +44,10 @@ from cvcraft.tasks.classify.task import build_classifier, build_transforms, load
 from cvcraft.tasks.embed.config import EmbedConfig
 from cvcraft.tasks.image_input import train_stats
 from cvcraft.transforms.normalize import Preprocess
+from cvcraft.viz.neighbours import write_neighbour_grid
 from cvcraft.viz.plots import plot_curves
+
+GRID_QUERIES, GRID_NEIGHBOURS = 12, 5  # rows and neighbours of predict's neighbour grid
 
 MARGIN_LOSSES = ("arcface", "cosface")
 REID_COLLATE = Collate(("image",), extras=(REID,))
@@ -216,7 +219,8 @@ class EmbedTask(BaseTask):
 @torch.no_grad()
 def predict_embed(cfg: EmbedConfig, out: Path) -> list[dict[str, Any]]:
     """``cvcraft predict embed``: ``embeddings.npy`` (N, dim) for every image of ``source``
-    (rows in ``predictions.json`` order) and each image's nearest other image."""
+    (rows in ``predictions.json`` order), each image's nearest other images, and
+    ``plots/neighbours.png`` (the first ``GRID_QUERIES`` images with their nearest ones)."""
     device = select_device(cfg.device)
     model, state = EmbedTask.load_model(cfg.weights, device)
     cfg.imgsz = int(state.get("imgsz", cfg.imgsz))
@@ -236,12 +240,20 @@ def predict_embed(cfg: EmbedConfig, out: Path) -> list[dict[str, Any]]:
     unit = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
     sim = unit @ unit.T
     np.fill_diagonal(sim, -np.inf)
-    nearest = sim.argmax(1) if len(files) > 1 else np.zeros(len(files), np.int64)
+    k = min(GRID_NEIGHBOURS, len(files) - 1)
+    order = np.argsort(-sim, axis=1, kind="stable")[:, :k]  # (N, k) most similar first
+    nearest = order[:, 0] if k else np.zeros(len(files), np.int64)
     results = [
-        {"path": str(f), "nearest": str(files[j]), "summary": f"nearest {Path(files[j]).name}"}
-        for f, j in zip(files, nearest)
-    ]
+        {"path": str(f), "nearest": str(files[j]), "summary": f"nearest {Path(files[j]).name}",
+         "neighbours": [str(files[m]) for m in row]}
+        for f, j, row in zip(files, nearest, order)
+    ]  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
+    if k and cfg.plots:
+        load = lambda i: tf(Sample(read_image(files[i])), rng).image  # noqa: E731
+        rows = range(min(GRID_QUERIES, len(files)))
+        write_neighbour_grid(out / "plots" / "neighbours.png", np.stack([load(i) for i in rows]),
+                             np.stack([[load(j) for j in order[i]] for i in rows]))  # fmt: skip
     np.save(out / "embeddings.npy", emb)
     (out / "predictions.json").write_text(json.dumps(results, indent=1))
     return results
