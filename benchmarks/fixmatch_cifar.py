@@ -64,6 +64,7 @@ def main() -> None:
     ap.add_argument("--fraction", type=float, default=0.15, help="share of train used as pool")
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--mu", type=int, default=3)
+    ap.add_argument("--tau", type=float, default=0.95)
     ap.add_argument("--batch", type=int, default=32, help="labelled images per step")
     ap.add_argument("--imgsz", type=int, default=16)
     ap.add_argument(
@@ -89,7 +90,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         out = Path(d)
         if "fixmatch" not in skip:
-            semi = {"semi": "fixmatch", "labeled": args.labeled, "mu": args.mu, "tau": 0.95,
+            semi = {"semi": "fixmatch", "labeled": args.labeled, "mu": args.mu, "tau": args.tau,
                     "lambda_u": 1.0, "epochs": args.epochs}  # fmt: skip
             results.append(train("fixmatch", {**common, **semi}, out))
         # the supervised runs read the same labelled images (FixMatch's labelled subset of the
@@ -122,7 +123,7 @@ def main() -> None:
             results.append(train("supervised_same_compute", keys, out))
     print(f"\nCIFAR-10, {args.labeled} labels of a {pool}-image pool ({unlabeled} unlabelled), "
           f"resnet20 at {args.imgsz} px, batch {args.batch} labelled (+{args.mu}x unlabelled), "
-          f"FixMatch {args.epochs} epochs = {steps} steps")  # fmt: skip
+          f"FixMatch tau={args.tau}, {args.epochs} epochs = {steps} steps")  # fmt: skip
     print(f"{'run':26s} {'epochs':>6s} {'top1 last':>9s} {'top1 best':>9s} {'wall s':>7s} "
           f"{'train s':>7s} mask")  # fmt: skip
     for r in results:
