@@ -46,3 +46,28 @@ def test_rerank_and_open_set_metrics(tmp_path):
         task_config("embed", {"open_set": "1.0"})
     with pytest.raises(ConfigError, match="k1 >= 1"):
         task_config("embed", {"k1": "0"})
+
+
+def test_id_loss_term_by_config():
+    """BNNeck's ID loss: triplet + w x cross-entropy of emb @ centres.T, by hand (numpy)."""
+    import torch
+
+    from cvcraft.losses.metric import batch_hard_triplet_loss
+    from cvcraft.models.embedding import EmbeddingNet
+    from cvcraft.tasks.embed.task import embedding_loss, uses_centres
+
+    torch.manual_seed(2)
+    net = EmbeddingNet(torch.nn.Flatten(), 12, 4, num_classes=3)
+    emb = torch.randn(6, 4, dtype=torch.float64)
+    ids = torch.tensor([0, 0, 1, 1, 2, 2])
+    cfg = task_config("embed", {"id_weight": 0.5})
+    assert uses_centres(cfg)
+    logits = emb.numpy() @ net.centres.detach().double().numpy().T
+    logp = logits - logits.max(1, keepdims=True)
+    logp = logp - np.log(np.exp(logp).sum(1, keepdims=True))
+    ce = -logp[np.arange(6), ids.numpy()].mean()
+    tri = batch_hard_triplet_loss(torch.nn.functional.normalize(emb, dim=1), ids, 0.3)
+    got = embedding_loss(cfg, net.double(), emb, ids)
+    assert float(got) == pytest.approx(float(tri) + 0.5 * ce, rel=1e-9)
+    with pytest.raises(ConfigError, match="id_weight"):
+        task_config("embed", {"id_weight": "1", "center_weight": "0.1"})

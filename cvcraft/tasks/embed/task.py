@@ -64,8 +64,9 @@ def build_embedder(
 
 
 def uses_centres(cfg: EmbedConfig) -> bool:
-    """ArcFace/CosFace and the centre loss need learned class centres in the model."""
-    return cfg.loss in MARGIN_LOSSES or cfg.center_weight > 0
+    """ArcFace/CosFace, the centre loss and the ID loss need learned class centres (the ID
+    loss's classifier weights) in the model."""
+    return cfg.loss in MARGIN_LOSSES or cfg.center_weight > 0 or cfg.id_weight > 0
 
 
 def embedding_loss(
@@ -87,6 +88,8 @@ def embedding_loss(
             loss = batch_hard_triplet_loss(unit, ids, m, cfg.soft)
     if cfg.center_weight > 0:
         loss = loss + cfg.center_weight * center_loss(emb, ids, net.centres)
+    if cfg.id_weight > 0:  # BNNeck's ID loss: a bias-free classifier on the normalised-by-BN emb
+        loss = loss + cfg.id_weight * F.cross_entropy(emb @ net.centres.T, ids)
     return loss
 
 
