@@ -68,6 +68,6 @@ def test_id_loss_term_by_config():
     ce = -logp[np.arange(6), ids.numpy()].mean()
     tri = batch_hard_triplet_loss(torch.nn.functional.normalize(emb, dim=1), ids, 0.3)
     got = embedding_loss(cfg, net.double(), emb, ids)
-    assert float(got) == pytest.approx(float(tri) + 0.5 * ce, rel=1e-9)
+    assert float(got.detach()) == pytest.approx(float(tri) + 0.5 * ce, rel=1e-9)
     with pytest.raises(ConfigError, match="id_weight"):
         task_config("embed", {"id_weight": "1", "center_weight": "0.1"})
