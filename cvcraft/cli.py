@@ -564,6 +564,10 @@ def run(argv: list[str]) -> Any:
         from cvcraft.engine.threads import set_threads
 
         set_threads(cfg.threads)
+    if command == "train" and getattr(cfg, "folds", 0) and getattr(cfg, "fold", 0) < 0:
+        from cvcraft.tasks.kfold import kfold_from_config  # folds=k: train every fold
+
+        return kfold_from_config(task, cfg)
     if command in ("train", "demo"):
         from cvcraft.engine.distributed import is_main_process
 

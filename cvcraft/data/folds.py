@@ -110,7 +110,12 @@ class JoinedData(ClassificationData):
 def fold_of(splits: DataSplits, pool: Any, ids: np.ndarray, fold: int, folds: int) -> DataSplits:
     """``DataSplits`` with fold ``fold`` of ``pool`` as val and the other folds as train;
     ``fold_index`` holds the val rows of the pool (train rows first, then val)."""
-    if not 0 <= fold < folds:
+    if fold < 0:
+        raise ConfigError(
+            f"fold={fold} means every one of the {folds} folds: `cvcraft train` (or "
+            "tasks.kfold.run_kfold) trains them all; pass fold=i to train one"
+        )
+    if fold >= folds:
         raise ConfigError(f"fold={fold} must be in [0, {folds})")
     val_rows = np.flatnonzero(ids == fold)
     out = DataSplits(pool.subset(np.flatnonzero(ids != fold)), pool.subset(val_rows),

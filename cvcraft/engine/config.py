@@ -68,6 +68,9 @@ class TrainConfig:
     )
     warmup_epochs: float = _opt(1.0, "linear warmup length in epochs (fractions allowed)")
     min_lr_ratio: float = _opt(0.0, "final LR as a fraction of lr (cosine/linear)")
+    cycles: int = _opt(
+        1, "cosine_restarts: equal cosine cycles; each one's end is saved as snapshot<k>.pt"
+    )
     step_size: float = _opt(30.0, "step schedule: epochs between decays")
     milestones: list = _opt([], "multistep schedule: epochs at which LR decays")
     gamma: float = _opt(0.1, "step/multistep decay factor")

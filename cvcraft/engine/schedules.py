@@ -83,6 +83,22 @@ def cosine_factor(step: int, total_steps: int, *, min_factor: float = 0.0) -> fl
     return min_factor + (1.0 - min_factor) * (1.0 + math.cos(math.pi * t)) / 2.0
 
 
+@SCHEDULES.register("cosine_restarts")
+@config_keys("min_factor", "cycles")
+def cosine_restarts_factor(
+    step: int, total_steps: int, *, cycles: int = 1, min_factor: float = 0.0
+) -> float:
+    """SGDR with equal cycles (Loshchilov & Hutter 2017), the schedule of snapshot ensembles
+    (Huang et al. 2017): ``cycles`` half cosines of L = ceil(T / cycles) steps, each from 1 to
+    ``min_factor``, ``m + (1 - m) * (1 + cos(pi * (t mod L) / L)) / 2``; the closed form of
+    ``CosineAnnealingWarmRestarts(T_0=L, eta_min=m*lr)``. Past the end it holds the last step."""
+    if cycles < 1:
+        raise ConfigError(f"cosine_restarts: cycles={cycles} must be >= 1")
+    length = math.ceil(total_steps / cycles)
+    t = (min(step, total_steps - 1) % length) / length
+    return min_factor + (1.0 - min_factor) * (1.0 + math.cos(math.pi * t)) / 2.0
+
+
 @SCHEDULES.register("poly")
 @config_keys("power")
 def poly_factor(

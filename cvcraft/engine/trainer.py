@@ -146,9 +146,32 @@ def schedule_kwargs(cfg: TrainConfig, name: str, steps_per_epoch: int) -> dict[s
         "milestones": lambda: [round(m * steps_per_epoch) for m in cfg.milestones],
         "gamma": lambda: cfg.gamma,
         "power": lambda: cfg.power,
+        "cycles": lambda: snapshot_cycles(cfg),
     }
     wanted = getattr(SCHEDULES.get(name), "config_keys", ())
     return {k: from_cfg[k]() for k in wanted}
+
+
+def snapshot_cycles(cfg: TrainConfig) -> int:
+    """``cycles`` of ``schedule=cosine_restarts``, checked to end on epoch boundaries (each
+    cycle's end is a snapshot checkpoint): ``epochs`` a multiple of it, no warmup."""
+    cycles = int(getattr(cfg, "cycles", 1))
+    if cycles > 1 and (cfg.epochs % cycles or cfg.warmup_epochs):
+        raise ConfigError(
+            f"cycles={cycles}: epochs={cfg.epochs} must be a multiple of cycles and "
+            f"warmup_epochs=0 (got {cfg.warmup_epochs}), so every cycle ends with an epoch"
+        )
+    return cycles
+
+
+def snapshot_cycle(cfg: TrainConfig, epoch: int) -> int | None:
+    """The cycle (0-based) that ``epoch`` ends under ``schedule=cosine_restarts cycles>1``
+    (snapshot ensembles save it), else None."""
+    cycles = int(getattr(cfg, "cycles", 1))
+    if cfg.schedule != "cosine_restarts" or cycles < 2:
+        return None
+    per = cfg.epochs // cycles
+    return (epoch + 1) // per - 1 if (epoch + 1) % per == 0 else None
 
 
 def resolve_run_dir(task: str, cfg: TrainConfig, *, root: str | Path = "runs") -> Path:
@@ -772,7 +795,8 @@ class Trainer:
             **self.task.checkpoint_meta(),
         }
         save_checkpoint(self.out / "last.pt", state, keep_previous=True)
-        if improved:
+        cycle = snapshot_cycle(self.cfg, epoch)
+        if improved or cycle is not None:
             # best.pt holds only what inference needs: no optimizer, no history
             drop = ("optimizer", "scheduler", "rng")
             slim = {k: v for k, v in state.items() if k not in drop}
@@ -781,7 +805,10 @@ class Trainer:
                     n: {k: v for k, v in p.items() if k in ("model", "ema")}
                     for n, p in parts.items()
                 }
-            save_checkpoint(self.out / "best.pt", slim)
+            if improved:
+                save_checkpoint(self.out / "best.pt", slim)
+            if cycle is not None:  # snapshot ensembles: the weights at each cycle's end
+                save_checkpoint(self.out / f"snapshot{cycle}.pt", slim)
 
     def _finish(self, monitor: str) -> dict[str, Any]:
         barrier()  # rank 0 has written best.pt

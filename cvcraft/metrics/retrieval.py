@@ -15,6 +15,10 @@ A query with no remaining true match is skipped and counted (``skipped_queries``
   CMC rank-k). NDCG@k with binary relevance: ``sum_(i<k) rel_i / log2(i + 2)`` over its
   ideal ``sum_(i < min(k, P)) 1 / log2(i + 2)``; tied distances keep gallery order (sklearn's
   ``ndcg_score`` averages tied items instead; the two agree when no distances tie).
+- Open-set AUROC: a query whose identity has a gallery item is "known", else "unknown";
+  its score is its largest similarity to the gallery (-smallest distance); the AUROC of known
+  against unknown by that score (the Mann-Whitney U with tied scores averaged, what
+  ``sklearn.metrics.roc_auc_score`` computes).
 query (Q, D), gallery (G, D) embeddings, ids (Q,), (G,), cameras optional.
 """
 
@@ -24,6 +28,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from scipy.stats import rankdata
 
 from cvcraft.errors import DataError
 from cvcraft.metrics.multilabel import ap_of_rows, ranked_rows
@@ -53,9 +58,11 @@ def retrieval_metrics(
     exclude: np.ndarray | None = None,
     ks: Sequence[int] = (1, 5, 10),
     metric: str = "cosine",
+    distances: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """``rank{k}`` for k in ``ks``, ``map``, ``mrr``, ``queries`` (scored) and
-    ``skipped_queries`` (no true match left in the gallery)."""
+    ``skipped_queries`` (no true match left in the gallery). ``distances`` (Q, G) replaces
+    the ``metric`` distances of the embeddings (e.g. k-reciprocal re-ranked ones)."""
     q, g = np.asarray(query), np.asarray(gallery)
     qid, gid = np.asarray(query_ids).reshape(-1), np.asarray(gallery_ids).reshape(-1)
     if len(q) == 0 or len(g) == 0:
@@ -67,7 +74,9 @@ def retrieval_metrics(
         raise DataError(f"query {q.shape} and gallery {g.shape} must be (N, D) with one D")
     if len(qid) != len(q) or len(gid) != len(g):
         raise DataError("one identity per query and per gallery item is needed")
-    dist = distance_matrix(q, g, metric)
+    dist = distance_matrix(q, g, metric) if distances is None else np.asarray(distances)
+    if dist.shape != (len(q), len(g)):
+        raise DataError(f"distances {dist.shape} must be (Q, G) = ({len(q)}, {len(g)})")
     same = qid[:, None] == gid[None, :]  # (Q, G)
     junk = np.zeros_like(same) if exclude is None else np.asarray(exclude, bool).copy()
     if query_cams is not None and gallery_cams is not None:
@@ -106,12 +115,74 @@ def retrieval_metrics(
     return out
 
 
+def auroc(scores: np.ndarray, positive: np.ndarray) -> float:
+    """Area under the ROC curve of ``scores`` (N,) for the boolean labels ``positive`` (N,):
+    ``(sum of the positives' ranks - P (P + 1) / 2) / (P N_neg)``, ties at their mean rank."""
+    pos = np.asarray(positive, bool)
+    p, n = int(pos.sum()), int((~pos).sum())
+    if p == 0 or n == 0:
+        raise DataError(f"AUROC needs both classes, got {p} positives and {n} negatives")
+    ranks = rankdata(np.asarray(scores, np.float64))  # average ranks of ties
+    return float((ranks[pos].sum() - p * (p + 1) / 2.0) / (p * n))
+
+
+def open_set_auroc(
+    query: Any,
+    gallery: Any,
+    query_ids: Any,
+    gallery_ids: Any,
+    *,
+    metric: str = "cosine",
+    exclude: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """``open_set_auroc`` (known vs unknown queries by their best gallery similarity),
+    ``known`` and ``unknown`` query counts. ``exclude`` (Q, G) marks pairs left out (a
+    query's own item in a leave-one-out gallery)."""
+    q, g = np.asarray(query), np.asarray(gallery)
+    qid, gid = np.asarray(query_ids).reshape(-1), np.asarray(gallery_ids).reshape(-1)
+    if len(q) == 0 or len(g) == 0:
+        raise DataError(f"open-set evaluation needs queries and a gallery, got {len(q)}, {len(g)}")
+    dist = distance_matrix(q, g, metric)
+    keep = np.ones(dist.shape, bool) if exclude is None else ~np.asarray(exclude, bool)
+    best = np.where(keep, dist, np.inf).min(1)  # (Q,) nearest kept gallery item
+    known = ((qid[:, None] == gid[None, :]) & keep).any(1)
+    if known.all() or not known.any():
+        raise DataError(
+            f"open-set AUROC needs known and unknown queries, got {int(known.sum())} known and "
+            f"{int((~known).sum())} unknown; hold some identities out of the gallery"
+        )
+    return {"open_set_auroc": auroc(-best, known), "known": int(known.sum()),
+            "unknown": int((~known).sum())}  # fmt: skip
+
+
+def open_set_split(ids: np.ndarray, fraction: float, seed: int = 0) -> np.ndarray:
+    """Boolean (N,): the items whose identity is held out of the gallery (a seeded
+    ``round(fraction * identities)`` of the identities, at least one)."""
+    uniq = np.unique(ids)
+    k = min(len(uniq) - 1, max(1, int(round(fraction * len(uniq)))))
+    held = np.random.default_rng([seed, 61]).choice(uniq, size=k, replace=False)
+    return np.isin(ids, held)
+
+
 class RetrievalMetrics:
     """Streaming leave-one-out retrieval over one set: keeps every embedding (float32) and
-    identity; at ``compute`` each item queries all the others (itself excluded)."""
+    identity; at ``compute`` each item queries all the others (itself excluded).
 
-    def __init__(self, ks: Sequence[int] = (1, 5, 10), metric: str = "cosine") -> None:
+    ``rerank`` ({k1, k2, lambda_value}) scores k-reciprocal re-ranked distances
+    (``metrics/rerank.py``) as well, as ``rr_*`` keys; ``open_set`` > 0 holds that fraction of
+    the identities out of the gallery and adds ``open_set_auroc``."""
+
+    def __init__(
+        self,
+        ks: Sequence[int] = (1, 5, 10),
+        metric: str = "cosine",
+        *,
+        rerank: dict[str, Any] | None = None,
+        open_set: float = 0.0,
+        seed: int = 0,
+    ) -> None:
         self.ks, self.metric = tuple(ks), metric
+        self.rerank, self.open_set, self.seed = rerank, float(open_set), seed
         self.reset()
 
     def reset(self) -> None:
@@ -144,9 +215,22 @@ class RetrievalMetrics:
         s = self.state_dict()
         n = len(s["ids"])
         cams = s["cams"] if (s["cams"] >= 0).any() else None
-        return retrieval_metrics(s["emb"], s["emb"], s["ids"], s["ids"], query_cams=cams,
-                                 gallery_cams=cams, exclude=np.eye(n, dtype=bool), ks=self.ks,
-                                 metric=self.metric)  # fmt: skip
+        kw = {"query_cams": cams, "gallery_cams": cams, "exclude": np.eye(n, dtype=bool),
+              "ks": self.ks, "metric": self.metric}  # fmt: skip
+        out = retrieval_metrics(s["emb"], s["emb"], s["ids"], s["ids"], **kw)
+        if self.rerank is not None:
+            from cvcraft.metrics.rerank import rerank_square, square_distances
+
+            d = rerank_square(square_distances(s["emb"], self.metric), n, **self.rerank)
+            rr = retrieval_metrics(s["emb"], s["emb"], s["ids"], s["ids"], distances=d, **kw)
+            out.update({f"rr_{k}": v for k, v in rr.items() if k.startswith(("rank", "map"))})
+        if self.open_set > 0:
+            held = open_set_split(s["ids"], self.open_set, self.seed)
+            gal = np.flatnonzero(~held)
+            own = np.arange(n)[:, None] == gal[None, :]  # each query's own gallery item
+            out.update(open_set_auroc(s["emb"], s["emb"][gal], s["ids"], s["ids"][gal],
+                                      metric=self.metric, exclude=own))  # fmt: skip
+        return out
 
 
 class QueryGalleryMetrics(RetrievalMetrics):
@@ -164,6 +248,13 @@ class QueryGalleryMetrics(RetrievalMetrics):
         pid, is_q = s["ids"] // 2, s["ids"] % 2 == 1
         q, g = is_q, ~is_q
         junk = np.broadcast_to(pid[g][None, :] == -1, (int(q.sum()), int(g.sum())))
-        return retrieval_metrics(s["emb"][q], s["emb"][g], pid[q], pid[g],
-                                 query_cams=s["cams"][q], gallery_cams=s["cams"][g],
-                                 exclude=junk, ks=self.ks, metric=self.metric)  # fmt: skip
+        kw = {"query_cams": s["cams"][q], "gallery_cams": s["cams"][g], "exclude": junk,
+              "ks": self.ks, "metric": self.metric}  # fmt: skip
+        out = retrieval_metrics(s["emb"][q], s["emb"][g], pid[q], pid[g], **kw)
+        if self.rerank is not None:
+            from cvcraft.metrics.rerank import k_reciprocal_rerank
+
+            d = k_reciprocal_rerank(s["emb"][q], s["emb"][g], metric=self.metric, **self.rerank)
+            rr = retrieval_metrics(s["emb"][q], s["emb"][g], pid[q], pid[g], distances=d, **kw)
+            out.update({f"rr_{k}": v for k, v in rr.items() if k.startswith(("rank", "map"))})
+        return out

@@ -18,10 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from cvcraft.errors import ConfigError
-from cvcraft.tasks.ensemble import member_probabilities
+from cvcraft.tasks.ensemble import member_probabilities, train_keys
 from cvcraft.tasks.registry import get_task, task_config
 
 KFOLD_KEYS: dict[str, str] = {
@@ -47,8 +46,6 @@ def fold_summary(per_fold: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
 
 def run_kfold(args: dict[str, Any]) -> dict[str, Any]:
     """``cvcraft kfold multilabel folds=5 out=DIR [config=train.yaml] [set='{...}']``."""
-    from cvcraft.engine.trainer import Trainer
-
     task = str(args.get("task") or "")
     if task not in FOLD_TASKS:
         raise ConfigError(f"kfold: task {task!r} has no fold support; use one of {FOLD_TASKS}")
@@ -56,16 +53,32 @@ def run_kfold(args: dict[str, Any]) -> dict[str, Any]:
         folds = int(args.get("folds") or 5)
     except ValueError:
         raise ConfigError(f"kfold: folds={args.get('folds')!r} must be an integer") from None
-    keys: dict[str, Any] = {}
-    if args.get("config"):
-        keys.update(yaml.safe_load(Path(str(args["config"])).read_text()) or {})
-    extra = args.get("set") or {}
-    if isinstance(extra, str):
-        extra = yaml.safe_load(extra) or {}
-    if not isinstance(extra, dict):
-        raise ConfigError("kfold: set= must be a YAML mapping like '{epochs: 3}'")
-    keys.update(extra)
+    keys = train_keys(args, "kfold")
     out = Path(str(args.get("out") or f"runs/{task}/kfold"))
+    return train_folds(task, keys, folds, out)
+
+
+def kfold_from_config(task: str, cfg: Any) -> dict[str, Any]:
+    """``cvcraft train classify ... folds=5`` (``fold`` left at -1): every fold, from the
+    resolved train config; the folds go to ``<run folder>/fold<i>``."""
+    from dataclasses import asdict
+
+    from cvcraft.engine.trainer import resolve_run_dir
+
+    if task not in FOLD_TASKS:
+        raise ConfigError(f"task {task!r} has no fold support; use one of {FOLD_TASKS}")
+    if cfg.devices > 1:
+        raise ConfigError("folds= with devices > 1: train the folds one by one (fold=i)")
+    out = resolve_run_dir(task, cfg)
+    keys = {k: v for k, v in asdict(cfg).items() if k not in ("folds", "fold", "out", "resume")}
+    return train_folds(task, keys, int(cfg.folds), out)
+
+
+def train_folds(task: str, keys: dict[str, Any], folds: int, out: Path) -> dict[str, Any]:
+    """Train fold 0 .. folds-1 of ``task`` with the train ``keys`` into ``out/fold<i>``, then
+    write ``kfold.json`` (per fold, mean, std) and ``oof_predictions.npz``."""
+    from cvcraft.engine.trainer import Trainer
+
     spec = get_task(task)
     per_fold: list[dict[str, Any]] = []
     oof: list[tuple[np.ndarray, dict[str, np.ndarray]]] = []

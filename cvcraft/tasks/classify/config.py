@@ -13,6 +13,7 @@ from cvcraft.tasks.classify.classic import (
     check_classic_config,
     refuse_unsaveable,
 )
+from cvcraft.tasks.classify.semi_config import check_semi
 
 
 @dataclass
@@ -93,8 +94,13 @@ class ClassifyConfig(TrainConfig):
         "training sampler for imbalanced data (over/undersample: to the largest/smallest class)",
         ("random", "weighted", "sqrt", "balanced", "oversample", "undersample"),
     )
+    bag: int = _opt(
+        -1, "bagging: train on bootstrap resample number bag of the train split (-1 = off)"
+    )
     folds: int = _opt(0, "k-fold: train on the other folds of train + val (0 = off)")
-    fold: int = _opt(0, "k-fold: which stratified fold is validation (0 .. folds - 1)")
+    fold: int = _opt(
+        -1, "k-fold: which stratified fold is validation (0 .. folds - 1; -1 = train every fold)"
+    )
     class_weights: list = _opt(
         [], "per-class loss weights: inverse | sqrt (from label counts) or one number per class"
     )
@@ -113,6 +119,15 @@ class ClassifyConfig(TrainConfig):
     adv_alpha: float = _opt(2 / 255, "PGD step size in [0, 1] pixel units")
     adv_steps: int = _opt(7, "PGD steps per batch")
     trades_beta: float = _opt(6.0, "TRADES weight of the robustness (KL) term")
+    # semi-supervised FixMatch (Sohn et al. 2020; semi.py)
+    semi: str = _opt("", "semi-supervised method: fixmatch ('' = off)")
+    labeled: float = _opt(
+        0.0, "semi: labelled images kept (N, balanced over classes, or a fraction per class)"
+    )
+    unlabeled: str = _opt("", "semi: a folder of extra unlabelled images")
+    tau: float = _opt(0.95, "semi: confidence threshold of a pseudo-label (max prob >= tau)")
+    mu: int = _opt(7, "semi: unlabelled images per labelled image in a batch")
+    lambda_u: float = _opt(1.0, "semi: weight of the unlabelled loss")
 
     def check(self) -> None:
         refuse_unsaveable(self.model)
@@ -126,9 +141,10 @@ class ClassifyConfig(TrainConfig):
         for k in ("mixup_alpha", "cutmix_alpha"):
             if getattr(self, k) < 0:
                 raise ConfigError(f"{k}={getattr(self, k)} must be >= 0 (0 = off)")
-        if self.folds and not (self.folds >= 2 and 0 <= self.fold < self.folds):
+        if self.folds and not (self.folds >= 2 and -1 <= self.fold < self.folds):
             raise ConfigError(
-                f"folds={self.folds}, fold={self.fold}: need folds >= 2 and 0 <= fold < folds"
+                f"folds={self.folds}, fold={self.fold}: need folds >= 2 and -1 <= fold < folds "
+                "(-1 = every fold)"
             )
         for k in ("mix_prob", "mix_switch", "kd_alpha"):
             if not 0.0 <= getattr(self, k) <= 1.0:
@@ -146,3 +162,4 @@ class ClassifyConfig(TrainConfig):
             raise ConfigError("need adv_eps >= 0, adv_alpha > 0 and adv_steps >= 1")
         if self.adv and (self.mixup_alpha > 0 or self.cutmix_alpha > 0):
             raise ConfigError("adversarial training needs hard labels; drop mixup/cutmix")
+        check_semi(self)

@@ -61,6 +61,12 @@ from cvcraft.tasks.classify.classic import (
     classic_from_checkpoint,
 )
 from cvcraft.tasks.classify.config import ClassifyConfig
+from cvcraft.tasks.classify.semi import (
+    FixMatchStats,
+    fixmatch_dataset,
+    fixmatch_loss,
+    split_labeled,
+)
 from cvcraft.transforms import build_transforms as build_pipeline
 from cvcraft.transforms import default_classify_transforms
 from cvcraft.transforms.mix import MixupCutmix
@@ -155,6 +161,11 @@ class ClassifyTask(BaseTask):
                 "always 1.0); add a folder per class, or check data= points at the folder "
                 "that holds the class folders"
             )
+        train, unlabeled = split_labeled(cfg, train)  # semi=fixmatch: few labels + the rest
+        if cfg.bag >= 0:  # bagging (tasks/ensemble.py): member bag's bootstrap resample
+            from cvcraft.tasks.ensemble import bootstrap_indices
+
+            train = train.subset(bootstrap_indices(len(train), cfg.seed, cfg.bag))
         resume = self.check_resume(trainer)
         self.stats = self._stats(train, trainer.out, resume)
         self.train_data, self.val_data = train, val
@@ -169,9 +180,13 @@ class ClassifyTask(BaseTask):
         # repeated draws of one item (weighted/balanced samplers) get distinct augmentations
         ds_cls = ClassifyDataset if sampler is None else RepeatAwareDataset
         ds_train = ds_cls(train, build_transforms(cfg, True), seed=cfg.seed)
+        semi: dict[str, Any] = {}
+        if cfg.semi:  # each item: a labelled image + mu unlabelled ones in weak/strong views
+            ds_train, semi = fixmatch_dataset(cfg, train, unlabeled, build_transforms(cfg, True))
+        self.semi_stats = FixMatchStats()
         trainer.train_loader = build_loader(
             ds_train, cfg.batch, shuffle=True, workers=cfg.workers, seed=cfg.seed,
-            drop_last=True, sampler=sampler,
+            drop_last=True, sampler=sampler, **semi,
         )  # fmt: skip
         if len(trainer.train_loader) == 0:
             raise DataError(
@@ -321,12 +336,16 @@ class ClassifyTask(BaseTask):
         """Batch-level randomness is keyed by (epoch, step); the train top-1 restarts."""
         self.epoch, self.step = int(epoch), 0
         self.train_correct, self.train_seen = 0, 0
+        if self.cfg.semi:
+            self.semi_stats.reset()
 
     def train_loss(
         self, model: nn.Module, batch: dict[str, torch.Tensor]
     ) -> tuple[torch.Tensor, int]:
-        x = self._inputs(batch)
         y = batch["labels"].to(self.device, non_blocking=True)
+        if self.cfg.semi:
+            return self._fixmatch_loss(model, batch, y)
+        x = self._inputs(batch)
         if self.soft_targets:
             # [seed, epoch, step, 1]: the batch's mix is the same after a resume (design.md)
             rng = np.random.default_rng([self.cfg.seed, self.epoch, self.step, 1])
@@ -346,6 +365,21 @@ class ClassifyTask(BaseTask):
         loss = deep_supervision_loss(out, y, self.criterion, weight)
         if self.cfg.teacher:
             loss = self._distill(loss, logits_main, batch)
+        return loss, int(y.shape[0])
+
+    def _fixmatch_loss(
+        self, model: nn.Module, batch: dict[str, torch.Tensor], y: torch.Tensor
+    ) -> tuple[torch.Tensor, int]:
+        """FixMatch (semi.py): labelled CE + lambda_u x the masked pseudo-label CE."""
+        cfg = self.cfg
+        self.step += 1
+        inputs = lambda t: self._inputs({"images": t})  # noqa: E731
+        loss, logits = fixmatch_loss(
+            model, batch, inputs, self.criterion, cfg.tau, cfg.lambda_u, self.semi_stats
+        )
+        with torch.no_grad():
+            self.train_correct = self.train_correct + (logits.argmax(1) == y).sum()
+            self.train_seen += int(y.shape[0])
         return loss, int(y.shape[0])
 
     def _distill(
@@ -416,6 +450,8 @@ class ClassifyTask(BaseTask):
             seen = ddp.all_reduce_sum(int(self.train_seen))  # over all ranks' shards
             if seen:
                 out["train_top1"] = ddp.all_reduce_sum(int(self.train_correct)) / seen
+            if self.cfg.semi and self.train_seen:  # the unlabelled term, pseudo-labels kept
+                out.update(self.semi_stats.compute())
         return out
 
     # -- plots at the end of a run

@@ -7,10 +7,10 @@ from typing import Any
 from cvcraft.tasks.embed.config import EmbedConfig
 from cvcraft.tasks.registry import TaskSpec, register_task
 
-# The embedded default: the 6 synthetic shapes as identities, batch-hard triplet loss on a
-# small ResNet with classify's demo recipe and sample budget (5,000 images x 5 epochs,
-# one-cycle SGD): shapes start slowly for any loss (classify is near chance after one epoch
-# of 3,000), and 2,000 x 4 epochs stayed at chance for triplet and ArcFace alike.
+# The embedded default: the 6 synthetic shapes as identities, batch-hard triplet loss plus
+# BNNeck's identity cross-entropy (id_weight=1) on a small ResNet with classify's demo recipe
+# and sample budget (5,000 images x 5 epochs, one-cycle SGD). Triplet alone reached map 0.25
+# (its hardest-pair gradient starts late from scratch); with the ID term map 0.98.
 DEMO_PRESET: dict[str, Any] = {
     "data": "shapes:5000",
     "model": "resnet20",
@@ -18,6 +18,7 @@ DEMO_PRESET: dict[str, Any] = {
     "epochs": 5,
     "p": 6,
     "k": 10,
+    "id_weight": 1.0,
     "lr": 0.1,
     "optimizer": "sgd",
     "schedule": "one_cycle",

@@ -30,17 +30,36 @@ class EmbedConfig(ImageInputConfig):
         "hard", "triplet mining: hard (batch-hard) | semihard (FaceNet)", ("hard", "semihard")
     )
     center_weight: float = _opt(0.0, "weight of the centre loss added to the main loss (0 = off)")
+    id_weight: float = _opt(
+        0.0, "weight of an identity cross-entropy on the BNNeck embedding (Luo et al.; 0 = off)"
+    )
     dim: int = _opt(128, "embedding size")
     p: int = _opt(8, "identities per training batch (P of P x K; the batch is P * K)")
     k: int = _opt(4, "images per identity in a training batch (K)")
     distance: str = _opt("cosine", "retrieval distance", ("cosine", "euclidean"))
+    rerank: bool = _opt(False, "also score k-reciprocal re-ranked retrieval (rr_rank1, rr_map)")
+    k1: int = _opt(20, "re-ranking: k-reciprocal neighbourhood size")
+    k2: int = _opt(6, "re-ranking: query-expansion neighbours")
+    rerank_lambda: float = _opt(0.3, "re-ranking: weight of the original distance")
+    open_set: float = _opt(
+        0.0, "open-set AUROC: hold this fraction of val identities out of the gallery (0 = off)"
+    )
 
     def check(self) -> None:
         super().check()
         if self.p < 2 or self.k < 2:
             raise ConfigError(f"p={self.p}, k={self.k}: P x K batches need p >= 2 and k >= 2")
-        if self.center_weight < 0:
-            raise ConfigError(f"center_weight={self.center_weight} must be >= 0")
+        if self.center_weight < 0 or self.id_weight < 0:
+            raise ConfigError("center_weight and id_weight must be >= 0")
+        if self.id_weight > 0 and (self.center_weight > 0 or self.loss in ("arcface", "cosface")):
+            raise ConfigError(
+                "id_weight uses the class-centre matrix as its classifier; it cannot be combined "
+                "with center_weight or an arcface/cosface loss"
+            )
+        if self.k1 < 1 or self.k2 < 1 or not 0.0 <= self.rerank_lambda <= 1.0:
+            raise ConfigError("re-ranking needs k1 >= 1, k2 >= 1 and 0 <= rerank_lambda <= 1")
+        if not 0.0 <= self.open_set < 1.0:
+            raise ConfigError(f"open_set={self.open_set} must be in [0, 1)")
         if self.dim <= 0 or self.scale <= 0:
             raise ConfigError(f"dim={self.dim} and scale={self.scale} must be > 0")
 

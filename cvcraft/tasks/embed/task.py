@@ -44,7 +44,10 @@ from cvcraft.tasks.classify.task import build_classifier, build_transforms, load
 from cvcraft.tasks.embed.config import EmbedConfig
 from cvcraft.tasks.image_input import train_stats
 from cvcraft.transforms.normalize import Preprocess
+from cvcraft.viz.neighbours import write_neighbour_grid
 from cvcraft.viz.plots import plot_curves
+
+GRID_QUERIES, GRID_NEIGHBOURS = 12, 5  # rows and neighbours of predict's neighbour grid
 
 MARGIN_LOSSES = ("arcface", "cosface")
 REID_COLLATE = Collate(("image",), extras=(REID,))
@@ -61,8 +64,9 @@ def build_embedder(
 
 
 def uses_centres(cfg: EmbedConfig) -> bool:
-    """ArcFace/CosFace and the centre loss need learned class centres in the model."""
-    return cfg.loss in MARGIN_LOSSES or cfg.center_weight > 0
+    """ArcFace/CosFace, the centre loss and the ID loss need learned class centres (the ID
+    loss's classifier weights) in the model."""
+    return cfg.loss in MARGIN_LOSSES or cfg.center_weight > 0 or cfg.id_weight > 0
 
 
 def embedding_loss(
@@ -84,6 +88,8 @@ def embedding_loss(
             loss = batch_hard_triplet_loss(unit, ids, m, cfg.soft)
     if cfg.center_weight > 0:
         loss = loss + cfg.center_weight * center_loss(emb, ids, net.centres)
+    if cfg.id_weight > 0:  # BNNeck's ID loss: a bias-free classifier on the normalised-by-BN emb
+        loss = loss + cfg.id_weight * F.cross_entropy(emb @ net.centres.T, ids)
     return loss
 
 
@@ -91,9 +97,9 @@ class RetrievalEvaluator:
     """Leave-one-out retrieval over the val embeddings (``RetrievalMetrics``), or query vs
     gallery with cameras for re-ID data (``QueryGalleryMetrics``)."""
 
-    def __init__(self, distance: str, reid: bool = False) -> None:
+    def __init__(self, distance: str, reid: bool = False, **options: Any) -> None:
         kind = QueryGalleryMetrics if reid else RetrievalMetrics
-        self.metrics = kind((1, 5, 10), distance)
+        self.metrics = kind((1, 5, 10), distance, **options)
         self.key = REID if reid else "labels"
 
     def reset(self) -> None:
@@ -200,7 +206,13 @@ class EmbedTask(BaseTask):
         return model(self._inputs(batch)).float()
 
     def build_evaluators(self) -> dict[str, Any]:
-        return {"retrieval": RetrievalEvaluator(self.cfg.distance, self.reid)}
+        cfg = self.cfg
+        options: dict[str, Any] = {}
+        if cfg.rerank:
+            options["rerank"] = {"k1": cfg.k1, "k2": cfg.k2, "lambda_value": cfg.rerank_lambda}
+        if cfg.open_set and not self.reid:  # re-ID data has its own gallery and distractors
+            options.update(open_set=cfg.open_set, seed=cfg.seed)
+        return {"retrieval": RetrievalEvaluator(cfg.distance, self.reid, **options)}
 
     def finish(self, trainer: Any, model: nn.Module, metrics: dict[str, Any]) -> None:
         if self.cfg.plots and trainer.history:
@@ -210,7 +222,8 @@ class EmbedTask(BaseTask):
 @torch.no_grad()
 def predict_embed(cfg: EmbedConfig, out: Path) -> list[dict[str, Any]]:
     """``cvcraft predict embed``: ``embeddings.npy`` (N, dim) for every image of ``source``
-    (rows in ``predictions.json`` order) and each image's nearest other image."""
+    (rows in ``predictions.json`` order), each image's nearest other images, and
+    ``plots/neighbours.png`` (the first ``GRID_QUERIES`` images with their nearest ones)."""
     device = select_device(cfg.device)
     model, state = EmbedTask.load_model(cfg.weights, device)
     cfg.imgsz = int(state.get("imgsz", cfg.imgsz))
@@ -230,12 +243,20 @@ def predict_embed(cfg: EmbedConfig, out: Path) -> list[dict[str, Any]]:
     unit = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
     sim = unit @ unit.T
     np.fill_diagonal(sim, -np.inf)
-    nearest = sim.argmax(1) if len(files) > 1 else np.zeros(len(files), np.int64)
+    k = min(GRID_NEIGHBOURS, len(files) - 1)
+    order = np.argsort(-sim, axis=1, kind="stable")[:, :k]  # (N, k) most similar first
+    nearest = order[:, 0] if k else np.zeros(len(files), np.int64)
     results = [
-        {"path": str(f), "nearest": str(files[j]), "summary": f"nearest {Path(files[j]).name}"}
-        for f, j in zip(files, nearest)
-    ]
+        {"path": str(f), "nearest": str(files[j]), "summary": f"nearest {Path(files[j]).name}",
+         "neighbours": [str(files[m]) for m in row]}
+        for f, j, row in zip(files, nearest, order)
+    ]  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
+    if k and cfg.plots:
+        load = lambda i: tf(Sample(read_image(files[i])), rng).image  # noqa: E731
+        rows = range(min(GRID_QUERIES, len(files)))
+        write_neighbour_grid(out / "plots" / "neighbours.png", np.stack([load(i) for i in rows]),
+                             np.stack([[load(j) for j in order[i]] for i in rows]))  # fmt: skip
     np.save(out / "embeddings.npy", emb)
     (out / "predictions.json").write_text(json.dumps(results, indent=1))
     return results

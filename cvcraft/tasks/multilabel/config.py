@@ -38,15 +38,15 @@ class MultilabelConfig(ImageInputConfig):
     threshold: float = _opt(0.5, "probability threshold of the untuned metrics")
     tune_thresholds: bool = _opt(True, "tune per-class F1 thresholds on val (kept for predict)")
     folds: int = _opt(0, "k-fold: train on the other folds of train + val (0 = off)")
-    fold: int = _opt(0, "k-fold: which fold is validation (0 .. folds - 1)")
+    fold: int = _opt(-1, "k-fold: which fold is validation (0 .. folds - 1; -1 = every fold)")
 
     def check(self) -> None:
         super().check()
         if not 0.0 <= self.threshold <= 1.0:
             raise ConfigError(f"threshold={self.threshold} must be in [0, 1]")
-        if self.folds and not (self.folds >= 2 and 0 <= self.fold < self.folds):
+        if self.folds and not (self.folds >= 2 and -1 <= self.fold < self.folds):
             raise ConfigError(f"folds={self.folds}, fold={self.fold}: need folds >= 2 and "
-                              "0 <= fold < folds")  # fmt: skip
+                              "-1 <= fold < folds (-1 = every fold)")  # fmt: skip
         if not 0.0 <= self.clip < 1.0:
             raise ConfigError(f"clip={self.clip} must be in [0, 1)")
         if min(self.focal_gamma, self.gamma_pos, self.gamma_neg) < 0:

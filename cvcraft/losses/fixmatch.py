@@ -1,0 +1,50 @@
+"""FixMatch's unlabelled term (Sohn et al. 2020): the weak view's confident prediction is
+the hard pseudo-label the strong view must predict.
+
+    q = softmax(z_weak) (no gradient),  mask = max(q) >= tau,  y_hat = argmax(q)
+    L_u = (1 / (mu B)) * sum_b mask_b * CE(z_strong_b, y_hat_b)
+
+The sum is divided by every unlabelled item (not only the confident ones), as in the paper:
+early in training few items pass the threshold and the term stays small. ``tau`` itself
+counts as confident (``>=``), compared in the probabilities' dtype (float32, or float64 for
+float64 logits), so ``tau`` is rounded to that dtype first.
+Shapes: logits (M, C) with M = mu * B; ``probs`` (M, C).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from cvcraft.errors import ConfigError
+
+
+def pseudo_labels(probs: torch.Tensor, tau: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(hard pseudo-labels int64 (M,), confidence mask float (M,): 1 where max(p) >= tau,
+    in ``probs``' dtype)."""
+    if probs.ndim != 2:
+        raise ConfigError(f"pseudo_labels: probabilities must be (M, C), got {tuple(probs.shape)}")
+    if not 0.0 <= tau <= 1.0:
+        raise ConfigError(f"tau={tau} must be in [0, 1]")
+    conf, labels = probs.max(dim=1)
+    return labels, (conf >= tau).to(probs.dtype)
+
+
+def fixmatch_unlabeled_loss(
+    logits_weak: torch.Tensor, logits_strong: torch.Tensor, tau: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(L_u, mask)``: the masked pseudo-label cross-entropy of the strong view, averaged
+    over all M unlabelled items; the weak view's logits are detached (a target, not trained)."""
+    if logits_weak.shape != logits_strong.shape or logits_weak.ndim != 2:
+        raise ConfigError(
+            f"FixMatch: weak and strong logits must both be (M, C), got "
+            f"{tuple(logits_weak.shape)} and {tuple(logits_strong.shape)}"
+        )
+    if logits_weak.shape[0] == 0:
+        raise ConfigError("FixMatch: the unlabelled batch is empty")
+    z = logits_weak.detach()
+    z = z if z.dtype == torch.float64 else z.float()  # half precision would blur the threshold
+    with torch.no_grad():
+        labels, mask = pseudo_labels(z.softmax(1), tau)
+    ce = F.cross_entropy(logits_strong.float(), labels, reduction="none")
+    return (ce * mask).mean(), mask
