@@ -55,7 +55,8 @@ def decode(log_probs: torch.Tensor, cfg: Any, classes: list[str]) -> list[str]:
 
 
 class CTCLossEvaluator:
-    """Mean CTC loss per line over the val set (``val_loss``); sums merged by addition."""
+    """Mean CTC loss per character over the val lines (``val_loss``, the training loss's
+    ``mean``); sums merged by addition."""
 
     def reset(self) -> None:
         self.sum, self.n = 0.0, 0
@@ -146,7 +147,8 @@ class RecognizeTask(BaseTask):
     def eval_forward(self, model: nn.Module, batch: dict[str, Any]) -> dict[str, Any]:
         log_probs, frames, tl = self._forward(model, batch)
         nll = ctc_loss(log_probs, batch["targets"].to(self.device), frames, tl,
-                       reduction="sum", zero_infinity=True)  # fmt: skip
+                       reduction="none", zero_infinity=True)  # fmt: skip
+        nll = (nll / tl.clamp(min=1)).sum()  # per character, as the training loss
         return {"texts": decode(log_probs, self.cfg, self.classes), "targets": batch["texts"],
                 "loss_sum": nll}  # fmt: skip
 
