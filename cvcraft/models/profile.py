@@ -372,9 +372,10 @@ def receptive_fields(
     One row per module whose output is a feature map: ``name``, ``type``, ``shape`` (C, H,
     W), ``leaf`` (no child modules), ``rf`` (h, w) input pixels, ``jump`` (h, w) input
     pixels between adjacent outputs (the stride of that map), ``start`` (y, x) input
-    coordinate of the first output's field centre (negative: it reaches into the padding). Traced on the meta device through conv
-    and pooling ops, so branches (residual adds, concatenations) are followed and the
-    widest path counts; a global pool ends the field (later rows are omitted).
+    coordinate of the first output's field centre (negative: it reaches into the padding).
+    Traced on the meta device through conv and pooling ops, so branches (residual adds,
+    concatenations) are followed and the widest path counts; a global pool ends the field
+    (later rows are omitted).
     """
     if len(input_size) != 3:
         raise ConfigError(f"receptive field needs input_size (C, H, W), got {tuple(input_size)}")
