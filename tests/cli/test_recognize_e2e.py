@@ -10,7 +10,8 @@ from cvcraft.data.io import write_image
 from cvcraft.tasks.recognize.data import load_digit_images
 
 TINY = ["workers=0", "progress=false", "train_strings=64", "val_strings=24", "batch=16",
-        "min_len=2", "max_len=3", "line_width=64", "model_kwargs={width: 4, hidden: 8}"]  # fmt: skip
+        "min_len=2", "max_len=3", "line_width=64",
+        "model_kwargs={width: 4, hidden: 8}"]  # fmt: skip
 
 
 def test_train_val_predict_recognize(tmp_path, shared_data):
