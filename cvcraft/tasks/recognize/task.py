@@ -22,6 +22,7 @@ from torch import nn
 from cvcraft.data.io import IMAGE_EXTENSIONS
 from cvcraft.data.loader import build_loader
 from cvcraft.engine.device import autocast, select_device
+from cvcraft.engine.evaluation import MetricsWithLoss
 from cvcraft.errors import DataError
 from cvcraft.losses.ctc import ctc_loss
 from cvcraft.metrics.text import TextEvaluator
@@ -54,29 +55,18 @@ def decode(log_probs: torch.Tensor, cfg: Any, classes: list[str]) -> list[str]:
     return ["".join(classes[c - 1] for c in s) for s in seqs]
 
 
-class CTCLossEvaluator:
-    """Mean CTC loss per character over the val lines (``val_loss``, the training loss's
-    ``mean``); sums merged by addition."""
-
-    def reset(self) -> None:
-        self.sum, self.n = 0.0, 0
+class RecognitionEvaluator(MetricsWithLoss):
+    """``seq_acc`` and ``cer`` of the decoded lines plus ``val_loss``, the mean CTC loss per
+    character (the training loss's ``mean``)."""
 
     def __init__(self) -> None:
+        self.metrics = TextEvaluator()
         self.reset()
 
     def update(self, batch: Any, outputs: dict[str, Any]) -> None:
-        self.sum += float(outputs["loss_sum"])
+        self.metrics.update(batch, outputs)
+        self.loss_sum += float(outputs["loss_sum"])
         self.n += len(outputs["targets"])
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"sum": self.sum, "n": self.n}
-
-    def merge(self, state: dict[str, Any]) -> None:
-        self.sum += state["sum"]
-        self.n += state["n"]
-
-    def compute(self) -> dict[str, float]:
-        return {"val_loss": self.sum / max(self.n, 1)}
 
 
 class RecognizeTask(BaseTask):
@@ -153,7 +143,7 @@ class RecognizeTask(BaseTask):
                 "loss_sum": nll}  # fmt: skip
 
     def build_evaluators(self) -> dict[str, Any]:
-        return {"text": TextEvaluator(), "loss": CTCLossEvaluator()}
+        return {"text": RecognitionEvaluator()}
 
     # ------------------------------------------------------------------ plots
     def finish(self, trainer: Any, model: nn.Module, metrics: dict[str, Any]) -> None:
