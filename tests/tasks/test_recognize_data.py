@@ -72,3 +72,19 @@ def test_mnist_digits_and_errors(shared_data, tmp_path):
         load_digit_images(tmp_path / "nope")
     with pytest.raises(DataError, match="images-idx3-ubyte"):
         load_digit_images(tmp_path)
+
+
+def test_jitter_digit_is_a_small_affine_change():
+    from cvcraft.tasks.recognize.data import jitter_digit
+
+    d = np.zeros((28, 28), np.uint8)
+    d[6:22, 12:16] = 255
+    ys, xs = np.nonzero(d)
+    for seed in range(10):
+        j = jitter_digit(d, np.random.default_rng(seed))
+        assert j.shape == d.shape and j.dtype == np.uint8
+        jy, jx = np.nonzero(j > 127)
+        # the centre moves by the shift (<= 2 px) and the rest of the warp about the centre
+        assert abs(jy.mean() - ys.mean()) <= 3 and abs(jx.mean() - xs.mean()) <= 3
+        assert 0.6 < (j > 127).sum() / (d > 127).sum() < 1.4  # scale 0.85-1.1 in area
+    assert not np.array_equal(jitter_digit(d, np.random.default_rng(0)), d)

@@ -24,10 +24,13 @@ class RecognizeConfig(TrainConfig):
     train_strings: int = _opt(4000, "composed training strings per epoch (new ones each epoch)")
     val_strings: int = _opt(1000, "composed val strings (fixed, from the held-out digits)")
     val_fraction: float = _opt(0.15, "share of the digit images held out for val strings")
+    augment: bool = _opt(
+        True, "jitter each training digit (rotation, scale, shear, shift) before placing it"
+    )
     decode: str = _opt("greedy", "CTC decoding for val/predict", ("greedy", "beam"))
     beam: int = _opt(8, "beam width when decode=beam")
     batch: int = _opt(32, "batch size per optimizer step (before accumulation)")
-    epochs: int = _opt(10, "number of training epochs")
+    epochs: int = _opt(12, "number of training epochs")
     optimizer: str = _opt(
         "adam", "optimizer", ("sgd", "adagrad", "rmsprop", "adadelta", "adam", "adamw")
     )

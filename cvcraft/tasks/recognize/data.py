@@ -1,6 +1,7 @@
 """Synthetic digit strings composed from MNIST digit images, for the recognition task.
 
-A line is ``min_len..max_len`` random digit images cropped to their ink columns, placed
+A line is ``min_len..max_len`` random digit images (in training each slightly rotated,
+scaled, sheared and shifted when ``augment``) cropped to their ink columns, placed
 left to right with 1-6 px gaps (squeezed to fit when too wide), at a random position on a
 black ``imgsz x line_width`` canvas; its label is the digit sequence. The digit *images* are
 split once (``val_fraction`` held out, seeded), so train and val strings never share an
@@ -59,6 +60,18 @@ def ink_crop(img: np.ndarray) -> np.ndarray:
     return img[:, cols[0] : cols[-1] + 1] if cols.size else img
 
 
+def jitter_digit(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A random small affine change of one digit (the classic MNIST augmentation): rotation
+    +-10 deg, scale 0.85-1.1, shear +-0.2, vertical shift +-2 px, about the image centre."""
+    h, w = img.shape
+    m = cv2.getRotationMatrix2D((w / 2, h / 2), rng.uniform(-10, 10), rng.uniform(0.85, 1.1))
+    shear = rng.uniform(-0.2, 0.2)
+    m[0, 1] += shear
+    m[0, 2] -= shear * h / 2  # shear about the centre row
+    m[1, 2] += rng.integers(-2, 3)
+    return cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_LINEAR, borderValue=0)
+
+
 def compose_line(
     digits: np.ndarray,
     labels: np.ndarray,
@@ -67,11 +80,14 @@ def compose_line(
     max_len: int,
     height: int = 32,
     width: int = 128,
+    augment: bool = False,
 ) -> tuple[np.ndarray, list[int]]:
-    """One line: uint8 (height, width) image of random digits and its label list."""
+    """One line: uint8 (height, width) image of random digits and its label list;
+    ``augment`` jitters each digit (:func:`jitter_digit`) before it is placed."""
     k = int(rng.integers(min_len, max_len + 1))
     pick = rng.integers(0, len(digits), size=k)
-    crops = [ink_crop(digits[i]) for i in pick]
+    imgs = [jitter_digit(digits[i], rng) if augment else digits[i] for i in pick]
+    crops = [ink_crop(d) for d in imgs]
     gaps = rng.integers(1, 7, size=k - 1)
     h = crops[0].shape[0]
     strip = np.zeros((h, sum(c.shape[1] for c in crops) + int(gaps.sum())), np.uint8)
@@ -97,10 +113,10 @@ class DigitStrings(torch.utils.data.Dataset):
 
     def __init__(self, digits: np.ndarray, labels: np.ndarray, n: int, seed: int,
                  min_len: int, max_len: int, height: int, width: int,
-                 fixed: bool = False) -> None:  # fmt: skip
+                 fixed: bool = False, augment: bool = False) -> None:  # fmt: skip
         self.digits, self.labels, self.n, self.seed = digits, labels, n, seed
         self.min_len, self.max_len, self.height, self.width = min_len, max_len, height, width
-        self.fixed = fixed
+        self.fixed, self.augment = fixed, augment
         self.classes = DIGITS
 
     def __len__(self) -> int:
@@ -109,7 +125,7 @@ class DigitStrings(torch.utils.data.Dataset):
     def line(self, epoch: int, index: int) -> tuple[np.ndarray, list[int]]:
         rng = np.random.default_rng([self.seed, 0 if self.fixed else epoch, index, 5])
         return compose_line(self.digits, self.labels, rng, self.min_len, self.max_len,
-                            self.height, self.width)  # fmt: skip
+                            self.height, self.width, self.augment)  # fmt: skip
 
     def __getitem__(self, key: Any) -> dict[str, Any]:
         epoch, index = key if isinstance(key, tuple) else (0, key)
@@ -131,7 +147,9 @@ def load_digit_strings(cfg: Any) -> DigitSplits:
     common = dict(seed=cfg.seed, min_len=cfg.min_len, max_len=cfg.max_len, height=cfg.imgsz,
                   width=cfg.line_width)  # fmt: skip
     return DigitSplits(
-        train=DigitStrings(digits[tr], labels[tr], cfg.train_strings, **common),
+        train=DigitStrings(
+            digits[tr], labels[tr], cfg.train_strings, augment=cfg.augment, **common
+        ),  # fmt: skip
         val=DigitStrings(digits[va], labels[va], cfg.val_strings, fixed=True, **common),
         classes=DIGITS,
     )
