@@ -24,7 +24,7 @@ class RecognizeConfig(TrainConfig):
     train_strings: int = _opt(4000, "composed training strings per epoch (new ones each epoch)")
     val_strings: int = _opt(1000, "composed val strings (fixed, from the held-out digits)")
     val_fraction: float = _opt(0.15, "share of the digit images held out for val strings")
-    augment: bool = _opt(
+    jitter: bool = _opt(
         True, "jitter each training digit (rotation, scale, shear, shift) before placing it"
     )
     decode: str = _opt("greedy", "CTC decoding for val/predict", ("greedy", "beam"))

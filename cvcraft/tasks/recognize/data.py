@@ -1,7 +1,7 @@
 """Synthetic digit strings composed from MNIST digit images, for the recognition task.
 
 A line is ``min_len..max_len`` random digit images (in training each slightly rotated,
-scaled, sheared and shifted when ``augment``) cropped to their ink columns, placed
+scaled, sheared and shifted when ``jitter``) cropped to their ink columns, placed
 left to right with 1-6 px gaps (squeezed to fit when too wide), at a random position on a
 black ``imgsz x line_width`` canvas; its label is the digit sequence. The digit *images* are
 split once (``val_fraction`` held out, seeded), so train and val strings never share an
@@ -80,13 +80,13 @@ def compose_line(
     max_len: int,
     height: int = 32,
     width: int = 128,
-    augment: bool = False,
+    jitter: bool = False,
 ) -> tuple[np.ndarray, list[int]]:
     """One line: uint8 (height, width) image of random digits and its label list;
-    ``augment`` jitters each digit (:func:`jitter_digit`) before it is placed."""
+    ``jitter`` moves each digit (:func:`jitter_digit`) before it is placed."""
     k = int(rng.integers(min_len, max_len + 1))
     pick = rng.integers(0, len(digits), size=k)
-    imgs = [jitter_digit(digits[i], rng) if augment else digits[i] for i in pick]
+    imgs = [jitter_digit(digits[i], rng) if jitter else digits[i] for i in pick]
     crops = [ink_crop(d) for d in imgs]
     gaps = rng.integers(1, 7, size=k - 1)
     h = crops[0].shape[0]
@@ -113,10 +113,10 @@ class DigitStrings(torch.utils.data.Dataset):
 
     def __init__(self, digits: np.ndarray, labels: np.ndarray, n: int, seed: int,
                  min_len: int, max_len: int, height: int, width: int,
-                 fixed: bool = False, augment: bool = False) -> None:  # fmt: skip
+                 fixed: bool = False, jitter: bool = False) -> None:  # fmt: skip
         self.digits, self.labels, self.n, self.seed = digits, labels, n, seed
         self.min_len, self.max_len, self.height, self.width = min_len, max_len, height, width
-        self.fixed, self.augment = fixed, augment
+        self.fixed, self.jitter = fixed, jitter
         self.classes = DIGITS
 
     def __len__(self) -> int:
@@ -125,7 +125,7 @@ class DigitStrings(torch.utils.data.Dataset):
     def line(self, epoch: int, index: int) -> tuple[np.ndarray, list[int]]:
         rng = np.random.default_rng([self.seed, 0 if self.fixed else epoch, index, 5])
         return compose_line(self.digits, self.labels, rng, self.min_len, self.max_len,
-                            self.height, self.width, self.augment)  # fmt: skip
+                            self.height, self.width, self.jitter)  # fmt: skip
 
     def __getitem__(self, key: Any) -> dict[str, Any]:
         epoch, index = key if isinstance(key, tuple) else (0, key)
@@ -148,7 +148,7 @@ def load_digit_strings(cfg: Any) -> DigitSplits:
                   width=cfg.line_width)  # fmt: skip
     return DigitSplits(
         train=DigitStrings(
-            digits[tr], labels[tr], cfg.train_strings, augment=cfg.augment, **common
+            digits[tr], labels[tr], cfg.train_strings, jitter=cfg.jitter, **common
         ),  # fmt: skip
         val=DigitStrings(digits[va], labels[va], cfg.val_strings, fixed=True, **common),
         classes=DIGITS,
