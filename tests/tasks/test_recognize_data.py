@@ -88,3 +88,16 @@ def test_jitter_digit_is_a_small_affine_change():
         assert abs(jy.mean() - ys.mean()) <= 3 and abs(jx.mean() - xs.mean()) <= 3
         assert 0.6 < (j > 127).sum() / (d > 127).sum() < 1.4  # scale 0.85-1.1 in area
     assert not np.array_equal(jitter_digit(d, np.random.default_rng(0)), d)
+
+
+def test_config_errors():
+    from cvcraft.engine.config import build_config
+    from cvcraft.errors import ConfigError
+    from cvcraft.tasks.recognize.config import RecognizeConfig
+
+    with pytest.raises(ConfigError, match="multiple of 16"):
+        build_config(RecognizeConfig, {"imgsz": 40})
+    with pytest.raises(ConfigError, match="min_len"):
+        build_config(RecognizeConfig, {"min_len": 4, "max_len": 3})
+    with pytest.raises(ConfigError, match="jitter"):
+        build_config(RecognizeConfig, {"augment": [{"hflip": 0.5}]})

@@ -53,6 +53,11 @@ class RecognizeConfig(TrainConfig):
             )
         if not 0.0 < self.val_fraction < 1.0:
             raise ConfigError(f"val_fraction={self.val_fraction} must be in (0, 1)")
+        if self.augment:
+            raise ConfigError(
+                "augment: recognize composes its own lines and takes no augmentation "
+                "pipeline; use jitter=true|false for the per-digit jitter"
+            )
         if self.beam < 1:
             raise ConfigError(f"beam={self.beam} must be >= 1")
         if self.train_strings < 1 or self.val_strings < 1:
