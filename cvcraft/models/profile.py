@@ -232,24 +232,29 @@ def profile(
     latency: bool = True,
     warmup: int = 2,
     reps: int = 5,
+    rf: bool = False,
 ) -> dict[str, Any]:
     """Parameters, MACs, FLOPs (= 2 x MACs) and, optionally, CPU latency of ``model``.
 
     Returns ``{"params", "macs", "flops", "macs_by_kind", "latency_ms"}`` for a
     (batch, *input_size) input; MACs are counted on the meta device (:func:`count_macs`),
     latency is the median of ``reps`` real forwards (``None`` when ``latency=False``).
+    ``rf=True`` adds ``"receptive_field"``: the per-layer rows of :func:`receptive_fields`.
     """
     if len(input_size) < 1:
         raise ConfigError(f"input_size must be (C, H, W)-like, got {tuple(input_size)}")
     by_kind = count_macs(model, input_size, batch)
     macs = by_kind.pop("total")
-    return {
+    out = {
         "params": sum(p.numel() for p in model.parameters()),
         "macs": macs,
         "flops": 2 * macs,
         "macs_by_kind": by_kind,
         "latency_ms": measure_latency(model, input_size, batch, warmup, reps) if latency else None,
     }
+    if rf:
+        out["receptive_field"] = receptive_fields(model, input_size)
+    return out
 
 
 def _build_on_meta(name: str, **kw: Any) -> nn.Module:

@@ -16,6 +16,7 @@ from cvcraft.models import create_model
 from cvcraft.models.profile import (
     effective_receptive_field,
     format_receptive_fields,
+    profile,
     receptive_fields,
     stage_receptive_fields,
 )
@@ -60,7 +61,9 @@ def test_vgg16_stages_equal_analytic():
     # every layer, e.g. the first max-pool: 6 px at stride 2
     table = {r["name"]: r for r in receptive_fields(_meta("vgg16"))}
     assert table["features.4"]["rf"] == (6, 6) and table["features.4"]["jump"] == (2, 2)
-    text = format_receptive_fields(receptive_fields(_meta("vgg16")))
+    rows = profile(_meta("vgg16"), latency=False, rf=True)["receptive_field"]
+    assert rows[-1]["name"] == "features" and rows[-1]["rf"] == (212, 212)  # the trunk
+    text = format_receptive_fields(rows)
     assert "features.30" in text and " 212 " in text
 
 
