@@ -101,3 +101,22 @@ def test_config_errors():
         build_config(RecognizeConfig, {"min_len": 4, "max_len": 3})
     with pytest.raises(ConfigError, match="jitter"):
         build_config(RecognizeConfig, {"augment": [{"hflip": 0.5}]})
+
+
+def test_split_and_val_lines_follow_split_seed_not_seed(shared_data):
+    from types import SimpleNamespace
+
+    from cvcraft.tasks.recognize.data import load_digit_strings
+
+    def cfg(seed, split_seed):
+        return SimpleNamespace(data=shared_data / "mnist", val_fraction=0.15, seed=seed,
+                               split_seed=split_seed, train_strings=4, val_strings=4,
+                               min_len=3, max_len=5, imgsz=32, line_width=128,
+                               jitter=True)  # fmt: skip
+
+    a, b, c = load_digit_strings(cfg(0, 0)), load_digit_strings(cfg(1, 0)), None
+    assert np.array_equal(a.val.digits, b.val.digits)  # the same held-out images
+    assert all(np.array_equal(a.val[(0, i)]["image"], b.val[(0, i)]["image"]) for i in range(4))
+    assert not np.array_equal(a.train[(0, 0)]["image"], b.train[(0, 0)]["image"])
+    c = load_digit_strings(cfg(0, 1))
+    assert not np.array_equal(a.val.digits, c.val.digits)

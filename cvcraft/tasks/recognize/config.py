@@ -24,6 +24,9 @@ class RecognizeConfig(TrainConfig):
     train_strings: int = _opt(4000, "composed training strings per epoch (new ones each epoch)")
     val_strings: int = _opt(1000, "composed val strings (fixed, from the held-out digits)")
     val_fraction: float = _opt(0.15, "share of the digit images held out for val strings")
+    split_seed: int = _opt(
+        0, "seed of the train/val digit split and the val lines (kept apart from seed=)"
+    )
     jitter: bool = _opt(
         True, "jitter each training digit (rotation, scale, shear, shift) before placing it"
     )

@@ -4,10 +4,10 @@ A line is ``min_len..max_len`` random digit images (in training each slightly ro
 scaled, sheared and shifted when ``jitter``) cropped to their ink columns, placed
 left to right with 1-6 px gaps (squeezed to fit when too wide), at a random position on a
 black ``imgsz x line_width`` canvas; its label is the digit sequence. The digit *images* are
-split once (``val_fraction`` held out, seeded), so train and val strings never share an
-image. Training strings are drawn anew each epoch from ``default_rng([seed, epoch, index])``
-(the platform's per-item generator: the same on resume and for any worker count); val
-strings are fixed (epoch 0).
+split once (``val_fraction`` held out, by ``split_seed``), so train and val strings never
+share an image. Training strings are drawn anew each epoch from
+``default_rng([seed, epoch, index])`` (the platform's per-item generator: the same on resume
+and for any worker count); val strings are fixed (epoch 0, ``split_seed``).
 """
 
 from __future__ import annotations
@@ -143,14 +143,18 @@ class DigitSplits:
 def load_digit_strings(cfg: Any) -> DigitSplits:
     """Train and val line datasets from ``cfg.data`` with disjoint digit images."""
     digits, labels = load_digit_images(cfg.data)
-    tr, va = split_digits(len(digits), cfg.val_fraction, cfg.seed)
-    common = dict(seed=cfg.seed, min_len=cfg.min_len, max_len=cfg.max_len, height=cfg.imgsz,
+    # The split and the val lines follow split_seed, not seed: a run with another seed (or a
+    # fine-tune of a checkpoint) holds out the same digit images and scores the same lines.
+    tr, va = split_digits(len(digits), cfg.val_fraction, cfg.split_seed)
+    common = dict(min_len=cfg.min_len, max_len=cfg.max_len, height=cfg.imgsz,
                   width=cfg.line_width)  # fmt: skip
     return DigitSplits(
         train=DigitStrings(
-            digits[tr], labels[tr], cfg.train_strings, jitter=cfg.jitter, **common
+            digits[tr], labels[tr], cfg.train_strings, cfg.seed, jitter=cfg.jitter, **common
         ),  # fmt: skip
-        val=DigitStrings(digits[va], labels[va], cfg.val_strings, fixed=True, **common),
+        val=DigitStrings(
+            digits[va], labels[va], cfg.val_strings, cfg.split_seed, fixed=True, **common
+        ),  # fmt: skip
         classes=DIGITS,
     )
 
