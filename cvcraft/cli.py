@@ -183,6 +183,7 @@ def _tool_help(command: str, allowed: dict[str, str]) -> None:
 MODELS_KEYS = {
     "imgsz": "square input size for the MACs count (default: each model's own)",
     "latency": "true: also time a batch-1 CPU forward (slow for big models)",
+    "rf": "true: also print each layer's theoretical receptive field and jump (stride)",
 }
 
 
@@ -250,9 +251,24 @@ def cmd_models(pattern: str | None, rest: list[str], want_help: bool) -> list[st
         if latency:
             line += f"  {row['latency_ms']:.1f}"
         print(line, flush=True)
+        if str(args.get("rf", "false")).lower() in ("1", "true", "yes"):
+            print_receptive_fields(name, size)
     if failed:
         print(f"{failed} of {len(names)} models: MACs not counted (n/a; the reason is on the row)")
     return names
+
+
+def print_receptive_fields(name: str, size: tuple[int, ...] | None) -> None:
+    """``cvcraft models NAME rf=true``: the receptive-field table of one model."""
+    import torch
+
+    from cvcraft.models import create_model
+    from cvcraft.models.profile import format_receptive_fields, receptive_fields
+
+    with torch.device("meta"):
+        model = create_model(name)
+    size = size or tuple(getattr(model, "default_input_size", (3, 224, 224)))
+    print(format_receptive_fields(receptive_fields(model, size)) + "\n", flush=True)
 
 
 CONVERT_KEYS = {

@@ -9,6 +9,7 @@ from cvcraft.models import (  # noqa: F401  (registers)
     fusion,
     generative,
     pose,
+    recognition,
     segmentation,
 )
 from cvcraft.models.features import FeatureListNet

@@ -94,13 +94,16 @@ class CrossAttention(nn.Module):
 class MLPBlock(nn.Module):
     """Position-wise feed-forward: ``fc2(drop(gelu(fc1(x))))``; (..., C) -> (..., C).
 
-    The hidden width is usually 4x the embedding (``mlp_ratio``).
+    The hidden width is usually 4x the embedding (``mlp_ratio``). ``act`` replaces GELU
+    (the original Transformer used ReLU).
     """
 
-    def __init__(self, dim: int, hidden_dim: int, drop: float = 0.0) -> None:
+    def __init__(
+        self, dim: int, hidden_dim: int, drop: float = 0.0, act: nn.Module | None = None
+    ) -> None:
         super().__init__()
         self.fc1 = nn.Linear(dim, hidden_dim)
-        self.act = nn.GELU()
+        self.act = act if act is not None else nn.GELU()
         self.fc2 = nn.Linear(hidden_dim, dim)
         self.drop = nn.Dropout(drop)
 

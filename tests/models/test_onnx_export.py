@@ -83,6 +83,8 @@ def test_onnx_export_matches_torch(name):
         assert got.shape == expected.shape == (1, 10)
     elif task == "fuse":  # one fused image at the input resolution
         assert got.shape == expected.shape == (1, 1, *x.shape[-2:])
+    elif task == "recognize":  # CTC log-probabilities: W/4 frames, 10 labels + blank
+        assert got.shape == expected.shape == (x.shape[-1] // 4, 1, 11)
     elif task == "pose":  # one heatmap per keypoint at stride 4
         assert got.shape == expected.shape == (1, 10, *(v // 4 for v in x.shape[-2:]))
     else:  # segmentation: logits at the input resolution
