@@ -28,7 +28,7 @@ from cvcraft.data import ClassifyDataset, build_loader, load_classification
 from cvcraft.engine.quantize import quantize_dynamic_linear, quantize_static, quantized_modules
 from cvcraft.models.profile import count_macs, measure_latency
 from cvcraft.tasks.classify.task import evaluate_classifier
-from cvcraft.tasks.compress_tool import run_prune
+from cvcraft.tasks.compress_tool import quantization_aware_finetune, run_prune
 from cvcraft.tasks.model_tools import load_classifier_any, preprocess_of
 from cvcraft.transforms import default_classify_transforms
 
@@ -66,6 +66,8 @@ def main() -> None:
     p.add_argument("--run", default="runs/bench_compress")
     p.add_argument("--ft-epochs", type=int, default=1)
     p.add_argument("--ft-lr", type=float, default=0.01)
+    p.add_argument("--qat-epochs", type=int, default=1)
+    p.add_argument("--qat-lr", type=float, default=1e-4)
     p.add_argument("--reps", type=int, default=30)
     p.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", 1)))
     args = p.parse_args()
@@ -94,7 +96,11 @@ def main() -> None:
         "fp32": model,
         "int8 static (fx, x86)": quantize_static(model, calib, "x86"),
         "int8 dynamic (Linear)": quantize_dynamic_linear(model),
-    }
+        f"int8 QAT ({args.qat_epochs} ep)": quantization_aware_finetune(
+            model, splits.train, meta, pre,
+            {"qat_epochs": str(args.qat_epochs), "qat_lr": str(args.qat_lr)}, 64,
+        ),
+    }  # fmt: skip
     res = run_prune({
         "weights": str(weights), "method": "l1_channel", "amount": "0.5", "data": args.data,
         "n": "64", "out": str(Path(args.run) / "pruned_l1.pt"),

@@ -16,11 +16,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from cvcraft.data import ClassifyDataset, build_loader, load_classification
+from cvcraft.data import ClassifyDataset, build_loader, load_classification, set_epoch
 from cvcraft.engine.checkpoint import save_checkpoint
 from cvcraft.engine.device import select_device
 from cvcraft.engine.export import export_model, load_torchscript
-from cvcraft.engine.quantize import quantize_dynamic_linear, quantize_static, quantized_modules
+from cvcraft.engine.quantize import (
+    convert_qat,
+    prepare_qat,
+    quantize_dynamic_linear,
+    quantize_static,
+    quantized_modules,
+)
 from cvcraft.errors import ConfigError
 from cvcraft.models.profile import count_macs, measure_latency
 from cvcraft.nn.prune import prune_l1_channels, prune_magnitude, sparsity
@@ -192,7 +198,10 @@ def run_prune(args: dict[str, str]) -> dict[str, Any]:
 QUANTIZE_KEYS = {
     "weights": "classification checkpoint (runs/.../best.pt)",
     "data": "dataset: calibration images from its train split, accuracy on its val split",
-    "mode": "static (int8 conv/linear, calibrated) | dynamic (int8 Linear only) (default static)",
+    "mode": "static (int8 conv/linear, calibrated) | dynamic (int8 Linear only) | qat "
+    "(fine-tuned through fake-quant, then int8) (default static)",
+    "qat_epochs": "qat: fine-tuning epochs over the train split (default 1)",
+    "qat_lr": "qat: SGD learning rate of the fine-tuning (default 1e-4)",
     "backend": "x86 | fbgemm | qnnpack | onednn (default x86)",
     "calib": "calibration images (default 256)",
     "n": "validation images for the accuracy (default 0 = all)",
@@ -201,12 +210,43 @@ QUANTIZE_KEYS = {
 }
 
 
+def quantization_aware_finetune(
+    model: nn.Module, train: Any, state: dict, pre: nn.Module, args: dict[str, str], batch: int
+) -> nn.Module:
+    """QAT: the model with fake-quant modules (int8 rounding in the forward, straight-through
+    gradients) fine-tuned with SGD on the train split (no augmentation, seeded order), then
+    converted to int8. A short plain loop: the model is an fx graph the task cannot build."""
+    epochs = int_arg(args, "qat_epochs", 1, 1)
+    try:
+        lr = float(args.get("qat_lr", 1e-4))
+    except ValueError:
+        raise ConfigError(f"qat_lr={args.get('qat_lr')!r} must be a number") from None
+    if lr <= 0:
+        raise ConfigError(f"qat_lr={lr} must be > 0")
+    c, s = int(state["in_chans"]), int(state.get("imgsz", 224))
+    qat = prepare_qat(
+        copy.deepcopy(model).eval(), torch.zeros(2, c, s, s), args.get("backend", "x86")
+    )
+    opt = torch.optim.SGD(qat.parameters(), lr=lr, momentum=0.9)
+    loader = build_loader(ClassifyDataset(train, val_transform(state), seed=0), batch,
+                          shuffle=True, workers=0, seed=0)  # fmt: skip
+    qat.train()
+    for epoch in range(epochs):
+        set_epoch(loader, epoch)  # a new seeded order each epoch
+        for b in loader:
+            loss = nn.functional.cross_entropy(qat(pre(b["images"])), b["labels"])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    return convert_qat(qat.eval())
+
+
 def run_quantize(args: dict[str, str]) -> dict[str, Any]:
     """``cvcraft quantize``: int8 model (TorchScript file) and a fp32 vs int8 table of size,
     latency and accuracy. Runs on the CPU (int8 kernels are CPU kernels)."""
     mode = args.get("mode", "static")
-    if mode not in ("static", "dynamic"):
-        raise ConfigError(f"mode={mode!r}: choose static or dynamic")
+    if mode not in ("static", "dynamic", "qat"):
+        raise ConfigError(f"mode={mode!r}: choose static, dynamic or qat")
     device = torch.device("cpu")
     weights = Path(args["weights"])
     model, state = load_classifier_any(weights, device)
@@ -216,7 +256,7 @@ def run_quantize(args: dict[str, str]) -> dict[str, Any]:
     pre = preprocess_of(state, device)
     batch = int_arg(args, "batch", 64, 1)
     loader = val_loader(state, args["data"], int_arg(args, "n", 0), batch)
-    if mode == "static":
+    if mode in ("static", "qat"):
         cfg = state.get("config") or {}
         splits = load_classification(
             args["data"], val_fraction=float(cfg.get("val_fraction", 0.1)),
@@ -227,7 +267,10 @@ def run_quantize(args: dict[str, str]) -> dict[str, Any]:
         cal = build_loader(ClassifyDataset(train.subset(pick), val_transform(state), seed=0),
                            batch, shuffle=False, workers=0, seed=0)  # fmt: skip
         calib = [pre(b["images"]) for b in cal]
-        qmodel = quantize_static(model, calib, args.get("backend", "x86"))
+        if mode == "static":
+            qmodel = quantize_static(model, calib, args.get("backend", "x86"))
+        else:
+            qmodel = quantization_aware_finetune(model, train, state, pre, args, batch)
     else:
         qmodel = quantize_dynamic_linear(model)
     c, s = int(state["in_chans"]), int(state.get("imgsz", 224))

@@ -67,3 +67,33 @@ def test_prune_finetune_needs_data(ckpt, tmp_path):
 
     with pytest.raises(ConfigError, match="finetune_epochs needs data="):
         run_prune({"weights": str(ckpt), "out": str(tmp_path / "p.pt"), "finetune_epochs": "1"})
+
+
+def test_quantize_qat_finetunes_through_fake_quant(ckpt, tmp_path, monkeypatch):
+    import cvcraft.engine.quantize as q
+    import cvcraft.tasks.compress_tool as tool
+
+    seen = {}
+    prepare = q.prepare_qat
+
+    def spy(model, example, backend="x86"):
+        qat = prepare(model, example, backend)
+        seen["before"] = {k: v.clone() for k, v in qat.state_dict().items() if "weight" in k}
+        seen["qat"] = qat
+        return qat
+
+    monkeypatch.setattr(tool, "prepare_qat", spy)
+    out = tmp_path / "qat.ts"
+    res = run_quantize({"weights": str(ckpt), "data": DATA, "mode": "qat", "qat_epochs": "1",
+                        "qat_lr": "1e-3", "out": str(out)})  # fmt: skip
+    fp32, int8 = res["rows"]
+    assert int8["model"] == "int8 qat" and int8["size_mb"] < 0.5 * fp32["size_mb"]
+    after = seen["qat"].state_dict()
+    assert any(not torch.equal(after[k], v) for k, v in seen["before"].items())  # trained
+    n_fq = sum(isinstance(m, torch.ao.quantization.FakeQuantizeBase)
+               for m in seen["qat"].modules())  # fmt: skip
+    assert n_fq > 0
+    model, _ = load_classifier_any(out, torch.device("cpu"))
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 6)
+    with pytest.raises(Exception, match="choose static, dynamic or qat"):
+        run_quantize({"weights": str(ckpt), "data": DATA, "mode": "int4"})
