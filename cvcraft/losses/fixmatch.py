@@ -9,6 +9,13 @@ early in training few items pass the threshold and the term stays small. ``tau``
 counts as confident (``>=``), compared in the probabilities' dtype (float32, or float64 for
 float64 logits), so ``tau`` is rounded to that dtype first.
 Shapes: logits (M, C) with M = mu * B; ``probs`` (M, C).
+
+The baselines the FixMatch paper compares with:
+- Pseudo-Label (Lee 2013): the same view is both target and input,
+  L_u = (1/M) Σ mask · CE(z, argmax softmax(z)) with the target detached;
+- Mean Teacher (Tarvainen & Valpola 2017): a consistency cost between the student's class
+  probabilities on one view and an EMA teacher's on another,
+  L_u = (1/M) Σ ‖softmax(z_student) − softmax(z_teacher)‖², the teacher detached.
 """
 
 from __future__ import annotations
@@ -48,3 +55,29 @@ def fixmatch_unlabeled_loss(
         labels, mask = pseudo_labels(z.softmax(1), tau)
     ce = F.cross_entropy(logits_strong.float(), labels, reduction="none")
     return (ce * mask).mean(), mask
+
+
+def pseudo_label_loss(logits: torch.Tensor, tau: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(L_u, mask)`` of Pseudo-Label: each unlabelled item's own confident prediction is its
+    target (detached), averaged over all M items."""
+    if logits.ndim != 2 or logits.shape[0] == 0:
+        raise ConfigError(
+            f"Pseudo-Label: logits must be a non-empty (M, C), got {tuple(logits.shape)}"
+        )
+    z = logits.float()
+    with torch.no_grad():
+        labels, mask = pseudo_labels(z.detach().softmax(1), tau)
+    return (F.cross_entropy(z, labels, reduction="none") * mask).mean(), mask
+
+
+def mean_teacher_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+    """Mean Teacher's consistency: mean over items of the squared distance between the
+    student's and the (detached) teacher's class probabilities."""
+    if student_logits.shape != teacher_logits.shape or student_logits.ndim != 2:
+        raise ConfigError(
+            f"Mean Teacher: student and teacher logits must both be (M, C), got "
+            f"{tuple(student_logits.shape)} and {tuple(teacher_logits.shape)}"
+        )
+    p_s = student_logits.float().softmax(1)
+    p_t = teacher_logits.detach().float().softmax(1)
+    return (p_s - p_t).pow(2).sum(1).mean()

@@ -159,8 +159,8 @@ def test_fixmatch_trains_end_to_end(tmp_path):
 
 
 def test_config_errors():
-    with pytest.raises(ConfigError, match="semi='meanteacher'"):
-        task_config("classify", {"semi": "meanteacher"})
+    with pytest.raises(ConfigError, match="semi='mixmatch'"):
+        task_config("classify", {"semi": "mixmatch"})
     with pytest.raises(ConfigError, match="add semi=fixmatch"):
         task_config("classify", {"labeled": "100"})
     with pytest.raises(ConfigError, match="needs labeled"):

@@ -24,6 +24,14 @@ class ClassifyConfig(TrainConfig):
 
     # keys only training reads: `val`/`predict --help` leave them out
     train_only_keys: ClassVar[tuple[str, ...]] = (
+        "semi",
+        "labeled",
+        "labels_per_class",
+        "unlabeled",
+        "tau",
+        "mu",
+        "lambda_u",
+        "bag",
         "label_smoothing",
         "loss",
         "scale_min",
@@ -120,10 +128,13 @@ class ClassifyConfig(TrainConfig):
     adv_steps: int = _opt(7, "PGD steps per batch")
     trades_beta: float = _opt(6.0, "TRADES weight of the robustness (KL) term")
     # semi-supervised FixMatch (Sohn et al. 2020; semi.py)
-    semi: str = _opt("", "semi-supervised method: fixmatch ('' = off)")
+    semi: str = _opt(
+        "", "semi-supervised method: fixmatch | pseudolabel | meanteacher (needs ema) ('' = off)"
+    )
     labeled: float = _opt(
         0.0, "semi: labelled images kept (N, balanced over classes, or a fraction per class)"
     )
+    labels_per_class: int = _opt(0, "semi: keep this many labels of every class (not labeled=)")
     unlabeled: str = _opt("", "semi: a folder of extra unlabelled images")
     tau: float = _opt(0.95, "semi: confidence threshold of a pseudo-label (max prob >= tau)")
     mu: int = _opt(7, "semi: unlabelled images per labelled image in a batch")

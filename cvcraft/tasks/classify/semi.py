@@ -31,7 +31,11 @@ from cvcraft.data.classification import ClassificationData, FileListData
 from cvcraft.data.collate import collate_classify
 from cvcraft.data.io import list_images
 from cvcraft.errors import ConfigError, DataError
-from cvcraft.losses.fixmatch import fixmatch_unlabeled_loss
+from cvcraft.losses.fixmatch import (
+    fixmatch_unlabeled_loss,
+    mean_teacher_loss,
+    pseudo_label_loss,
+)
 from cvcraft.structures import Sample
 from cvcraft.transforms import Compose, Cutout, Transform
 from cvcraft.transforms.policies import RandAugment
@@ -112,8 +116,11 @@ def split_labeled(cfg: Any, train: ClassificationData) -> tuple[ClassificationDa
     if not cfg.semi:
         return train, None
     parts = []
-    if cfg.labeled:
-        keep = select_labeled(train.labels, cfg.labeled, len(train.classes), cfg.seed)
+    labeled = cfg.labeled
+    if getattr(cfg, "labels_per_class", 0):  # N per class = N x classes, spread evenly
+        labeled = cfg.labels_per_class * len(train.classes)
+    if labeled:
+        keep = select_labeled(train.labels, labeled, len(train.classes), cfg.seed)
         rest = np.setdiff1d(np.arange(len(train)), keep)
         parts.append(ImagesOnly(train.subset(rest)))
         train = train.subset(keep)
@@ -122,8 +129,8 @@ def split_labeled(cfg: Any, train: ClassificationData) -> tuple[ClassificationDa
         parts.append(ImagesOnly(FileListData(files, np.zeros(len(files), np.int64), ["?"])))
     pool = JoinedImages(parts)
     if len(pool) == 0:
-        raise DataError("semi=fixmatch: no unlabelled images (labeled= kept every image)")
-    print(f"data: FixMatch with {len(train)} labelled and {len(pool)} unlabelled images")
+        raise DataError(f"semi={cfg.semi}: no unlabelled images (labeled= kept every image)")
+    print(f"data: {cfg.semi} with {len(train)} labelled and {len(pool)} unlabelled images")
     return train, pool
 
 
@@ -259,4 +266,55 @@ def fixmatch_loss(
     loss_u, mask = fixmatch_unlabeled_loss(logits_w, logits_s, tau)
     if stats is not None:
         stats.update(loss_u, mask)
+    return criterion(logits_x, y) + lambda_u * loss_u, logits_x
+
+
+def pseudo_label_step(
+    model: nn.Module,
+    batch: dict[str, torch.Tensor],
+    inputs: Any,
+    criterion: nn.Module,
+    tau: float,
+    lambda_u: float,
+    stats: FixMatchStats | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(loss, labelled logits)`` of Pseudo-Label: one forward over [labelled, weak]; the weak
+    view's own confident predictions are its targets (the strong view is not used)."""
+    b = batch["images"].shape[0]
+    out = model(inputs(torch.cat([batch["images"], batch["u_weak"]])))
+    logits = (out[0] if isinstance(out, tuple) else out).float()
+    logits_x, logits_u = logits[:b], logits[b:]
+    y = batch["labels"].to(logits.device, non_blocking=True)
+    loss_u, mask = pseudo_label_loss(logits_u, tau)
+    if stats is not None:
+        stats.update(loss_u, mask)
+    return criterion(logits_x, y) + lambda_u * loss_u, logits_x
+
+
+def mean_teacher_step(
+    model: nn.Module,
+    teacher: nn.Module,
+    batch: dict[str, torch.Tensor],
+    inputs: Any,
+    criterion: nn.Module,
+    lambda_u: float,
+    stats: FixMatchStats | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(loss, labelled logits)`` of Mean Teacher: the student sees [labelled, strong], the
+    EMA teacher (no gradient, eval mode) the weak view of the same images; the consistency
+    is ``mean_teacher_loss``. The mask statistic reports 1 (every item counts)."""
+    b = batch["images"].shape[0]
+    out = model(inputs(torch.cat([batch["images"], batch["u_strong"]])))
+    logits = (out[0] if isinstance(out, tuple) else out).float()
+    logits_x, logits_s = logits[:b], logits[b:]
+    with torch.no_grad():
+        was = teacher.training
+        teacher.eval()
+        t_out = teacher(inputs(batch["u_weak"]))
+        teacher.train(was)
+    t_logits = (t_out[0] if isinstance(t_out, tuple) else t_out).float()
+    loss_u = mean_teacher_loss(logits_s, t_logits)
+    if stats is not None:
+        stats.update(loss_u, torch.ones(1, device=logits.device))
+    y = batch["labels"].to(logits.device, non_blocking=True)
     return criterion(logits_x, y) + lambda_u * loss_u, logits_x

@@ -7,16 +7,23 @@ from typing import Any
 
 from cvcraft.errors import ConfigError
 
-SEMI_METHODS = ("", "fixmatch")
+SEMI_METHODS = ("", "fixmatch", "pseudolabel", "meanteacher")
 
 
 def check_semi(cfg: Any) -> None:
     """The FixMatch keys' ranges, and the options it cannot be combined with."""
     if cfg.semi not in SEMI_METHODS:
-        raise ConfigError(f"semi={cfg.semi!r} must be fixmatch or '' (off)")
+        raise ConfigError(
+            f"semi={cfg.semi!r} must be fixmatch, pseudolabel, meanteacher or '' (off)"
+        )
+    if cfg.labels_per_class < 0 or (cfg.labels_per_class and cfg.labeled):
+        raise ConfigError(
+            f"labels_per_class={cfg.labels_per_class}: a count >= 0, and not together with "
+            "labeled= (give one of them)"
+        )
     if not cfg.semi:
-        if cfg.labeled or cfg.unlabeled:
-            raise ConfigError("labeled=/unlabeled= are FixMatch keys; add semi=fixmatch")
+        if cfg.labeled or cfg.unlabeled or cfg.labels_per_class:
+            raise ConfigError("labeled=/unlabeled= are semi-supervised keys; add semi=fixmatch")
         return
     if not 0.0 <= cfg.tau <= 1.0:
         raise ConfigError(f"tau={cfg.tau} must be in [0, 1]")
@@ -28,8 +35,13 @@ def check_semi(cfg: Any) -> None:
         raise ConfigError(
             f"labeled={cfg.labeled}: a count of labelled images (e.g. 4000) or a fraction in (0, 1]"
         )
-    if not cfg.labeled and not cfg.unlabeled:
-        raise ConfigError("semi=fixmatch needs labeled=N|fraction and/or unlabeled=PATH")
+    if cfg.semi == "meanteacher" and not cfg.ema:
+        raise ConfigError(
+            "semi=meanteacher's teacher is the EMA of the weights: add ema=true "
+            "(ema_decay=0.999 as in the paper)"
+        )
+    if not cfg.labeled and not cfg.unlabeled and not cfg.labels_per_class:
+        raise ConfigError(f"semi={cfg.semi} needs labeled=N|fraction and/or unlabeled=PATH")
     others = {
         "mixup_alpha/cutmix_alpha": cfg.mixup_alpha or cfg.cutmix_alpha,
         "adv": cfg.adv,
@@ -39,4 +51,4 @@ def check_semi(cfg: Any) -> None:
     }
     clash = [k for k, on in others.items() if on]
     if clash:
-        raise ConfigError(f"semi=fixmatch cannot be combined with {', '.join(clash)}; drop them")
+        raise ConfigError(f"semi={cfg.semi} cannot be combined with {', '.join(clash)}; drop them")

@@ -65,6 +65,8 @@ from cvcraft.tasks.classify.semi import (
     FixMatchStats,
     fixmatch_dataset,
     fixmatch_loss,
+    mean_teacher_step,
+    pseudo_label_step,
     split_labeled,
 )
 from cvcraft.transforms import build_transforms as build_pipeline
@@ -374,9 +376,19 @@ class ClassifyTask(BaseTask):
         cfg = self.cfg
         self.step += 1
         inputs = lambda t: self._inputs({"images": t})  # noqa: E731
-        loss, logits = fixmatch_loss(
-            model, batch, inputs, self.criterion, cfg.tau, cfg.lambda_u, self.semi_stats
-        )
+        if cfg.semi == "pseudolabel":
+            loss, logits = pseudo_label_step(
+                model, batch, inputs, self.criterion, cfg.tau, cfg.lambda_u, self.semi_stats
+            )
+        elif cfg.semi == "meanteacher":  # the teacher is the trainer's EMA of the weights
+            loss, logits = mean_teacher_step(
+                model, self.trainer.ema.module, batch, inputs, self.criterion, cfg.lambda_u,
+                self.semi_stats,
+            )  # fmt: skip
+        else:
+            loss, logits = fixmatch_loss(
+                model, batch, inputs, self.criterion, cfg.tau, cfg.lambda_u, self.semi_stats
+            )
         with torch.no_grad():
             self.train_correct = self.train_correct + (logits.argmax(1) == y).sum()
             self.train_seen += int(y.shape[0])
