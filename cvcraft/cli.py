@@ -69,7 +69,7 @@ commands:
   explain [METHOD] weights=best.pt source=imgs/    CAM/Grad-CAM/... heat-map overlays
   attack  [METHOD] weights=best.pt data=...        robust accuracy vs eps, adversarial grid
   prune   [METHOD] weights=best.pt amount=0.5      magnitude / L1-channel pruning + table
-  quantize [MODE] weights=best.pt data=...         int8 (static/dynamic) + table
+  quantize [MODE] weights=best.pt data=...         int8 (static/dynamic/qat) + table
   export  [FORMAT] weights=best.pt                 onnx | torchscript, with a parity check
   eval    detect gt=coco.json pred=results.json   COCO bbox metrics (equal to pycocotools)
   eval    segm gt=coco.json pred=results.json     COCO mask metrics (RLE results; = pycocotools)
