@@ -5,7 +5,8 @@ training is averaged heavily).
 
 Update at step ``t`` (a multiple of ``every``), for every float tensor of the state dict:
 ``slow = d(t) * slow + (1 - d(t)) * fast; fast = slow`` with ``d(t) = base * (t / T)^power``.
-At the last step ``T`` the weights become the slow average (``d = 1``). Unlike the EMA
+At the last step ``T`` the weights become the slow average (``d = 1``). Frozen parameters
+are left as they are. Unlike the EMA
 (engine/ema.py), which only *evaluates* an average, this *trains from* it.
 """
 
@@ -55,11 +56,18 @@ class Lookahead:
         if self.slow is None:
             self.reset(model)
         assert self.slow is not None
-        state = unwrap_model(model).state_dict()
-        fast = [state[k] for k in self.slow]
-        slow = list(self.slow.values())
-        torch._foreach_lerp_(slow, fast, 1.0 - decay)
-        torch._foreach_copy_(fast, slow)
+        bare = unwrap_model(model)
+        state = bare.state_dict()
+        # a frozen parameter (requires_grad off, e.g. a whitening stem after its k epochs)
+        # stays exactly where it is: its slow copy follows it instead of pulling it back
+        frozen = {n for n, p in bare.named_parameters() if not p.requires_grad}
+        keys = [k for k in self.slow if k not in frozen]
+        fast, slow = [state[k] for k in keys], [self.slow[k] for k in keys]
+        if keys:
+            torch._foreach_lerp_(slow, fast, 1.0 - decay)
+            torch._foreach_copy_(fast, slow)
+        for k in frozen & self.slow.keys():
+            self.slow[k].copy_(state[k])
 
     def step(self, model: nn.Module, step: int, total: int) -> None:
         """What happens after optimizer step ``step`` (1-based) of ``total``."""

@@ -72,7 +72,8 @@ def translate(padded: torch.Tensor, offsets: torch.Tensor, size: tuple[int, int]
     if offsets.shape != (n, 2):
         raise DataError(f"translate: offsets must be (N, 2) = ({n}, 2), got {tuple(offsets.shape)}")
     off = offsets.to(device=padded.device, dtype=torch.int64)
-    if bool((off < 0).any()) or bool((off[:, 0] > hp - h).any()) or bool((off[:, 1] > wp - w).any()):
+    limit = torch.tensor([hp - h, wp - w], device=off.device)
+    if bool(((off < 0) | (off > limit)).any()):
         raise DataError(f"translate: offsets must be in [0, {hp - h}] x [0, {wp - w}]")
     rows = off[:, :1] + torch.arange(h, device=padded.device)  # (N, H)
     cols = off[:, 1:] + torch.arange(w, device=padded.device)  # (N, W)

@@ -61,6 +61,23 @@ def test_lookahead_equals_by_hand_loop():
     assert int(net_a[1].num_batches_tracked) == total
 
 
+def test_frozen_parameters_stay_put():
+    net = _net()
+    la = Lookahead(every=1, base=0.9, power=0.0)  # d = 0.9 at every step
+    la.reset(net)
+    w_old = net[0].weight.detach().clone()
+    with torch.no_grad():
+        net[0].weight.add_(1.0)
+        net[0].bias.add_(1.0)
+    net[0].weight.requires_grad_(False)
+    w_new, b_old = net[0].weight.detach().clone(), la.slow["0.bias"].clone()
+    b_new = net[0].bias.detach().clone()
+    la.update(net, 0.9)
+    assert torch.equal(net[0].weight, w_new) and torch.equal(la.slow["0.weight"], w_new)
+    assert not torch.equal(w_new, w_old)
+    torch.testing.assert_close(net[0].bias, 0.9 * b_old + 0.1 * b_new)  # live ones are pulled
+
+
 def test_lookahead_changes_training():
     """The schedule has an effect: without it the weights differ."""
     net_a, net_b = _net(), _net()

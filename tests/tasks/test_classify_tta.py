@@ -31,7 +31,7 @@ def test_flip_and_translate_equal_separate_passes():
     flip = 0.5 * m(x) + 0.5 * m(torch.from_numpy(x.numpy()[..., ::-1].copy()))
     torch.testing.assert_close(tta_logits(f, x, "flip"), flip, rtol=1e-5, atol=1e-6)
     p = _pad_np(x.numpy(), 1)
-    shifted = [torch.from_numpy(p[:, :, 0:8, 0:8].copy()), torch.from_numpy(p[:, :, 2:10, 2:10].copy())]
+    shifted = [torch.from_numpy(p[:, :, d : d + 8, d : d + 8].copy()) for d in (0, 2)]
 
     def flip_avg(z):
         return 0.5 * m(z) + 0.5 * m(z.flip(-1))

@@ -49,6 +49,11 @@ class ClassifyConfig(TrainConfig):
         "adv_alpha",
         "adv_steps",
         "trades_beta",
+        "alt_flip",
+        "device_translate",
+        "lookahead",
+        "lookahead_decay",
+        "whiten_samples",
     )
 
     renamed: ClassVar[dict[str, str]] = {"mixup": "mixup_alpha", "cutmix": "cutmix_alpha"}
@@ -108,6 +113,25 @@ class ClassifyConfig(TrainConfig):
     adv_alpha: float = _opt(2 / 255, "PGD step size in [0, 1] pixel units")
     adv_steps: int = _opt(7, "PGD steps per batch")
     trades_beta: float = _opt(6.0, "TRADES weight of the robustness (KL) term")
+    # the speed recipe's parts (docs/speedrun.md)
+    recipe: str = _opt(
+        "", "a preset of keys: speedrun | long (tasks/classify/recipes/) or a YAML path"
+    )
+    alt_flip: bool = _opt(
+        False, "alternating flip on the device: each image flips every other epoch (not hflip)"
+    )
+    device_translate: int = _opt(
+        0, "random translation by up to N px on the device, reflect padded (the CPU only resizes)"
+    )
+    lookahead: int = _opt(0, "pull the weights into a slow average every N steps (0 = off)")
+    lookahead_decay: float = _opt(0.95**5, "lookahead: final share of the slow weights")
+    whiten_samples: int = _opt(
+        5000, "images that fit a model's patch-whitening stem (e.g. speednet)"
+    )
+    tta: str = _opt(
+        "none", "test-time augmentation in evaluation and predict",
+        ("none", "flip", "flip_translate"),
+    )  # fmt: skip
 
     def check(self) -> None:
         for k in ("label_smoothing", "hflip", "vflip", "cutout", "erasing"):
@@ -136,5 +160,12 @@ class ClassifyConfig(TrainConfig):
             raise ConfigError(f"adv={self.adv!r} must be fgsm, pgd, trades or '' (off)")
         if self.adv and (self.adv_eps < 0 or self.adv_alpha <= 0 or self.adv_steps < 1):
             raise ConfigError("need adv_eps >= 0, adv_alpha > 0 and adv_steps >= 1")
+        if self.device_translate < 0 or self.lookahead < 0 or self.whiten_samples < 1:
+            raise ConfigError(
+                f"device_translate={self.device_translate} and lookahead={self.lookahead} must "
+                f"be >= 0, whiten_samples={self.whiten_samples} >= 1"
+            )
+        if not 0.0 <= self.lookahead_decay <= 1.0:
+            raise ConfigError(f"lookahead_decay={self.lookahead_decay} must be in [0, 1]")
         if self.adv and (self.mixup_alpha > 0 or self.cutmix_alpha > 0):
             raise ConfigError("adversarial training needs hard labels; drop mixup/cutmix")
