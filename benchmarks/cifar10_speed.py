@@ -16,11 +16,13 @@ tens of minutes per side on 2 cores; ``--limit`` and ``--epochs`` make a smoke r
     python benchmarks/cifar10_speed.py                              # the measurement
     python benchmarks/cifar10_speed.py --limit 2000 --epochs 1      # smoke (~ minutes)
     python benchmarks/cifar10_speed.py --skip-peer --set amp=true channels_last=true
+    python benchmarks/cifar10_speed.py --skip-peer --bare-steps 20   # engine vs a bare loop
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import re
@@ -89,7 +91,11 @@ def run_cvcraft(split: Path, work: Path, args: argparse.Namespace, env: dict[str
     cmd = [sys.executable, "-m", "cvcraft", "train", "classify", *keys]
     _, wall = run(cmd, work / "cvcraft.log", env)
     metrics = json.loads((out / "metrics.json").read_text())
-    return {"top1": metrics["top1"], "wall": wall, "train": metrics.get("train_seconds")}
+    with open(out / "metrics.csv") as fh:  # the last epoch's train_ips (images/s)
+        rows = list(csv.DictReader(fh))
+    ips = float(rows[-1]["train_ips"]) if rows and "train_ips" in rows[-1] else float("nan")
+    return {"top1": metrics["top1"], "wall": wall, "train": metrics.get("train_seconds"),
+            "ips": ips}  # fmt: skip
 
 
 def run_peer(split: Path, work: Path, env: dict[str, str]) -> dict:
@@ -100,6 +106,55 @@ def run_peer(split: Path, work: Path, env: dict[str, str]) -> dict:
     row = [line for line in stdout.splitlines() if re.search(r"\|\s*eval\s*\|", line)]
     train = float(row[-1].strip("| ").split("|")[-1]) if row else None
     return {"top1": float(acc.group(1)) if acc else float("nan"), "wall": wall, "train": train}
+
+
+def bare_loop_ips(split: Path, args: argparse.Namespace) -> float:
+    """Images/s of the recipe as a bare loop (target c): the same model, whitening fit, device
+    augmentation, loss, optimizer and lookahead on a uint8 tensor already in memory, with no
+    loader, trainer, hooks or evaluation. The first step is a warm-up and is not timed."""
+    import torch
+
+    from cvcraft.data import load_classification
+    from cvcraft.engine.lookahead import Lookahead
+    from cvcraft.models import create_model
+    from cvcraft.tasks.recipes import load_recipe
+    from cvcraft.transforms.device_aug import DeviceAugment
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    r = load_recipe("classify", args.recipe)
+    train = load_classification(str(split), cache=True).train
+    batch, steps = int(r["batch"]), args.bare_steps
+    n = min(len(train), batch * (steps + 1))
+    images = torch.from_numpy(np.stack([train.load_image(i) for i in range(n)]))
+    images = images.permute(0, 3, 1, 2).contiguous()  # (N, 3, 32, 32) uint8
+    labels = torch.as_tensor(np.asarray(train.labels[:n]), dtype=torch.int64)
+    mean = images.float().mean((0, 2, 3), keepdim=True)
+    std = images.float().std((0, 2, 3), keepdim=True)
+    model = create_model(r["model"], num_classes=10, **(r.get("model_kwargs") or {}))
+    model.whiten.fit((images.float() - mean) / std)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.SGD(params, lr=r["lr"], momentum=r["momentum"], nesterov=True,
+                          weight_decay=r["weight_decay"])  # fmt: skip
+    aug = DeviceAugment(bool(r["alt_flip"]), int(r["device_translate"]), args.seed)
+    la = Lookahead(int(r["lookahead"]), float(r["lookahead_decay"]))
+    la.reset(model)
+    g = torch.Generator().manual_seed(args.seed)
+    model.train()
+    t0 = 0.0
+    for t in range(steps + 1):
+        if t == 1:
+            t0 = time.perf_counter()
+        idx = torch.randint(0, n, (batch,), generator=g)
+        x = (aug(images[idx], idx, 0, g).float() - mean) / std
+        loss = torch.nn.functional.cross_entropy(
+            model(x), labels[idx], label_smoothing=r["label_smoothing"]
+        )
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        la.step(model, t + 1, steps + 1)
+    return steps * batch / (time.perf_counter() - t0)
 
 
 def main() -> None:
@@ -114,6 +169,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip-peer", action="store_true", help="only cvcraft's side")
     ap.add_argument("--set", nargs="*", default=[], help="extra cvcraft key=value overrides")
+    ap.add_argument("--bare-steps", type=int, default=0,
+                    help="also time the recipe as a bare loop N steps (target c)")  # fmt: skip
     args = ap.parse_args()
     if not args.data.is_dir():
         sys.exit(f"{args.data}: not found (the shared CIFAR-10 JPEGs; pass --data)")
@@ -130,6 +187,10 @@ def main() -> None:
     for name, r in rows.items():
         train = f"{r['train']:.1f}" if r["train"] is not None else "-"
         print(f"{name:<20} {r['top1']:>10.4f} {train:>9} {r['wall']:>9.1f}")
+    if args.bare_steps:
+        ips = rows["cvcraft " + args.recipe]["ips"]
+        bare = bare_loop_ips(split, args)
+        print(f"images/s: cvcraft engine {ips:.1f}, bare loop {bare:.1f} ({ips / bare:.3f}x)")
     if len(rows) == 2:
         ours, peer = rows.values()
         print(
