@@ -205,11 +205,9 @@ class ClassifyTask(BaseTask):
         if whiten and resume is None:
             idx = np.random.default_rng([cfg.seed, 23]).permutation(len(train))
             idx = np.sort(idx[: cfg.whiten_samples])
-            imgs = np.stack([np.asarray(train.load_image(int(i))) for i in idx])  # (N, H, W, C)
-            x = torch.from_numpy(imgs).permute(0, 3, 1, 2).to(trainer.device)
-            if x.shape[-1] != cfg.imgsz or x.shape[-2] != cfg.imgsz:
-                x = nn.functional.interpolate(x.float(), size=(cfg.imgsz, cfg.imgsz),
-                                              mode="bilinear", antialias=True)  # fmt: skip
+            tf, rng = build_transforms(cfg, False), np.random.default_rng(0)  # resize only
+            imgs = np.stack([tf(Sample(train.load_image(int(i))), rng).image for i in idx])
+            x = torch.from_numpy(imgs).permute(0, 3, 1, 2).to(trainer.device)  # (N, C, S, S)
             with torch.no_grad():
                 z = self.pre(x)
                 for m in whiten:
