@@ -101,3 +101,28 @@ def test_tta_in_eval_forward(tmp_path):
     x = task.pre(batch["images"].float())
     ref = 0.5 * model(x) + 0.5 * model(x.flip(-1))
     torch.testing.assert_close(task.eval_forward(model, batch), ref, rtol=1e-5, atol=1e-5)
+
+
+@torch.no_grad()
+def test_tta_in_predict(ckpt, images, tmp_path):
+    from cvcraft.data.io import list_images, read_image
+    from cvcraft.tasks.classify.task import predict_classifier
+    from cvcraft.transforms.normalize import Preprocess
+
+    cfg = task_config("classify", {"weights": str(ckpt), "source": str(images),
+                                   "tta": "flip_translate", "topk": "1"})  # fmt: skip
+    got = predict_classifier(cfg, tmp_path / "pred")
+    model, state = ClassifyTask.load_model(str(ckpt), torch.device("cpu"))
+    pre = Preprocess(state["norm_stats"], state["normalize"], 3)
+    files = list_images(str(images))
+    x = pre(torch.from_numpy(np.stack([read_image(f) for f in files])).permute(0, 3, 1, 2))
+
+    def flip_avg(z):
+        return 0.5 * model(z) + 0.5 * model(z.flip(-1))
+
+    p = torch.nn.functional.pad(x, (1, 1, 1, 1), mode="reflect")
+    logits = 0.5 * flip_avg(x) + 0.25 * (flip_avg(p[..., :32, :32]) + flip_avg(p[..., 2:, 2:]))
+    probs = logits.softmax(1)
+    for r, row in zip(got, probs):
+        assert r["score"] == pytest.approx(float(row.max()), rel=1e-4)
+        assert r["class"] == state["classes"][int(row.argmax())]
