@@ -112,6 +112,8 @@ def bare_loop_ips(split: Path, args: argparse.Namespace) -> float:
     """Images/s of the recipe as a bare loop (target c): the same model, whitening fit, device
     augmentation, loss, optimizer and lookahead on a uint8 tensor already in memory, with no
     loader, trainer, hooks or evaluation. The first step is a warm-up and is not timed."""
+    if str(ROOT) not in sys.path:  # this checkout's cvcraft, not another install's
+        sys.path.insert(0, str(ROOT))
     import torch
 
     from cvcraft.data import load_classification

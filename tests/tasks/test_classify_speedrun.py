@@ -41,6 +41,8 @@ def test_recipe_errors(tmp_path):
     bad.write_text("epochz: 3\n")
     with pytest.raises(ConfigError, match="unknown key 'epochz'"):
         task_config("classify", {"recipe": str(bad)})
+    with pytest.raises(ConfigError, match="hsv_v=, policy= would be ignored"):
+        task_config("classify", {"device_translate": "2", "hsv_v": "0.3", "policy": "randaugment"})
     with pytest.raises(ConfigError, match="lookahead_decay"):
         task_config("classify", {"lookahead_decay": "2"})
 

@@ -165,6 +165,14 @@ class ClassifyConfig(TrainConfig):
                 f"device_translate={self.device_translate} and lookahead={self.lookahead} must "
                 f"be >= 0, whiten_samples={self.whiten_samples} >= 1"
             )
+        cpu_aug = [k for k in ("degrees", "translate", "hsv_h", "hsv_s", "hsv_v", "cutout",
+                               "erasing", "policy", "augment") if getattr(self, k)]  # fmt: skip
+        if self.device_translate and cpu_aug:
+            raise ConfigError(
+                f"device_translate={self.device_translate} makes the CPU pipeline resize only, "
+                f"so {', '.join(k + '=' for k in cpu_aug)} would be ignored; drop them or "
+                "device_translate"
+            )
         if not 0.0 <= self.lookahead_decay <= 1.0:
             raise ConfigError(f"lookahead_decay={self.lookahead_decay} must be in [0, 1]")
         if self.adv and (self.mixup_alpha > 0 or self.cutmix_alpha > 0):
