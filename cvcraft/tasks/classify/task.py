@@ -325,7 +325,8 @@ class ClassifyTask(BaseTask):
         """Batch-level randomness is keyed by (epoch, step); the train top-1 restarts."""
         self.epoch, self.step = int(epoch), 0
         self.train_correct, self.train_seen = 0, 0
-        set_whitening_epoch(trainer.module, self.epoch)  # a whitening stem freezes at k
+        if trainer is not None:  # (tests drive the hook without a trainer)
+            set_whitening_epoch(trainer.module, self.epoch)  # a whitening stem freezes at k
 
     def train_loss(
         self, model: nn.Module, batch: dict[str, torch.Tensor]
