@@ -88,7 +88,8 @@ def build_transforms(cfg: ClassifyConfig, train: bool) -> Any:
     (it must end at imgsz x imgsz, or collate reports the size mismatch)."""
     if train and cfg.augment:
         return build_pipeline(cfg.augment)
-    if train and cfg.device_translate:  # the crop (and the flip) happen on the device
+    # (multilabel and embed reuse this with configs that have no device-augmentation keys)
+    if train and getattr(cfg, "device_translate", 0):  # crop and flip happen on the device
         return default_classify_transforms(cfg.imgsz, train=False)
     crop = cfg.crop if cfg.crop != "auto" else ("pad" if cfg.imgsz <= 64 else "rrc")
     return default_classify_transforms(
@@ -96,7 +97,7 @@ def build_transforms(cfg: ClassifyConfig, train: bool) -> Any:
         train=train,
         crop=crop,
         scale=(cfg.scale_min, 1.0),
-        hflip=0.0 if cfg.alt_flip else cfg.hflip,
+        hflip=0.0 if getattr(cfg, "alt_flip", False) else cfg.hflip,
         vflip=cfg.vflip,
         degrees=cfg.degrees,
         translate=cfg.translate,
