@@ -124,7 +124,7 @@ class ClassifyConfig(TrainConfig):
         0, "random translation by up to N px on the device, reflect padded (the CPU only resizes)"
     )
     lookahead: int = _opt(0, "pull the weights into a slow average every N steps (0 = off)")
-    lookahead_decay: float = _opt(0.95**5, "lookahead: final share of the slow weights")
+    lookahead_decay: float = _opt(0.7738, "lookahead: final share of the slow weights (0.95^5)")
     whiten_samples: int = _opt(
         5000, "images that fit a model's patch-whitening stem (e.g. speednet)"
     )
