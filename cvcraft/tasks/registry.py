@@ -24,6 +24,7 @@ from typing import Any
 from cvcraft.engine.config import TrainConfig, build_config, config_help, metric_direction
 from cvcraft.errors import ConfigError
 from cvcraft.registry import did_you_mean
+from cvcraft.tasks.recipes import recipe_defaults
 
 PLUGIN_ENV = "CVCRAFT_TASKS"
 
@@ -156,8 +157,9 @@ def task_config(
     yaml_file: str | Path | None = None,
     defaults: dict[str, Any] | None = None,
 ) -> TrainConfig:
-    """The validated config of ``task`` (defaults < preset < YAML < values)."""
+    """The validated config of ``task`` (defaults < preset < recipe < YAML < values)."""
     spec = get_task(task)
+    defaults = {**(defaults or {}), **recipe_defaults(task, values, yaml_file)}
     return build_config(spec.config, values, yaml_file=yaml_file, defaults=defaults, task=task)
 
 

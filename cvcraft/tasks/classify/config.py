@@ -63,6 +63,11 @@ class ClassifyConfig(TrainConfig):
         "adv_alpha",
         "adv_steps",
         "trades_beta",
+        "alt_flip",
+        "device_translate",
+        "lookahead",
+        "lookahead_decay",
+        "whiten_samples",
     )
 
     renamed: ClassVar[dict[str, str]] = {"mixup": "mixup_alpha", "cutmix": "cutmix_alpha"}
@@ -139,6 +144,25 @@ class ClassifyConfig(TrainConfig):
     tau: float = _opt(0.95, "semi: confidence threshold of a pseudo-label (max prob >= tau)")
     mu: int = _opt(7, "semi: unlabelled images per labelled image in a batch")
     lambda_u: float = _opt(1.0, "semi: weight of the unlabelled loss")
+    # the speed recipe's parts (docs/speedrun.md)
+    recipe: str = _opt(
+        "", "a preset of keys: speedrun | long (tasks/classify/recipes/) or a YAML path"
+    )
+    alt_flip: bool = _opt(
+        False, "alternating flip on the device: each image flips every other epoch (not hflip)"
+    )
+    device_translate: int = _opt(
+        0, "random translation by up to N px on the device, reflect padded (the CPU only resizes)"
+    )
+    lookahead: int = _opt(0, "pull the weights into a slow average every N steps (0 = off)")
+    lookahead_decay: float = _opt(0.7738, "lookahead: final share of the slow weights (0.95^5)")
+    whiten_samples: int = _opt(
+        5000, "images that fit a model's patch-whitening stem (e.g. speednet)"
+    )
+    tta: str = _opt(
+        "none", "test-time augmentation in evaluation and predict",
+        ("none", "flip", "flip_translate"),
+    )  # fmt: skip
 
     def check(self) -> None:
         refuse_unsaveable(self.model)
@@ -171,6 +195,21 @@ class ClassifyConfig(TrainConfig):
             raise ConfigError(f"adv={self.adv!r} must be fgsm, pgd, trades or '' (off)")
         if self.adv and (self.adv_eps < 0 or self.adv_alpha <= 0 or self.adv_steps < 1):
             raise ConfigError("need adv_eps >= 0, adv_alpha > 0 and adv_steps >= 1")
+        if self.device_translate < 0 or self.lookahead < 0 or self.whiten_samples < 1:
+            raise ConfigError(
+                f"device_translate={self.device_translate} and lookahead={self.lookahead} must "
+                f"be >= 0, whiten_samples={self.whiten_samples} >= 1"
+            )
+        cpu_aug = [k for k in ("degrees", "translate", "hsv_h", "hsv_s", "hsv_v", "cutout",
+                               "erasing", "policy", "augment") if getattr(self, k)]  # fmt: skip
+        if self.device_translate and cpu_aug:
+            raise ConfigError(
+                f"device_translate={self.device_translate} makes the CPU pipeline resize only, "
+                f"so {', '.join(k + '=' for k in cpu_aug)} would be ignored; drop them or "
+                "device_translate"
+            )
+        if not 0.0 <= self.lookahead_decay <= 1.0:
+            raise ConfigError(f"lookahead_decay={self.lookahead_decay} must be in [0, 1]")
         if self.adv and (self.mixup_alpha > 0 or self.cutmix_alpha > 0):
             raise ConfigError("adversarial training needs hard labels; drop mixup/cutmix")
         check_semi(self)

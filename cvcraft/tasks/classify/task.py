@@ -35,6 +35,7 @@ from cvcraft.engine import distributed as ddp
 from cvcraft.engine.checkpoint import load_checkpoint
 from cvcraft.engine.device import autocast, select_device
 from cvcraft.engine.evaluation import MetricsWithLoss, run_evaluation
+from cvcraft.engine.lookahead import Lookahead
 from cvcraft.engine.optim import unwrap_model
 from cvcraft.engine.trainer import ModelPart
 from cvcraft.errors import ConfigError, DataError
@@ -45,6 +46,7 @@ from cvcraft.losses.distillation import hint_loss, kd_loss
 from cvcraft.metrics.classification import ClassificationMetrics
 from cvcraft.models import create_model, model_default_cfg
 from cvcraft.nn.prune import shrink_to_widths
+from cvcraft.nn.whitening import PatchWhitening, set_whitening_epoch
 from cvcraft.structures import Sample
 from cvcraft.tasks.base import (
     BaseTask,
@@ -69,8 +71,10 @@ from cvcraft.tasks.classify.semi import (
     pseudo_label_step,
     split_labeled,
 )
+from cvcraft.tasks.classify.tta import tta_logits
 from cvcraft.transforms import build_transforms as build_pipeline
 from cvcraft.transforms import default_classify_transforms
+from cvcraft.transforms.device_aug import DeviceAugment
 from cvcraft.transforms.mix import MixupCutmix
 from cvcraft.transforms.normalize import IMAGENET_STATS, STATS_SAMPLES, Preprocess
 from cvcraft.viz.plots import plot_confusion_matrix, plot_curves, plot_prediction_grid
@@ -99,13 +103,16 @@ def build_transforms(cfg: ClassifyConfig, train: bool) -> Any:
     (it must end at imgsz x imgsz, or collate reports the size mismatch)."""
     if train and cfg.augment:
         return build_pipeline(cfg.augment)
+    # (multilabel and embed reuse this with configs that have no device-augmentation keys)
+    if train and getattr(cfg, "device_translate", 0):  # crop and flip happen on the device
+        return default_classify_transforms(cfg.imgsz, train=False)
     crop = cfg.crop if cfg.crop != "auto" else ("pad" if cfg.imgsz <= 64 else "rrc")
     return default_classify_transforms(
         cfg.imgsz,
         train=train,
         crop=crop,
         scale=(cfg.scale_min, 1.0),
-        hflip=cfg.hflip,
+        hflip=0.0 if getattr(cfg, "alt_flip", False) else cfg.hflip,
         vflip=cfg.vflip,
         degrees=cfg.degrees,
         translate=cfg.translate,
@@ -222,9 +229,33 @@ class ClassifyTask(BaseTask):
         )  # fmt: skip
         self.channels_last = cfg.channels_last
         self.trainer = trainer
+        self._setup_speed_parts(trainer, train, resume)
         if cfg.teacher:
             self._setup_teacher(trainer, model)
         self.write_classes(trainer.out)
+
+    def _setup_speed_parts(self, trainer: Any, train: Any, resume: Any) -> None:
+        """The speedrun pieces (docs/speedrun.md): fit any patch-whitening stem on the
+        training images, the device augmentation, the lookahead callback."""
+        cfg = self.cfg
+        whiten = [m for m in trainer.model.modules() if isinstance(m, PatchWhitening)]
+        if whiten and resume is None:
+            idx = np.random.default_rng([cfg.seed, 23]).permutation(len(train))
+            idx = np.sort(idx[: cfg.whiten_samples])
+            tf, rng = build_transforms(cfg, False), np.random.default_rng(0)  # resize only
+            imgs = np.stack([tf(Sample(train.load_image(int(i))), rng).image for i in idx])
+            x = torch.from_numpy(imgs).permute(0, 3, 1, 2).to(trainer.device)  # (N, C, S, S)
+            with torch.no_grad():
+                z = self.pre(x)
+                for m in whiten:
+                    m.fit(z)
+        self.device_aug = (
+            DeviceAugment(cfg.alt_flip, cfg.device_translate, cfg.seed)
+            if cfg.alt_flip or cfg.device_translate
+            else None
+        )
+        if cfg.lookahead:
+            trainer.callbacks.append(Lookahead(cfg.lookahead, cfg.lookahead_decay))
 
     def _setup_teacher(self, trainer: Any, student: nn.Module) -> None:
         """The teacher as a frozen model part (never stepped, never checkpointed); with
@@ -340,10 +371,14 @@ class ClassifyTask(BaseTask):
         self.train_correct, self.train_seen = 0, 0
         if self.cfg.semi:
             self.semi_stats.reset()
+        if trainer is not None:  # (tests drive the hook without a trainer)
+            set_whitening_epoch(trainer.module, self.epoch)  # a whitening stem freezes at k
 
     def train_loss(
         self, model: nn.Module, batch: dict[str, torch.Tensor]
     ) -> tuple[torch.Tensor, int]:
+        if getattr(self, "device_aug", None) is not None:
+            batch = dict(batch, images=self._device_augment(batch))
         y = batch["labels"].to(self.device, non_blocking=True)
         if self.cfg.semi:
             return self._fixmatch_loss(model, batch, y)
@@ -393,6 +428,15 @@ class ClassifyTask(BaseTask):
             self.train_correct = self.train_correct + (logits.argmax(1) == y).sum()
             self.train_seen += int(y.shape[0])
         return loss, int(y.shape[0])
+
+    def _device_augment(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Alternating flip (keyed by dataset index and epoch) and translation (keyed by
+        seed, epoch, step, like the batch mixing) of the uint8 batch on the device."""
+        g = torch.Generator().manual_seed(
+            (self.cfg.seed * 1_000_003 + self.epoch * 10_007 + self.step * 7 + 2) % (2**63)
+        )
+        images = batch["images"].to(self.device, non_blocking=True)
+        return self.device_aug(images, batch["index"], self.epoch, g)
 
     def _distill(
         self, hard_loss: torch.Tensor, logits: torch.Tensor, batch: dict[str, torch.Tensor]
@@ -451,7 +495,7 @@ class ClassifyTask(BaseTask):
         return self.criterion(logits.float(), y), int(y.shape[0])
 
     def eval_forward(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return model(self._inputs(batch)).float()
+        return tta_logits(model, self._inputs(batch), self.cfg.tta)
 
     def build_evaluators(self) -> dict[str, Any]:
         return {"accuracy": ClassifyEvaluator(len(self.classes), self.cfg.topk, self.device)}
@@ -634,7 +678,7 @@ def predict_classifier(cfg: ClassifyConfig, out: Path) -> list[dict[str, Any]]:
         imgs = np.stack([tf(Sample(im, meta={"path": str(f)}), rng).image for f, im in read])
         x = pre(torch.from_numpy(imgs).permute(0, 3, 1, 2).to(device))
         with autocast(device, cfg.amp):
-            probs = model(x).float().softmax(1)
+            probs = tta_logits(model, x, cfg.tta).softmax(1)
         top_p, top_i = probs.topk(k, dim=1)
         for f, p_row, i_row in zip(chunk, top_p.tolist(), top_i.tolist()):
             results.append(
