@@ -363,6 +363,21 @@ MUTANTS = [
         "dynamic_k = v_iou.topk(k_iou, dim=0).values.sum(0).round().int().clamp(min=1)",
         ASSIGN_TESTS,
     ),
+    # learning thresholds in smoke tests (issue 25, class 8)
+    Mutant(
+        "trainer: gradient ascent (loss sign flipped in backward)",
+        "cvcraft/engine/trainer.py",
+        "self.scaler.scale(loss / self.cfg.accumulate).backward()",
+        "self.scaler.scale(-loss / self.cfg.accumulate).backward()",
+        ("tests/cli/test_classify_e2e.py::test_skip_bad_counts_and_trains",),
+    ),
+    Mutant(
+        "trainer: the optimizer never steps",
+        "cvcraft/engine/trainer.py",
+        "        self.scaler.step(part.opt)\n",
+        "        pass\n",
+        ("tests/cli/test_classify_e2e.py::test_skip_bad_counts_and_trains",),
+    ),
 ]
 
 
