@@ -363,6 +363,13 @@ MUTANTS = [
         "dynamic_k = v_iou.topk(k_iou, dim=0).values.sum(0).round().int().clamp(min=1)",
         ASSIGN_TESTS,
     ),
+    Mutant(
+        "fusion evaluator: fused image passed as a source to Q^AB/F",
+        "cvcraft/metrics/fusion.py",
+        '"qabf": qabf(a, b, f),',
+        '"qabf": qabf(a, f, b),',
+        ("tests/metrics/test_fusion_evaluator.py",),
+    ),
     # learning thresholds in smoke tests (issue 25, class 8)
     Mutant(
         "trainer: gradient ascent (loss sign flipped in backward)",
