@@ -31,6 +31,8 @@ class Mutant(NamedTuple):
 COCO_TESTS = ("tests/metrics/test_metrics_coco.py", "tests/metrics/test_coco_boundaries.py")
 NMS_TESTS = ("tests/ops/test_ops_nms.py",)
 ASSIGN_TESTS = ("tests/ops/test_ops_assigners.py",)
+KPT_TESTS = ("tests/metrics/test_keypoint_eval.py",)
+VOC_TESTS = ("tests/metrics/test_metrics_voc.py",)
 POLICY_TESTS = (
     "tests/transforms/test_aug_policies.py",
     "tests/transforms/test_transform_base.py",
@@ -261,6 +263,127 @@ MUTANTS = [
         'return float("inf") if m == 0 else float(10 * np.log10(L * L / m))',
         'return float("inf") if m == 0 else float(10 * np.log10(L / m))',
         ("tests/metrics/test_image_metrics.py",),
+    ),
+    # second round: keypoint OKS AP, VOC AP, ATSS / SimOTA boundaries
+    Mutant(
+        "keypoints: OKS >= t becomes > t (keypoint tests only)",
+        "cvcraft/metrics/coco.py",
+        "cand = avail[live] & (iou[:, None, None, :] >= thr4)",
+        "cand = avail[live] & (iou[:, None, None, :] > thr4)",
+        KPT_TESTS,
+    ),
+    Mutant(
+        "keypoints: gt area range lower bound exclusive (keypoint tests only)",
+        "cvcraft/metrics/coco.py",
+        "(gt_area[:, None] < lo) | (gt_area[:, None] > hi)",
+        "(gt_area[:, None] <= lo) | (gt_area[:, None] > hi)",
+        KPT_TESTS,
+    ),
+    Mutant(
+        "keypoints: detection area range upper bound exclusive (keypoint tests only)",
+        "cvcraft/metrics/coco.py",
+        "((darea[:, None] < lo) | (darea[:, None] > hi))",
+        "((darea[:, None] < lo) | (darea[:, None] >= hi))",
+        KPT_TESTS,
+    ),
+    Mutant(
+        "keypoints: detection extent one unit wider and taller",
+        "cvcraft/metrics/keypoints.py",
+        "return np.stack([x0, y0, x.max(-1) - x0, y.max(-1) - y0], -1)",
+        "return np.stack([x0, y0, x.max(-1) - x0 + 1, y.max(-1) - y0 + 1], -1)",
+        KPT_TESTS,
+    ),
+    Mutant(
+        "keypoints: a gt with num_keypoints == 0 is not ignored",
+        "cvcraft/metrics/keypoints.py",
+        '[int(a.get("num_keypoints", 1)) == 0 for a in anns]',
+        '[int(a.get("num_keypoints", 1)) < 0 for a in anns]',
+        KPT_TESTS,
+    ),
+    Mutant(
+        "voc: IoU >= 0.5 becomes > 0.5",
+        "cvcraft/metrics/voc.py",
+        "hit = ov[np.arange(d), best] >= iou_threshold",
+        "hit = ov[np.arange(d), best] > iou_threshold",
+        VOC_TESTS,
+    ),
+    Mutant(
+        "voc: difficult gts counted as positives",
+        "cvcraft/metrics/voc.py",
+        "counted = gl if diff is None else gl[~diff]",
+        "counted = gl",
+        VOC_TESTS,
+    ),
+    Mutant(
+        "voc: a hit on a difficult gt is a FP, not ignored",
+        "cvcraft/metrics/voc.py",
+        "fp = ~hit | (takes & ~tp)",
+        "fp = ~hit | (hit & ~tp)",
+        VOC_TESTS,
+    ),
+    Mutant(
+        "voc: best gt is the last on IoU ties",
+        "cvcraft/metrics/voc.py",
+        "best = np.argmax(ov, axis=1)  # first on ties, as the devkit",
+        "best = ov.shape[1] - 1 - np.argmax(ov[:, ::-1], axis=1)",
+        VOC_TESTS,
+    ),
+    Mutant(
+        "assigners: a centre on a box edge counts as inside",
+        "cvcraft/ops/assigners.py",
+        "return torch.cat([lt, rb], -1).amin(-1) > 0",
+        "return torch.cat([lt, rb], -1).amin(-1) >= 0",
+        ASSIGN_TESTS,
+    ),
+    Mutant(
+        "atss: IoU == mean + std is not positive",
+        "cvcraft/ops/assigners.py",
+        "is_pos = (cand_iou >= thr[None])",
+        "is_pos = (cand_iou > thr[None])",
+        ASSIGN_TESTS,
+    ),
+    Mutant(
+        "atss: biased std in the threshold",
+        "cvcraft/ops/assigners.py",
+        "thr = cand_iou.mean(0) + cand_iou.std(0)",
+        "thr = cand_iou.mean(0) + cand_iou.std(0, unbiased=False)",
+        ASSIGN_TESTS,
+    ),
+    Mutant(
+        "simota: a prior exactly center_radius strides away is in the centre region",
+        "cvcraft/ops/assigners.py",
+        "in_ctr = (off < radius[..., None]).all(-1)",
+        "in_ctr = (off <= radius[..., None]).all(-1)",
+        ASSIGN_TESTS,
+    ),
+    Mutant(
+        "simota: dynamic k rounds instead of flooring",
+        "cvcraft/ops/assigners.py",
+        "dynamic_k = v_iou.topk(k_iou, dim=0).values.sum(0).int().clamp(min=1)",
+        "dynamic_k = v_iou.topk(k_iou, dim=0).values.sum(0).round().int().clamp(min=1)",
+        ASSIGN_TESTS,
+    ),
+    Mutant(
+        "fusion evaluator: fused image passed as a source to Q^AB/F",
+        "cvcraft/metrics/fusion.py",
+        '"qabf": qabf(a, b, f),',
+        '"qabf": qabf(a, f, b),',
+        ("tests/metrics/test_fusion_evaluator.py",),
+    ),
+    # learning thresholds in smoke tests (issue 25, class 8)
+    Mutant(
+        "trainer: gradient ascent (loss sign flipped in backward)",
+        "cvcraft/engine/trainer.py",
+        "self.scaler.scale(loss / self.cfg.accumulate).backward()",
+        "self.scaler.scale(-loss / self.cfg.accumulate).backward()",
+        ("tests/cli/test_classify_e2e.py::test_skip_bad_counts_and_trains",),
+    ),
+    Mutant(
+        "trainer: the optimizer never steps",
+        "cvcraft/engine/trainer.py",
+        "        self.scaler.step(part.opt)\n",
+        "        pass\n",
+        ("tests/cli/test_classify_e2e.py::test_skip_bad_counts_and_trains",),
     ),
 ]
 

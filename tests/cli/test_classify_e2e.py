@@ -279,7 +279,9 @@ def test_skip_bad_counts_and_trains(tmp_path, capsys):
     )
     out = capsys.readouterr().out
     assert "skipped 1 unreadable image" in out and "broken.jpg" in out
-    assert 0.0 <= metrics["top1"] <= 1.0
+    # dark vs light is learnable in one epoch: measured top1 1.0 on the val split (chance 0.5;
+    # a model that learned nothing, e.g. an optimizer that never steps, scores ~0.5)
+    assert metrics["num_samples"] >= 8 and metrics["top1"] >= 0.85
 
 
 def test_empty_dataset_and_class_folder(tmp_path, capsys):

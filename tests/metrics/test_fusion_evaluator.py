@@ -9,6 +9,7 @@ import skimage.measure as skme
 import skimage.metrics as skm
 import torch
 from sklearn.metrics import mutual_info_score
+from test_image_metrics import _qabf_loop  # the same folder: the paper's pixel loop
 
 from cvcraft.errors import DataError
 from cvcraft.metrics.fusion import FUSION_METRICS, FusionEvaluator, fusion_metrics, to_uint8
@@ -40,7 +41,11 @@ def test_per_image_metrics_match_oracles():
     err = (skm.mean_squared_error(a, f) + skm.mean_squared_error(b, f)) / 2
     assert m["mse"] == pytest.approx(err, 1e-12)
     assert m["psnr"] == pytest.approx(10 * math.log10(255**2 / err), 1e-12)
-    assert set(m) == set(FUSION_METRICS) and 0 <= m["qabf"] <= 1
+    assert set(m) == set(FUSION_METRICS)
+    # Q^AB/F against the pixel loop of the paper (not only 0 <= q <= 1): checks the evaluator
+    # passes the fused image as the third argument (Q is symmetric in the sources only)
+    assert m["qabf"] == pytest.approx(_qabf_loop(a, b, f), rel=1e-10)
+    assert m["qabf"] != pytest.approx(_qabf_loop(a, f, b), rel=1e-3)
 
 
 def test_merge_of_split_states_equals_one_pass():

@@ -211,3 +211,49 @@ def test_pck_matches_a_loop_oracle_at_the_boundary():
     assert (hits, total) == (want_hits, want_total) and hits < total
     with pytest.raises(DataError, match="disagree"):
         pck_hits(pred, gt, norm[:2])
+
+
+def _grid_person(x0: float, y0: float, w: int, h: int) -> np.ndarray:
+    """17 labelled keypoints on an integer grid spanning exactly w x h from (x0, y0)."""
+    kp = np.zeros((17, 3))
+    kp[:, 0] = x0 + np.linspace(0, w, 17).round()
+    kp[:, 1] = y0 + np.r_[0, np.linspace(0, h, 16).round()]
+    kp[:, 2] = 2
+    return kp
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_areas_exactly_on_the_range_boundaries(seed):
+    """Gt ``area`` exactly 32^2 and 96^2 (in both of the neighbouring ranges: pycocotools'
+    bounds are inclusive), and false positives whose keypoint extent is exactly 32 x 32 or
+    96 x 96 (ignored outside a range only when strictly outside) or one pixel either side,
+    a random subset per image with scores among the true positives', so a detection moving
+    across a bound changes APm/APl."""
+    rng = np.random.default_rng(seed)
+    images, anns, results = [], [], []
+    areas = [32.0**2, 96.0**2, 32.0**2 - 1, 96.0**2 + 1, 5000.0, 20000.0]
+    for img in range(1, 5):
+        images.append({"id": img})
+        for j, area in enumerate(rng.permutation(areas)):
+            kp = _grid_person(40 + 150 * (j % 3), 40 + 150 * (j // 3), 30, 60)
+            anns.append({"id": len(anns) + 1, "image_id": img, "category_id": 1,
+                         "keypoints": kp.ravel().tolist(), "num_keypoints": 17,
+                         "bbox": [kp[:, 0].min(), kp[:, 1].min(), 30, 60], "area": area,
+                         "iscrowd": 0})  # fmt: skip
+            if rng.random() < 0.7:  # found: exact (OKS 1) or half the points (OKS 0.5)
+                det = kp.copy()
+                if rng.random() < 0.4:
+                    det[::2, :2] += 1e6
+                results.append({"image_id": img, "category_id": 1,
+                                "keypoints": det.ravel().tolist(),
+                                "score": float(rng.uniform(0.1, 0.9))})  # fmt: skip
+        for side in (32, 96, 31, 97, 33, 95):  # false positives far from every person
+            if rng.random() < 0.5:  # a random subset: no two boundary effects cancel
+                continue
+            det = _grid_person(1000 + side, 1000, side, side)
+            assert np.ptp(det[:, 0]) == side and np.ptp(det[:, 1]) == side
+            results.append({"image_id": img, "category_id": 1, "keypoints": det.ravel().tolist(),
+                            "score": float(rng.uniform(0.1, 0.9))})  # fmt: skip
+    gt = {"images": images, "annotations": anns, "categories": [{"id": 1, "name": "person"}]}
+    got = _assert_equal(gt, results)
+    assert 0 < got["APm"] < 1 and 0 < got["APl"] < 1

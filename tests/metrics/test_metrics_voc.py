@@ -129,3 +129,98 @@ def test_101point_equals_pycocotools_ap50(shared_data):
     ref_ap = np.where((p50 > -1).all(0), p50.mean(0), np.nan)
     np.testing.assert_allclose(ours["AP"], ref_ap, atol=1e-9, equal_nan=True)
     assert ours["mAP"] == pytest.approx(ref.stats[1], abs=1e-4)
+
+
+def _devkit_reference(images, num_classes, use_07):
+    """The VOC devkit's per-class loop, written out: detections of a class over all images
+    by descending score; each takes its image's highest-IoU gt of that class (the first on
+    ties); IoU >= 0.5 (cvcraft's documented ``>=``) -> a difficult gt makes it neither TP nor
+    FP, an untaken gt a TP (now taken), a taken gt a FP; below 0.5 or no gt -> FP. AP by the
+    devkit's envelope loop (area) or its 11 recall points."""
+    aps = []
+    for c in range(num_classes):
+        dets, npos, taken = [], 0, {}
+        for i, (pb, ps, pl, gb, gl, gd) in enumerate(images):
+            npos += sum(1 for l, d in zip(gl, gd) if l == c and not d)
+            taken[i] = [False] * len(gb)
+            dets += [(s, i, b) for b, s, l in zip(pb, ps, pl) if l == c]
+        dets.sort(key=lambda t: -t[0])  # stable: ties keep image then input order
+        tp, fp = [], []
+        for _, i, b in dets:
+            _, _, _, gb, gl, gd = images[i]
+            best, jbest = -1.0, -1
+            for j, g in enumerate(gb):
+                if gl[j] != c:
+                    continue
+                iw = min(b[2], g[2]) - max(b[0], g[0])
+                ih = min(b[3], g[3]) - max(b[1], g[1])
+                inter = max(iw, 0) * max(ih, 0)
+                union = (b[2] - b[0]) * (b[3] - b[1]) + (g[2] - g[0]) * (g[3] - g[1]) - inter
+                if inter / union > best:
+                    best, jbest = inter / union, j
+            if jbest >= 0 and best >= 0.5:
+                if gd[jbest]:
+                    continue
+                tp.append(0 if taken[i][jbest] else 1)
+                fp.append(1 - tp[-1])
+                taken[i][jbest] = True
+            else:
+                tp.append(0)
+                fp.append(1)
+        if npos == 0:
+            aps.append(float("nan"))
+            continue
+        rec, prec, ctp, cfp = [], [], 0, 0
+        for t, f in zip(tp, fp):
+            ctp, cfp = ctp + t, cfp + f
+            rec.append(ctp / npos)
+            prec.append(ctp / (ctp + cfp))
+        if use_07:
+            total = 0.0
+            for r in [k / 10 for k in range(11)]:
+                total += max([p for p, q in zip(prec, rec) if q >= r], default=0.0) / 11
+            aps.append(total)
+            continue
+        mrec, mpre = [0.0, *rec, 1.0], [0.0, *prec, 0.0]
+        for k in range(len(mpre) - 2, -1, -1):
+            mpre[k] = max(mpre[k], mpre[k + 1])
+        aps.append(sum((mrec[k + 1] - mrec[k]) * mpre[k + 1] for k in range(len(mrec) - 1)))
+    return np.array(aps)
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("method", ["area", "11point"])
+def test_iou_exactly_half_and_difficult_against_the_devkit_loop(seed, method):
+    """Boxes on a 5-px grid with one side moved by a multiple of 5, so IoUs land exactly on
+    0.5 (10x10 vs 10x5 or 10x20) and just off it; a third of the gts are difficult, some
+    detections have equal IoU with two gts (first wins), duplicates make taken-gt FPs."""
+    rng = np.random.default_rng(seed)
+    images = []
+    for _ in range(5):
+        n = int(rng.integers(1, 6))
+        xy = rng.integers(0, 12, (n, 2)) * 25.0
+        gb = np.c_[xy, xy + 10 + 5 * rng.integers(0, 3, (n, 2))]
+        gl = rng.integers(0, 2, n)
+        gd = rng.random(n) < 0.33
+        src = rng.integers(0, n, int(rng.integers(1, 9)))
+        pb = gb[src].copy()
+        side = rng.integers(0, 4, len(src))  # grow or shrink one side by 5 px steps
+        pb[np.arange(len(src)), side] += rng.choice([-5.0, 0.0, 5.0, 10.0, 15.0], len(src))
+        pb[:, 2:] = np.maximum(pb[:, 2:], pb[:, :2] + 5)
+        pl = np.where(rng.random(len(src)) < 0.85, gl[src], 1 - gl[src])
+        ps = rng.permutation(20)[: len(src)] / 20 + 0.01  # distinct scores
+        images.append((pb, ps, pl, gb, gl, gd))
+    # a hand case in every scene: two gts the detection overlaps by exactly 0.5 each, the
+    # first difficult (so the detection is ignored, not matched to the second)
+    images.append((np.array([[0.0, 0, 10, 10]]), np.array([0.005]), np.array([0]),
+                   np.array([[0.0, 0, 10, 5], [0, 5, 10, 10]]), np.array([0, 0]),
+                   np.array([True, False])))  # fmt: skip
+    ious = []
+    ev = VOCEvaluator(2, method=method)
+    for pb, ps, pl, gb, gl, gd in images:
+        ev.update(pb, ps, pl, gb, gl, gd)
+        ious.append(box_iou_coco(*(np.c_[b[:, :2], b[:, 2:] - b[:, :2]] for b in (pb, gb)),
+                                 np.zeros(len(gb), bool)).ravel())  # fmt: skip
+    assert (np.concatenate(ious) == 0.5).sum() >= 2  # the boundary does occur
+    want = _devkit_reference(images, 2, use_07=method == "11point")
+    np.testing.assert_allclose(ev.compute()["AP"], want, atol=1e-12, equal_nan=True)

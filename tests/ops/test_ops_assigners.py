@@ -419,3 +419,61 @@ def test_batched_task_aligned_assign_with_padding_rows_equals_the_former_outputs
         assert torch.equal(r.gt_index[0], c["out_gt_index"])
         torch.testing.assert_close(r.score_targets[0], c["out_score_targets"])
         torch.testing.assert_close(r.align_metric[0], c["out_align_metric"])
+
+
+# ----------------------------------------------------------------------------- exact boundaries
+
+
+def _on_grid_gts(g: torch.Generator, n: int, step: float, offset: float) -> torch.Tensor:
+    """Gts whose edges lie exactly on prior-centre rows/columns (offset + k * step) and whose
+    centres fall on a multiple of ``step``: centres on an edge, and centre offsets of exactly
+    2.5 strides, then occur."""
+    lo = torch.randint(1, 10, (n, 2), generator=g).double() * step + offset
+    size = (torch.randint(0, 4, (n, 2), generator=g).double() * 2 + 1) * step  # odd multiple
+    return torch.cat([lo, lo + size], 1)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_atss_with_centres_exactly_on_gt_edges_matches_reference_loop(seed):
+    """Anchor centres on a gt's edge are not inside it (strict); the gt centres sit off the
+    grid by (1.5, 2.75) so no two candidates tie in distance at the top-k cut."""
+    g = torch.Generator().manual_seed(seed)
+    levels = [_grid(16, 8.0, 32.0), _grid(8, 16.0, 64.0)]  # centres 4 + 8k and 8 + 16k
+    anchors = torch.cat(levels)
+    gts = _on_grid_gts(g, 5, 8.0, 4.0)
+    gts[:, 2:] += torch.tensor([3.0, 5.5], dtype=torch.float64)  # centre off the grid
+    counts = [len(lv) for lv in levels]
+    ac, gc = (anchors[:, :2] + anchors[:, 2:]) / 2, (gts[:, :2] + gts[:, 2:]) / 2
+    d = torch.cdist(ac, gc)
+    for s, c in zip(np.cumsum([0, *counts[:-1]]), counts):  # precondition: no tie at the cut
+        top = d[s : s + c].sort(0).values
+        assert (top[9] > top[8]).all()
+    on_edge = (ac[:, None, 0] == gts[None, :, 0]) & (ac[:, None, 1] > gts[None, :, 1])
+    assert on_edge.any()
+    r = atss_assign(anchors, counts, gts, topk=9)
+    assert r.gt_index.tolist() == _atss_reference(anchors, counts, gts, 9)
+    assert r.num_pos >= 5
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_simota_with_centres_on_edges_and_at_the_radius_matches_reference_loop(seed):
+    """Prior centres at 4 + 8k; gt edges on those centres (not inside: strict) and gt centres
+    on multiples of 8, so some priors are exactly 2.5 strides (20 px) from a gt centre (not
+    in the centre region: strict)."""
+    g = torch.Generator().manual_seed(seed)
+    gts = _on_grid_gts(g, 3, 8.0, 4.0)
+    labels = torch.randint(0, 4, (3,), generator=g)
+    p = torch.arange(16, dtype=torch.float64) * 8 + 4
+    centres = torch.cartesian_prod(p, p).flip(1)
+    strides = torch.full((len(centres),), 8.0, dtype=torch.float64)
+    gc = (gts[:, :2] + gts[:, 2:]) / 2
+    off = (centres[:, None] - gc[None]).abs()
+    assert ((off == 20).any(-1) & (off <= 20).all(-1)).any()  # at the radius exactly
+    assert (centres[:, None, 0] == gts[None, :, 0]).any()  # on a gt's left edge
+    near = gts[torch.randint(0, 3, (len(centres),), generator=g)]
+    boxes = _jitter(near, g, 6.0)
+    boxes = torch.cat([boxes[:, :2].minimum(boxes[:, 2:] - 1), boxes[:, 2:]], 1)
+    scores = torch.rand(len(centres), 4, generator=g, dtype=torch.float64) * 0.98 + 0.01
+    r = simota_assign(scores, boxes, centres, gts, labels, strides=strides)
+    assert r.gt_index.tolist() == _simota_reference(scores, boxes, centres, strides, gts, labels)
+    assert r.num_pos >= 3
