@@ -69,7 +69,9 @@ def test_torchvision_file_loads_by_name_and_gives_torchvision_outputs(name, tmp_
 def _num_classes(tv: torch.nn.Module, name: str) -> int:
     """The twin's class count in our convention (Faster R-CNN: without the background)."""
     if model_task(name) == "detect":
-        return tv.roi_heads.box_predictor.cls_score.out_features - 1
+        if hasattr(tv, "roi_heads"):  # two-stage: torchvision counts the background class
+            return tv.roi_heads.box_predictor.cls_score.out_features - 1
+        return tv.head.classification_head.num_classes  # RetinaNet/FCOS: no background logit
     if model_task(name) == "segment":
         return tv.classifier[-1].out_channels
     return 1000
