@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cvcraft.errors import ConfigError
-from cvcraft.models.generative.gan import GAN, DCGANDiscriminator, upsample_steps
+from cvcraft.models.generative.gan import GAN, GENERATIVE_CFG, DCGANDiscriminator, upsample_steps
 from cvcraft.models.registry import register_model
 
 CLASS_EMBED = 32  # size of the shared class embedding the conditional norms read
@@ -115,8 +115,7 @@ class BigGAN(GAN):
         g.default_input_size = self.default_input_size
 
 
-_CFG = {"optimizer": "adam", "lr": 2e-4, "weight_decay": 0.0,
-        "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)}  # fmt: skip
+_CFG = GENERATIVE_CFG
 
 
 @register_model(default_cfg=_CFG)

@@ -19,6 +19,7 @@ from torch import nn
 
 from cvcraft.errors import ConfigError
 from cvcraft.models.generative.diffusion import DiffusionSchedule
+from cvcraft.models.generative.gan import GENERATIVE_CFG
 from cvcraft.models.registry import register_model
 
 
@@ -188,8 +189,7 @@ class DDPM(nn.Module):
         return x.clamp(-1, 1) if self.clip else x
 
 
-_CFG = {"optimizer": "adam", "lr": 2e-4, "weight_decay": 0.0,
-        "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)}  # fmt: skip
+_CFG = GENERATIVE_CFG
 
 
 @register_model(default_cfg=_CFG)

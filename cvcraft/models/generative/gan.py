@@ -234,8 +234,11 @@ class GAN(nn.Module):
         return self.generator(z, labels)
 
 
-_CFG = {"optimizer": "adam", "lr": 2e-4, "weight_decay": 0.0,
-        "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)}  # fmt: skip
+# The defaults every adversarial / diffusion model registers with (Adam 2e-4, inputs in
+# [-1, 1]); the other generative modules import this one dict.
+GENERATIVE_CFG = {"optimizer": "adam", "lr": 2e-4, "weight_decay": 0.0,
+                  "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)}  # fmt: skip
+_CFG = GENERATIVE_CFG
 
 
 @register_model(default_cfg=_CFG)

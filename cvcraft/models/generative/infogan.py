@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from cvcraft.errors import ConfigError
-from cvcraft.models.generative.gan import GAN, DCGANDiscriminator, DCGANGenerator
+from cvcraft.models.generative.gan import GAN, GENERATIVE_CFG, DCGANDiscriminator, DCGANGenerator
 from cvcraft.models.registry import register_model
 
 
@@ -100,8 +100,7 @@ class InfoGAN(GAN):
         g.default_input_size = self.default_input_size
 
 
-_CFG = {"optimizer": "adam", "lr": 2e-4, "weight_decay": 0.0,
-        "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)}  # fmt: skip
+_CFG = GENERATIVE_CFG
 
 
 @register_model(default_cfg=_CFG)

@@ -20,6 +20,7 @@ from torch import nn
 
 from cvcraft.errors import ConfigError
 from cvcraft.models.generative.ddpm import DDPM
+from cvcraft.models.generative.gan import GENERATIVE_CFG
 from cvcraft.models.generative.vae import VAE
 from cvcraft.models.registry import register_model
 
@@ -101,8 +102,7 @@ class LatentDDPM(nn.Module):
         return self.decode(latents, labels)
 
 
-_CFG = {"optimizer": "adam", "lr": 2e-4, "weight_decay": 0.0,
-        "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)}  # fmt: skip
+_CFG = GENERATIVE_CFG
 
 
 @register_model(default_cfg=_CFG)

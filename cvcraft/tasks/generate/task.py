@@ -216,7 +216,12 @@ class GenerateTask(BaseTask):
 
     def first_stage(self) -> tuple[nn.Module, dict[str, Any]]:
         """The ``first_stage`` autoencoder of latent diffusion and its constructor options,
-        checked against the data (channels, size, classes)."""
+        checked against the data (channels, size, classes); read once per task."""
+        if getattr(self, "_first_stage", None) is None:
+            self._first_stage = self._read_first_stage()
+        return self._first_stage
+
+    def _read_first_stage(self) -> tuple[nn.Module, dict[str, Any]]:
         cfg = self.cfg
         if not cfg.first_stage:
             raise ConfigError(
