@@ -19,19 +19,27 @@ and with a few epochs on 128 images the mAP is low; it measures the pipeline, no
     python benchmarks/detect.py --train --models yolo_n --epochs 3 --imgsz 320
 
 Torchvision twins (``--torchvision``): our detectors that are torchvision's networks
-(``retinanet_resnet50_fpn``, ``fcos_resnet50_fpn``) next to torchvision's, loaded with the
+(``retinanet_resnet50_fpn``, ``fcos_resnet50_fpn``, ``ssd300_vgg16`` at 300 px,
+``ssdlite320_mobilenet_v3_large`` at 320 px) next to torchvision's, loaded with the
 same random weights: CPU images/s of backbone + head + anchors + post-processing (score
 threshold, top-k, decode, NMS) on the same normalized batch. torchvision's resizing
 transform is left out (the detect task letterboxes before the model), so both time the
 same work.
 
     python benchmarks/detect.py --torchvision --size 512 --batch-sizes 1 2
+    python benchmarks/detect.py --torchvision --tv-models ssd300_vgg16 ssdlite320_mobilenet_v3_large
+
+Two-stage (``--two-stage``): Cascade R-CNN (three box-head stages) next to our Faster R-CNN
+of the same trunk in the same run, forward + post-processing, random weights.
+
+    python benchmarks/detect.py --two-stage --size 512 --batch-sizes 1
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -73,17 +81,8 @@ def time_pair(ours, theirs, x: torch.Tensor, reps: int, warmup: int) -> tuple[fl
     calls = [lambda: ours.decode(ours(x))]
     if theirs is not None:
         calls.append(lambda: theirs(x))
-    for _ in range(warmup):
-        for call in calls:
-            call()
-    times: list[list[float]] = [[] for _ in calls]
-    for _ in range(reps):
-        for call, t in zip(calls, times):
-            t0 = time.perf_counter()
-            call()
-            t.append(time.perf_counter() - t0)
-    meds = [statistics.median(t) for t in times]
-    return meds[0], meds[1] if len(meds) > 1 else float("nan")
+    secs = [1.0 / ips for ips in alternating_ips(calls, 1, reps, warmup)]
+    return secs[0], secs[1] if len(secs) > 1 else float("nan")
 
 
 def inference(args: argparse.Namespace) -> None:
@@ -113,7 +112,10 @@ def inference(args: argparse.Namespace) -> None:
         print(row, flush=True)
 
 
-TV_TWINS = ("retinanet_resnet50_fpn", "fcos_resnet50_fpn")  # torchvision has the same names
+# torchvision has the same names; the SSDs run at their own input side, the rest at --size
+TV_TWINS = ("retinanet_resnet50_fpn", "fcos_resnet50_fpn", "ssd300_vgg16",
+            "ssdlite320_mobilenet_v3_large")  # fmt: skip
+TV_SIDES = {"ssd300_vgg16": 300, "ssdlite320_mobilenet_v3_large": 320}
 
 
 def tv_pair(name: str):
@@ -123,7 +125,7 @@ def tv_pair(name: str):
 
     torch.manual_seed(0)
     tv = getattr(torchvision.models.detection, name)(weights=None, weights_backbone=None)
-    ours = create_model(name, num_classes=91, weights=tv.state_dict()).eval()
+    ours = create_model(name, weights=tv.state_dict()).eval()  # 91 logits either way
     return ours, tv.eval()
 
 
@@ -135,6 +137,8 @@ def tv_detect(tv, x: torch.Tensor):
     feats = list(tv.backbone(x).values())
     head = tv.head(feats)
     anchors = tv.anchor_generator(ImageList(x, size), feats)
+    if "ssd" in type(tv).__name__.lower():  # SSD post-processes all maps at once
+        return tv.postprocess_detections(head, anchors, size)
     per_level = [f.shape[-2] * f.shape[-1] for f in feats]
     a = head["cls_logits"].shape[1] // sum(per_level)
     split = [n * a for n in per_level]
@@ -147,42 +151,85 @@ def torchvision_twins(args: argparse.Namespace) -> None:
     print(f"torch {torch.__version__}, {args.threads} threads, {args.size}x{args.size}, "
           f"median of {args.reps} alternating reps after {args.warmup} warm-up, "
           "post-processing included")  # fmt: skip
-    for name in TV_TWINS:
+    for name in args.tv_models:
         ours, tv = tv_pair(name)
+        side = TV_SIDES.get(name, args.size)
         for b in args.batch_sizes:
-            x = torch.randn(b, 3, args.size, args.size)
+            x = torch.randn(b, 3, side, side)
             calls = [
                 lambda m=ours, x=x: m.postprocess(m(x)),
                 lambda m=tv, x=x: tv_detect(m, x),
             ]
-            for _ in range(args.warmup):
-                for c in calls:
-                    c()
-            times: list[list[float]] = [[], []]
-            for _ in range(args.reps):
-                for c, t in zip(calls, times):
-                    t0 = time.perf_counter()
-                    c()
-                    t.append(time.perf_counter() - t0)
-            ips = [b / statistics.median(t) for t in times]
-            print(f"{name} b{b}: ours {ips[0]:.3f} img/s, torchvision {ips[1]:.3f} img/s, "
+            ips = alternating_ips(calls, b, args.reps, args.warmup)
+            print(f"{name} {side}px b{b}: ours {ips[0]:.3f} img/s, torchvision {ips[1]:.3f} img/s, "
                   f"ratio {ips[0] / ips[1]:.2f}", flush=True)  # fmt: skip
 
 
-def coco128_yaml(tmp: Path) -> Path:
-    """A YOLO data yaml for COCO128 detection. The shared copy's ``object_detection/images``
-    is a symlink stored as a plain file (its text is the target, ``../images``), so the
-    layout is rebuilt in ``tmp`` with real symlinks: images/ and labels/ side by side."""
+def alternating_ips(calls: list, batch: int, reps: int, warmup: int) -> list[float]:
+    """Images/s of each call: ``warmup`` rounds, then ``reps`` rounds that alternate the
+    calls (so load drifts hit both alike); the median time per call."""
+    for _ in range(warmup):
+        for c in calls:
+            c()
+    times: list[list[float]] = [[] for _ in calls]
+    for _ in range(reps):
+        for c, t in zip(calls, times):
+            t0 = time.perf_counter()
+            c()
+            t.append(time.perf_counter() - t0)
+    return [batch / statistics.median(t) for t in times]
+
+
+TWO_STAGE = (  # (ours, the baseline it extends): Cascade R-CNN next to our Faster R-CNN
+    ("cascade_rcnn_resnet18_fpn", "fasterrcnn_resnet18_fpn"),
+    ("cascade_rcnn_resnet50_fpn", "fasterrcnn_resnet50_fpn"),
+)
+
+
+@torch.no_grad()
+def two_stage(args: argparse.Namespace) -> None:
+    """Cascade R-CNN's images/s next to our Faster R-CNN of the same trunk, same run: both
+    eval, random weights from the same seed (trunk, FPN and RPN identical), forward +
+    postprocess (score 0.05, NMS 0.5, 100 per image); alternating reps."""
+    print(f"torch {torch.__version__}, {args.threads} threads, {args.size}x{args.size}, "
+          f"median of {args.reps} alternating reps after {args.warmup} warm-up, "
+          "forward + post-processing")  # fmt: skip
+    pairs = [p for p in TWO_STAGE if not args.models_given or p[0] in args.models]
+    for name, base in pairs:
+        models = []
+        for n in (name, base):
+            torch.manual_seed(0)
+            models.append(create_model(n, num_classes=80).eval())
+        for b in args.batch_sizes:
+            x = torch.rand(b, 3, args.size, args.size)
+            calls = [lambda m=m, x=x: m.postprocess(m(x)) for m in models]
+            ips = alternating_ips(calls, b, args.reps, args.warmup)
+            print(f"{name} b{b}: {ips[0]:.3f} img/s, {base} {ips[1]:.3f} img/s, "
+                  f"ratio {ips[0] / ips[1]:.2f}", flush=True)  # fmt: skip
+
+
+def coco128_yaml(tmp: Path, val_split: str = "val2017") -> Path:
+    """A YOLO data yaml for COCO128 detection, validating on ``val_split`` (``train2017``:
+    ultralytics' coco128 convention, validation on the training images). The shared copy's
+    ``object_detection/images`` is a symlink stored as a plain file (its text is the target,
+    ``../images``), so the layout is rebuilt in ``tmp`` with real symlinks: images/ and
+    labels/ side by side."""
     root = COCO128.resolve()
     det = root / "object_detection"
     if not (det / "config.yaml").is_file():
         raise SystemExit(f"--train needs COCO128 at {root} (see GUIDE.md, 'Data you have')")
-    if (det / "images").is_dir():
+    if (det / "images").is_dir() and val_split == "val2017":
         return det / "config.yaml"
     cfg = yaml.safe_load((det / "config.yaml").read_text())
     (tmp / "images").symlink_to(root / "images", target_is_directory=True)
     (tmp / "labels").symlink_to(det / "labels", target_is_directory=True)
     cfg["path"] = str(tmp)
+    if val_split != "val2017":  # the same images under another path (the same path would
+        same = tmp / "same"  # read as "no val split" and hold out a fraction)
+        for sub, src in (("images", root / "images"), ("labels", det / "labels")):
+            (same / sub).mkdir(parents=True)
+            (same / sub / val_split).symlink_to(src / val_split, target_is_directory=True)
+        cfg["val"] = f"same/images/{val_split}"
     (tmp / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     return tmp / "config.yaml"
 
@@ -191,9 +238,9 @@ def train(args: argparse.Namespace) -> None:
     from cvcraft.cli import run
 
     data_dir = tempfile.TemporaryDirectory()
-    data = coco128_yaml(Path(data_dir.name))
+    data = coco128_yaml(Path(data_dir.name), args.val_split)
     print(
-        f"COCO128: train2017 (128 images) -> val2017 (128 images), imgsz {args.imgsz}, "
+        f"COCO128: train2017 (128 images) -> {args.val_split} (128 images), imgsz {args.imgsz}, "
         f"{args.epochs} epochs, batch {args.batch}, {args.threads} threads, from scratch"
     )
     print(f"{'model':8s} {'map':>7s} {'map50':>7s} {'train s':>8s} {'total s':>8s}")
@@ -235,13 +282,25 @@ def main() -> None:
     ap.add_argument("--train", action="store_true", help="train on COCO128 instead of timing")
     ap.add_argument("--torchvision", action="store_true",
                     help="time our torchvision twins against torchvision's")  # fmt: skip
+    ap.add_argument(
+        "--two-stage",
+        action="store_true",
+        help="time Cascade R-CNN next to our Faster R-CNN (--models picks cascades)",
+    )
+    ap.add_argument("--tv-models", nargs="+", default=list(TV_TWINS), choices=TV_TWINS,
+                    help="with --torchvision: which twins")  # fmt: skip
+    ap.add_argument("--val-split", default="val2017", choices=["val2017", "train2017"],
+                    help="with --train: validate on val2017 or on the training images")  # fmt: skip
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--imgsz", type=int, default=320, help="training/eval input side")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--lr", type=float, default=0.002)
     args = ap.parse_args()
+    args.models_given = "--models" in sys.argv
     torch.set_num_threads(args.threads)
-    if args.torchvision:
+    if args.two_stage:
+        two_stage(args)
+    elif args.torchvision:
         torchvision_twins(args)
     else:
         (train if args.train else inference)(args)

@@ -15,6 +15,7 @@ from cvcraft.nn.blocks import (
     DenseLayer,
     InceptionBlock,
 )
+from cvcraft.nn.cmbn import CmBN
 from cvcraft.nn.conv import (
     ConvBNAct,
     DeformConv2d,
@@ -29,6 +30,8 @@ from cvcraft.nn.conv import (
     transposed_conv,
 )
 from cvcraft.nn.drop import Dropout, Dropout2d, DropPath, drop_path
+from cvcraft.nn.dropblock import DropBlock, drop_block
+from cvcraft.nn.focus import Focus, space_to_depth
 from cvcraft.nn.fuse import fuse_conv_bn, fuse_model
 from cvcraft.nn.init import init_weights
 from cvcraft.nn.norm import NORMS, LayerNorm2d, convert_sync_batchnorm, get_norm
@@ -42,6 +45,8 @@ from cvcraft.nn.pool import (
     SpatialPyramidPool,
 )
 from cvcraft.nn.repvgg import RepVGGBlock, reparameterize_model
+from cvcraft.nn.rfb import RFB
+from cvcraft.nn.sam import SpatialAttention
 from cvcraft.nn.transformer import (
     CrossAttention,
     LearnedPositionEmbedding,
@@ -53,6 +58,13 @@ from cvcraft.nn.transformer import (
 from cvcraft.nn.upsample import PixelShuffleUpsample, TransposedUpsample, Upsample
 
 __all__ = [
+    "CmBN",
+    "DropBlock",
+    "Focus",
+    "RFB",
+    "SpatialAttention",
+    "drop_block",
+    "space_to_depth",
     "CrossAttention",
     "LearnedPositionEmbedding",
     "MultiHeadSelfAttention",

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cvcraft.errors import ConfigError
+from cvcraft.nn.activations import get_act
 from cvcraft.nn.conv import ConvBNAct
 
 
@@ -40,9 +41,19 @@ class RepVGGBlock(nn.Module):
     (B, c_in, H, W) -> (B, c_out, H/stride, W/stride). Children before fusing:
     ``conv3x3`` (conv + bn), ``conv1x1`` (conv + bn), ``identity`` (BN, only if
     ``stride == 1 and c_in == c_out``); after: ``fused`` (Conv2d 3x3 with bias).
+    ``act`` names the activation (ReLU as RepVGG/YOLOv6; YOLOv7's RepConv uses SiLU) and
+    ``identity=False`` drops the identity branch even where shapes allow it (YOLOv7's RepConv).
     """
 
-    def __init__(self, c_in: int, c_out: int, stride: int = 1, groups: int = 1) -> None:
+    def __init__(
+        self,
+        c_in: int,
+        c_out: int,
+        stride: int = 1,
+        groups: int = 1,
+        act: str = "relu",
+        identity: bool = True,
+    ) -> None:
         super().__init__()
         if c_in % groups or c_out % groups:
             raise ConfigError(
@@ -53,10 +64,10 @@ class RepVGGBlock(nn.Module):
         self.conv3x3: ConvBNAct | None = ConvBNAct(c_in, c_out, 3, stride, g=groups, act=None)
         self.conv1x1: ConvBNAct | None = ConvBNAct(c_in, c_out, 1, stride, g=groups, act=None)
         self.identity: nn.BatchNorm2d | None = (
-            nn.BatchNorm2d(c_in) if stride == 1 and c_in == c_out else None
+            nn.BatchNorm2d(c_in) if identity and stride == 1 and c_in == c_out else None
         )
         self.fused: nn.Conv2d | None = None
-        self.act = nn.ReLU(inplace=True)
+        self.act = get_act(act)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.fused is not None:

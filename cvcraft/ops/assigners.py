@@ -6,6 +6,7 @@ priors x gts, and return the same ``AssignResult`` (the task-aligned one is writ
 a padded batch, ``batched_task_aligned_assign``; ``task_aligned_assign`` is its one-image view):
 
 - ``max_iou_assign`` -- IoU thresholds (Faster R-CNN / RetinaNet; torchvision ``Matcher``).
+- ``ssd_assign`` -- IoU threshold plus each gt's single best prior (SSD's matching).
 - ``atss_assign`` -- adaptive IoU threshold from per-level centre-nearest candidates (ATSS).
 - ``simota_assign`` -- YOLOX's dynamic-k optimal-transport approximation.
 - ``task_aligned_assign`` -- TOOD / YOLOv8's ``score^alpha * IoU^beta`` alignment.
@@ -37,6 +38,7 @@ __all__ = [
     "hungarian_match",
     "max_iou_assign",
     "simota_assign",
+    "ssd_assign",
     "task_aligned_assign",
 ]
 
@@ -165,6 +167,35 @@ def max_iou_assign(
         keep = (iou == per_gt[:, None]) & (per_gt >= min_pos_iou)[:, None]  # (M, N)
         rescue = keep.any(0)
         gt_index[rescue] = best_gt[rescue]
+    return _finish(gt_index, iou.T, gt_labels)
+
+
+def ssd_assign(
+    priors: torch.Tensor,
+    gts: torch.Tensor,
+    iou_thr: float = 0.5,
+    gt_labels: torch.Tensor | None = None,
+) -> AssignResult:
+    """SSD's matching (Liu et al. 2016, 2.2): each prior takes its best gt if their IoU is
+    >= ``iou_thr`` (else it is negative; nothing is ignored), then each gt takes its single
+    best prior, overriding that prior's own choice, so every gt has a positive.
+
+    torchvision's ``SSDMatcher`` exactly (its ties: the first prior of the best; a prior that
+    is two gts' best goes to the later gt). priors (N, 4), gts (M, 4) -> AssignResult.
+    """
+    _check("ssd_assign", priors, "priors")
+    _check("ssd_assign", gts, "gts")
+    n, m = len(priors), len(gts)
+    if m == 0 or n == 0:
+        return _finish(
+            torch.full((n,), NEGATIVE, dtype=torch.int64, device=priors.device),
+            priors.new_zeros((n, m)),
+            gt_labels,
+        )
+    iou = box_iou(gts, priors)  # (M, N)
+    best_iou, best_gt = iou.max(0)  # (N,)
+    gt_index = torch.where(best_iou >= iou_thr, best_gt, torch.full_like(best_gt, NEGATIVE))
+    gt_index[iou.max(1).indices] = torch.arange(m, device=priors.device)
     return _finish(gt_index, iou.T, gt_labels)
 
 

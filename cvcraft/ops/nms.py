@@ -166,6 +166,7 @@ def multiclass_nms(
     pre_nms_top_k: int = 10_000,
     min_size: float = 0.0,
     method: str | None = None,
+    return_index: bool = False,
 ) -> dict[str, torch.Tensor]:
     """One image's detections from per-class scores: threshold, class-aware NMS, cap.
 
@@ -176,7 +177,8 @@ def multiclass_nms(
     ``min_size`` pixels are dropped. ``method`` is one of :data:`NMS_METHODS` (default: the
     one ``postprocess_nms`` set, else greedy); Soft-/Matrix-NMS drop boxes whose decayed
     score falls to ``conf`` or below. Returns ``{"boxes" (K, 4), "scores" (K,), "labels" (K,)
-    int64}`` sorted by score.
+    int64}`` sorted by score; ``return_index`` adds ``"index"`` (K,), the row of ``scores``
+    each came from (a YOLO-seg cell's mask coefficients).
     """
     method = method or _POSTPROCESS_METHOD.get()
     idx, cls = torch.nonzero(scores > conf, as_tuple=True)  # (P,), (P,)
@@ -186,13 +188,16 @@ def multiclass_nms(
         b = clip_boxes(b, image_size[0], image_size[1])
     if min_size > 0:
         big = ((b[:, 2:] - b[:, :2]) >= min_size).all(1)
-        b, s, cls = b[big], s[big], cls[big]
+        b, s, cls, idx = b[big], s[big], cls[big], idx[big]
     res = batched_nms(b, s, cls, iou, method, max_det=max_det, top_k=pre_nms_top_k)
     keep, out_s, out_b = res.keep, res.scores, res.boxes
     if method.startswith("soft") or method == "matrix":  # decayed to the threshold: gone
         above = out_s > conf
         keep, out_s, out_b = keep[above], out_s[above], out_b[above]
-    return {"boxes": out_b, "scores": out_s, "labels": cls[keep].to(torch.int64)}
+    out = {"boxes": out_b, "scores": out_s, "labels": cls[keep].to(torch.int64)}
+    if return_index:
+        out["index"] = idx[keep]
+    return out
 
 
 def _nms(

@@ -138,3 +138,21 @@ def unletterbox_boxes(boxes: np.ndarray, meta: Mapping[str, Any]) -> np.ndarray:
     import torch
 
     return torch.stack([x1, y1, x2, y2], -1)
+
+
+def unletterbox_masks(masks: Any, meta: Mapping[str, Any]) -> Any:
+    """Map (N, H', W') mask probabilities (a torch tensor) predicted on a letterboxed image
+    back to the original (N, h, w): the padding is cut off and the rest resized bilinearly
+    (``align_corners=False``), the inverse of the letterbox's resize for the pixel grid."""
+    import torch.nn.functional as F
+
+    lb = meta.get("letterbox", meta)
+    left, top, right, bottom = lb["pad"]
+    h, w = lb["orig_size"]
+    hh, ww = masks.shape[-2:]
+    inner = masks[:, top : hh - bottom, left : ww - right]
+    if len(inner) == 0:
+        return masks.new_zeros((0, h, w))
+    if tuple(inner.shape[-2:]) == (h, w):
+        return inner
+    return F.interpolate(inner[None].float(), size=(int(h), int(w)), mode="bilinear")[0]

@@ -35,7 +35,8 @@ def _tv_twin(name: str) -> torch.nn.Module:
 
 
 def _outputs(model: torch.nn.Module, x: torch.Tensor, task: str) -> list[torch.Tensor]:
-    if task == "detect":  # the FPN levels: every trunk, FPN and converter key is on the path
+    if task in ("detect", "instance"):  # the FPN levels / SSD feature maps: every trunk, FPN
+        # and converter key is on the path
         out = model.backbone(x)
         return list(out.values()) if isinstance(out, dict) else out
     out = model(x)
@@ -56,7 +57,9 @@ def test_torchvision_file_loads_by_name_and_gives_torchvision_outputs(name, tmp_
     torch.save(tv.state_dict(), path)
     ours = create_model(name, num_classes=_num_classes(tv, name), weights=path).eval()
     task = model_task(name)
-    side = {"vit_base_patch16_224": 224, "inception_v3": 75}.get(name, 64)  # 75: its minimum
+    minimum = {"vit_base_patch16_224": 224, "inception_v3": 75, "ssd300_vgg16": 300,
+               "ssdlite320_mobilenet_v3_large": 320}  # fmt: skip
+    side = minimum.get(name, 64)
     x = torch.randn(1, 3, side, side)
     with torch.no_grad():
         got, ref = _outputs(ours, x, task), _outputs(tv, x, task)
@@ -68,9 +71,11 @@ def test_torchvision_file_loads_by_name_and_gives_torchvision_outputs(name, tmp_
 
 def _num_classes(tv: torch.nn.Module, name: str) -> int:
     """The twin's class count in our convention (Faster R-CNN: without the background)."""
-    if model_task(name) == "detect":
+    if model_task(name) in ("detect", "instance"):
         if hasattr(tv, "roi_heads"):  # two-stage: torchvision counts the background class
             return tv.roi_heads.box_predictor.cls_score.out_features - 1
+        if name.startswith("ssd"):  # SSD: logit 0 is the background
+            return tv.head.classification_head.num_columns - 1
         return tv.head.classification_head.num_classes  # RetinaNet/FCOS: no background logit
     if model_task(name) == "segment":
         return tv.classifier[-1].out_channels

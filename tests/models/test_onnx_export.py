@@ -39,7 +39,8 @@ def _params(name: str) -> int:
 
 def _cases():
     for name in list_models():
-        if model_task(name) in ("detect", "generate"):  # generators take noise, not images
+        # generators take noise, not images; detectors and instance models return structures
+        if model_task(name) in ("detect", "instance", "generate"):
             continue
         marks = [pytest.mark.slow] if _params(name) > SLOW_PARAMS else []
         yield pytest.param(name, marks=marks, id=name)
@@ -85,6 +86,9 @@ def test_onnx_export_matches_torch(name):
         assert got.shape == expected.shape == (1, 1, *x.shape[-2:])
     elif task == "recognize":  # CTC log-probabilities: W/4 frames, 10 labels + blank
         assert got.shape == expected.shape == (x.shape[-1] // 4, 1, 11)
+    elif task == "pose" and isinstance(expected, tuple):  # bottom-up: heatmaps and fields
+        assert [g.shape for g in got] == [e.shape for e in expected]
+        assert expected[0].shape == (1, 10, *(v // 4 for v in x.shape[-2:]))
     elif task == "pose":  # one heatmap per keypoint at stride 4
         assert got.shape == expected.shape == (1, 10, *(v // 4 for v in x.shape[-2:]))
     else:  # segmentation: logits at the input resolution

@@ -17,7 +17,13 @@ from cvcraft.models.detection.base import Detector
 from cvcraft.ops.boxes import clip_boxes
 from cvcraft.ops.nms import batched_nms, postprocess_method
 
-__all__ = ["DenseDetector", "level_topk_nms", "torchvision_fpn_rules", "with_bn_counters"]
+__all__ = [
+    "DenseDetector",
+    "class_nms",
+    "level_topk_nms",
+    "torchvision_fpn_rules",
+    "with_bn_counters",
+]
 
 
 class DenseDetector(Detector):
@@ -53,8 +59,7 @@ def level_topk_nms(
     """One image: ``scores`` (N, K) probabilities of N locations x K classes, ``decode``
     (P,) location indices -> (P, 4) boxes -> ``{"boxes", "scores", "labels"}`` best first.
 
-    NMS is the method ``ops.nms.postprocess_nms`` selected (greedy outside one); Soft- and
-    Matrix-NMS drop boxes whose decayed score falls to ``conf`` or below.
+    NMS: :func:`class_nms`.
     """
     k = scores.shape[1]
     picked, top_scores = [], []
@@ -69,8 +74,22 @@ def level_topk_nms(
     flat, s = torch.cat(picked), torch.cat(top_scores)
     loc, labels = torch.div(flat, k, rounding_mode="floor"), flat % k
     boxes = clip_boxes(decode(loc), *image_size)
+    return class_nms(boxes, s, labels, conf, iou, max_det)
+
+
+def class_nms(
+    boxes: torch.Tensor,
+    scores: torch.Tensor,
+    labels: torch.Tensor,
+    conf: float,
+    iou: float,
+    max_det: int,
+) -> dict[str, torch.Tensor]:
+    """Class-aware NMS of (P, 4) boxes by the method ``ops.nms.postprocess_nms`` selected
+    (greedy outside one); Soft- and Matrix-NMS drop boxes decayed to ``conf`` or below.
+    -> ``{"boxes", "scores", "labels"}``, best first, at most ``max_det``."""
     method = postprocess_method()
-    res = batched_nms(boxes, s, labels, iou, method, max_det=max_det)
+    res = batched_nms(boxes, scores, labels, iou, method, max_det=max_det)
     keep, out_s, out_b = res.keep, res.scores, res.boxes  # boxes merged if weighted
     if method.startswith("soft") or method == "matrix":
         above = out_s > conf

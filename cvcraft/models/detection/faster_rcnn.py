@@ -24,6 +24,9 @@ Pieces, each reused from ``cvcraft.ops``:
   positives' true class, divided by the number of sampled RoIs.
 - RoI features: ``multiscale_roi_align`` (7x7, sampling ratio 2) on P2..P5, then two fc
   layers (1024) -> class logits and 4 (C + 1) deltas.
+- ``sampler="ohem"`` swaps the random 25 %-positive sample for online hard example mining
+  (Shrivastava et al. 2016): every candidate RoI is scored read-only, duplicates are removed by
+  NMS on the loss (0.7) and the ``roi_batch`` hardest remain (``cvcraft.ops.ohem``).
 
 Every constant above is torchvision's ``fasterrcnn_resnet50_fpn`` default, and the layers are
 the same, so ``from_torchvision_state_dict`` loads its weights and gives its detections (see
@@ -52,6 +55,7 @@ from cvcraft.ops.assigners import max_iou_assign
 from cvcraft.ops.boxes import clip_boxes
 from cvcraft.ops.coders import DeltaCoder
 from cvcraft.ops.nms import batched_nms, multiclass_nms
+from cvcraft.ops.ohem import ohem_sample, roi_losses
 from cvcraft.ops.roi import multiscale_roi_align
 
 __all__ = [
@@ -65,6 +69,7 @@ __all__ = [
 ]
 
 DEPTHS = (18, 34, 50, 101, 152)  # the registered ImageNet ResNets
+SAMPLERS = ("random", "ohem")  # the box head's RoI samplers
 
 
 def balanced_sample(
@@ -141,6 +146,9 @@ class FasterRCNN(Detector):
         anchor_sizes, anchor_ratios: one size per level P2..P6, ratios h/w.
         rpn_pre_nms_top_n, rpn_post_nms_top_n: (train, test) proposal counts.
         input_size: side of ``default_input_size``.
+        sampler: how the box head picks its ``roi_batch`` training RoIs per image: ``random``
+            (at most ``roi_pos_fraction`` positives) or ``ohem`` (the hardest by loss after
+            NMS at ``ohem_nms``).
         norm_eval: keep the trunk's BatchNorm layers in eval mode (running statistics fixed,
             torchvision's FrozenBatchNorm in effect) -- what fine-tuning a pretrained trunk
             with detection-sized batches of 2-8 images wants; off when training from scratch.
@@ -175,8 +183,12 @@ class FasterRCNN(Detector):
         roi_pos_fraction: float = 0.25,
         input_size: int = 800,
         norm_eval: bool = False,
+        sampler: str = "random",
+        ohem_nms: float = 0.7,
     ) -> None:
         super().__init__()
+        if sampler not in SAMPLERS:
+            raise ConfigError(f"Faster R-CNN: sampler={sampler!r}, use one of {SAMPLERS}")
         if len(anchor_sizes) != 5:
             raise ConfigError(f"Faster R-CNN needs 5 anchor sizes (P2..P6), got {anchor_sizes}")
         self.num_classes = num_classes
@@ -195,6 +207,8 @@ class FasterRCNN(Detector):
         self.rpn_iou, self.rpn_batch, self.rpn_pos_fraction = rpn_iou, rpn_batch, rpn_pos_fraction
         self.roi_iou, self.roi_batch, self.roi_pos_fraction = roi_iou, roi_batch, roi_pos_fraction
         self.norm_eval = norm_eval
+        self.sampler, self.ohem_nms = sampler, ohem_nms
+        self.loss_weights: dict[str, float] = {}  # loss part -> weight in the total (default 1)
 
     def train(self, mode: bool = True) -> FasterRCNN:
         """``nn.Module.train``, except that ``norm_eval`` keeps the trunk's BN statistics fixed."""
@@ -279,15 +293,22 @@ class FasterRCNN(Detector):
 
     # ------------------------------------------------------------------ stage 2: box head
     def sample_rois(
-        self, proposals: list[torch.Tensor], targets: list[Target]
+        self,
+        proposals: list[torch.Tensor],
+        targets: list[Target],
+        iou: float | None = None,
+        coder: DeltaCoder | None = None,
     ) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
-        """Add gts to the proposals, assign at ``roi_iou`` and sample ``roi_batch`` RoIs per
-        image -> (RoIs per image, labels (R,) in 0..C with 0 = background, deltas (R, 4))."""
+        """Add gts to the proposals, assign at ``iou`` (default ``roi_iou``) and sample
+        ``roi_batch`` RoIs per image -> (RoIs per image, labels (R,) in 0..C with
+        0 = background, ``coder`` (default ``roi_coder``) deltas (R, 4))."""
+        iou = self.roi_iou if iou is None else iou
+        coder = coder or self.roi_coder
         rois, labels, reg = [], [], []
         for p, t in zip(proposals, targets):
             gt = t["boxes"].to(p)
             cand = torch.cat([p, gt])
-            a = max_iou_assign(cand, gt, self.roi_iou, self.roi_iou, allow_low_quality=False)
+            a = max_iou_assign(cand, gt, iou, iou, allow_low_quality=False)
             pos, neg = balanced_sample(
                 a.pos_mask, a.neg_mask, self.roi_batch, self.roi_pos_fraction
             )
@@ -297,16 +318,40 @@ class FasterRCNN(Detector):
             matched = gt[a.gt_index[keep].clamp(min=0)] if len(gt) else cand[keep]
             rois.append(cand[keep])
             labels.append(lab)
-            reg.append(self.roi_coder.encode(matched, cand[keep]))
+            reg.append(coder.encode(matched, cand[keep]))
         return rois, torch.cat(labels), torch.cat(reg)
 
+    def ohem_rois(
+        self, feats: Sequence[torch.Tensor], proposals: list[torch.Tensor], targets: list[Target]
+    ) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
+        """OHEM's sample: proposals + gts of each image, all assigned at ``roi_iou`` and scored
+        by the box head without gradients; per image the ``roi_batch`` hardest after NMS on the
+        loss (``ohem_nms``) -> ``sample_rois``' (RoIs per image, labels (R,), deltas (R, 4))."""
+        cands = [torch.cat([p, t["boxes"].to(p)]) for p, t in zip(proposals, targets)]
+        labels, reg = self._assign_all(cands, targets)
+        with torch.no_grad():  # the read-only copy of the head (the paper's)
+            logits, deltas = self.box_head(feats, cands)
+            losses = roi_losses(logits, deltas, labels, reg, beta=1 / 9)  # (sum R,)
+        rois, lab, tgt, start = [], [], [], 0
+        for c in cands:
+            keep = ohem_sample(c, losses[start : start + len(c)], self.roi_batch, self.ohem_nms)
+            rois.append(c[keep])
+            lab.append(labels[start + keep])
+            tgt.append(reg[start + keep])
+            start += len(c)
+        return rois, torch.cat(lab), torch.cat(tgt)
+
     def box_head(
-        self, feats: Sequence[torch.Tensor], rois: list[torch.Tensor]
+        self, feats: Sequence[torch.Tensor], rois: list[torch.Tensor], head: nn.Module | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """RoIAlign 7x7 on P2..P5 + two fc -> class logits (R, C+1), deltas (R, 4 (C+1))."""
+        """RoIAlign 7x7 on P2..P5 + two fc -> class logits (R, C+1), deltas (R, 4 (C+1)).
+
+        ``head`` is any module with ``fc6, fc7, cls_score, bbox_pred`` (a cascade stage's);
+        default: this model's own layers."""
+        head = self if head is None else head
         x = multiscale_roi_align(feats[:4], rois, 7, sampling_ratio=2, strides=(4, 8, 16, 32))
-        x = F.relu(self.fc7(F.relu(self.fc6(x.flatten(1)))))  # (R, representation)
-        return self.cls_score(x), self.bbox_pred(x)
+        x = F.relu(head.fc7(F.relu(head.fc6(x.flatten(1)))))  # (R, representation)
+        return head.cls_score(x), head.bbox_pred(x)
 
     # ------------------------------------------------------------------ contract
     def forward(self, images: torch.Tensor, targets: list[Target] | None = None) -> dict:
@@ -319,6 +364,14 @@ class FasterRCNN(Detector):
         """``forward``'s outputs and the pyramid P2..P6 (for further RoI heads: masks)."""
         size = (int(images.shape[-2]), int(images.shape[-1]))
         feats = self.backbone(images)  # P2..P6
+        out, props = self.first_stage(images, feats, size)
+        self.roi_stage(feats, props, targets, out)
+        return out, feats
+
+    def first_stage(
+        self, images: torch.Tensor, feats: Sequence[torch.Tensor], size: tuple[int, int]
+    ) -> tuple[dict[str, Any], list[torch.Tensor]]:
+        """The RPN: its outputs (for its loss) and the proposals [(R_i, 4)] per image."""
         logits, deltas = self.rpn(feats)
         anchors = self.anchors(feats, size)
         level_sizes = [f.shape[-2] * f.shape[-1] * self.rpn.cls.out_channels for f in feats]
@@ -326,12 +379,25 @@ class FasterRCNN(Detector):
         out: dict[str, Any] = {
             "rpn_logits": logits, "rpn_deltas": deltas, "anchors": anchors, "image_size": size,
         }  # fmt: skip
+        return out, props
+
+    def roi_stage(
+        self,
+        feats: Sequence[torch.Tensor],
+        props: list[torch.Tensor],
+        targets: list[Target] | None,
+        out: dict[str, Any],
+    ) -> None:
+        """The box head on the proposals (sampled against ``targets`` in training), into ``out``."""
         if self.training and targets is not None:
             targets = valid_targets(targets)
-            props, out["roi_labels"], out["roi_targets"] = self.sample_rois(props, targets)
+            if self.sampler == "ohem":
+                sample = self.ohem_rois(feats, props, targets)
+            else:
+                sample = self.sample_rois(props, targets)
+            props, out["roi_labels"], out["roi_targets"] = sample
         out["proposals"] = props
         out["cls_logits"], out["box_deltas"] = self.box_head(feats, props)
-        return out, feats
 
     def loss(self, outputs: dict, targets: list[Target]) -> tuple[torch.Tensor, dict[str, float]]:
         """RPN objectness + box loss, then box-head CE + smooth-L1 (module docstring).
@@ -340,40 +406,59 @@ class FasterRCNN(Detector):
         their proposals, so a validation loss needs no second forward pass.
         """
         targets = valid_targets(targets)
+        parts = {**self.first_stage_loss(outputs, targets), **self.roi_stage_loss(outputs, targets)}
+        total = sum(self.loss_weights.get(k, 1.0) * v for k, v in parts.items())
+        return total, {k: float(v.detach()) for k, v in parts.items()}
+
+    def first_stage_loss(self, outputs: dict, targets: list[Target]) -> dict[str, torch.Tensor]:
+        """The RPN's objectness and box terms."""
         rpn_cls, rpn_box = self.rpn_loss(
             outputs["rpn_logits"], outputs["rpn_deltas"], outputs["anchors"], targets
         )
+        return {"rpn_cls": rpn_cls, "rpn_box": rpn_box}
+
+    def roi_stage_loss(self, outputs: dict, targets: list[Target]) -> dict[str, torch.Tensor]:
+        """The box head's CE and smooth-L1 on the sampled RoIs (or all proposals, in eval)."""
         if "roi_labels" in outputs:
             labels, reg_t = outputs["roi_labels"], outputs["roi_targets"]
         else:
             labels, reg_t = self._assign_all(outputs["proposals"], targets)
         cls, box = self.roi_loss(outputs["cls_logits"], outputs["box_deltas"], labels, reg_t)
-        parts = {"rpn_cls": rpn_cls, "rpn_box": rpn_box, "cls": cls, "box": box}
-        return sum(parts.values()), {k: float(v.detach()) for k, v in parts.items()}
+        return {"cls": cls, "box": box}
 
     def roi_loss(
         self, logits: torch.Tensor, deltas: torch.Tensor, labels: torch.Tensor, reg_t: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Box-head loss over R RoIs: CE of logits (R, C+1) against labels (R,), and smooth-L1
         of the true class's deltas (from (R, 4 (C+1))) against reg_t (R, 4) on positives,
-        divided by R (torchvision's ``fastrcnn_loss``)."""
+        divided by R (torchvision's ``fastrcnn_loss``). Class-agnostic deltas (R, 4) are one
+        box for every class."""
         cls = F.cross_entropy(logits, labels) if len(labels) else logits.sum() * 0
         pos = torch.nonzero(labels > 0).squeeze(1)
-        d = deltas.view(len(deltas), -1, 4)[pos, labels[pos]]  # (P, 4) true-class deltas
+        d = deltas.view(len(deltas), -1, 4)
+        d = d[pos, labels[pos] if d.shape[1] > 1 else 0]  # (P, 4) true-class deltas
         box = smooth_l1_loss(d, reg_t[pos], beta=1 / 9, reduction="sum") / max(len(labels), 1)
         return cls, box
 
     def _assign_all(
-        self, proposals: list[torch.Tensor], targets: list[Target]
+        self,
+        proposals: list[torch.Tensor],
+        targets: list[Target],
+        iou: float | None = None,
+        coder: DeltaCoder | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every proposal's label (R,) and ``coder`` deltas (R, 4) at IoU ``iou`` (no sampling;
+        defaults: ``roi_iou``, ``roi_coder``)."""
+        iou = self.roi_iou if iou is None else iou
+        coder = coder or self.roi_coder
         labels, reg = [], []
         for p, t in zip(proposals, targets):
             gt = t["boxes"].to(p)
-            a = max_iou_assign(p, gt, self.roi_iou, self.roi_iou, allow_low_quality=False)
+            a = max_iou_assign(p, gt, iou, iou, allow_low_quality=False)
             lab = torch.zeros(len(p), dtype=torch.int64, device=p.device)
             if len(gt):
                 lab[a.pos_mask] = t["labels"].to(p.device).long()[a.gt_index[a.pos_mask]] + 1
-                reg.append(self.roi_coder.encode(gt[a.gt_index.clamp(min=0)], p))
+                reg.append(coder.encode(gt[a.gt_index.clamp(min=0)], p))
             else:
                 reg.append(torch.zeros_like(p))
             labels.append(lab)
@@ -386,15 +471,30 @@ class FasterRCNN(Detector):
         """Softmax scores, class-specific decoding, clip, per-class NMS; background dropped.
 
         Defaults are torchvision's box head (score 0.05, NMS 0.5, 100 per image)."""
-        props = outputs["proposals"]
         probs = F.softmax(outputs["cls_logits"], -1)  # (R, C+1)
-        boxes = self.roi_coder.decode(outputs["box_deltas"], torch.cat(props))
-        boxes = boxes.view(len(boxes), -1, 4)  # (R, C+1, 4)
+        return self.detections(outputs, probs, self.roi_coder, conf, iou, max_det)
+
+    def detections(
+        self,
+        outputs: dict,
+        probs: torch.Tensor,
+        coder: DeltaCoder,
+        conf: float,
+        iou: float,
+        max_det: int,
+    ) -> Detections:
+        """Per image: ``probs`` (R, C+1) and the box deltas decoded on ``outputs["proposals"]``
+        (class-specific (R, 4 (C+1)) or agnostic (R, 4)), clipped, per-class NMS."""
+        props = outputs["proposals"]
+        boxes = coder.decode(outputs["box_deltas"], torch.cat(props))
+        boxes = boxes.view(len(boxes), -1, 4)  # (R, C+1, 4) or (R, 1, 4)
+        boxes = boxes[:, 1:] if boxes.shape[1] > 1 else boxes[:, 0]  # background dropped
         dets = []
-        for b, s in zip(boxes.split([len(p) for p in props]), probs.split([len(p) for p in props])):
+        sizes = [len(p) for p in props]
+        for b, s in zip(boxes.split(sizes), probs.split(sizes)):
             dets.append(
                 multiclass_nms(
-                    b[:, 1:], s[:, 1:], conf, iou, max_det, outputs["image_size"], min_size=1e-2
+                    b, s[:, 1:], conf, iou, max_det, outputs["image_size"], min_size=1e-2
                 )
             )
         return dets
@@ -422,6 +522,12 @@ def _fasterrcnn(depth: int, num_classes: int, in_chans: int, **kw: Any) -> Faste
     return FasterRCNN(num_classes=num_classes, in_chans=in_chans, depth=depth, **kw)
 
 
+# the ``*_resnet18_fpn`` two-stage detectors' sizes (the ResNet-50 ones keep torchvision's)
+CPU_SIZES: dict[str, Any] = {
+    "fpn_channels": 128, "representation": 512, "input_size": 512,
+    "rpn_pre_nms_top_n": (1000, 500), "rpn_post_nms_top_n": (1000, 500),
+}  # fmt: skip
+
 # torchvision's detection reference: SGD lr 0.02 at batch 16, weight decay 1e-4, inputs
 # normalized with the ImageNet statistics its trunk was trained with.
 _CFG = {"mean": IMAGENET_MEAN, "std": IMAGENET_STD, "optimizer": "sgd", "lr": 0.02,
@@ -441,9 +547,4 @@ def fasterrcnn_resnet50_fpn(num_classes: int = 90, in_chans: int = 3, **kw: Any)
 @register_model(default_cfg=_CFG)
 def fasterrcnn_resnet18_fpn(num_classes: int = 90, in_chans: int = 3, **kw: Any) -> FasterRCNN:
     """CPU-sized Faster R-CNN: ResNet-18 trunk, 128-channel FPN, 512-wide head, 512 input."""
-    kw.setdefault("fpn_channels", 128)
-    kw.setdefault("representation", 512)
-    kw.setdefault("input_size", 512)
-    kw.setdefault("rpn_pre_nms_top_n", (1000, 500))
-    kw.setdefault("rpn_post_nms_top_n", (1000, 500))
-    return _fasterrcnn(18, num_classes, in_chans, **kw)
+    return _fasterrcnn(18, num_classes, in_chans, **{**CPU_SIZES, **kw})

@@ -45,8 +45,8 @@ __all__ = ["C2f", "SCALES", "YOLO", "YoloScale"]
 STRIDES = (8, 16, 32)
 
 
-def _conv(c_in: int, c_out: int, k: int = 3, s: int = 1) -> ConvBNAct:
-    return ConvBNAct(c_in, c_out, k, s, act="silu", norm="batchnorm")
+def _conv(c_in: int, c_out: int, k: int = 3, s: int = 1, act: str = "silu") -> ConvBNAct:
+    return ConvBNAct(c_in, c_out, k, s, act=act, norm="batchnorm")
 
 
 @dataclass(frozen=True)
@@ -160,16 +160,26 @@ class _Head(nn.Module):
     """Decoupled anchor-free head: per level a box branch (-> 4 * reg_max DFL logits) and a
     class branch (-> num_classes logits), each two 3x3 convs and a 1x1 predictor."""
 
-    def __init__(self, chans: tuple[int, ...], num_classes: int, reg_max: int) -> None:
+    def __init__(
+        self, chans: tuple[int, ...], num_classes: int, reg_max: int, act: str = "silu"
+    ) -> None:
         super().__init__()
         c_box = max(16, chans[0] // 4, reg_max * 4)
         c_cls = max(chans[0], min(num_classes, 100))
         self.box = nn.ModuleList(
-            nn.Sequential(_conv(c, c_box), _conv(c_box, c_box), nn.Conv2d(c_box, 4 * reg_max, 1))
+            nn.Sequential(
+                _conv(c, c_box, act=act),
+                _conv(c_box, c_box, act=act),
+                nn.Conv2d(c_box, 4 * reg_max, 1),
+            )
             for c in chans
         )
         self.cls = nn.ModuleList(
-            nn.Sequential(_conv(c, c_cls), _conv(c_cls, c_cls), nn.Conv2d(c_cls, num_classes, 1))
+            nn.Sequential(
+                _conv(c, c_cls, act=act),
+                _conv(c_cls, c_cls, act=act),
+                nn.Conv2d(c_cls, num_classes, 1),
+            )
             for c in chans
         )
         self.num_classes, self.reg_max = num_classes, reg_max
@@ -273,12 +283,18 @@ class YOLO(Detector):
         ]
 
 
-def _yolo(scale: str, num_classes: int, in_chans: int, **kw: Any) -> YOLO:
-    # the detect task's assigner= / label_smoothing= are loss options
+def pop_loss_options(kw: dict[str, Any]) -> dict[str, Any]:
+    """Move the detect task's ``assigner=`` / ``label_smoothing=`` (loss options) and any
+    ``loss_kw`` out of a model constructor's keyword arguments into one ``loss_kw`` dict."""
     loss_kw = dict(kw.pop("loss_kw", None) or {})
     for k in ("assigner", "label_smoothing"):
         if k in kw:
             loss_kw[k] = kw.pop(k)
+    return loss_kw
+
+
+def _yolo(scale: str, num_classes: int, in_chans: int, **kw: Any) -> YOLO:
+    loss_kw = pop_loss_options(kw)
     return YOLO(scale, num_classes, in_chans, loss_kw=loss_kw, **kw)
 
 

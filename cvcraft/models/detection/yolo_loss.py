@@ -20,11 +20,18 @@ level, each cell seen as a 5-stride square anchor, as YOLOv6); these two run per
 take t_hat = IoU(predicted box, its gt), the IoU-aware class target of YOLOX / YOLOv6.
 ``label_smoothing`` eps turns a positive's one-hot into 1 - eps/2 / eps/2 (YOLOv5's smooth
 BCE) before the t_hat scaling; background cells keep 0.
+``guide``: an optional second forward dict whose (detached) predictions drive the
+assignment instead of the ones being trained -- YOLOv7's lead-guided assignment, where the
+lead head's predictions choose the targets of both the lead and the auxiliary head.
+``center_radius`` / ``candidate_topk`` are SimOTA's candidate region (in strides) and the
+number of IoUs summed for its dynamic k; a larger pair gives YOLOv7's coarse (aux) labels.
 Unlike ultralytics, the total is *not* multiplied by the batch size (the Detector contract
 asks for a batch mean), so their SGD learning rates correspond to ours times the batch size.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -87,6 +94,8 @@ class YoloLoss(nn.Module):
         beta: float = 6.0,
         assigner: str = "tal",
         label_smoothing: float = 0.0,
+        center_radius: float = 2.5,
+        candidate_topk: int = 10,
     ) -> None:
         super().__init__()
         if box_kind not in ("iou", "giou", "diou", "ciou", "siou"):
@@ -100,10 +109,18 @@ class YoloLoss(nn.Module):
         self.gains = (box_gain, cls_gain, dfl_gain)
         self.box_kind = box_kind
         self.assign_kw = {"topk": topk, "alpha": alpha, "beta": beta}
+        self.simota_kw = {"center_radius": center_radius, "candidate_topk": candidate_topk}
 
     def forward(
-        self, outputs: dict[str, torch.Tensor], targets: list[dict[str, torch.Tensor]]
-    ) -> tuple[torch.Tensor, dict[str, float]]:
+        self,
+        outputs: dict[str, torch.Tensor],
+        targets: list[dict[str, torch.Tensor]],
+        return_assignment: bool = False,
+        guide: dict[str, torch.Tensor] | None = None,
+    ) -> tuple[Any, ...]:
+        """(total, parts); with ``return_assignment`` also the (B, N) index of each cell's
+        target in its image's list (-1 = background), for heads that add terms (masks).
+        ``guide``: another head's outputs whose predictions choose the targets (YOLOv7)."""
         box_logits, cls_logits = outputs["box"], outputs["cls"]  # (B, N, 4R), (B, N, C)
         anchors, strides = outputs["anchors"], outputs["strides"]  # (N, 2), (N, 1)
         b, n, c = cls_logits.shape
@@ -116,10 +133,15 @@ class YoloLoss(nn.Module):
                 f"classes; set num_classes to the dataset's class count"
             )
         pred_boxes = yolo_decode(box_logits, anchors, strides)  # (B, N, 4) pixels
+        if guide is None:
+            ref_scores, ref_boxes = cls_logits.detach().sigmoid(), pred_boxes.detach()
+        else:  # lead-guided: another head's predictions choose the targets
+            ref_scores = guide["cls"].detach().sigmoid()
+            ref_boxes = yolo_decode(guide["box"].detach(), anchors, strides)
         if self.assigner == "tal":
             gt_index, t_hat, _ = batched_task_aligned_assign(
-                cls_logits.detach().sigmoid(),
-                pred_boxes.detach(),
+                ref_scores,
+                ref_boxes,
                 anchors,
                 gt_boxes,
                 gt_labels,
@@ -128,7 +150,7 @@ class YoloLoss(nn.Module):
             )
         else:
             gt_index, t_hat = self.assign_per_image(
-                cls_logits.detach().sigmoid(), pred_boxes.detach(), anchors, strides,
+                ref_scores, ref_boxes, anchors, strides,
                 gt_boxes, gt_labels, gt_mask,
             )  # fmt: skip
         fg = gt_index >= 0  # (B, N)
@@ -156,7 +178,10 @@ class YoloLoss(nn.Module):
         gb, gc, gd = self.gains
         parts = {"box": gb * loss_box, "cls": gc * loss_cls, "dfl": gd * loss_dfl}
         total = parts["box"] + parts["cls"] + parts["dfl"]
-        return total, {k: float(v.detach()) for k, v in parts.items()}
+        items = {k: float(v.detach()) for k, v in parts.items()}
+        if return_assignment:
+            return total, items, gt_index
+        return total, items
 
     def assign_per_image(
         self,
@@ -181,7 +206,7 @@ class YoloLoss(nn.Module):
             gts, labels = gt_boxes[i][gt_mask[i]], gt_labels[i][gt_mask[i]]
             if self.assigner == "simota":
                 res = simota_assign(scores[i], pred_boxes[i], anchors, gts, labels,
-                                    strides=strides[:, 0])  # fmt: skip
+                                    strides=strides[:, 0], **self.simota_kw)  # fmt: skip
             else:
                 res = atss_assign(cell_boxes, per_level, gts, gt_labels=labels)
             gt_index[i] = torch.where(res.gt_index >= 0, res.gt_index, -1)

@@ -164,6 +164,12 @@ class DetectTask(BaseTask):
     """Everything detection-specific the Trainer delegates."""
 
     name = "detect"
+    collate = collate_detect  # the batch layout (instance segmentation adds masks)
+    masks = False  # whether the data is read with instance masks
+
+    def make_dataset(self, data: Any, imgsz: int, augment: Any = None, **kw: Any) -> Any:
+        """The training/eval dataset over ``data`` (``detection_dataset``'s arguments)."""
+        return detection_dataset(data, imgsz, augment, **kw)
 
     def __init__(self, cfg: DetectConfig) -> None:
         super().__init__(cfg)
@@ -198,7 +204,7 @@ class DetectTask(BaseTask):
         )  # fmt: skip
         # Mosaic is off for the last close_mosaic epochs; the dataset reads the epoch from
         # each item's key, so persistent workers need no message to switch.
-        self.train_ds = detection_dataset(
+        self.train_ds = self.make_dataset(
             splits.train,
             cfg.imgsz,
             aug,
@@ -208,7 +214,7 @@ class DetectTask(BaseTask):
         )
         trainer.train_loader = build_loader(
             self.train_ds, cfg.batch, shuffle=True, workers=cfg.workers, seed=cfg.seed,
-            drop_last=True, collate_fn=collate_detect,
+            drop_last=True, collate_fn=self.collate,
         )  # fmt: skip
         if len(trainer.train_loader) == 0:
             raise DataError(
@@ -252,7 +258,7 @@ class DetectTask(BaseTask):
         cfg = self.cfg
         splits = load_detection_splits(cfg.data, imgsz=cfg.imgsz, val_fraction=cfg.val_fraction,
                                        seed=cfg.seed, fraction=cfg.fraction,
-                                       skip_bad=cfg.skip_bad)  # fmt: skip
+                                       skip_bad=cfg.skip_bad, masks=self.masks)  # fmt: skip
         for note in splits.notes:
             print(f"data: {note}")
         if cfg.skip_bad:
@@ -262,12 +268,16 @@ class DetectTask(BaseTask):
 
     def build_val_loader(self, splits: Any) -> Any:
         """Letterboxed val images, and the COCO ground truth they are scored against."""
-        self.gt = coco_ground_truth(splits.val, splits.category_ids)
-        ds = detection_dataset(splits.val, self.cfg.imgsz, None, seed=self.cfg.seed)
+        self.gt = self.ground_truth(splits.val, splits.category_ids)
+        ds = self.make_dataset(splits.val, self.cfg.imgsz, None, seed=self.cfg.seed)
         return build_loader(
             ds, self.cfg.batch, shuffle=False, workers=self.cfg.workers, seed=self.cfg.seed,
-            collate_fn=collate_detect,
+            collate_fn=self.collate,
         )  # fmt: skip
+
+    def ground_truth(self, data: Any, category_ids: list[int]) -> dict:
+        """The COCO dict the val split is scored against."""
+        return coco_ground_truth(data, category_ids)
 
     def val_plots(self, out: Path, model: nn.Module, metrics: dict[str, Any]) -> None:
         write_detection_plots(
@@ -556,7 +566,9 @@ def coco_ids(
 
 
 @torch.no_grad()
-def predict_detector(cfg: DetectConfig, out: Path) -> list[dict[str, Any]]:
+def predict_detector(
+    cfg: DetectConfig, out: Path, task: Any = None, annotate: Any = None
+) -> list[dict[str, Any]]:
     """``cvcraft predict detect``: boxes for every image in ``source``.
 
     Writes ``out/<name>.jpg`` (boxes, labels and scores drawn on the original image),
@@ -564,9 +576,14 @@ def predict_detector(cfg: DetectConfig, out: Path) -> list[dict[str, Any]]:
     them, bbox xywh in original pixels, score, plus file_name) and ``images.json``
     (image_id -> path). Unreadable images are skipped and listed (``finish_skipped``).
     Returns one dict per image with ``path`` and ``summary``.
+
+    ``task`` (default ``DetectTask``) loads the checkpoint; ``annotate(image, det, meta,
+    boxes, classes)`` (det: the model's detection dict, boxes: in original pixels) returns the
+    drawn image and one dict of extra COCO result fields per detection (instance masks as
+    RLE); default: boxes drawn, no extra fields.
     """
     device = select_device(cfg.device)
-    model, state = DetectTask.load_model(cfg.weights, device)
+    model, state = (task or DetectTask).load_model(cfg.weights, device)
     classes = list(state["classes"])
     cat_ids = list(state.get("category_ids") or range(1, len(classes) + 1))
     imgsz = int(state.get("imgsz", cfg.imgsz))
@@ -598,7 +615,10 @@ def predict_detector(cfg: DetectConfig, out: Path) -> list[dict[str, Any]]:
             boxes = unletterbox_boxes(d["boxes"].float().cpu(), s.meta)
             scores, labels = d["scores"].float().cpu().numpy(), d["labels"].cpu().numpy()
             boxes_np = boxes.numpy()
-            drawn = draw_detections(im, boxes_np, scores, labels, classes)
+            if annotate is None:
+                drawn, extra = draw_detections(im, boxes_np, scores, labels, classes), None
+            else:
+                drawn, extra = annotate(im, d, s.meta, boxes_np, classes)
             name = _unique_name(f, used_names)
             cv2.imwrite(str(out / name), cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
             xywh = xyxy_to_xywh(boxes_np.astype(np.float64))
@@ -609,8 +629,8 @@ def predict_detector(cfg: DetectConfig, out: Path) -> list[dict[str, Any]]:
             coco_results += [
                 {"image_id": image_id, "category_id": int(cat_ids[int(c)]),
                  "bbox": [round(float(v), 3) for v in bb], "score": round(float(sc), 5),
-                 "file_name": str(f)}
-                for bb, sc, c in zip(xywh, scores, labels)
+                 "file_name": str(f), **(extra[k] if extra else {})}
+                for k, (bb, sc, c) in enumerate(zip(xywh, scores, labels))
             ]  # fmt: skip
             counts: dict[str, int] = {}
             for c in labels:
