@@ -4,10 +4,12 @@
 entry per field: ``image`` -> ``images`` uint8 (N, C, H, W) (stacked; or padded bottom/right
 to the largest with ``pad=True``), ``label`` -> ``labels`` int64 (N,) (-1 where None),
 ``boxes`` -> the boxes of all images packed as ``boxes`` float32 (M, 4), ``labels`` int64
-(M,) and ``counts`` int64 (N,), ``semantic_mask`` -> ``masks`` int64 (N, H, W) (padding 255)
-and ``sizes`` (N, 2), ``meta`` -> the samples' meta dicts; ``index`` (N,) always. An extra
-target (``Sample.extras``) is collated by its registered kind: images and masks stacked
-like the main ones, labels stacked as a tensor, points as a list of (N_i, K, 3) tensors.
+(M,) and ``counts`` int64 (N,), ``masks`` (instance, with ``boxes``) -> ``instance_masks``
+bool (M, H, W) packed in the same order as the boxes, ``semantic_mask`` -> ``masks`` int64
+(N, H, W) (padding 255) and ``sizes`` (N, 2), ``meta`` -> the samples' meta dicts;
+``index`` (N,) always. An extra target (``Sample.extras``) is collated by its registered
+kind: images and masks stacked like the main ones, labels stacked as a tensor, points as a
+list of (N_i, K, 3) tensors.
 
 Images stay uint8 (a quarter of float32's bytes through worker pipes); conversion to float
 and normalization happen on the device. Detection boxes are packed because a loader worker
@@ -27,7 +29,7 @@ from cvcraft.errors import DataError
 from cvcraft.structures import Sample, target_kind
 
 IGNORE_INDEX = 255
-FIELDS = ("image", "label", "boxes", "semantic_mask", "meta")
+FIELDS = ("image", "label", "boxes", "masks", "semantic_mask", "meta")
 
 
 def _same_size(samples: Sequence[Sample]) -> None:
@@ -84,6 +86,8 @@ class Collate:
             out["labels"] = torch.tensor(labels, dtype=torch.int64)
         if "boxes" in self.fields:
             out.update(pack_boxes(samples))
+        if "masks" in self.fields:
+            out["instance_masks"] = pack_instance_masks(samples)
         if "semantic_mask" in self.fields:
             masks = [
                 s.semantic_mask
@@ -116,6 +120,26 @@ def pack_boxes(samples: Sequence[Sample]) -> dict[str, torch.Tensor]:
     }
 
 
+def pack_instance_masks(samples: Sequence[Sample]) -> torch.Tensor:
+    """Every image's instance masks in one bool (M, H, W), aligned with ``pack_boxes``'s
+    boxes; a sample whose mask count differs from its box count is a DataError naming it."""
+    _same_size(samples)
+    h, w = samples[0].image.shape[:2]
+    masks = []
+    for s in samples:
+        n = 0 if s.boxes is None else len(s.boxes)
+        m = np.zeros((0, h, w), bool) if s.masks is None and n == 0 else s.masks
+        if m is None or len(m) != n or np.asarray(m).shape[1:] != (h, w):
+            shape = None if m is None else np.asarray(m).shape
+            raise DataError(
+                f"collate: {s.meta.get('path', 'a sample')} has {n} boxes but instance masks "
+                f"of shape {shape}; every box needs one (H, W) = ({h}, {w}) mask (load the data "
+                "with masks and keep them through every transform)"
+            )
+        masks.append(np.asarray(m, bool))
+    return torch.from_numpy(np.concatenate(masks))
+
+
 def collate_extra(name: str, values: list[Any]) -> Any:
     """One extra target of every sample in a batch, by its registered kind."""
     if any(v is None for v in values):
@@ -133,3 +157,4 @@ def collate_extra(name: str, values: list[Any]) -> Any:
 collate_classify = Collate(("image", "label"))
 collate_detect = Collate(("image", "boxes", "meta"))
 collate_segment = Collate(("image", "semantic_mask"), pad=True)
+collate_instance = Collate(("image", "boxes", "masks", "meta"))

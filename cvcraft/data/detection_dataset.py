@@ -31,6 +31,7 @@ from cvcraft.data.webdataset import (
     shard_splits,
 )
 from cvcraft.errors import DataError
+from cvcraft.ops.masks import rle_encode
 from cvcraft.structures import Sample, xyxy_to_xywh
 from cvcraft.transforms.item_pipeline import DetectAugment, DetectionPipeline, ItemPipeline
 from cvcraft.transforms.letterbox import Letterbox
@@ -51,7 +52,8 @@ class ArrayDetectionData(DetectionData):
     arrays: list[np.ndarray] = field(default_factory=list)
 
     def sample(self, i: int, masks: bool = False, **_: Any) -> Sample:
-        """Image ``i`` with boxes/box_labels and the meta ``DetectionData.sample`` gives."""
+        """Image ``i`` with boxes/box_labels and the meta ``DetectionData.sample`` gives;
+        ``masks=True`` adds the instance masks (from the RLE segments of shapes scenes)."""
         rec = self.images[i]
         meta = {
             "image_id": rec.image_id,
@@ -62,7 +64,11 @@ class ArrayDetectionData(DetectionData):
             "index": i,
         }
         return Sample(
-            image=self.arrays[i], boxes=rec.boxes.copy(), box_labels=rec.labels.copy(), meta=meta
+            image=self.arrays[i],
+            boxes=rec.boxes.copy(),
+            box_labels=rec.labels.copy(),
+            masks=self.instance_masks(i) if masks else None,
+            meta=meta,
         )
 
 
@@ -75,13 +81,15 @@ def make_shapes_detection(
     n_objects: tuple[int, int] = (1, 4),
     size_range: tuple[float, float] = (0.12, 0.3),
     min_visible: float = 0.7,
+    masks: bool = False,
 ) -> ArrayDetectionData:
     """``n`` multi-object shapes scenes (6 classes) with tight boxes, for detection.
 
     Scene ``i`` is ``render_scene(default_rng([seed, split_code(split), i]))``: a pure
     function of (seed, split, i), so "train" and "val" never share a scene and any prefix of
     a larger set is the same images (as ``make_shapes``). An object less than 70% visible is
-    left out (its class would be guesswork under heavier occlusion).
+    left out (its class would be guesswork under heavier occlusion). ``masks=True`` keeps each
+    object's visible mask as a COCO RLE segment (instance segmentation).
     """
     code = split_code(split)
     arrays, records = [], []
@@ -94,8 +102,11 @@ def make_shapes_detection(
             min_visible=min_visible,
         )
         arrays.append(s.image)
+        segs = [rle_encode(m, compress=False) for m in s.masks] if masks else None
         records.append(
-            DetectionImage(f"shapes://{split}/{i}", imgsz, imgsz, i + 1, s.boxes, s.box_labels)
+            DetectionImage(
+                f"shapes://{split}/{i}", imgsz, imgsz, i + 1, s.boxes, s.box_labels, segments=segs
+            )
         )
     return ArrayDetectionData(
         classes=list(SHAPE_CLASSES),
@@ -139,6 +150,7 @@ def load_detection_splits(
     seed: int = 0,
     fraction: float = 1.0,
     skip_bad: bool = False,
+    masks: bool = False,
 ) -> DetectionSplits:
     """Train/val ``DetectionData`` from ``"shapes[:N]"``, a COCO JSON, a YOLO YAML/folder, a
     VOC folder or a tar-shard folder written by ``cvcraft pack task=detect``.
@@ -148,6 +160,7 @@ def load_detection_splits(
     differs from "train"; otherwise ``val_fraction`` of the train images (a seeded
     permutation) is held out and a note says so. ``fraction`` keeps a seeded share of train.
     ``skip_bad``: images a reader cannot open are left out, each listed in the notes.
+    ``masks``: shapes scenes keep their instance masks (file formats always keep segments).
     """
     notes: list[str] = []
     m = re.fullmatch(r"shapes(?::(\d+))?", spec.strip())
@@ -155,8 +168,8 @@ def load_detection_splits(
         n = int(m.group(1)) if m.group(1) else 2000
         if n < 1:
             raise DataError(f"data={spec}: need at least one shapes image")
-        train: DetectionData = make_shapes_detection(n, imgsz, seed, "train")
-        val: DetectionData = make_shapes_detection(max(1, n // 5), imgsz, seed, "val")
+        train: DetectionData = make_shapes_detection(n, imgsz, seed, "train", masks=masks)
+        val: DetectionData = make_shapes_detection(max(1, n // 5), imgsz, seed, "val", masks=masks)
     elif is_shard_folder(spec) or is_shard_folder(os.path.join(spec, "train")):
         train, shard_val = shard_splits(spec)  # tar shards written by `cvcraft pack`
         if not isinstance(train, DetectionData):
@@ -267,15 +280,20 @@ def batch_targets(
     batch: dict[str, Any], device: torch.device | str | None = None
 ) -> list[dict[str, torch.Tensor]]:
     """Per-image ``{"boxes": (M_i, 4), "labels": (M_i,)}`` of a ``collate_detect`` batch (views
-    of the packed tensors, moved to ``device`` first when given)."""
+    of the packed tensors, moved to ``device`` first when given); with instance masks in the
+    batch (``collate_instance``) also ``"masks"`` (M_i, H, W) bool."""
     boxes, labels = batch["boxes"], batch["labels"]
     if device is not None:
         boxes = boxes.to(device, non_blocking=True)
         labels = labels.to(device, non_blocking=True)
     counts = batch["counts"].tolist()
-    return [
-        {"boxes": b, "labels": lab} for b, lab in zip(boxes.split(counts), labels.split(counts))
-    ]
+    out = [{"boxes": b, "labels": lab} for b, lab in zip(boxes.split(counts), labels.split(counts))]
+    if "instance_masks" in batch:
+        masks = batch["instance_masks"]
+        masks = masks.to(device, non_blocking=True) if device is not None else masks
+        for t, m in zip(out, masks.split(counts)):
+            t["masks"] = m
+    return out
 
 
 __all__ = [

@@ -4,7 +4,11 @@ A shard folder holds ``shard-000000.tar``, ``shard-000001.tar``, ... and ``meta.
 (``format``, ``task``, ``classes``, per-shard sample counts). Inside a tar, one sample is
 the consecutive members sharing a key: ``<key>.png`` (or ``.jpg``) the image,
 ``<key>.json`` its targets (``label``; or ``boxes`` xyxy + ``labels``; ``image_id``,
-``width``, ``height``) and, for segmentation, ``<key>.mask.png`` the uint8 class-index mask.
+``width``, ``height``; pose adds ``keypoints`` (N, K, 3)) and, for segmentation,
+``<key>.mask.png`` the uint8 class-index mask; an extra image target (fusion's infrared) is
+``<key>.<name>.png`` (always lossless), other extras go into the JSON under ``extras``.
+Pose and fusion shards are written for any tool to read; the readers below serve the
+classify / detect / segment tasks.
 Plain tar + PNG/JSON means any tool (``tar tf``, webdataset, a browser) can read the shards.
 
 Two readers:
@@ -41,7 +45,7 @@ from cvcraft.data.classification import ClassificationData, as_labels
 from cvcraft.data.detection.container import DetectionData, DetectionImage
 from cvcraft.data.io import DEFAULT_MAX_PIXELS, decode_image
 from cvcraft.errors import ConfigError, DataError
-from cvcraft.structures import Sample
+from cvcraft.structures import Sample, target_kind
 
 FORMAT = "cvcraft-shards/1"
 META = "meta.json"
@@ -71,6 +75,12 @@ def _targets(s: Sample) -> dict[str, Any]:
         out["boxes"] = np.asarray(s.boxes, np.float64).round(4).tolist()
         labels = s.box_labels if s.box_labels is not None else np.zeros(len(s.boxes))
         out["labels"] = np.asarray(labels, np.int64).tolist()
+    if s.keypoints is not None:
+        out["keypoints"] = np.asarray(s.keypoints, np.float64).round(4).tolist()
+    extras = {k: np.asarray(v).tolist() for k, v in s.extras.items()
+              if target_kind(k) != "image"}  # fmt: skip
+    if extras:
+        out["extras"] = extras
     for k in ("image_id", "path"):
         if k in s.meta:
             v = s.meta[k]
@@ -79,6 +89,10 @@ def _targets(s: Sample) -> dict[str, Any]:
 
 
 def _task_of(s: Sample) -> str:
+    if any(target_kind(k) == "image" for k in s.extras):
+        return "fuse"
+    if s.keypoints is not None:
+        return "pose"
     if s.semantic_mask is not None:
         return "segment"
     if s.boxes is not None:
@@ -147,6 +161,9 @@ def write_shards(
         members.append((f"{key}.json", json.dumps(_targets(s)).encode()))
         if s.semantic_mask is not None:
             members.append((f"{key}.mask.png", _encode(np.asarray(s.semantic_mask), ".png")))
+        for k, v in s.extras.items():  # a paired image stays pixel-aligned and lossless
+            if target_kind(k) == "image":
+                members.append((f"{key}.{k}.png", _encode(np.asarray(v), ".png")))
         for member, data in members:
             _add(tar, member, data)
             size += 512 + len(data)

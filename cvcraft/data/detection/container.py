@@ -66,7 +66,13 @@ class DetectionImage:
         if self.areas is not None:
             self.areas = np.asarray(self.areas, np.float64).reshape(n)
         if self.segments is not None and len(self.segments) != n:
-            raise ValueError(f"{n} boxes but {len(self.segments)} segments")
+            ids = self.ann_ids[self.ann_ids >= 0].tolist()[:20]
+            raise DataError(
+                f"{self.ann_file or self.path}: image {self.path} has {n} boxes but "
+                f"{len(self.segments)} segments"
+                + (f" (annotation ids {ids})" if ids else "")
+                + "; every object needs one segmentation (or none at all)"
+            )
 
     def __len__(self) -> int:
         return len(self.boxes)
