@@ -1,14 +1,18 @@
-"""Infrared-visible fusion on RoadScene: a short DenseFuse training run against the classical
+"""Infrared-visible fusion on RoadScene: short DenseFuse training runs against the classical
 baselines (pixel average, pixel max, Laplacian pyramid), all scored by one evaluator on the
 same held-out pairs at their native size.
 
-The network is trained with ``cvcraft train fuse`` on the train split (val_fraction=0.2 ->
-177 train / 44 held-out pairs, seed 0); the baselines fuse the same held-out infrared image
-and visible luma (the float luma the network sees, rounded to uint8 as the evaluator does).
+The networks are trained with ``cvcraft train fuse`` on the train split (val_fraction=0.2 ->
+177 train / 44 held-out pairs, seed 0): ``learned`` end to end with the fusion loss, ``ae``
+as the paper (an auto-encoder on single-image reconstruction, then ``cvcraft val fuse
+strategy=add`` and ``strategy=l1`` on the one checkpoint). The baselines fuse the same
+held-out infrared image and visible luma (the float luma the network sees, rounded to uint8
+as the evaluator does).
 
     PYTHONPATH=. python benchmarks/image_fusion.py                 # ~3 min quiet, 7 min busy
     PYTHONPATH=. python benchmarks/image_fusion.py --w-gradient 1 --strategy l1
     PYTHONPATH=. python benchmarks/image_fusion.py --figure docs/img/fusion_roadscene.jpg
+    PYTHONPATH=. python benchmarks/image_fusion.py --networks ae     # the two auto-encoder rows
 """
 
 from __future__ import annotations
@@ -76,13 +80,24 @@ def run() -> None:
     ap.add_argument("--strategy", default="concat")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--figure", default="", help="also write fused examples to this PNG")
+    ap.add_argument("--networks", default="learned", help="comma list of learned, ae")
+    ap.add_argument("--rec-ssim", type=float, default=10.0, help="auto-encoder SSIM weight")
     args = ap.parse_args()
     torch.set_num_threads(1)
     rows: dict[str, dict[str, float]] = {}
     t0 = time.perf_counter()
     rows.update(baselines(args.data, 0.2, args.seed))
     t_base = time.perf_counter() - t0
+    nets = args.networks.split(",")
+    t_train = 0.0
     with tempfile.TemporaryDirectory() as tmp:
+        if "ae" in nets:
+            t0 = time.perf_counter()
+            rows.update(autoencoder(args, Path(tmp)))
+            t_train += time.perf_counter() - t0
+        if "learned" not in nets:
+            report(rows, t_base, t_train)
+            return
         t0 = time.perf_counter()
         kw = f"model_kwargs={{width: {args.width}, strategy: {args.strategy}}}"
         # evaluated once, after the last epoch (full-size val pairs are the costly part)
@@ -90,13 +105,33 @@ def run() -> None:
               f"imgsz={args.imgsz}", f"seed={args.seed}", f"w_gradient={args.w_gradient}",
               f"val_interval={args.epochs}", "workers=1", "progress=false", "plots=false",
               f"out={tmp}/run"])  # fmt: skip
-        t_train = time.perf_counter() - t0
+        t_train += time.perf_counter() - t0
         name = (
             f"densefuse w{args.width} {args.strategy}, w_grad {args.w_gradient:g}, {args.epochs} ep"
         )
         rows[name] = json.loads((Path(tmp) / "run" / "metrics.json").read_text())
         if args.figure:
             figure(Path(tmp) / "run" / "best.pt", args.data, args.figure)
+    report(rows, t_base, t_train)
+
+
+def autoencoder(args: argparse.Namespace, tmp: Path) -> dict[str, dict[str, float]]:
+    """Train DenseFuse's auto-encoder on reconstruction once; val with each fusion rule."""
+    run = tmp / "ae"
+    common = [f"data={args.data}", f"imgsz={args.imgsz}", f"seed={args.seed}", "workers=1",
+              "progress=false", "plots=false", f"model_kwargs={{width: {args.width}}}"]  # fmt: skip
+    main(["train", "fuse", *common, "strategy=add", f"epochs={args.epochs}",
+          f"w_rec_ssim={args.rec_ssim}", f"val_interval={args.epochs}", f"out={run}"])  # fmt: skip
+    rows = {}
+    for rule in ("add", "l1"):
+        main(["val", "fuse", *common, f"weights={run / 'best.pt'}", f"strategy={rule}",
+              f"out={tmp / rule}"])  # fmt: skip
+        name = f"densefuse w{args.width} auto-encoder (rec., lambda {args.rec_ssim:g}), {rule}"
+        rows[name] = json.loads((tmp / rule / "metrics.json").read_text())
+    return rows
+
+
+def report(rows: dict[str, dict[str, float]], t_base: float, t_train: float) -> None:
     print(f"\nRoadScene held-out pairs: {int(rows['average']['val_images'])}; baselines "
           f"{t_base:.1f} s, network train+eval {t_train:.1f} s")  # fmt: skip
     print(

@@ -15,7 +15,8 @@ Keypoints: float32 (N, K, 3) in continuous pixel coordinates (pixel i spans [i, 
 v = 0 unlabelled, 1 labelled but hidden, 2 visible; boxes float32 (N, 4) xyxy. A keypoint
 count that differs from the skeleton's is a ``DataError`` naming the file (and line).
 Top-down models see one person at a time: ``PersonCrops`` turns the images into crops around
-each labelled person's box (``crop_matrix``), keeping the map back to the image.
+each labelled person's box (``crop_matrix``), keeping the map back to the image; bottom-up
+models see whole images with everyone in them (``WholeImages``, letterboxed squares).
 """
 
 from __future__ import annotations
@@ -32,8 +33,8 @@ import numpy as np
 
 from cvcraft.data.io import IMAGE_EXTENSIONS, read_image, write_image
 from cvcraft.data.skeleton import COCO_KEYPOINTS, COCO_SKELETON, flip_index
-from cvcraft.data.stick_figures import make_stick_figures
-from cvcraft.errors import DataError
+from cvcraft.data.stick_figures import make_stick_figures, make_stick_scenes
+from cvcraft.errors import ConfigError, DataError
 from cvcraft.structures import Sample
 
 ACCEPTED = "'shapes[:N]' (stick figures); a COCO keypoints JSON; a YOLO-pose folder"
@@ -104,14 +105,25 @@ class PoseData:
 
 
 # ----------------------------------------------------------------------------- generated
-def shapes_pose(n: int, size: int = 64, seed: int = 0) -> PoseData:
-    """``n`` stick-figure images of ``size`` px (one figure each; see ``stick_figures``)."""
-    images, kps, boxes = make_stick_figures(n, size, seed)
-    people = []
-    for k, b in zip(kps, boxes):
-        area = float((b[0, 2] - b[0, 0]) * (b[0, 3] - b[0, 1]))
-        people.append([Person(k[0], b[0], area, False, len(people) + 1)])
-    return PoseData(lambda i: images[i], people, range(1, n + 1),
+def shapes_pose(n: int, size: int = 64, seed: int = 0, people: int = 1) -> PoseData:
+    """``n`` stick-figure images of ``size`` px: one figure each (``people=1``), else
+    1..``people`` smaller figures per image (see ``stick_figures``)."""
+    if people < 1:
+        raise DataError(f"people={people}: a stick-figure image needs at least one figure")
+    if people == 1:
+        images, kps, boxes = make_stick_figures(n, size, seed)
+        scenes = list(zip(images, kps, boxes))
+    else:
+        scenes = make_stick_scenes(n, size, seed, people)
+    all_people, ann = [], 0
+    for _, k, b in scenes:
+        ps = []
+        for kp, box in zip(k, b):
+            ann += 1
+            ps.append(Person(kp, box, float((box[2] - box[0]) * (box[3] - box[1])), False, ann))
+        all_people.append(ps)
+    images = [sc[0] for sc in scenes]
+    return PoseData(lambda i: images[i], all_people, range(1, n + 1),
                     [f"shapes[{i}]" for i in range(n)])  # fmt: skip
 
 
@@ -137,6 +149,12 @@ def read_coco_keypoints(path: str | Path, images: str | Path | None = None) -> P
     names = tuple(cats[0].get("keypoints") or COCO_KEYPOINTS)
     k = len(names)
     skeleton = [(a - 1, b - 1) for a, b in cats[0].get("skeleton", [])] or COCO_SKELETON
+    bad = [[a + 1, b + 1] for a, b in skeleton if not (0 <= a < k and 0 <= b < k)]
+    if bad:
+        raise DataError(
+            f"{path}: categories[0].skeleton limb {bad[0]} names a keypoint outside 1..{k} "
+            f"(the category lists {k} keypoints; skeleton indices are 1-based)"
+        )
     root = Path(images) if images else (path.parent / "images")
     if not root.is_dir():
         root = path.parent
@@ -257,21 +275,28 @@ def crop_matrix(box: np.ndarray, size: int, padding: float = 1.25) -> np.ndarray
     return np.array([[a, 0, size / 2 - a * cx], [0, a, size / 2 - a * cy]])
 
 
-def crop_person(sample: Sample, person: int, size: int, padding: float = 1.25) -> Sample:
-    """A ``size`` square around person ``person``'s box, with only that person's keypoints
-    (1, K, 3) (points leaving the crop get v = 0); ``meta["crop"]`` is the 2x3 map."""
-    m = crop_matrix(sample.boxes[person], size, padding)
+def warp_people(sample: Sample, m: np.ndarray, size: int, people: Sequence[int]) -> Sample:
+    """The ``size`` square seen through the continuous-coordinate map ``m`` (2x3), with the
+    keypoints (P, K, 3) of ``people`` mapped into it (points leaving it get v = 0);
+    ``meta["crop"]`` is ``m``."""
     # OpenCV indexes pixel centres at integers: x_idx = x - 0.5 on both sides of the map
     m_idx = m.copy()
     m_idx[:, 2] += 0.5 * m[:, :2].sum(1) - 0.5
     img = cv2.warpAffine(sample.image, m_idx, (size, size), flags=cv2.INTER_LINEAR,
                          borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))  # fmt: skip
-    kp = sample.keypoints[person].astype(np.float64).copy()
-    kp[:, :2] = kp[:, :2] @ m[:, :2].T + m[:, 2]
-    inside = (kp[:, :2] >= 0).all(1) & (kp[:, :2] <= size).all(1)
-    kp[:, 2] = np.where(inside, kp[:, 2], 0)
-    meta = {**sample.meta, "crop": m, "person": person}
-    return Sample(img, keypoints=kp[None].astype(np.float32), meta=meta)
+    kp = sample.keypoints[list(people)].astype(np.float64)  # (P, K, 3)
+    kp[..., :2] = kp[..., :2] @ m[:, :2].T + m[:, 2]
+    inside = (kp[..., :2] >= 0).all(-1) & (kp[..., :2] <= size).all(-1)
+    kp[..., 2] = np.where(inside, kp[..., 2], 0)
+    return Sample(img, keypoints=kp.astype(np.float32), meta={**sample.meta, "crop": m})
+
+
+def crop_person(sample: Sample, person: int, size: int, padding: float = 1.25) -> Sample:
+    """A ``size`` square around person ``person``'s box, with only that person's keypoints
+    (1, K, 3) (points leaving the crop get v = 0); ``meta["crop"]`` is the 2x3 map."""
+    out = warp_people(sample, crop_matrix(sample.boxes[person], size, padding), size, [person])
+    out.meta["person"] = person
+    return out
 
 
 class PersonCrops:
@@ -298,6 +323,30 @@ class PersonCrops:
         return out
 
 
+class WholeImages:
+    """Bottom-up items: every image of ``data`` letterboxed into a ``size`` square (its
+    longer side across it, centred) with all its labelled, non-crowd people."""
+
+    classes = ["person"]
+
+    def __init__(self, data: PoseData, size: int) -> None:
+        self.data, self.size = data, int(size)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def sample(self, i: int) -> Sample:
+        s = self.data.sample(i)
+        h, w = s.image.shape[:2]
+        keep = [j for j, p in enumerate(self.data.people[i])
+                if not p.iscrowd and (p.keypoints[:, 2] > 0).any()]  # fmt: skip
+        return warp_people(s, crop_matrix(np.array([0, 0, w, h]), self.size, 1.0), self.size,
+                           keep)  # fmt: skip
+
+    def subset(self, indices: Sequence[int] | np.ndarray) -> WholeImages:
+        return WholeImages(self.data.subset(indices), self.size)
+
+
 # ----------------------------------------------------------------------------- splits
 @dataclass
 class PoseSplits:
@@ -307,13 +356,19 @@ class PoseSplits:
     source: str = ""
 
 
-def load_pose(data: str, val_fraction: float = 0.1, seed: int = 0, size: int = 64) -> PoseSplits:
-    """The pose data ``data`` names (see the module doc), split into train and held-out val."""
+def load_pose(
+    data: str, val_fraction: float = 0.1, seed: int = 0, size: int = 64, people: int = 1
+) -> PoseSplits:
+    """The pose data ``data`` names (see the module doc), split into train and held-out val;
+    ``people`` > 1 makes stick-figure images with up to that many figures."""
     m = re.fullmatch(r"shapes(?::(\d+))?", str(data))
     if m:
         n = int(m.group(1) or 1000)
-        return PoseSplits(shapes_pose(n, size, seed), shapes_pose(max(1, n // 5), size, seed + 1),
-                          ["person"], "shapes")  # fmt: skip
+        return PoseSplits(shapes_pose(n, size, seed, people),
+                          shapes_pose(max(1, n // 5), size, seed + 1, people), ["person"],
+                          "shapes")  # fmt: skip
+    if people != 1:
+        raise ConfigError(f"people={people} shapes generated stick figures; {data} has its own")
     p = Path(data)
     if p.suffix.lower() == ".json" and p.is_file():
         full = read_coco_keypoints(p)

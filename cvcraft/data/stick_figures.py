@@ -6,8 +6,12 @@ body height, position, torso lean, arm and leg joint angles; limbs are lines, th
 filled circle around the nose, eyes and ears. Every keypoint is labelled visible (v = 2)
 unless it falls outside the image.
 
-Shapes: image (S, S, 3) uint8; keypoints (1, 17, 3) float32 (x, y, v) in continuous pixel
-coordinates (pixel i spans [i, i + 1)); box (1, 4) xyxy = keypoint extent plus a margin.
+Multi-person scenes (``render_scene``, for bottom-up models) place 1..P smaller figures at
+random, so limbs of different people can touch and cross.
+
+Shapes: image (S, S, 3) uint8; keypoints (P, 17, 3) float32 (x, y, v) in continuous pixel
+coordinates (pixel i spans [i, i + 1)); boxes (P, 4) xyxy = keypoint extent plus a margin
+(P = 1 for ``make_stick_figures``).
 """
 
 from __future__ import annotations
@@ -53,16 +57,15 @@ def figure_keypoints(rng: np.random.Generator, size: int) -> np.ndarray:
     return kp
 
 
-def render_figure(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One image with one figure -> (image (S, S, 3) uint8, keypoints (1, 17, 3), box (1, 4))."""
-    xy = figure_keypoints(rng, size)
+def _background(rng: np.random.Generator, size: int) -> np.ndarray:
+    """A smooth random gradient with pixel noise (S, S, 3) uint8."""
     grad = np.linspace(0, 1, size)[:, None, None] * rng.uniform(-60, 60, 3)
     img = np.clip(rng.uniform(40, 215, 3) + grad + rng.normal(0, 8, (size, size, 1)), 0, 255)
-    img = np.ascontiguousarray(img.astype(np.uint8))
-    colour = tuple(
-        int(c) for c in (255 - img[size // 2, size // 2] + rng.integers(-40, 40, 3)) % 256
-    )
-    thick = max(1, size // 32)
+    return np.ascontiguousarray(img.astype(np.uint8))
+
+
+def _draw_figure(img: np.ndarray, xy: np.ndarray, colour: tuple[int, ...], thick: int) -> None:
+    """Limbs, head disc and eye dots of one figure (17, 2) drawn into ``img`` in place."""
     pix = xy - 0.5  # continuous -> OpenCV pixel-index coordinates
     shift = 4  # sub-pixel drawing: 1/16 px
     p = np.round(pix * (1 << shift)).astype(np.int32)
@@ -73,12 +76,56 @@ def render_figure(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.n
     dark = tuple(int(c) // 3 for c in colour)
     for k in (1, 2):  # eyes: dots, so the face has its landmarks
         cv2.circle(img, tuple(p[k]), max(1, thick // 2) << shift, dark, -1, cv2.LINE_AA, shift)
+
+
+def _label(xy: np.ndarray, size: int, margin: float) -> tuple[np.ndarray, np.ndarray]:
+    """Keypoints (17, 3) with v = 2 inside the image (else 0) and the box (4,) = keypoint
+    extent plus ``margin``, clipped to the image."""
     inside = (xy >= 0).all(1) & (xy <= size).all(1)
     kps = np.concatenate([xy, np.where(inside, 2.0, 0.0)[:, None]], 1).astype(np.float32)
-    margin = 0.08 * size
     box = np.array([xy[:, 0].min() - margin, xy[:, 1].min() - margin,
                     xy[:, 0].max() + margin, xy[:, 1].max() + margin])  # fmt: skip
-    return img, kps[None], np.clip(box, 0, size).astype(np.float32)[None]
+    return kps, np.clip(box, 0, size).astype(np.float32)
+
+
+def render_figure(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One image with one figure -> (image (S, S, 3) uint8, keypoints (1, 17, 3), box (1, 4))."""
+    xy = figure_keypoints(rng, size)
+    img = _background(rng, size)
+    colour = tuple(
+        int(c) for c in (255 - img[size // 2, size // 2] + rng.integers(-40, 40, 3)) % 256
+    )
+    _draw_figure(img, xy, colour, max(1, size // 32))
+    kps, box = _label(xy, size, 0.08 * size)
+    return img, kps[None], box[None]
+
+
+def render_scene(
+    rng: np.random.Generator, size: int, people: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One image with 1..``people`` smaller figures (scale 0.45-0.7) at random places, hips
+    at least 0.22 size apart (limbs may touch and cross; bodies do not coincide) ->
+    (image (S, S, 3), keypoints (P, 17, 3), boxes (P, 4))."""
+    img = _background(rng, size)
+    want = int(rng.integers(1, people + 1))
+    figs: list[np.ndarray] = []
+    for _ in range(20 * want):  # rejection sampling of placements
+        if len(figs) == want:
+            break
+        s = rng.uniform(0.45, 0.7)
+        xy = figure_keypoints(rng, size) * s
+        lo, hi = xy.min(0), xy.max(0)
+        xy = xy - lo + rng.uniform(0, 1, 2) * np.maximum(size - (hi - lo), 0)
+        hip = xy[11:13].mean(0)
+        if all(np.linalg.norm(hip - f[11:13].mean(0)) >= 0.22 * size for f in figs):
+            figs.append(xy)
+    labels = []
+    for xy in figs:
+        base = img[int(np.clip(xy[11, 1], 0, size - 1)), int(np.clip(xy[11, 0], 0, size - 1))]
+        colour = tuple(int(c) for c in (255 - base.astype(int) + rng.integers(-40, 40, 3)) % 256)
+        _draw_figure(img, xy, colour, max(1, size // 48))
+        labels.append(_label(xy, size, 0.05 * size))
+    return (img, np.stack([k for k, _ in labels]), np.stack([b for _, b in labels]))
 
 
 def make_stick_figures(
@@ -89,3 +136,11 @@ def make_stick_figures(
     out = [render_figure(np.random.default_rng([seed, 29, i]), size) for i in range(n)]
     return (np.stack([o[0] for o in out]), np.stack([o[1] for o in out]),
             np.stack([o[2] for o in out]))  # fmt: skip
+
+
+def make_stick_scenes(
+    n: int, size: int = 128, seed: int = 0, people: int = 3
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """``n`` multi-person scenes (``render_scene``): per image (image, keypoints (P, 17, 3),
+    boxes (P, 4)); scene i is fixed by (seed, i)."""
+    return [render_scene(np.random.default_rng([seed, 31, i]), size, people) for i in range(n)]

@@ -10,6 +10,10 @@ texture) and the structure of both (SeAFusion / U2Fusion style):
 
 L = w_int L_int + w_grad L_grad + w_ssim L_ssim. Inputs are float (N, 1, H, W) in [0, 1]
 (H, W >= the 11 px SSIM window).
+
+DenseFuse's auto-encoder is trained without pairs, to reconstruct single images:
+L_rec = mean (o - x)^2 + lambda (1 - SSIM(o, x)) (``ReconstructionLoss``; the paper's pixel
+term is the Euclidean distance, here its mean square so lambda is independent of image size).
 """
 
 from __future__ import annotations
@@ -61,3 +65,26 @@ class FusionLoss(nn.Module):
         terms = fusion_loss_terms(fused, a, b)
         total = sum(self.weights[k] * v for k, v in terms.items())
         return total, {k: float(v.detach()) for k, v in terms.items()}  # type: ignore[return-value]
+
+
+@LOSSES.register("reconstruction")
+class ReconstructionLoss(nn.Module):
+    """DenseFuse's auto-encoder loss mean (o - x)^2 + ``ssim`` (1 - SSIM(o, x));
+    ``forward(out, x)`` returns (total, {"pixel", "ssim"})."""
+
+    def __init__(self, ssim: float = 10.0) -> None:
+        super().__init__()
+        if ssim < 0:
+            raise ConfigError(f"reconstruction loss weight ssim={ssim} must be >= 0")
+        self.weight = ssim
+
+    def forward(self, out: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        if out.shape != x.shape or out.ndim != 4:
+            raise DataError(
+                f"reconstruction loss needs output and input (N, C, H, W) of one shape, got "
+                f"{tuple(out.shape)}, {tuple(x.shape)}"
+            )
+        pixel = ((out - x) ** 2).mean()
+        structure = 1 - ssim(out, x).mean()
+        total = pixel + self.weight * structure
+        return total, {"pixel": float(pixel.detach()), "ssim": float(structure.detach())}

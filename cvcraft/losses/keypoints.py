@@ -1,4 +1,5 @@
-"""Heatmap regression loss for keypoints (SimpleBaseline's joints MSE).
+"""Heatmap regression losses for keypoints: SimpleBaseline's joints MSE and OpenPose's
+multi-stage MSE (every stage supervised).
 
 L = 0.5 * mean_{n,k,i,j} (w_nk (P_nk(i, j) - T_nk(i, j)))^2 with w the per-keypoint
 visibility weight (0 for unlabelled keypoints, so they neither pull nor push).
@@ -33,3 +34,14 @@ class KeypointMSELoss(nn.Module):
         self, pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor
     ) -> torch.Tensor:
         return keypoint_mse(pred, target, weight)
+
+
+def multi_stage_mse(stages: list[torch.Tensor], target: torch.Tensor) -> torch.Tensor:
+    """Intermediate supervision (OpenPose): sum over stages t of mean((P_t - T)^2); every
+    stage regresses the same target. stages: T tensors shaped like target (N, C, h, w)."""
+    if not stages or any(s.shape != target.shape for s in stages):
+        raise DataError(
+            f"multi_stage_mse needs >= 1 stage shaped like the target {tuple(target.shape)}, got "
+            f"{[tuple(s.shape) for s in stages]}"
+        )
+    return sum(((s - target) ** 2).mean() for s in stages)

@@ -2,9 +2,10 @@
 
 Each cell is one item of ``data`` after the pipeline, drawn with its targets: instance masks
 as translucent colour, the semantic mask likewise (255 = ignore left undrawn), boxes with
-their class names, and for classification the label (or, with mixup/cutmix, the two
-largest soft-target shares). Small images are enlarged (nearest neighbour) to at least
-``MIN_CELL`` pixels so 32 px samples stay readable.
+their class names, keypoints as dots joined by the data's skeleton (pose), an extra image
+target (fusion's infrared) beside the image, and for classification the label (or, with
+mixup/cutmix, the two largest soft-target shares). Small images are enlarged (nearest
+neighbour) to at least ``MIN_CELL`` pixels so 32 px samples stay readable.
 
 The pipeline is a YAML file holding a list of transform specs (``build_transforms``), or a
 mapping with such a list under ``augment:`` (a training config); entries naming a
@@ -31,7 +32,7 @@ import yaml
 
 from cvcraft.data.io import write_image
 from cvcraft.errors import ConfigError
-from cvcraft.structures import Sample
+from cvcraft.structures import Sample, target_kind
 from cvcraft.transforms import (
     copy_paste,  # noqa: F401  (registers copy_paste)
     default_classify_transforms,
@@ -65,6 +66,7 @@ def draw_sample(
     min_size: int = MIN_CELL,
     mask_alpha: float = 0.45,
     semantic_names: Sequence[str] | None = None,
+    skeleton: Sequence[tuple[int, int]] = (),
 ) -> np.ndarray:
     """The sample's image with masks, boxes, box class names and ``caption`` drawn, uint8 RGB.
 
@@ -98,9 +100,30 @@ def draw_sample(
             cv2.rectangle(out, (x1, y1), (max(x1, x2 - 1), max(y1, y2 - 1)), colour, 2)
             name = class_names[lab] if 0 <= lab < len(class_names) else str(int(lab))
             _text(out, name, x1 + 2, max(y1 - 3, 10), colour)
+    if sample.keypoints is not None and len(sample.keypoints):
+        _draw_keypoints(out, np.asarray(sample.keypoints, np.float64), k, skeleton)
+    pairs = [np.asarray(v) for name, v in sample.extras.items() if target_kind(name) == "image"]
+    for extra in pairs:  # the paired image, enlarged alike, to the right
+        e = np.repeat(extra[..., None], 3, 2) if extra.ndim == 2 else extra[..., :3]
+        e = cv2.resize(e.astype(np.uint8), (out.shape[1], out.shape[0]),
+                       interpolation=cv2.INTER_NEAREST)  # fmt: skip
+        out = np.ascontiguousarray(np.concatenate([out, e], 1))
     if caption:
         _text(out, caption, 3, out.shape[0] - 5, (255, 255, 255))
     return out
+
+
+def _draw_keypoints(img: np.ndarray, kp: np.ndarray, k: int, skeleton: Sequence) -> None:
+    """Labelled keypoints (v > 0) of every person (N, K, 3) as dots, limbs as lines, in place;
+    ``k`` is the enlargement (continuous coordinates: pixel i's centre is i + 0.5)."""
+    p = np.round(kp[..., :2] * k - 0.5).astype(np.int64)
+    for n, person in enumerate(kp):
+        colour = tuple(int(c) for c in PALETTE[(n + 1) % len(PALETTE)])
+        for a, b in skeleton:
+            if person[a, 2] > 0 and person[b, 2] > 0:
+                cv2.line(img, tuple(p[n, a].tolist()), tuple(p[n, b].tolist()), colour, 1)
+        for j in np.flatnonzero(person[:, 2] > 0):
+            cv2.circle(img, tuple(p[n, j].tolist()), 2, colour, -1)
 
 
 def _text(img: np.ndarray, text: str, x: int, y: int, colour: tuple[int, ...]) -> None:
@@ -196,7 +219,8 @@ def render_augment_grid(
         captions = [names[s.label] if s.label is not None else "" for s in samples]
     if mixer is not None:
         samples, captions = _mix_batch(samples, names, mixer, seed)
-    cells = [draw_sample(s, names, caption=c) for s, c in zip(samples, captions)]
+    skeleton = tuple(getattr(source, "skeleton", ()))
+    cells = [draw_sample(s, names, caption=c, skeleton=skeleton) for s, c in zip(samples, captions)]
     out = Path(out)
     write_image(out, make_grid(cells, max(1, cols or int(np.ceil(np.sqrt(n))))))
     return out

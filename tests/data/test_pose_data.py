@@ -62,6 +62,11 @@ def test_coco_json_round_trip_and_count_error(tmp_path):
     path.write_text(json.dumps(gt))
     with pytest.raises(DataError, match=r"kp\.json: annotation 3 has 16 keypoints where the skel"):
         read_coco_keypoints(path)
+    gt["annotations"][2]["keypoints"] += [0, 0, 0]
+    gt["categories"][0]["skeleton"] = [[1, 2], [16, 18]]
+    path.write_text(json.dumps(gt))
+    with pytest.raises(DataError, match=r"kp\.json: categories\[0\]\.skeleton limb \[16, 18\]"):
+        read_coco_keypoints(path)
 
 
 def test_yolo_pose_round_trip_and_count_error(tmp_path):
@@ -126,3 +131,46 @@ def test_keypoints_follow_geometric_transforms(t):
     else:
         assert out.keypoints.shape == s.keypoints.shape
         assert not np.allclose(out.keypoints[0, :, :2], s.keypoints[0, :, :2])
+
+
+def test_multi_person_stick_figures():
+    from cvcraft.data.stick_figures import make_stick_figures
+
+    data = shapes_pose(30, 128, seed=5, people=3)
+    counts = [len(p) for p in data.people]
+    assert set(counts) == {1, 2, 3}  # 1..people figures per image
+    for i in range(len(data)):
+        s = data.sample(i)
+        assert s.keypoints.shape == (counts[i], 17, 3) and (s.keypoints[..., 2] == 2).all()
+        assert (s.keypoints[..., :2] >= 0).all() and (s.keypoints[..., :2] <= 128).all()
+        hips = s.keypoints[:, 11:13, :2].mean(1)
+        gaps = np.linalg.norm(hips[:, None] - hips[None], axis=-1)[np.triu_indices(counts[i], 1)]
+        assert (gaps >= 0.22 * 128 - 1e-4).all()
+        assert (s.boxes[:, :2] <= s.keypoints[..., :2].min(1)).all()
+    again = shapes_pose(30, 128, seed=5, people=3).sample(7)
+    assert np.array_equal(again.image, data.sample(7).image)
+    # people=1 is the single-figure generator, unchanged
+    one = shapes_pose(3, 64, seed=2, people=1).sample(1)
+    images, kps, _ = make_stick_figures(3, 64, 2)
+    assert np.array_equal(one.image, images[1]) and np.array_equal(one.keypoints, kps[1])
+    with pytest.raises(DataError, match="people=0"):
+        shapes_pose(2, 64, people=0)
+    from cvcraft.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="people=2 shapes generated stick figures; x.json"):
+        load_pose("x.json", people=2)
+
+
+def test_whole_images_letterbox_every_person():
+    import cv2
+
+    from cvcraft.data.pose import WholeImages
+
+    data = shapes_pose(4, 128, seed=1, people=3)
+    items = WholeImages(data, 64)
+    s, src = items.sample(2), data.sample(2)
+    np.testing.assert_allclose(s.meta["crop"], [[0.5, 0, 0], [0, 0.5, 0]])
+    np.testing.assert_allclose(s.keypoints[..., :2], src.keypoints[..., :2] / 2, atol=1e-5)
+    want = cv2.resize(src.image, (64, 64), interpolation=cv2.INTER_LINEAR)
+    assert np.abs(s.image.astype(int) - want).max() <= 1  # same bilinear sampling
+    assert len(items.subset([0, 2])) == 2

@@ -59,3 +59,22 @@ def test_bad_inputs_are_refused():
         fusion_loss_terms(*(torch.rand(1, 1, 8, 8) for _ in range(3)))
     with pytest.raises(ConfigError, match="gradient=-1"):
         FusionLoss(gradient=-1)
+
+
+def test_reconstruction_loss_matches_numpy_and_skimage():
+    from cvcraft.losses.fusion import ReconstructionLoss
+
+    rng = np.random.default_rng(4)
+    o, x = rng.random((2, 3, 1, 19, 24))
+    total, items = ReconstructionLoss(ssim=7.0)(torch.from_numpy(o), torch.from_numpy(x))
+    mse = ((o - x) ** 2).mean()
+    ssim = np.mean([_ssim(x[i, 0], o[i, 0]) for i in range(3)])
+    assert float(total) == pytest.approx(mse + 7.0 * (1 - ssim), abs=1e-10)
+    assert items["pixel"] == pytest.approx(mse) and items["ssim"] == pytest.approx(1 - ssim)
+    assert float(build_loss("reconstruction")(torch.from_numpy(x), torch.from_numpy(x))[0]) == (
+        pytest.approx(0, abs=1e-12)
+    )
+    with pytest.raises(DataError, match=r"one shape, got \(3, 1, 19, 24\), \(3, 1, 19, 23\)"):
+        ReconstructionLoss()(torch.from_numpy(o), torch.from_numpy(x[..., :-1]))
+    with pytest.raises(ConfigError, match="ssim=-1"):
+        ReconstructionLoss(ssim=-1)

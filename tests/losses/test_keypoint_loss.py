@@ -26,3 +26,17 @@ def test_matches_torch_mse_of_weighted_maps():
 def test_bad_shapes():
     with pytest.raises(DataError, match="weight"):
         keypoint_mse(torch.zeros(1, 2, 3, 3), torch.zeros(1, 2, 3, 3), torch.zeros(1, 3))
+
+
+def test_multi_stage_mse_sums_torch_mse_over_stages():
+    from cvcraft.losses.keypoints import multi_stage_mse
+
+    g = torch.Generator().manual_seed(1)
+    target = torch.rand(2, 4, 5, 6, generator=g)
+    stages = [torch.rand(2, 4, 5, 6, generator=g) for _ in range(3)]
+    want = sum(F.mse_loss(s, target) for s in stages)
+    assert multi_stage_mse(stages, target).item() == pytest.approx(want.item(), rel=1e-6)
+    with pytest.raises(DataError, match=r"shaped like the target \(2, 4, 5, 6\)"):
+        multi_stage_mse([stages[0][:, :3]], target)
+    with pytest.raises(DataError, match="needs >= 1 stage"):
+        multi_stage_mse([], target)

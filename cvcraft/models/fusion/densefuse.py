@@ -7,8 +7,11 @@ layer merges the two maps; a plain conv decoder turns the merged map back into a
 Fusion strategies: ``add`` (phi = phi_ir + phi_vis), ``l1`` (the paper's L1-norm rule:
 activity C_k = 3x3 box mean of ||phi_k||_1 over channels, phi = sum_k C_k phi_k / sum_k C_k)
 and ``concat`` (a learned 1x1 conv over [phi_ir, phi_vis], the end-to-end variant).
-The paper trains the auto-encoder on single images and fuses only at test time; here the
-whole network is trained on pairs with the fusion loss (``cvcraft.losses.fusion``).
+Two ways to train it: as the paper, an auto-encoder on single images (``reconstruct``,
+``losses.fusion.ReconstructionLoss``; no skip) whose fusion layer (``add`` or ``l1``, no
+weights) is used only at test time, where one trained auto-encoder serves either rule
+(``forward(x, strategy=...)``); or end to end on pairs with the fusion loss
+(``losses.fusion.FusionLoss``), usually with the learned ``concat`` layer.
 
 With ``skip=True`` (default) the decoder output is added to logit((ir + vis) / 2) before the
 sigmoid, and its last conv starts at zero: the untrained network is the pixel average, and
@@ -90,22 +93,39 @@ class DenseFuse(nn.Module):
             nn.init.zeros_(self.decoder[-1].conv.weight)
             nn.init.zeros_(self.decoder[-1].conv.bias)
 
-    def fuse(self, a: Tensor, b: Tensor) -> Tensor:
+    def fuse(self, a: Tensor, b: Tensor, strategy: str | None = None) -> Tensor:
         """The fusion layer on the two encoded maps (B, 4w, H, W) -> (B, 4w, H, W)."""
-        if self.strategy == "add":
+        strategy = strategy or self.strategy
+        if strategy == "add":
             return a + b
-        if self.strategy == "l1":
+        if strategy == "l1":
             return l1_norm_fusion(a, b)
         return torch.relu(self.merge(torch.cat([a, b], 1)))
 
-    def forward(self, x: Tensor) -> Tensor:
+    def reconstruct(self, x: Tensor) -> Tensor:
+        """The auto-encoder alone on single images (B, 1, H, W) -> (B, 1, H, W) in [0, 1]
+        (decoder(encoder(x)), plus logit(x) with the skip)."""
+        out = self.decoder(self.encoder(x))
+        if self.skip:
+            out = out + torch.logit(x, eps=1e-3)
+        return torch.sigmoid(out)
+
+    def forward(self, x: Tensor, strategy: str | None = None) -> Tensor:
+        """Fuse [infrared, visible luma] (N, 2, H, W) -> (N, 1, H, W); ``strategy`` picks a
+        weight-free rule (``add``/``l1``) at test time in place of the built one. A single
+        channel (N, 1, H, W) is reconstructed instead (auto-encoder training)."""
+        if x.ndim == 4 and x.shape[1] == 1:
+            return self.reconstruct(x)
+        if strategy is not None and strategy != self.strategy:
+            if strategy not in ("add", "l1"):
+                raise ConfigError(f"strategy={strategy!r}: switch only to 'add' or 'l1'")
         if x.ndim != 4 or x.shape[1] != 2:
             raise ConfigError(
                 f"DenseFuse expects (N, 2, H, W) = [infrared, visible luma], got {tuple(x.shape)}"
             )
         b = x.shape[0]
         feats = self.encoder(torch.cat([x[:, :1], x[:, 1:]], 0))  # both sources: (2B, 4w, H, W)
-        fused = self.fuse(feats[:b], feats[b:])  # (B, 4w, H, W)
+        fused = self.fuse(feats[:b], feats[b:], strategy)  # (B, 4w, H, W)
         out = self.decoder(fused)  # (B, 1, H, W)
         if self.skip:
             out = out + torch.logit(x.mean(1, keepdim=True), eps=1e-3)

@@ -45,6 +45,8 @@ register_task(
         ),
         val_keys=("en", "sd", "sf", "ag", "mi", "ssim", "qabf", "psnr", "val_loss"),
         demo_preset=DEMO_PRESET,
+        data_sources="cvcraft.tasks.fuse.task:data_sources",
+        train_preview="cvcraft.tasks.fuse.task:train_preview",
         target_kind="image",
         default_imgsz=96,
     )

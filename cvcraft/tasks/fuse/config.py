@@ -16,7 +16,16 @@ class FuseConfig(TrainConfig):
         "synthetic", "pairs: 'synthetic[:N]' or a folder with infrared/ and visible/ sub-folders"
     )
     model: str = _opt("densefuse", "fusion model name from `cvcraft models`")
-    model_kwargs: dict = _opt({}, "extra model options, e.g. {width: 16, strategy: l1}")
+    model_kwargs: dict = _opt({}, "extra model options, e.g. {width: 16}")
+    strategy: str = _opt(
+        "learned",
+        "learned: train the network end to end on pairs (fusion loss); add | l1: train an "
+        "auto-encoder on single images (reconstruction loss) and fuse its features with this "
+        "rule at test time (DenseFuse); val/predict of an auto-encoder may switch add <-> l1",
+        ("learned", "add", "l1"),
+    )
+    w_rec_ssim: float = _opt(10.0, "auto-encoder (strategy=add|l1): SSIM weight lambda of the "
+                             "reconstruction loss mean (o - x)^2 + lambda (1 - SSIM)")  # fmt: skip
     imgsz: int = _opt(96, "square training crop (synthetic pairs are generated at this size)")
     batch: int = _opt(8, "batch size per optimizer step (before accumulation)")
     epochs: int = _opt(10, "number of training epochs")
@@ -38,10 +47,15 @@ class FuseConfig(TrainConfig):
         for k in ("hflip", "vflip"):
             if not 0.0 <= getattr(self, k) <= 1.0:
                 raise ConfigError(f"{k}={getattr(self, k)} must be in [0, 1]")
-        for k in ("w_intensity", "w_gradient", "w_ssim"):
+        for k in ("w_intensity", "w_gradient", "w_ssim", "w_rec_ssim"):
             if getattr(self, k) < 0:
                 raise ConfigError(f"{k}={getattr(self, k)} must be >= 0")
         if self.imgsz < 11:
             raise ConfigError(f"imgsz={self.imgsz}: the SSIM loss needs crops of >= 11 px")
         if self.resize < 0:
             raise ConfigError(f"resize={self.resize} must be >= 0")
+        if self.strategy != "learned" and "strategy" in self.model_kwargs:
+            raise ConfigError(
+                f"strategy={self.strategy} and model_kwargs.strategy="
+                f"{self.model_kwargs['strategy']}: give the fusion rule once, as strategy="
+            )

@@ -5,6 +5,10 @@ and flips (the pair moves together: the infrared is a registered ``image`` targe
 collate (``images`` and ``infrared`` uint8) -> device: x = [infrared, visible luma Y] / 255
 (N, 2, H, W) -> model -> fused luma (N, 1, H, W) -> fusion loss against both sources.
 
+With ``strategy=add|l1`` the network is DenseFuse's auto-encoder instead: it learns to
+reconstruct single images (both sources of every crop, reconstruction loss) and fuses only at
+evaluation, with that rule on the encoded pairs; ``val``/``predict`` may switch the rule.
+
 Evaluation runs each held-out pair whole (batch 1: pairs differ in size), after an optional
 ``resize`` of the longer side, and averages the fusion metrics of the fused luma; ``predict``
 writes the fused luma back into the visible image's YCbCr (fuse Y, keep Cb, Cr), so a
@@ -28,8 +32,8 @@ from cvcraft.data.fusion import INFRARED, FusionSplits, load_fusion, pair_fusion
 from cvcraft.data.io import write_image
 from cvcraft.data.loader import build_loader
 from cvcraft.engine.device import autocast, select_device
-from cvcraft.errors import DataError
-from cvcraft.losses.fusion import FusionLoss
+from cvcraft.errors import ConfigError, DataError
+from cvcraft.losses.fusion import FusionLoss, ReconstructionLoss
 from cvcraft.metrics.fusion import FusionEvaluator, fusion_metrics, to_uint8
 from cvcraft.models import create_model
 from cvcraft.structures import Sample
@@ -65,14 +69,20 @@ def model_input(images: torch.Tensor, infrared: torch.Tensor) -> torch.Tensor:
     return torch.cat([infrared.float(), y], 1) / 255.0
 
 
-def build_fuser(name: str, model_kwargs: dict[str, Any]) -> nn.Module:
-    return create_model(name, **dict(model_kwargs))
+def build_fuser(name: str, model_kwargs: dict[str, Any], strategy: str = "learned") -> nn.Module:
+    """The fusion network; an auto-encoder (``strategy`` add / l1) has that fusion rule and
+    no input skip (it reconstructs, the skip would make that the identity)."""
+    kw = dict(model_kwargs)
+    if strategy != "learned":
+        kw.update(strategy=strategy, skip=False)
+    return create_model(name, **kw)
 
 
 class FusionLossEvaluator:
-    """Mean fusion loss over val images (``val_loss``): sum and count, merged by addition."""
+    """Mean val loss (``val_loss``): the fusion loss of the fused images, or for an
+    auto-encoder the reconstruction loss of both sources; sum and count, merged by addition."""
 
-    def __init__(self, criterion: FusionLoss) -> None:
+    def __init__(self, criterion: FusionLoss | ReconstructionLoss) -> None:
         self.criterion = criterion
         self.reset()
 
@@ -81,7 +91,11 @@ class FusionLossEvaluator:
 
     def update(self, batch: Any, outputs: dict[str, torch.Tensor]) -> None:
         f = outputs["fused"].float()
-        loss, _ = self.criterion(f, outputs["infrared"].float(), outputs["visible"].float())
+        if "recon" in outputs:
+            x = torch.cat([outputs["infrared"], outputs["visible"]], 0).float()
+            loss, _ = self.criterion(outputs["recon"].float(), x)
+        else:
+            loss, _ = self.criterion(f, outputs["infrared"].float(), outputs["visible"].float())
         self.sum += float(loss) * f.shape[0]
         self.n += int(f.shape[0])
 
@@ -106,6 +120,9 @@ class FuseTask(BaseTask):
         super().__init__(cfg)
         self.cfg: FuseConfig = cfg
         self.criterion = FusionLoss(cfg.w_intensity, cfg.w_gradient, cfg.w_ssim)
+        self.rec_criterion = ReconstructionLoss(cfg.w_rec_ssim)
+        self.auto_encoder = cfg.strategy != "learned"
+        self.eval_rule: str | None = None  # a rule other than the built one (val/predict)
 
     def load_splits(self) -> FusionSplits:
         cfg = self.cfg
@@ -136,33 +153,47 @@ class FuseTask(BaseTask):
             )
         self.val_loader = self.build_val_loader(splits)
         self.device = trainer.device
-        trainer.model = build_fuser(cfg.model, cfg.model_kwargs).to(trainer.device)
+        model = build_fuser(cfg.model, cfg.model_kwargs, cfg.strategy)
+        trainer.model = model.to(trainer.device)
 
     def checkpoint_meta(self) -> dict[str, Any]:
-        return {**super().checkpoint_meta(), "resize": self.cfg.resize}
+        return {**super().checkpoint_meta(), "resize": self.cfg.resize,
+                "strategy": self.cfg.strategy}  # fmt: skip
 
     @classmethod
     def model_from_checkpoint(cls, state: dict[str, Any]) -> nn.Module:
-        return build_fuser(state["model_name"], state.get("model_kwargs") or {})
+        return build_fuser(state["model_name"], state.get("model_kwargs") or {},
+                           state.get("strategy", "learned"))  # fmt: skip
 
     def apply_checkpoint(self, state: dict[str, Any]) -> None:
         self.cfg.imgsz = int(state.get("imgsz", self.cfg.imgsz))
         self.cfg.resize = int(state.get("resize", self.cfg.resize))
+        self.eval_rule = eval_strategy(state, self.cfg.strategy)
+        self.auto_encoder = state.get("strategy", "learned") != "learned"
 
     def _inputs(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return model_input(batch["images"].to(self.device), batch[INFRARED].to(self.device))
 
     def train_loss(self, model: nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, int]:
         x = self._inputs(batch)
+        if self.auto_encoder:  # both sources as single images: (2N, 1, H, W)
+            singles = torch.cat([x[:, :1], x[:, 1:]], 0)
+            loss, _ = self.rec_criterion(model(singles), singles)
+            return loss, int(x.shape[0])
         loss, _ = self.criterion(model(x), x[:, :1], x[:, 1:])
         return loss, int(x.shape[0])
 
     def eval_forward(self, model: nn.Module, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         x = self._inputs(batch)
-        return {"fused": model(x).float(), "infrared": x[:, :1], "visible": x[:, 1:]}
+        out = {"fused": fuse(model, x, self.eval_rule).float(), "infrared": x[:, :1],
+               "visible": x[:, 1:]}  # fmt: skip
+        if self.auto_encoder:
+            out["recon"] = model(torch.cat([x[:, :1], x[:, 1:]], 0)).float()
+        return out
 
     def build_evaluators(self) -> dict[str, Any]:
-        return {"fusion": FusionEvaluator(), "loss": FusionLossEvaluator(self.criterion)}
+        crit = self.rec_criterion if self.auto_encoder else self.criterion
+        return {"fusion": FusionEvaluator(), "loss": FusionLossEvaluator(crit)}
 
     def finish(self, trainer: Any, model: nn.Module, metrics: dict[str, Any]) -> None:
         if self.cfg.plots:
@@ -170,7 +201,7 @@ class FuseTask(BaseTask):
                         self.device)  # fmt: skip
 
     def val_plots(self, out: Path, model: nn.Module, metrics: dict[str, Any]) -> None:
-        write_plots(out, [], model, self.val_data, self.cfg, self.device)
+        write_plots(out, [], model, self.val_data, self.cfg, self.device, self.eval_rule)
 
     @staticmethod
     def predict(cfg: FuseConfig, out: Path) -> list[dict[str, Any]]:
@@ -178,14 +209,39 @@ class FuseTask(BaseTask):
 
 
 # ----------------------------------------------------------------------------- inference
+def eval_strategy(state: dict[str, Any], asked: str) -> str | None:
+    """The fusion rule val/predict use in place of the built one: an auto-encoder checkpoint
+    takes ``add``/``l1`` as asked (``learned`` = keep its own); an end-to-end one has no
+    weight-free rule to switch to."""
+    trained = state.get("strategy", "learned")
+    if asked == "learned" or asked == trained:
+        return None
+    if trained == "learned":
+        raise ConfigError(
+            f"strategy={asked}: this checkpoint was trained end to end (strategy=learned); "
+            "add / l1 need an auto-encoder trained with `cvcraft train fuse strategy=add|l1`"
+        )
+    return asked
+
+
+def fuse(model: nn.Module, x: torch.Tensor, strategy: str | None) -> torch.Tensor:
+    """The model's fused luma, with the fusion rule ``strategy`` if one is given."""
+    return model(x) if strategy is None else model(x, strategy=strategy)
+
+
 @torch.no_grad()
-def fuse_sample(model: nn.Module, sample: Sample, device: torch.device, amp: bool = False
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+def fuse_sample(
+    model: nn.Module,
+    sample: Sample,
+    device: torch.device,
+    amp: bool = False,
+    strategy: str | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(infrared, visible luma, fused luma), uint8 HxW each, of one pair."""
     batch = collate_fuse([sample])
     x = model_input(batch["images"].to(device), batch[INFRARED].to(device))
     with autocast(device, amp):
-        fused = model(x).float()
+        fused = fuse(model, x, strategy).float()
     return to_uint8(x[0, 0]), to_uint8(x[0, 1]), to_uint8(fused[0, 0])
 
 
@@ -198,7 +254,8 @@ def colour_fused(visible: np.ndarray, fused_y: np.ndarray) -> np.ndarray:
 
 
 def write_plots(out: Path, history: list[dict[str, Any]], model: nn.Module, val_data: Any,
-                cfg: FuseConfig, device: torch.device) -> None:  # fmt: skip
+                cfg: FuseConfig, device: torch.device, strategy: str | None = None
+                ) -> None:  # fmt: skip
     """Curves and rows of (infrared, visible, fused colour) for a few val pairs."""
     from cvcraft.viz.augment_grid import make_grid
     from cvcraft.viz.plots import plot_curves
@@ -212,7 +269,7 @@ def write_plots(out: Path, history: list[dict[str, Any]], model: nn.Module, val_
     cells = []
     for i in np.linspace(0, len(val_data) - 1, num=min(GRID_PAIRS, len(val_data))).astype(int):
         s = tf(val_data.sample(int(i)), np.random.default_rng(0))
-        ir, _, fy = fuse_sample(model, s, device)
+        ir, _, fy = fuse_sample(model, s, device, strategy=strategy)
         cells += [np.repeat(ir[..., None], 3, 2), s.image, colour_fused(s.image, fy)]
     if cells:
         write_image(plots / "predictions.png", make_grid(cells, cols=3))
@@ -225,13 +282,14 @@ def predict_fusion(cfg: FuseConfig, out: Path) -> list[dict[str, Any]]:
     device = select_device(cfg.device)
     model, state = FuseTask.load_model(cfg.weights, device)
     cfg.resize = int(state.get("resize", cfg.resize))
+    strategy = eval_strategy(state, cfg.strategy)
     pairs = pair_fusion_folders(cfg.source)
     tf = build_transforms(cfg, False)
     visible_root = Path(cfg.source) / "visible"
     results: list[dict[str, Any]] = []
     for i in range(len(pairs)):
         s = tf(pairs.sample(i), np.random.default_rng(0))
-        ir, vy, fy = fuse_sample(model, s, device, cfg.amp)
+        ir, vy, fy = fuse_sample(model, s, device, cfg.amp, strategy)
         rel = Path(pairs.visible[i]).relative_to(visible_root).with_suffix(".png")
         path = out / "fused" / rel
         write_image(path, colour_fused(s.image, fy))
@@ -243,3 +301,18 @@ def predict_fusion(cfg: FuseConfig, out: Path) -> list[dict[str, Any]]:
     out.mkdir(parents=True, exist_ok=True)
     (out / "predictions.json").write_text(json.dumps(results, indent=1))
     return results
+
+
+# ----------------------------------------------------------------------------- data tools
+def data_sources(data: str, imgsz: int | None, seed: int) -> tuple[Any, Any]:
+    """(train, val) pairs of ``data`` (for pack and augment); the infrared image rides along
+    as ``extras["infrared"]``."""
+    splits = load_fusion(data, seed=seed, imgsz=imgsz or 96)
+    return splits.train, splits.val
+
+
+def train_preview(source: Any, imgsz: int, seed: int) -> Any:
+    """The training dataset ``cvcraft train fuse`` builds with default keys (random crop and
+    flips applied to both images of a pair), for ``cvcraft augment``."""
+    return AugmentedDataset(source, build_transforms(FuseConfig(imgsz=imgsz, seed=seed), True),
+                            seed)  # fmt: skip

@@ -31,6 +31,8 @@ register_task(
         summary_keys=("map", "map50", "AR", "best_epoch", "train_seconds"),
         val_keys=("map", "map50", "AP75", "AR", "val_loss"),
         demo_preset=DEMO_PRESET,
+        data_sources="cvcraft.tasks.pose.task:data_sources",
+        train_preview="cvcraft.tasks.pose.task:train_preview",
         target_kind="keypoints",
         default_imgsz=64,
     )

@@ -10,6 +10,9 @@ Evaluation decodes the heatmaps (argmax + quarter offset), maps the keypoints ba
 each crop's map to image coordinates and scores them with COCO's OKS AP against the held-out
 images' annotations (person score = mean heatmap peak), as a top-down model with
 ground-truth boxes is evaluated.
+
+A bottom-up model (registered with ``bottom_up: True``, e.g. ``openpose_small``) takes whole
+images instead; its data, loss and grouping live in ``tasks/pose/bottom_up.py``.
 """
 
 from __future__ import annotations
@@ -26,16 +29,30 @@ from torch import nn
 from cvcraft.data.augmented import AugmentedDataset
 from cvcraft.data.io import list_images, read_image, write_image
 from cvcraft.data.loader import build_loader
-from cvcraft.data.pose import PersonCrops, PoseSplits, coco_keypoints_dict, crop_matrix, load_pose
+from cvcraft.data.pose import (
+    PersonCrops,
+    PoseSplits,
+    WholeImages,
+    coco_keypoints_dict,
+    crop_matrix,
+    load_pose,
+)
 from cvcraft.data.skeleton import COCO_SKELETON
 from cvcraft.engine.device import autocast, select_device
 from cvcraft.errors import ConfigError, DataError
 from cvcraft.losses.keypoints import keypoint_mse
 from cvcraft.metrics.keypoints import COCO_SIGMAS, COCOKeypointEvaluator, pck_hits
-from cvcraft.models import create_model
+from cvcraft.models import create_model, model_default_cfg
 from cvcraft.ops.heatmaps import decode_heatmaps, decode_heatmaps_dark, gaussian_heatmaps
 from cvcraft.structures import Sample
 from cvcraft.tasks.base import BaseTask, take_fraction
+from cvcraft.tasks.pose.bottom_up import (
+    BottomUpEvaluator,
+    collate_people,
+    decode_people,
+    stage_loss,
+    to_image_np,
+)
 from cvcraft.tasks.pose.config import PoseConfig
 from cvcraft.transforms.base import Compose, Transform
 from cvcraft.transforms.geometric import HorizontalFlip, RandomAffine
@@ -153,8 +170,16 @@ class PoseEvaluator:
         return out
 
 
-def build_pose_model(name: str, k: int, model_kwargs: dict[str, Any]) -> nn.Module:
-    return create_model(name, num_classes=k, **dict(model_kwargs))
+def is_bottom_up(name: str) -> bool:
+    """Whether pose model ``name`` takes whole images (registered with ``bottom_up: True``)."""
+    return bool(model_default_cfg(name).get("bottom_up"))
+
+
+def build_pose_model(
+    name: str, k: int, model_kwargs: dict[str, Any], skeleton: list | tuple = ()
+) -> nn.Module:
+    extra = {"num_limbs": len(skeleton)} if is_bottom_up(name) else {}
+    return create_model(name, num_classes=k, **extra, **dict(model_kwargs))
 
 
 class PoseTask(BaseTask):
@@ -167,20 +192,37 @@ class PoseTask(BaseTask):
         self.cfg: PoseConfig = cfg
         self.pre = Preprocess(dict(IMAGENET_STATS), "zscore", 3)
 
+    @property
+    def bottom_up(self) -> bool:
+        return is_bottom_up(self.cfg.model)
+
     def load_splits(self) -> PoseSplits:
         cfg = self.cfg
-        return load_pose(cfg.data, cfg.val_fraction, cfg.seed, size=max(cfg.imgsz, 64))
+        return load_pose(cfg.data, cfg.val_fraction, cfg.seed, size=max(cfg.imgsz, 64),
+                         people=cfg.people)  # fmt: skip
+
+    def items(self, data: Any) -> Any:
+        """What the model sees: whole images (bottom-up) or one crop per person."""
+        if self.bottom_up:
+            return WholeImages(data, self.cfg.imgsz)
+        return PersonCrops(data, self.cfg.imgsz, self.cfg.padding)
+
+    @property
+    def collate(self) -> Any:
+        return collate_people if self.bottom_up else collate_pose
 
     def build_val_loader(self, splits: Any) -> Any:
         cfg = self.cfg
         self.gt = coco_keypoints_dict(splits.val)
         self.num_keypoints = splits.val.num_keypoints
-        crops = PersonCrops(splits.val, cfg.imgsz, cfg.padding)
-        if len(crops) == 0:
+        if not hasattr(self, "skeleton"):
+            self.skeleton = [list(s) for s in splits.val.skeleton]
+        items = self.items(splits.val)
+        if len(items) == 0 or not self.gt["annotations"]:
             raise DataError(f"{cfg.data}: the val split has no labelled person")
-        ds = AugmentedDataset(crops, None, cfg.seed)
+        ds = AugmentedDataset(items, None, cfg.seed)
         return build_loader(ds, cfg.batch, shuffle=False, workers=cfg.workers, seed=cfg.seed,
-                            collate_fn=collate_pose)  # fmt: skip
+                            collate_fn=self.collate)  # fmt: skip
 
     def setup(self, trainer: Any) -> None:
         cfg = self.cfg
@@ -191,50 +233,69 @@ class PoseTask(BaseTask):
         self.val_data = splits.val
         self.keypoint_names = list(train.keypoint_names)
         self.skeleton = [list(s) for s in train.skeleton]
-        crops = PersonCrops(train, cfg.imgsz, cfg.padding)
-        ds = AugmentedDataset(crops, build_transforms(cfg, train.flip_index), cfg.seed)
+        items = self.items(train)
+        ds = AugmentedDataset(items, build_transforms(cfg, train.flip_index), cfg.seed)
         trainer.train_loader = build_loader(
             ds, cfg.batch, shuffle=True, workers=cfg.workers, seed=cfg.seed, drop_last=True,
-            collate_fn=collate_pose,
+            collate_fn=self.collate,
         )  # fmt: skip
         if len(trainer.train_loader) == 0:
-            raise DataError(f"{cfg.data}: {len(crops)} training people < batch={cfg.batch}")
+            what = "images" if self.bottom_up else "people"
+            raise DataError(f"{cfg.data}: {len(items)} training {what} < batch={cfg.batch}")
         self.val_loader = self.build_val_loader(splits)
         self.device = trainer.device
-        model = build_pose_model(cfg.model, self.num_keypoints, cfg.model_kwargs)
+        model = build_pose_model(cfg.model, self.num_keypoints, cfg.model_kwargs, self.skeleton)
         trainer.model = model.to(trainer.device)
         self.pre = self.pre.to(trainer.device)
 
     def checkpoint_meta(self) -> dict[str, Any]:
         return {**super().checkpoint_meta(), "num_keypoints": self.num_keypoints,
                 "keypoint_names": self.keypoint_names, "skeleton": self.skeleton,
-                "padding": self.cfg.padding, "sigma": self.cfg.sigma}  # fmt: skip
+                "padding": self.cfg.padding, "sigma": self.cfg.sigma,
+                "paf_width": self.cfg.paf_width}  # fmt: skip
 
     @classmethod
     def model_from_checkpoint(cls, state: dict[str, Any]) -> nn.Module:
         return build_pose_model(state["model_name"], state["num_keypoints"],
-                                state.get("model_kwargs") or {})  # fmt: skip
+                                state.get("model_kwargs") or {},
+                                state.get("skeleton") or ())  # fmt: skip
 
     def apply_checkpoint(self, state: dict[str, Any]) -> None:
+        self.cfg.model = str(state.get("model_name", self.cfg.model))
+        if state.get("skeleton"):
+            self.skeleton = [list(s) for s in state["skeleton"]]
         self.cfg.imgsz = int(state.get("imgsz", self.cfg.imgsz))
         self.cfg.padding = float(state.get("padding", self.cfg.padding))
         self.cfg.sigma = float(state.get("sigma", self.cfg.sigma))
+        self.cfg.paf_width = float(state.get("paf_width", self.cfg.paf_width))
         self.pre = self.pre.to(self.device)
 
     def _forward(self, model: nn.Module, batch: dict[str, Any]) -> torch.Tensor:
         return model(self.pre(batch["images"].to(self.device, non_blocking=True)))
 
     def train_loss(self, model: nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, int]:
+        if self.bottom_up:
+            out = self._forward(model, batch)
+            loss = stage_loss(out, batch["keypoints"].to(self.device), self.skeleton,
+                              model_stride(model), self.cfg.sigma, self.cfg.paf_width)  # fmt: skip
+            return loss, int(batch["images"].shape[0])
         hm = self._forward(model, batch)
         kp = batch["keypoints"].to(self.device)
         target, weight = gaussian_heatmaps(kp, hm.shape[-2:], model_stride(model), self.cfg.sigma)
         return keypoint_mse(hm.float(), target, weight), int(hm.shape[0])
 
-    def eval_forward(self, model: nn.Module, batch: dict[str, Any]) -> torch.Tensor:
+    def eval_forward(self, model: nn.Module, batch: dict[str, Any]) -> Any:
+        if self.bottom_up:  # eval mode: the last stage's (heatmaps, fields)
+            heat, fields = self._forward(model, batch)
+            return heat.float(), fields.float()
         return self._forward(model, batch).float()
 
     def build_evaluators(self) -> dict[str, Any]:
         sig = sigmas_for(self.cfg, self.num_keypoints)
+        if self.bottom_up:
+            cfg = self.cfg
+            return {"keypoints": BottomUpEvaluator(self.gt, sig, self.skeleton, cfg.sigma,
+                                                   cfg.paf_width, cfg.peak_threshold)}  # fmt: skip
         names = list(self.gt["categories"][0]["keypoints"])
         torso = None
         if "left_shoulder" in names and "right_hip" in names:
@@ -255,8 +316,9 @@ def model_stride(model: nn.Module) -> int:
 @torch.no_grad()
 def predict_pose(cfg: PoseConfig, out: Path) -> list[dict[str, Any]]:
     """``cvcraft predict pose source=...``: each image is taken as one person crop (the whole
-    image, padded to a square); writes the skeleton drawn on the image (``images/``) and the
-    keypoints as COCO results JSON (``keypoints.json``)."""
+    image, padded to a square), or for a bottom-up model searched for every person; writes the
+    skeletons drawn on the image (``images/``) and the keypoints as COCO results JSON
+    (``keypoints.json``)."""
     device = select_device(cfg.device)
     model, state = PoseTask.load_model(cfg.weights, device)
     pre = Preprocess(dict(IMAGENET_STATS), "zscore", 3).to(device)
@@ -274,20 +336,29 @@ def predict_pose(cfg: PoseConfig, out: Path) -> list[dict[str, Any]]:
         crop = cv2.warpAffine(image, m_idx, (size, size), flags=cv2.INTER_LINEAR)
         x = pre(torch.from_numpy(crop).permute(2, 0, 1)[None].to(device))
         with autocast(device, cfg.amp):
-            hm = model(x).float().cpu()
-        xy, score = decode(hm, model_stride(model), cfg.decode, cfg.sigma)
-        xy = to_image(xy.double(), torch.from_numpy(m)[None])[0].numpy()
-        sc = score[0].numpy()
-        drawn = draw_skeleton(image, xy, sc, skeleton, cfg.kpt_threshold)
+            y = model(x)
+        if is_bottom_up(str(state["model_name"])):
+            people, scores = decode_people(y[0], y[1], skeleton, model_stride(model),
+                                           cfg.peak_threshold)[0]  # fmt: skip
+            kps = np.concatenate([to_image_np(people[..., :2], m), people[..., 2:]], -1)
+        else:
+            xy, score = decode(y.float().cpu(), model_stride(model), cfg.decode, cfg.sigma)
+            xy = to_image(xy.double(), torch.from_numpy(m)[None])[0].numpy()
+            kps = np.concatenate([xy, score[0].numpy()[:, None]], 1)[None]
+            scores = kps[..., 2].mean(1)
+        drawn = image
+        for kp in kps:
+            drawn = draw_skeleton(drawn, kp[:, :2], kp[:, 2], skeleton, cfg.kpt_threshold)
         rel = f.relative_to(src) if src.is_dir() else Path(f.name)
         path = out / "images" / rel.with_suffix(".png")
         write_image(path, drawn)
-        kp = np.concatenate([xy, sc[:, None]], 1)
-        coco.append({"image_id": image_id, "file_name": str(f), "category_id": 1,
-                     "keypoints": kp.ravel().tolist(), "score": float(sc.mean())})  # fmt: skip
-        results.append({"path": str(f), "image": str(path), "keypoints": kp.tolist(),
-                        "summary": f"{int((sc > cfg.kpt_threshold).sum())}/{len(sc)} keypoints, "
-                                   f"score {sc.mean():.2f}"})  # fmt: skip
+        for kp, sc in zip(kps, scores):
+            coco.append({"image_id": image_id, "file_name": str(f), "category_id": 1,
+                         "keypoints": kp.ravel().tolist(), "score": float(sc)})  # fmt: skip
+        found = int((kps[..., 2] > cfg.kpt_threshold).sum())
+        results.append({"path": str(f), "image": str(path), "keypoints": kps.tolist(),
+                        "summary": f"{len(kps)} people, {found} keypoints above "
+                                   f"{cfg.kpt_threshold:g}"})  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     (out / "keypoints.json").write_text(json.dumps(coco))
     (out / "predictions.json").write_text(json.dumps(results, indent=1))
@@ -306,3 +377,19 @@ def draw_skeleton(image: np.ndarray, xy: np.ndarray, score: np.ndarray,
     for k in np.flatnonzero(score > threshold):
         cv2.circle(img, tuple(p[k]), r * 16, (255, 0, 0), -1, cv2.LINE_AA, 4)
     return img
+
+
+# ----------------------------------------------------------------------------- data tools
+def data_sources(data: str, imgsz: int | None, seed: int) -> tuple[Any, Any]:
+    """(train, val) of ``data`` read as pose data (for pack and augment): whole images with
+    every person's box and keypoints."""
+    splits = load_pose(data, seed=seed, size=max(imgsz or 64, 64))
+    return splits.train, splits.val
+
+
+def train_preview(source: Any, imgsz: int, seed: int) -> Any:
+    """The training dataset ``cvcraft train pose`` builds with default keys (person crops,
+    rotated, scaled and flipped with the left/right swap), for ``cvcraft augment``."""
+    cfg = PoseConfig(imgsz=imgsz, seed=seed)
+    return AugmentedDataset(PersonCrops(source, imgsz, cfg.padding),
+                            build_transforms(cfg, source.flip_index), seed)  # fmt: skip
