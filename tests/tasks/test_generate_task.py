@@ -59,6 +59,20 @@ def test_train_predict_val_and_bad_input(tmp_path):
         )
     with pytest.raises(ConfigError, match="n=0 must be >= 1"):
         run(["predict", "generate", f"weights={out / 'best.pt'}", "n=0"])
+    with pytest.raises(ConfigError, match="class=-2 is out of range"):  # -1 = every class
+        run(["predict", "generate", f"weights={out / 'best.pt'}", "class=-2",
+             f"out={tmp_path / 'p3'}"])  # fmt: skip
+    for bad in ("p2", "p3"):  # refused before sampling: no grid, no half-written images
+        assert not (tmp_path / bad / "grid.png").exists()
+        assert not (tmp_path / bad / "images").exists()
+    # an RGB checkpoint is not fed grey digits (the reverse of the grey-checkpoint test below)
+    rng = np.random.default_rng(1)
+    write_idx(tmp_path / "grey", rng.integers(0, 255, (40, 28, 28), dtype=np.uint8),
+              rng.integers(0, 6, 40).astype(np.uint8))  # fmt: skip
+    with pytest.raises(DataError, match=r"grey \(1 channel\) images, but the checkpoint was "
+                       r"trained on RGB"):  # fmt: skip
+        run(["val", "generate", f"weights={out / 'best.pt'}", f"data={tmp_path / 'grey'}",
+             f"out={tmp_path / 'v2'}"])  # fmt: skip
 
     val = run(["val", "generate", f"weights={out / 'best.pt'}", "data=shapes:48",
                "val_fraction=0.2", f"out={tmp_path / 'val'}", "plots=false"])  # fmt: skip
@@ -145,7 +159,39 @@ def test_nan_discriminator_loss_stops_and_keeps_the_last_checkpoint(tmp_path, mo
     with pytest.raises(
         TrainingError, match=r"discriminator loss is nan at epoch 2.*last good checkpoint"
     ):
-        run(["train", "generate", *TINY, "epochs=2", "plots=false", f"out={out}"])
+        run(["train", "generate", *TINY, "epochs=2", f"out={out}"])
+    # epoch 1's checkpoints, its csv row and its sample grid are all intact, and usable
+    assert load_checkpoint(out / "last.pt")["epoch"] == 0 and len(rows(out / "metrics.csv")) == 1
+    assert (out / "plots" / "samples_epoch001.png").exists()
+    assert not (out / "plots" / "samples_epoch002.png").exists()
+    res = run(["predict", "generate", f"weights={out / 'best.pt'}", "n=2",
+               f"out={tmp_path / 'p'}"])  # fmt: skip
+    assert len(res) == 2
+
+
+def test_nan_diffusion_loss_stops_with_the_step_and_keeps_epoch_one(tmp_path, monkeypatch):
+    """The one-network families (DDPM, VAE) stop through the trainer's non-finite check."""
+    from cvcraft.models.generative.ddpm import SmallUNet
+
+    calls = {"n": 0}
+    real_forward = SmallUNet.forward
+
+    def flaky(self, *a, **k):  # NaN from the 4th training pass on (epoch 1 has 3 steps)
+        out = real_forward(self, *a, **k)
+        if torch.is_grad_enabled():
+            calls["n"] += 1
+            if calls["n"] > 3:
+                return out * float("nan")
+        return out
+
+    monkeypatch.setattr(SmallUNet, "forward", flaky)
+    out = tmp_path / "run"
+    kw = "model_kwargs={width: 8, diffusion_steps: 50, sample_steps: 2}"
+    with pytest.raises(
+        TrainingError, match=r"loss is nan at epoch 2, step 1.*last good checkpoint"
+    ):
+        run(["train", "generate", *TINY, "model=ddpm", kw, "epochs=2", "plots=false",
+             f"out={out}"])  # fmt: skip
     assert load_checkpoint(out / "last.pt")["epoch"] == 0 and len(rows(out / "metrics.csv")) == 1
 
 
@@ -201,12 +247,26 @@ def test_domain_fid_kid_and_class_stats_equal_an_independent_recomputation(tmp_p
              f"fid_model={bad}", f"out={tmp_path / 'v'}"])  # fmt: skip
 
 
+def test_latent_diffusion_refuses_a_first_stage_of_the_other_channel_count(tmp_path):
+    rng = np.random.default_rng(2)
+    write_idx(tmp_path / "idx", rng.integers(0, 255, (40, 28, 28), dtype=np.uint8),
+              rng.integers(0, 6, 40).astype(np.uint8))  # fmt: skip
+    grey_vae = tmp_path / "vae"
+    run(["train", "generate", *TINY, f"data={tmp_path / 'idx'}", "model=vae", "noise_dim=16",
+         "epochs=1", "plots=false", f"out={grey_vae}"])  # fmt: skip
+    with pytest.raises(ConfigError, match=r"has in_chans=1, this run 3"):
+        run(["train", "generate", *TINY, "model=ldm", "noise_dim=16", "epochs=1",
+             f"first_stage={grey_vae / 'best.pt'}", f"out={tmp_path / 'ldm'}"])  # fmt: skip
+    assert not (tmp_path / "ldm" / "last.pt").exists()
+
+
 def test_vae_trains_with_elbo_and_writes_reconstruction_grids(tmp_path):
     out = tmp_path / "vae"
     m = run(["train", "generate", *TINY, "model=cvae", "epochs=2", "kl_warmup=0.5",
-             "lr=0.002", f"out={out}"])  # fmt: skip
+             "lr=0.002", "recon_std=0.5", f"out={out}"])  # fmt: skip
     r = rows(out / "metrics.csv")
-    assert {"recon", "kl", "val_neg_elbo", "val_recon"} <= set(r[0])
+    assert {"recon", "kl", "val_neg_elbo", "val_recon", "val_bpd"} <= set(r[0])
+    assert 0 < m["val_bpd"] < 30  # the discrete ELBO of an untrained model: finite
     assert float(r[1]["recon"]) < float(r[0]["recon"])  # it learns to reconstruct
     assert m["val_neg_elbo"] >= m["val_recon"] >= 0
     for name in ("reconstructions.png", "interpolation.png", "samples.png"):
@@ -214,14 +274,20 @@ def test_vae_trains_with_elbo_and_writes_reconstruction_grids(tmp_path):
     res = run(["predict", "generate", f"weights={out / 'best.pt'}", "n=2", "class=4",
                f"out={tmp_path / 'p'}"])  # fmt: skip
     assert [x["class"] for x in res] == ["cross", "cross"]
+    # val reads the decoder's σ from the checkpoint: the same bits/dim as training's last val
+    val = run(["val", "generate", f"weights={out / 'best.pt'}", "data=shapes:48",
+               "val_fraction=0.2", "plots=false", f"out={tmp_path / 'v'}"])  # fmt: skip
+    assert val["val_bpd"] == pytest.approx(m["val_bpd"], rel=1e-6)
 
 
 def test_ddpm_trains_and_samples_with_ddim(tmp_path):
     out = tmp_path / "ddpm"
     kw = "model_kwargs={width: 8, diffusion_steps: 100, sample_steps: 5}"
-    m = run(["train", "generate", *TINY, "model=cddpm", "epochs=2", "lr=0.001", kw, f"out={out}"])
+    m = run(["train", "generate", *TINY, "model=cddpm", "epochs=2", "lr=0.001", "bpd_t=3", kw,
+             f"out={out}"])  # fmt: skip
     r = rows(out / "metrics.csv")
-    assert {"eps_mse", "val_eps_mse"} <= set(r[0]) and np.isfinite(m["moment_dist"])
+    assert {"eps_mse", "val_eps_mse", "val_bpd"} <= set(r[0]) and np.isfinite(m["moment_dist"])
+    assert 0 < m["val_bpd"] < 100  # an untrained bound is loose, but finite
     assert float(r[1]["eps_mse"]) < 1.5  # ε ~ N(0, I): predicting 0 would score ~1
     res = run(["predict", "generate", f"weights={out / 'best.pt'}", "n=2", "class=1",
                f"out={tmp_path / 'p'}"])  # fmt: skip

@@ -11,6 +11,11 @@ x̂_0 = (x_t - √(1 - ᾱ_t) ε̂) / √ᾱ_t.
   before 0 is 1.
 Schedules: ``linear`` β from 1e-4 to 0.02 (scaled by 1000 / T); ``cosine`` (Nichol & Dhariwal
 2021) β_t = min(1 - f((t+1)/T) / f(t/T), 0.999), f(u) = cos²((u + 0.008) / 1.008 · π/2).
+Variational bound (Ho et al. §3.3), in nats per image: L = L_T + Σ_{t≥1} L_t + L_0 with
+L_T = KL(q(x_T | x_0) ‖ N(0, I)), L_t = KL(q(x_{t-1} | x_t, x_0) ‖ p(x_{t-1} | x_t)) where p
+is N(μ̃(x_t, x̂_0), β̃_t) — the ancestral sampler's step, x̂_0 unclipped — and L_0 = -log
+p(x_0 | x_1) under the discretised Gaussian decoder N(μ̃, β_1) (β̃ is 0 there). Timesteps
+are 0-based here: index t is the paper's t + 1.
 Tensors: x (N, C, H, W), t (N,) int64 or an int.
 """
 
@@ -21,6 +26,7 @@ import math
 import torch
 
 from cvcraft.errors import ConfigError
+from cvcraft.metrics.bits_per_dim import discretized_gaussian_log_likelihood, gaussian_kl
 
 BETA_SCHEDULES = ("linear", "cosine")
 
@@ -121,3 +127,27 @@ class DiffusionSchedule:
         if eta > 0 and noise is not None:
             x_s = x_s + sigma * noise
         return x_s
+
+    def prior_kl(self, x0: torch.Tensor) -> torch.Tensor:
+        """L_T = KL(q(x_T | x_0) ‖ N(0, I)) summed per image: (N, ...) -> (N,)."""
+        a = self.alphas_cumprod[-1].double()
+        mean, logvar = a.sqrt() * x0.double(), torch.log1p(-a).expand(x0.shape)
+        zero = torch.zeros_like(mean)
+        return gaussian_kl(mean, logvar, zero, zero).flatten(1).sum(1)
+
+    def bound_term(
+        self, x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor, eps: torch.Tensor
+    ) -> torch.Tensor:
+        """L_t per image (N,) for per-image timesteps ``t`` (N,), given ε̂(x_t, t): the KL of
+        the true posterior to the model's step where t > 0, the decoder's -log p(x_0 | x_1)
+        where t = 0. Computed in float64."""
+        x0, x_t, eps = x0.double(), x_t.double(), eps.double()
+        a = _at(self.alphas_cumprod.double(), t, x_t)
+        x0_hat = (x_t - (1 - a).sqrt() * eps) / a.sqrt()  # unclipped: the bound's model
+        true_mean, var = self.posterior(x0, x_t, t)
+        model_mean, _ = self.posterior(x0_hat, x_t, t)
+        logvar = var.log().expand(x0.shape)
+        kl = gaussian_kl(true_mean, logvar, model_mean, logvar).flatten(1).sum(1)
+        log_std = 0.5 * torch.log(self.betas[0].double()).expand(x0.shape)
+        nll = -discretized_gaussian_log_likelihood(x0, model_mean, log_std).flatten(1).sum(1)
+        return torch.where(t.to(kl.device) == 0, nll, kl)

@@ -12,9 +12,12 @@ GANs); ``forward(x, labels, eps=ε)`` is the training pass (x̂, μ, log σ²), 
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
+from cvcraft.metrics.bits_per_dim import bits_per_dim, discretized_gaussian_log_likelihood
 from cvcraft.models.generative.gan import DCGANGenerator, upsample_steps
 from cvcraft.models.registry import register_model
 
@@ -22,6 +25,22 @@ from cvcraft.models.registry import register_model
 def kl_to_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """KL(N(μ, σ²) ‖ N(0, 1)) summed over the latent dims: (N, D) -> (N,)."""
     return -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(1)
+
+
+def vae_bits_per_dim(
+    x: torch.Tensor,
+    recon: torch.Tensor,
+    mu: torch.Tensor,
+    logvar: torch.Tensor,
+    recon_std: float = 1.0,
+) -> torch.Tensor:
+    """-ELBO in bits/dim of 8-bit images ``x`` (in [-1, 1]) for a VAE whose decoder is the
+    discretised Gaussian N(x̂, σ²) over each pixel's bin (σ = ``recon_std``, the σ of the
+    training loss ‖x̂ - x‖² / 2σ²), with one z ~ q(z|x) behind ``recon``:
+    (-Σ log P(x_i | z) + KL(q(z|x) ‖ N(0, I))) / (D ln 2). (N, C, H, W), (N, D_z) -> (N,)."""
+    log_std = torch.full_like(recon, math.log(recon_std))
+    nll = -discretized_gaussian_log_likelihood(x, recon, log_std).flatten(1).sum(1)
+    return bits_per_dim(nll + kl_to_standard_normal(mu, logvar), x[0].numel())
 
 
 def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:

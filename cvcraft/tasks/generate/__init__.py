@@ -53,6 +53,7 @@ register_task(
             "moment_dist",
             "val_neg_elbo",
             "val_eps_mse",
+            "val_bpd",
             "val_images",
         ),  # fmt: skip
         demo_preset=DEMO_PRESET,

@@ -61,6 +61,13 @@ class GenerateConfig(TrainConfig):
     )
     instance_noise: float = _opt(0.0, "std of Gaussian noise added to D's inputs, annealed to 0")
     beta: float = _opt(1.0, "VAE: weight of the KL term (β-VAE: > 1 disentangles, blurs)")
+    recon_std: float = _opt(
+        1.0,
+        "VAE: σ of the Gaussian decoder N(x̂, σ²) ([-1, 1] units): loss ‖x̂ - x‖²/2σ², bits/dim",
+    )
+    bpd_t: int = _opt(
+        8, "DDPM val bits/dim: stratified timesteps per image for the bound's sum (T-1 = exact)"
+    )
     sparsity: float = _opt(1e-2, "sparse_ae: weight of the activation penalty")
     sparsity_kind: str = _opt("kl", "sparse_ae penalty: kl (to rho) | l1", ("kl", "l1"))
     rho: float = _opt(0.05, "sparse_ae: target mean activation of a code unit (kl)")
@@ -119,7 +126,10 @@ class GenerateConfig(TrainConfig):
         for key in ("label_noise", "label_flip"):
             if not 0.0 <= getattr(self, key) < 0.5:
                 raise ConfigError(f"{key}={getattr(self, key)} must be in [0, 0.5)")
-        for key in ("noise_dim", "n_critic", "sample_n", "n", "kid_subsets", "kid_subset_size"):
+        if self.recon_std <= 0:
+            raise ConfigError(f"recon_std={self.recon_std} must be > 0 (the decoder's σ)")
+        for key in ("noise_dim", "n_critic", "sample_n", "n", "kid_subsets", "kid_subset_size",
+                    "bpd_t"):  # fmt: skip
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key}={getattr(self, key)} must be >= 1")
         for key in ("gp_weight", "d_lr", "instance_noise", "beta", "kl_warmup", "clip_value",

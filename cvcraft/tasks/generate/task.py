@@ -37,7 +37,8 @@ from cvcraft.losses.gan import (
 from cvcraft.metrics.generative import ConditionalAccuracy, FIDEvaluator, KIDEvaluator
 from cvcraft.metrics.image import ssim as image_ssim
 from cvcraft.models import create_model
-from cvcraft.models.generative.vae import kl_to_standard_normal
+from cvcraft.models.generative.ddpm import ddpm_bits_per_dim
+from cvcraft.models.generative.vae import kl_to_standard_normal, vae_bits_per_dim
 from cvcraft.tasks.base import BaseTask
 from cvcraft.tasks.generate.config import GenerateConfig
 from cvcraft.tasks.generate.data import (
@@ -113,11 +114,16 @@ def reconstruction_quality(
 
 
 def vae_terms(
-    recon: torch.Tensor, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor
+    recon: torch.Tensor,
+    x: torch.Tensor,
+    mu: torch.Tensor,
+    logvar: torch.Tensor,
+    recon_std: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-image reconstruction ½‖x̂ - x‖² (a unit-variance Gaussian decoder's -log p(x|z)
+    """Per-image reconstruction ‖x̂ - x‖² / 2σ² (a Gaussian decoder N(x̂, σ²)'s -log p(x|z)
     up to a constant) and KL(q(z|x) ‖ N(0, I)): (N,), (N,)."""
-    return 0.5 * (recon.float() - x).pow(2).flatten(1).sum(1), kl_to_standard_normal(mu, logvar)
+    sq = (recon.float() - x).pow(2).flatten(1).sum(1)
+    return sq / (2 * recon_std**2), kl_to_standard_normal(mu, logvar)
 
 
 class MeanOf:
@@ -188,6 +194,7 @@ class GenerateTask(BaseTask):
         self.noise_dim = cfg.noise_dim
         self.need_channels: int | None = None
         self.family = "gan"
+        self.latent = False  # latent diffusion (a DDPM on an autoencoder's codes)
         self.ae_kind = "vae"  # which autoencoder, for the vae family
         self.extractor: DomainExtractor | InceptionExtractor | None = None
         if cfg.fid_model:
@@ -286,6 +293,7 @@ class GenerateTask(BaseTask):
         if hasattr(gan, "first_stage") and resume is None:
             self.attach_first_stage(gan, train)  # a resume reloads it from the checkpoint
         self.family = getattr(gan, "family", "")
+        self.latent = hasattr(gan, "encode")
         self.ae_kind = str(getattr(gan, "kind", "vae"))
         if self.family not in ("gan", "vae", "ddpm"):
             raise ConfigError(f"model={cfg.model} is not a generative model (GAN, VAE, DDPM)")
@@ -319,6 +327,7 @@ class GenerateTask(BaseTask):
             "ae_kind": self.ae_kind,
             "noise_dim": self.noise_dim,
             "model_kwargs": self.cfg.model_options(),
+            "recon_std": self.cfg.recon_std,
         }
 
     @classmethod
@@ -335,21 +344,25 @@ class GenerateTask(BaseTask):
         self.channels = self.need_channels
         self.conditional = bool(state.get("conditional", False))
         self.family = str(state.get("family", "gan"))
+        self.latent = any(k.startswith("first_stage.") for k in state.get("model", {}))
         self.ae_kind = str(state.get("ae_kind", "vae"))
         self.noise_dim = int(state.get("noise_dim", self.cfg.noise_dim))
+        self.cfg.recon_std = float(state.get("recon_std", 1.0))  # the decoder it was trained as
 
     # ------------------------------------------------------------------ training
     def draw(
         self, ctx: Any, shape: tuple[int, ...], salt: int, uniform: bool = False
     ) -> torch.Tensor:
-        """This rank's slice of a global-batch draw (normal, or U(0, 1) with ``uniform``)
-        keyed by (seed, global step, salt)."""
+        """This rank's rows of a global-batch draw (normal, or U(0, 1) with ``uniform``)
+        keyed by (seed, global step, salt): rows r, r + R, ..., the global-batch positions of
+        the items ``EpochSampler`` gives rank r, so each draw meets the image one process
+        would pair it with (ε and t with x_0, the penalty's ε with real/fake pairs)."""
         world, r = distributed.world_size(), distributed.rank()
         g = torch.Generator().manual_seed((self.cfg.seed * 1_000_003 + ctx.global_step) * 16 + salt)
         n = shape[0]
         full = (n * world, *shape[1:])
         x = torch.rand(full, generator=g) if uniform else torch.randn(full, generator=g)
-        return x[r * n : (r + 1) * n].to(self.device)
+        return x[r::world].to(self.device)
 
     def vae_step(self, batch: dict[str, torch.Tensor], ctx: Any) -> tuple[float, int]:
         """One VAE step: -ELBO with β ramped over ``kl_warmup`` epochs; ε keyed like G's z."""
@@ -366,7 +379,7 @@ class GenerateTask(BaseTask):
             x_in = x + cfg.noise_std * self.draw(ctx, tuple(x.shape), 9)
         with ctx.autocast():
             recon_x, mu, logvar = ctx.model(x_in, labels, eps=eps)
-            recon, kl = vae_terms(recon_x, x, mu, logvar)
+            recon, kl = vae_terms(recon_x, x, mu, logvar, cfg.recon_std)
             if kind == "vae":
                 loss = (recon + beta * kl).mean()
             else:
@@ -584,8 +597,12 @@ class GenerateTask(BaseTask):
                 for i in batch["index"]
             ]).to(self.device)  # fmt: skip
             recon_x, mu, logvar = model(out["real"], labels, eps=eps)
-            recon, kl = vae_terms(recon_x, out["real"], mu, logvar)
+            recon, kl = vae_terms(recon_x, out["real"], mu, logvar, self.cfg.recon_std)
             out["neg_elbo"], out["recon"] = recon + kl, recon
+            if self.ae_kind == "vae":  # the discrete ELBO of the 8-bit pixels
+                out["bpd"] = vae_bits_per_dim(
+                    out["real"], recon_x.float(), mu, logvar, self.cfg.recon_std
+                )
             out["psnr"], out["ssim"] = reconstruction_quality(recon_x.float(), out["real"])
         if self.family == "ddpm":  # the val images' noise-prediction error, t and ε by index
             gens = [torch.Generator().manual_seed(int(i) * 2 + 2) for i in batch["index"]]
@@ -596,6 +613,8 @@ class GenerateTask(BaseTask):
             t, noise = t.to(self.device), noise.to(self.device)
             pred = model(model.schedule.q_sample(x0, t, noise), labels, t=t)
             out["eps_mse"] = (pred.float() - noise).pow(2).flatten(1).mean(1)
+            if not self.latent:  # pixel space: the bound in bits/dim
+                out["bpd"] = ddpm_bits_per_dim(model, out["real"], labels, gens, self.cfg.bpd_t)
         ext = self.get_extractor()
         if ext is not None:
             out["fake_feats"], out["fake_logits"] = ext(out["fake"])
@@ -609,11 +628,14 @@ class GenerateTask(BaseTask):
         if self.family == "vae":
             if self.ae_kind == "vae":
                 evaluators["elbo"] = MeanOf("neg_elbo", "val_neg_elbo")
+                evaluators["bpd"] = MeanOf("bpd", "val_bpd")
             evaluators["recon"] = MeanOf("recon", "val_recon")
             evaluators["psnr"] = MeanOf("psnr", "val_psnr")
             evaluators["ssim"] = MeanOf("ssim", "val_ssim")
         if self.family == "ddpm":
             evaluators["eps"] = MeanOf("eps_mse", "val_eps_mse")
+            if not self.latent:  # a latent model's bound would be in code space
+                evaluators["bpd"] = MeanOf("bpd", "val_bpd")
         if self.get_extractor() is not None:
             cfg = self.cfg
             evaluators["fid"] = FIDEvaluator()
