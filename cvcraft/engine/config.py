@@ -63,6 +63,10 @@ class TrainConfig:
     momentum: float = _opt(0.9, "SGD/RMSProp momentum (adam/adamw use their default betas)")
     nesterov: bool = _opt(True, "Nesterov momentum for SGD")
     weight_decay: float = _opt(5e-4, "weight decay (not applied to biases and norm layers)")
+    decouple_wd: bool = _opt(
+        False, "weight_decay is the per-step decay lr*wd at the peak lr: changing lr or "
+        "lr_scale keeps the decay (airbench's decoupled lr/wd)",
+    )  # fmt: skip
     schedule: str = _opt(
         "cosine", "LR schedule, stepped per iteration", "cvcraft.engine.schedules:SCHEDULES"
     )
@@ -360,7 +364,8 @@ def save_config(cfg: TrainConfig, path: str | Path, task: str) -> None:
 # keys (augmentation, distillation, ...) in a ``train_only_keys`` class attribute.
 TRAIN_ONLY_KEYS = frozenset({
     "epochs", "optimizer", "lr", "lr_scale", "base_batch", "momentum", "nesterov",
-    "weight_decay", "schedule", "warmup_epochs", "min_lr_ratio", "step_size", "milestones",
+    "weight_decay", "decouple_wd", "schedule", "warmup_epochs", "min_lr_ratio", "step_size",
+    "milestones",
     "gamma", "power", "grad_clip", "grad_clip_value", "accumulate", "ema", "ema_decay",
     "ema_tau", "patience", "val_interval", "val_raw", "monitor", "monitor_mode", "l1", "l2",
     "init", "freeze", "lr_mults", "resume", "fraction", "tensorboard", "diagnose", "augment",

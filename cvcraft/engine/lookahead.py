@@ -29,7 +29,10 @@ def lookahead_decay(step: int, total: int, base: float = 0.95**5, power: float =
 class Lookahead:
     """The slow weights of one model; also a Trainer callback (``on_epoch_start``,
     ``after_step``) that updates every ``every`` optimizer steps and finishes at
-    ``total_steps`` (default: the run's steps per epoch x epochs)."""
+    ``total_steps`` (default: the run's steps per epoch x epochs). Its slow weights are saved
+    in ``last.pt`` (``state_key``), so a resumed run pulls toward the same average."""
+
+    state_key = "lookahead"
 
     def __init__(
         self,
@@ -58,6 +61,9 @@ class Lookahead:
         assert self.slow is not None
         bare = unwrap_model(model)
         state = bare.state_dict()
+        for k, v in self.slow.items():  # restored from a checkpoint read onto the CPU
+            if v.device != state[k].device:
+                self.slow[k] = v.to(state[k].device)
         # a frozen parameter (requires_grad off, e.g. a whitening stem after its k epochs)
         # stays exactly where it is: its slow copy follows it instead of pulling it back
         frozen = {n for n, p in bare.named_parameters() if not p.requires_grad}
@@ -75,6 +81,13 @@ class Lookahead:
             self.update(model, lookahead_decay(step, total, self.base, self.power))
         if step == total:
             self.update(model, 1.0)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"slow": self.slow}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        slow = state.get("slow")
+        self.slow = None if slow is None else {k: v.clone() for k, v in slow.items()}
 
     # -- Trainer callback
     def on_epoch_start(self, trainer: Any, epoch: int) -> None:

@@ -479,6 +479,11 @@ class Trainer:
         }
         kw.update({k: v for k, v in over.items() if k not in ("optimizer", "lr", "schedule")})
         lr = scaled_lr(over.get("lr", cfg.lr), cfg)
+        if getattr(cfg, "decouple_wd", False) and lr > 0:
+            # torch decays by lr * wd per step (coupled SGD/Adam as L2 in the gradient, AdamW
+            # directly): dividing by the peak lr makes weight_decay= that product, so a new lr
+            # or batch (lr_scale) leaves the decay where it was; the schedule still scales it
+            kw["weight_decay"] = kw["weight_decay"] / lr
         optimizer = build_optimizer(model, over.get("optimizer", cfg.optimizer), lr, **kw)
         name = over.get("schedule", cfg.schedule)
         total = self.steps_per_epoch * cfg.epochs
@@ -527,6 +532,14 @@ class Trainer:
                 part.ema_model.load_state_dict(sp["ema_state"])
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
+        saved_cbs = state.get("callbacks") or {}
+        for key, cb in self._stateful_callbacks().items():
+            if key not in saved_cbs:
+                raise CheckpointError(
+                    f"the checkpoint has no state for the {key!r} callback (was it added after "
+                    "the run started?); resume with the run's own settings"
+                )
+            cb.load_state_dict(saved_cbs[key])
         self.start_epoch = int(state["epoch"]) + 1
         self.global_step = int(state.get("global_step", 0))
         self.history = list(state.get("history", []))
@@ -534,6 +547,11 @@ class Trainer:
         self.best_epoch = int(state.get("best_epoch", -1))
         set_rng_state(state["rng"])
         self._write_history()
+
+    def _stateful_callbacks(self) -> dict[str, Any]:
+        """Callbacks whose state must survive a resume (e.g. lookahead's slow weights): those
+        with a ``state_key`` and ``state_dict``/``load_state_dict``, by key."""
+        return {cb.state_key: cb for cb in self.callbacks if getattr(cb, "state_key", None)}
 
     def _write_history(self) -> None:
         """metrics.csv (rank 0); timing columns go to timing.csv in deterministic mode."""
@@ -762,6 +780,9 @@ class Trainer:
     def eval_model(self) -> nn.Module:
         return self.ema.module if self.ema is not None else self.module
 
+    def _callback_states(self) -> dict[str, Any]:
+        return {k: cb.state_dict() for k, cb in self._stateful_callbacks().items()}
+
     def _save(self, epoch: int, improved: bool) -> None:
         parts = {
             name: {
@@ -792,6 +813,7 @@ class Trainer:
             "rng": rng_state(),
             "config": config_to_dict(self.cfg),
             **({"parts": parts} if parts else {}),
+            **({"callbacks": cbs} if (cbs := self._callback_states()) else {}),
             **self.task.checkpoint_meta(),
         }
         save_checkpoint(self.out / "last.pt", state, keep_previous=True)

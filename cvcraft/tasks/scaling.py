@@ -24,6 +24,8 @@ from cvcraft.tasks.registry import get_task, task_config
 SCALING_KEYS: dict[str, str] = {
     "task": "the task (positional: cvcraft scaling classify ...)",
     "models": "comma-separated model names, small to large (the N axis: their parameters)",
+    "widths": "comma-separated widths of one model= (model_kwargs width, e.g. resnet20: "
+    "first-stage channels); an alternative N axis to models=",
     "fractions": "comma-separated training-data fractions in (0, 1] (the D axis)",
     "out": "study folder (default runs/scaling/<task>)",
     "metric": "the loss to fit (default val_loss)",
@@ -75,10 +77,10 @@ def run_scaling(args: dict[str, Any]) -> dict[str, Any]:
     task = args.pop("task", None) or "classify"
     spec = get_task(task)
     keys = {k: args.pop(k) for k in list(args) if k in SCALING_KEYS}
-    models = [m for m in str(keys.get("models", "")).split(",") if m]
+    ladder = _ladder(keys, args)
     fractions = [float(f) for f in str(keys.get("fractions", "1.0")).split(",") if f]
-    if len(models) < 1 or len(fractions) < 1:
-        raise ConfigError("scaling needs models=a,b,c and fractions=...")
+    if len(fractions) < 1:
+        raise ConfigError("scaling needs fractions=... (e.g. fractions=0.25,0.5,1)")
     if not all(0 < f <= 1 for f in fractions):
         raise ConfigError(f"fractions={fractions}: each must be in (0, 1]")
     metric = str(keys.get("metric", "val_loss"))
@@ -86,9 +88,9 @@ def run_scaling(args: dict[str, Any]) -> dict[str, Any]:
     fixed = dict(args)
     runs: list[dict[str, Any]] = []
     task_cls = spec.load_class()
-    for model in models:
+    for model, extra in ladder:
         for frac in fractions:
-            over = {**fixed, "model": model, "fraction": str(frac), "plots": "false",
+            over = {**fixed, **extra, "fraction": str(frac), "plots": "false",
                     "out": str(out / f"{model}_f{frac}")}  # fmt: skip
             cfg = task_config(task, over)
             trainer = Trainer(task_cls(cfg), cfg)
@@ -101,7 +103,8 @@ def run_scaling(args: dict[str, Any]) -> dict[str, Any]:
     result: dict[str, Any] = {"runs": runs, "metric": metric}
     big_f = max(fractions)
     by_n = sorted((r for r in runs if r["fraction"] == big_f), key=lambda r: r["params"])
-    by_d = sorted((r for r in runs if r["model"] == models[-1]), key=lambda r: r["fraction"])
+    biggest = ladder[-1][0]
+    by_d = sorted((r for r in runs if r["model"] == biggest), key=lambda r: r["fraction"])
     for key, pts, x in (("L(N)", by_n, "params"), ("L(D)", by_d, "fraction")):
         if len({r[x] for r in pts}) >= 3:
             xs, ys = [r[x] for r in pts], [r[metric] for r in pts]
@@ -110,6 +113,27 @@ def run_scaling(args: dict[str, Any]) -> dict[str, Any]:
     (out / "scaling.json").write_text(json.dumps(result, indent=1))
     plot_scaling(result, out / "plots" / "scaling.png")
     return result
+
+
+def _ladder(keys: dict[str, Any], args: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """The N axis as (run name, config overrides): ``models=a,b,c`` or one ``model=`` at
+    ``widths=w1,w2,w3`` (passed as ``model_kwargs: {width: w}``)."""
+    models = [m for m in str(keys.get("models", "")).split(",") if m]
+    widths = [w for w in str(keys.get("widths", "")).split(",") if w]
+    if models and widths:
+        raise ConfigError("scaling takes models=a,b,c or model=NAME widths=w1,w2,..., not both")
+    if widths:
+        model = args.pop("model", None)
+        if not model:
+            raise ConfigError("widths= needs the model whose width it sets: model=resnet20")
+        try:
+            ws = [int(w) for w in widths]
+        except ValueError:
+            raise ConfigError(f"widths={','.join(widths)}: each must be an integer") from None
+        return [(f"{model}_w{w}", {"model": model, "model_kwargs": {"width": w}}) for w in ws]
+    if not models:
+        raise ConfigError("scaling needs models=a,b,c (or model=NAME widths=w1,w2,...)")
+    return [(m, {"model": m}) for m in models]
 
 
 def plot_scaling(result: dict[str, Any], path: Path) -> None:

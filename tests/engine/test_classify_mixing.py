@@ -116,20 +116,22 @@ def test_augment_spec_replaces_default_train_pipeline():
     )
 
 
-def test_end_to_end_mixing_sampler_weights(tmp_path):
+def test_end_to_end_mixing_sampler_weights(tmp_path, easy_folder):
     out = tmp_path / "run"
-    args = ["data=shapes:160", "model=resnet20", "imgsz=32", "batch=32", "workers=0",
-            "progress=false", "epochs=1", "plots=false", "mixup=0.2", "cutmix=1.0",
-            "label_smoothing=0.1", "sampler=balanced", "class_weights=inverse"]  # fmt: skip
+    args = [f"data={easy_folder}", "val_fraction=0.25", "model=lenet5", "imgsz=32", "batch=8",
+            "workers=0", "progress=false", "epochs=3", "warmup_epochs=0", "optimizer=adamw",
+            "lr=0.003", "plots=false", "mixup=0.2", "cutmix=1.0", "label_smoothing=0.1",
+            "sampler=balanced", "class_weights=inverse"]  # fmt: skip
     metrics = run(["train", "classify", *args, f"cache_dir={tmp_path / 'cache'}", f"out={out}"])
-    assert 0.0 <= metrics["top1"] <= 1.0
+    # learns through mixed targets: measured val top1 1.0 (seeds 0-2), lr=0 0.06-0.25
+    assert metrics["top1"] >= 0.75, metrics["top1"]
     row = (out / "metrics.csv").read_text().splitlines()
     header = row[0].split(",")
     assert "train_top1" in header
-    values = dict(zip(header, row[1].split(",")))
+    values = dict(zip(header, row[-1].split(",")))
     assert 0.0 <= float(values["train_top1"]) <= 1.0 and np.isfinite(float(values["train_loss"]))
     stats = json.loads((out / "norm_stats.json").read_text())
-    assert (tmp_path / "cache" / "stats").is_dir() and stats["samples"] == 160
+    assert (tmp_path / "cache" / "stats").is_dir() and stats["samples"] == 48
 
 
 def test_policy_and_erasing_keys_reach_the_train_pipeline():

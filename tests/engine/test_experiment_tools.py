@@ -83,3 +83,30 @@ def test_diagnose_key_adds_columns_and_a_report(tmp_path):
     assert float(row["grad_norm"]) > 0 and 0 <= float(row["dead_relu"]) <= 1
     report = json.loads((tmp_path / "d" / "diagnostics.json").read_text())
     assert report["layers"] and (tmp_path / "d" / "plots" / "gradient_flow.png").is_file()
+
+
+@pytest.mark.parametrize("batch,lr", [("16", "0.1"), ("64", "0.4")])
+def test_decoupled_wd_keeps_the_per_step_decay(tmp_path, batch, lr):
+    # weight_decay=0.002 with decouple_wd: every run decays a weight by lr*wd_eff = 0.002 per
+    # step at the peak lr, whatever lr= or lr_scale make of the lr (airbench's decoupling)
+    cfg = task_config("classify", {**BASE, "lr": lr, "batch": batch, "lr_scale": "linear",
+                                   "base_batch": "32", "weight_decay": "0.002",
+                                   "decouple_wd": "true", "momentum": "0", "nesterov": "false",
+                                   "warmup_epochs": "0", "out": str(tmp_path / "r")})  # fmt: skip
+    trainer = Trainer(ClassifyTask(cfg), cfg)
+    trainer._setup()
+    peak = float(lr) * int(batch) / 32
+    groups = [g for g in trainer.optimizer.param_groups if g["weight_decay"] > 0]
+    assert groups and all(g["lr"] == pytest.approx(peak) for g in groups)
+    assert all(g["lr"] * g["weight_decay"] == pytest.approx(0.002) for g in groups)
+    p = groups[0]["params"][0]
+    before = p.detach().clone()
+    for g in groups:  # zero gradients: only the decay moves the weights
+        for q in g["params"]:
+            q.grad = torch.zeros_like(q)
+    trainer.optimizer.step()
+    torch.testing.assert_close(p.detach(), before * (1 - 0.002), rtol=1e-6, atol=1e-8)
+    plain = task_config("classify", {**BASE, "weight_decay": "0.002", "out": str(tmp_path / "p")})
+    t2 = Trainer(ClassifyTask(plain), plain)
+    t2._setup()
+    assert max(g["weight_decay"] for g in t2.optimizer.param_groups) == 0.002  # torch's meaning

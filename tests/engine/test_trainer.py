@@ -84,12 +84,15 @@ def test_freeze_keeps_weights(tmp_path):
     assert any(g["lr_mult"] == 2.0 for g in trainer.optimizer.param_groups), lrs
 
 
-def test_ema_is_evaluated_alongside_raw(tmp_path):
-    trainer, metrics = fit(tmp_path, "ema", model="resnet20", epochs=2, ema=True, ema_tau=5.0)
-    assert "raw_top1" in metrics and 0 <= metrics["top1"] <= 1
+def test_ema_is_evaluated_alongside_raw(tmp_path, easy_folder):
+    trainer, metrics = fit(tmp_path, "ema", model="lenet5", epochs=2, ema=True, ema_tau=5.0,
+                           data=str(easy_folder), val_fraction=0.25, batch=8, warmup_epochs=0,
+                           optimizer="adamw", lr=0.003)  # fmt: skip
+    # both learned the colours (chance 0.25): measured raw and EMA top1 1.0 (seeds 0-2)
+    assert metrics["raw_top1"] >= 0.75 and metrics["top1"] >= 0.75
     state = load_checkpoint(tmp_path / "ema" / "last.pt")
     assert state["ema"] is not None
-    assert not torch.equal(state["ema"]["fc.weight"], state["model"]["fc.weight"])
+    assert not torch.equal(state["ema"]["fc3.weight"], state["model"]["fc3.weight"])
 
 
 def test_val_interval_evaluates_every_kth_and_last_epoch(tmp_path):
@@ -118,18 +121,41 @@ def test_val_interval_evaluates_every_kth_and_last_epoch(tmp_path):
 
 
 @pytest.mark.parametrize("opt", ["sgd", "adamw", "rmsprop"])
-def test_amp_and_regularizers_run(tmp_path, opt):
+def test_amp_and_regularizers_run(tmp_path, easy_folder, opt):
+    # LeNet (no BatchNorm: eval sees the trained weights as they are) on the easy colour
+    # folder, 2 epochs of 6 steps under bf16 autocast with L1/L2 penalties and clipping
     _, metrics = fit(
         tmp_path,
         opt,
-        model="resnet20",
-        epochs=1,
+        data=str(easy_folder),
+        val_fraction=0.25,
+        batch=8,
+        model="lenet5",
+        epochs=2,
+        warmup_epochs=0,
         amp=True,
         optimizer=opt,
-        lr=0.001 if opt != "sgd" else 0.05,
+        lr=0.003 if opt != "sgd" else 0.05,
         l1=1e-6,
         l2=1e-5,
         grad_clip=5.0,
         channels_last=True,
     )
-    assert np.isfinite(metrics["val_loss"]) and 0 <= metrics["top1"] <= 1
+    # measured top1 1.0 for each optimizer (seeds 0-2); lr=0 gives 0.06-0.25 (chance 0.25)
+    assert np.isfinite(metrics["val_loss"]) and metrics["top1"] >= 0.75, metrics["top1"]
+
+
+@pytest.mark.slow
+def test_rmsprop_amp_val_loss_spike_is_lagging_bn_statistics(tmp_path):
+    """resnet20 after 4 RMSprop steps (bf16 autocast) reports a val loss of ~7e3: RMSprop's
+    square average starts at 0, so its first steps are ~10x lr per weight, and eval-mode BN
+    still holds running statistics ~66 % from their initial values. Recomputing the statistics
+    (torch's ``update_bn``) brings the loss back to chance level, ln 6 = 1.79 (measured 1.95):
+    the weights are sane, no optimizer or AMP bug."""
+    from torch.optim.swa_utils import update_bn
+
+    trainer, metrics = fit(tmp_path, "rms", model="resnet20", epochs=1, amp=True,
+                           optimizer="rmsprop", lr=0.001, channels_last=True)  # fmt: skip
+    task = trainer.task
+    update_bn((task._inputs(b) for b in trainer.train_loader), trainer.module)
+    assert task.evaluate(trainer.module)["val_loss"] < 2.5

@@ -1,10 +1,16 @@
 """The speedrun parts wired into the classify task: recipes, whitening fit and freeze,
 device augmentation in the step, lookahead callback, TTA in evaluation."""
 
+import os
+import shutil
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
 
+from cvcraft.engine.checkpoint import load_checkpoint
 from cvcraft.engine.lookahead import Lookahead
 from cvcraft.engine.trainer import Trainer
 from cvcraft.errors import ConfigError
@@ -128,3 +134,37 @@ def test_tta_in_predict(ckpt, images, tmp_path):
     for r, row in zip(got, probs):
         assert r["score"] == pytest.approx(float(row.max()), rel=1e-4)
         assert r["class"] == state["classes"][int(row.argmax())]
+
+
+def _train(out, tmp_path, *extra, **env):
+    keys = ["data=shapes:64", "model=mlp", "imgsz=8", "batch=16", "epochs=3", "workers=0",
+            "progress=false", "plots=false", f"out={out}", "lookahead=5", "seed=3",
+            "deterministic=true", *extra]  # fmt: skip
+    e = dict(os.environ, OMP_NUM_THREADS="1", **env)
+    cmd = [sys.executable, "-m", "cvcraft.cli", "train", "classify", *keys]
+    return subprocess.run(cmd, cwd=tmp_path, env=e, capture_output=True, text=True, timeout=600)
+
+
+def test_lookahead_slow_weights_survive_a_resume(tmp_path):
+    # 3 epochs straight vs killed after epoch 2 and resumed: the same weights bit for bit, which
+    # needs the slow average from last.pt (a fresh one would restart at the fast weights)
+    assert _train("a", tmp_path).returncode == 0
+    killed = _train("b", tmp_path, CVCRAFT_FAULT_KILL_AFTER_EPOCH="2")
+    assert killed.returncode != 0
+    state = load_checkpoint(tmp_path / "b" / "last.pt")
+    slow = state["callbacks"]["lookahead"]["slow"]
+    assert slow.keys() == {k for k, v in state["model"].items() if v.is_floating_point()}
+    assert not all(torch.equal(slow[k], state["model"][k]) for k in slow)  # a real average
+    shutil.copytree(tmp_path / "b", tmp_path / "c")
+    resumed = _train("b", tmp_path, "resume=true")
+    assert resumed.returncode == 0, resumed.stderr
+    a, b = load_checkpoint(tmp_path / "a" / "last.pt"), load_checkpoint(tmp_path / "b" / "last.pt")
+    for k, v in a["model"].items():
+        assert torch.equal(b["model"][k], v), k
+    # a checkpoint without the slow weights is refused, not resumed from a reset average
+    del state["callbacks"]
+    torch.save(state, tmp_path / "c" / "last.pt")
+    (tmp_path / "c" / "last.pt.sha256").unlink(missing_ok=True)
+    (tmp_path / "c" / "last.prev.pt").unlink(missing_ok=True)
+    refused = _train("c", tmp_path, "resume=true")
+    assert refused.returncode != 0 and "no state for the 'lookahead' callback" in refused.stderr

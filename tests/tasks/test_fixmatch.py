@@ -145,16 +145,20 @@ def test_batch_loss_is_ce_plus_masked_term():
     assert stats.compute()["mask_rate"] == pytest.approx(float(mask.mean()))
 
 
-def test_fixmatch_trains_end_to_end(tmp_path):
-    keys = {**BASE, "semi": "fixmatch", "labeled": "10", "mu": "2", "tau": "0", "ema": "true",
+def test_fixmatch_trains_end_to_end(tmp_path, easy_folder):
+    keys = {**BASE, "semi": "fixmatch", "labeled": "8", "mu": "2", "tau": "0", "ema": "true",
+            "data": str(easy_folder), "val_fraction": "0.25", "imgsz": "32", "model": "lenet5",
+            "epochs": "4", "warmup_epochs": "0", "optimizer": "adamw", "lr": "0.003",
             "out": str(tmp_path / "run")}  # fmt: skip
     cfg = task_config("classify", keys)
     metrics = Trainer(ClassifyTask(cfg), cfg).fit()
     assert metrics["mask_rate"] == 1.0  # tau = 0: every pseudo-label is used
-    assert metrics["loss_u"] > 0 and 0 <= metrics["top1"] <= 1
+    # 8 labels (2 a class) of the easy colour folder: measured raw top1 0.94-1.0
+    # (seeds 0-2), lr=0 0.06-0.25; chance 0.25
+    assert metrics["loss_u"] > 0 and metrics["raw_top1"] >= 0.75, metrics["raw_top1"]
     rows = list(csv.DictReader(open(tmp_path / "run" / "metrics.csv")))
     assert float(rows[-1]["mask_rate"]) == 1.0
-    # 10 labelled of 64, mu = 2: an epoch is max(10, ceil(54 / 2)) = 27 items -> 3 batches of 8
+    # 8 labelled of 48, mu = 2: an epoch is max(8, ceil(40 / 2)) = 20 items -> 2 full batches of 8
     assert float(rows[-1]["train_ips"]) > 0
 
 

@@ -42,3 +42,30 @@ def test_scaling_runs_a_ladder_and_writes_the_fits(tmp_path):
     assert saved["L(N)"]["y"] == [r["val_loss"] for r in full]
     refit = fit_power_law(saved["L(D)"]["x"], saved["L(D)"]["y"])
     assert saved["L(D)"]["alpha"] == pytest.approx(refit["alpha"])
+
+
+def test_a_width_ladder_of_one_model(tmp_path):
+    # widths= turns resnet20's first-stage channels: stages (w, 2w, 4w), so the runs' parameter
+    # counts are those of the models built directly at each width
+    from cvcraft.models import create_model
+
+    res = run_scaling({"task": "classify", "model": "resnet20", "widths": "4,8,12",
+                       "fractions": "0.5,1.0", "out": str(tmp_path / "w"),
+                       "data": "shapes:64", "imgsz": "16", "epochs": "1", "batch": "16",
+                       "workers": "0", "progress": "false"})  # fmt: skip
+    assert len(res["runs"]) == 6 and "L(N)" in res and "L(D)" not in res  # 2 fractions < 3
+    n_cls = len(json.loads((tmp_path / "w" / "resnet20_w4_f1.0" / "classes.json").read_text()))
+    want = {w: sum(p.numel() for p in create_model("resnet20", num_classes=n_cls, width=w)
+                   .parameters()) for w in (4, 8, 12)}  # fmt: skip
+    got = {r["model"]: r["params"] for r in res["runs"] if r["fraction"] == 1.0}
+    assert got == {f"resnet20_w{w}": n for w, n in want.items()}
+    conv1 = create_model("resnet20", width=12).conv1
+    assert conv1.out_channels == 12
+    default = sum(p.numel() for p in create_model("resnet20").parameters())
+    assert default == 272474  # He et al.'s 0.27M at the default width 16
+    with pytest.raises(ConfigError, match="not both"):
+        run_scaling({"task": "classify", "models": "mlp", "widths": "4", "model": "resnet20"})
+    with pytest.raises(ConfigError, match="needs the model"):
+        run_scaling({"task": "classify", "widths": "4,8"})
+    with pytest.raises(ConfigError, match="must be an integer"):
+        run_scaling({"task": "classify", "widths": "4,x", "model": "resnet20"})

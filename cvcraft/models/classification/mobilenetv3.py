@@ -106,6 +106,8 @@ class MobileNetV3(nn.Module):
         arch: "large" (15 bottlenecks, 1280-wide head) or "small" (11, 1024-wide head).
         width_mult: scales every channel count (rounded to multiples of 8), the head too.
         drop_rate: dropout between the two head layers (0.2).
+        reduced_tail: halve the last stage's channels (and the head's), torchvision's option
+            for detection trunks (SSDLite).
 
     ``num_features`` is the width of ``forward_features`` (960 large / 576 small);
     ``num_classes=0`` keeps the head's hidden layer, so the model returns (B, 1280 | 1024).
@@ -123,6 +125,7 @@ class MobileNetV3(nn.Module):
         in_chans: int = 3,
         width_mult: float = 1.0,
         drop_rate: float = 0.2,
+        reduced_tail: bool = False,
     ) -> None:
         super().__init__()
         if arch not in ("large", "small"):
@@ -130,6 +133,10 @@ class MobileNetV3(nn.Module):
         if width_mult <= 0:
             raise ConfigError(f"MobileNetV3 width_mult must be > 0, got {width_mult}")
         table = _LARGE if arch == "large" else _SMALL
+        if reduced_tail:  # the last three bottlenecks: outputs (and the later expansions) / 2
+            tail = [(k, e if i == 0 else e // 2, c_out // 2, se, a, s)
+                    for i, (k, e, c_out, se, a, s) in enumerate(table[-3:])]  # fmt: skip
+            table = table[:-3] + tail
         self.num_classes = num_classes
         self.default_input_size = (in_chans, 224, 224)
         c = round_channels(16 * width_mult)
@@ -151,7 +158,8 @@ class MobileNetV3(nn.Module):
             red *= s
             if i + 1 == len(strides) or strides[i + 1] == 2:  # last layer at this stride
                 self.feature_info.append(feature_entry(chans[i], red, f"features.{i}"))
-        self.head_hidden = round_channels((1280 if arch == "large" else 1024) * width_mult)
+        head = (1280 if arch == "large" else 1024) // (2 if reduced_tail else 1)
+        self.head_hidden = round_channels(head * width_mult)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Sequential(
             nn.Linear(self.num_features, self.head_hidden),

@@ -193,11 +193,13 @@ def _resnet(depth: int, num_classes: int, in_chans: int, **kw) -> ResNet:
     return ResNet(block, layers, num_classes=num_classes, in_chans=in_chans, **kw)
 
 
-def _cifar_resnet(depth: int, num_classes: int, in_chans: int, **kw) -> ResNet:
+def _cifar_resnet(depth: int, num_classes: int, in_chans: int, width: int = 16, **kw) -> ResNet:
+    """He et al.'s CIFAR ResNet; ``width`` is the first stage's channels (stages w, 2w, 4w),
+    the knob a width ladder (``cvcraft scaling widths=``) turns."""
     n = (depth - 2) // 6  # 6n + 2 layers: stem conv + 3 stages x n blocks x 2 convs + fc
     return ResNet(
         "basic", (n, n, n), num_classes=num_classes, in_chans=in_chans,
-        widths=(16, 32, 64), stem="cifar", **kw,
+        widths=(width, 2 * width, 4 * width), stem="cifar", **kw,
     )  # fmt: skip
 
 
