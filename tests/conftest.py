@@ -1,6 +1,8 @@
 import os
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 import torch
 from hypothesis import settings
@@ -81,3 +83,28 @@ def randomize_bn():
     """``randomize_bn(model, seed=0)``: :func:`randomize_norms_` for any test (BatchNorm stats
     and affine, LayerNorm/GroupNorm affine), in place; returns the model."""
     return randomize_norms_
+
+
+EASY_COLOURS = ((200, 40, 40), (40, 170, 40), (40, 60, 210), (190, 190, 60))
+
+
+def write_easy_folder(root: Path, per_class: int = 16, size: int = 32, seed: int = 0) -> Path:
+    """An ImageFolder any classifier learns in a few steps: class k is noisy colour
+    ``EASY_COLOURS[k]`` (per-image brightness shift +-30, per-pixel noise sd 25), so a
+    learning threshold far above chance (1/4) tells a broken optimizer, loss or label
+    pipeline from a working one in seconds. Returns ``root``."""
+    rng = np.random.default_rng(seed)
+    for k, colour in enumerate(EASY_COLOURS):
+        (root / f"c{k}").mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            shift = rng.uniform(-30, 30)
+            img = np.asarray(colour, np.float64) + shift + rng.normal(0, 25, (size, size, 3))
+            bgr = np.clip(img, 0, 255).astype(np.uint8)[..., ::-1]
+            cv2.imwrite(str(root / f"c{k}" / f"{i}.png"), bgr)
+    return root
+
+
+@pytest.fixture
+def easy_folder(tmp_path) -> Path:
+    """:func:`write_easy_folder` with 16 images per class (64 images, 4 classes)."""
+    return write_easy_folder(tmp_path / "easy")

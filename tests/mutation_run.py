@@ -387,6 +387,47 @@ MUTANTS = [
     ),
 ]
 
+# smoke tests that now assert learning on the easy colour folder (issue 25, class 8, round 3):
+# each test alone must fail with the optimizer never stepping and with labels misaligned
+SMOKE_LEARNING = (
+    "tests/engine/test_zoo_trains.py::test_model_trains_from_config[mlp]",
+    "tests/engine/test_zoo_trains.py::test_model_trains_from_config[vit_tiny_patch4_32]",
+    "tests/engine/test_zoo_trains.py::test_model_trains_from_config[swin_nano_patch2_window4_32]",
+    "tests/engine/test_trainer.py::test_amp_and_regularizers_run[sgd]",
+    "tests/engine/test_trainer.py::test_amp_and_regularizers_run[adamw]",
+    "tests/engine/test_trainer.py::test_amp_and_regularizers_run[rmsprop]",
+    "tests/engine/test_trainer.py::test_ema_is_evaluated_alongside_raw",
+    "tests/engine/test_classify_mixing.py::test_end_to_end_mixing_sampler_weights",
+    "tests/tasks/test_fixmatch.py::test_fixmatch_trains_end_to_end",
+)
+_ROLL_CLASSIFY = (
+    "cvcraft/tasks/classify/task.py",
+    'y = batch["labels"].to(self.device, non_blocking=True)',
+    'y = batch["labels"].roll(1).to(self.device, non_blocking=True)',
+)
+# FixMatch takes its labels in semi.py (the task's ``y`` is not used on that path)
+_ROLL_FIXMATCH = (
+    "cvcraft/tasks/classify/semi.py",
+    'y = batch["labels"].to(logits.device, non_blocking=True)\n    loss_u, mask = fix',
+    'y = batch["labels"].roll(1).to(logits.device, non_blocking=True)\n    loss_u, mask = fix',
+)
+for _test in SMOKE_LEARNING:
+    _short = _test.split("::")[1]
+    MUTANTS += [
+        Mutant(
+            f"smoke {_short}: the optimizer never steps",
+            "cvcraft/engine/trainer.py",
+            "        self.scaler.step(part.opt)\n",
+            "        pass\n",
+            (_test,),
+        ),
+        Mutant(
+            f"smoke {_short}: labels rolled by one within the batch",
+            *_ROLL_FIXMATCH if "fixmatch" in _test else _ROLL_CLASSIFY,
+            (_test,),
+        ),
+    ]
+
 
 def run(m: Mutant, root: Path) -> tuple[str, float, str]:
     """(killed|SURVIVED|ERROR, seconds, last pytest line) for one mutant."""

