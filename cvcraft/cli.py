@@ -63,6 +63,7 @@ commands:
   calibrate images=DIR pattern=9x6 square=25  camera intrinsics from checkerboard photos
   tune    TASK space=space.yaml trials=N out=DIR  Optuna search (TPE, pruning, resumable)
   scaling TASK models=a,b,c fractions=.25,.5,1     fit L(N), L(D) power laws to a run ladder
+  scaling TASK model=M widths=8,16,32 fractions=..  the same over one model's widths
   kfold   TASK folds=5 out=DIR set='{...}'         k stratified folds, mean +- std, OOF preds
   ensemble TASK weights=a.pt,b.pt data=...         average members' probabilities
   ensemble detect preds=a.json,b.json method=wbf weights=2,1   fuse detectors' boxes
