@@ -8,13 +8,16 @@ from cvcraft.tasks.instance.config import InstanceConfig
 from cvcraft.tasks.registry import TaskSpec, register_task
 
 # The embedded default: YOLO-seg pico on 64 px multi-object shapes, the detect demo's recipe
-# (Mosaic off, scale jitter 0.25, AdamW 0.004, EMA) with masks; the measured mask AP50 and
-# time are in BENCHMARKS.md.
+# (Mosaic off, scale jitter 0.25, AdamW 0.004, EMA) with masks, 15 epochs on one compute
+# thread: this model's convolutions at 64 px are too small to split, and two threads spent
+# 29 s per epoch waiting on each other where one spends 12.7 s (the data worker has the
+# second core). The measured mask AP50 and time are in BENCHMARKS.md.
 DEMO_PRESET: dict[str, Any] = {
     "data": "shapes:2500",
     "model": "yolo_seg_p",
     "imgsz": 64,
-    "epochs": 20,
+    "epochs": 15,
+    "threads": 1,
     "batch": 16,
     "optimizer": "adamw",
     "lr": 0.004,
