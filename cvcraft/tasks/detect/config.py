@@ -126,6 +126,16 @@ class DetectConfig(TrainConfig):
             raise ConfigError(f"gt={self.gt}: no such file (a COCO instances JSON)")
         if self.backbone_weights and not Path(self.backbone_weights).is_file():
             raise ConfigError(f"backbone_weights={self.backbone_weights}: no such file")
+        props = (self.model_kwargs or {}).get("proposals")
+        if isinstance(props, str) and props.endswith(".json"):
+            # The file's boxes are in the pixels of the images as stored, but the task feeds
+            # the model letterboxed, augmented views; the boxes would not follow them.
+            raise ConfigError(
+                f"model_kwargs proposals={props}: proposals from a JSON file work through the "
+                "Python API (FastRCNN.forward(images, proposals=model.proposal_file"
+                ".for_images(names)), not through the detect task, whose images are resized "
+                "and augmented; use proposals: selective_search (the default)"
+            )
         if self.augment:  # fail now, not in a worker: build the spec once
             from cvcraft.transforms.pipelines import sized_spec, split_pipeline
 
