@@ -9,7 +9,6 @@ import pytest
 import torch
 from torchvision.models.detection._utils import BoxCoder
 
-from cvcraft.classic import selective_search as ss_mod
 from cvcraft.errors import ConfigError, DataError
 from cvcraft.models.detection.rcnn_teaching import RCNN, box_regression_targets, warp_regions
 
@@ -131,7 +130,6 @@ def test_bad_use_is_refused():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not ss_mod.available(), reason="needs OpenCV's contrib module (ximgproc)")
 def test_rcnn_detects_shapes_with_selective_search():
     """40 training shapes images, 20 val, 128 px, selective search (fast, <= 500 boxes),
     4 fine-tuning epochs: measured AP50 0.346 (AP 0.170) on a loaded 2-core machine in

@@ -12,7 +12,6 @@ fail a detector that does not learn (an untrained one scores map50 ~0.01).
 
 import pytest
 
-from cvcraft.classic import selective_search as ss_mod
 from cvcraft.cli import run
 
 KEYS = ["data=shapes:320", "imgsz=128", "epochs=8", "batch=16", "optimizer=adamw", "lr=0.004",
@@ -35,7 +34,6 @@ def test_cascade_rcnn_learns_shapes(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not ss_mod.available(), reason="needs OpenCV's contrib module (ximgproc)")
 def test_fast_rcnn_learns_shapes_on_selective_search(tmp_path):
     kw = f"model_kwargs={{{NET}, max_proposals: 300}}"
     keys = [k for k in KEYS if not k.startswith(("epochs=", "val_interval="))]
