@@ -4,10 +4,12 @@ detect task: a map50 figure each (slow).
 Both at a CPU size (ResNet-18 widths 16-128, 32-channel FPN, 128-wide head, 128 RoIs per
 image), 128 px, 320 shapes, 8 epochs of AdamW. Measured on a loaded 2-core machine (load
 average ~18, BENCHMARKS.md "Two-stage detectors"): Cascade R-CNN map50 0.460 (map 0.313) in
-1276 s of training (8 epochs); Fast R-CNN (5 epochs, 300 proposals) map50 0.448 (map 0.326)
-in ~240 s -- it trains without random geometry or colour, so its cached selective-search
-proposals are computed once per image (the first epoch: 146 s, the others ~24 s). The floors
-fail a detector that does not learn (an untrained one scores map50 ~0.01).
+1276 s of training (8 epochs). Fast R-CNN (5 epochs, at most 300 proposals) trains without
+random geometry or colour, so its cached selective-search proposals are computed once per
+image: with OpenCV contrib's search it scored map50 0.448 (map 0.326) in ~240 s (load ~14);
+with our own search (cvcraft.classic.selective_search, ~100 boxes per image) map50 0.264
+(map 0.190), 238 s of training, 289 s for the test (load ~4.5). The floors fail a detector
+that does not learn (an untrained one scores map50 ~0.01).
 """
 
 import pytest
@@ -40,5 +42,5 @@ def test_fast_rcnn_learns_shapes_on_selective_search(tmp_path):
     keys += ["epochs=5", "val_interval=5"]
     metrics = run(["train", "detect", "model=fastrcnn_resnet18_fpn", *keys, *STILL, kw,
                    f"out={tmp_path / 'run'}"])  # fmt: skip
-    assert metrics["map50"] >= 0.33
+    assert metrics["map50"] >= 0.2
     assert metrics["map"] <= metrics["map50"]
