@@ -148,6 +148,12 @@ def test_search_output_ranking_and_seed():
     assert len(q) >= len(a) and [0, 0, 64, 64] in q.tolist()
 
 
+def test_flat_and_tiny_images_give_the_whole_image():
+    """One segment: no merge, the only proposal is the image (1x1 included)."""
+    assert selective_search(np.full((8, 8, 3), 90, np.uint8)).tolist() == [[0, 0, 8, 8]]
+    assert selective_search(np.zeros((1, 1, 3), np.uint8)).tolist() == [[0, 0, 1, 1]]
+
+
 def test_recall_on_shapes_scenes():
     """12 val shapes scenes (128 px, 22 objects): measured recall 1.0 at IoU 0.5 and
     0.955 at IoU 0.7 (2000 boxes, ~100 per image). Flat shapes are mostly found by the
