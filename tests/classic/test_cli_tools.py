@@ -4,7 +4,6 @@ import pytest
 
 from cvcraft.classic.canny import canny_steps
 from cvcraft.classic.cli_tools import IMGPROC_KEYS, OPS, run_imgproc, to_display
-from cvcraft.classic.selective_search import available
 from cvcraft.errors import ConfigError, DataError
 
 
@@ -61,8 +60,6 @@ def test_single_output_ops_match_the_library(src, tmp_path):
 
 @pytest.mark.parametrize("op", sorted(OPS))
 def test_every_op_runs(src, tmp_path, op):
-    if op == "selective_search" and not available():
-        pytest.skip("OpenCV contrib is not installed")
     path, _ = src
     args = {
         "op": op,

@@ -11,7 +11,7 @@ takes them explicitly; otherwise the model's ``proposals`` source is called on t
 
 - a callable ``fn(images (B, C, H, W) float 0-1) -> [(R_i, 4)]``;
 - ``"selective_search"``: ``cvcraft.classic.selective_search`` on each image (fast mode,
-  needs OpenCV's contrib module);
+  our own implementation, seeded ranking);
 - a JSON file ``{"<image file name>": [[x1, y1, x2, y2], ...], ...}``: ``ProposalFile`` loads
   it; pass ``proposal_file.for_images(names)`` as ``proposals=`` (boxes in the pixels of the
   images given to the model).
@@ -49,7 +49,7 @@ class SelectiveSearchProposals:
     """Selective-search boxes (R_i, 4) for each image of a float 0-1 batch (B, C, H, W);
     a one-channel image is searched as grey RGB.
 
-    The search costs ~0.3 s per 128 px image, so results are cached by the image's bytes
+    The search costs ~0.6 s per 128 px image, so results are cached by the image's bytes
     (the paper computes proposals once, offline): an image seen again -- every epoch of a run
     without random geometry or colour, every validation -- is searched once."""
 
