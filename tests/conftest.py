@@ -108,3 +108,9 @@ def write_easy_folder(root: Path, per_class: int = 16, size: int = 32, seed: int
 def easy_folder(tmp_path) -> Path:
     """:func:`write_easy_folder` with 16 images per class (64 images, 4 classes)."""
     return write_easy_folder(tmp_path / "easy")
+
+
+@pytest.fixture(scope="session")
+def easy_folder_session(tmp_path_factory) -> Path:
+    """The same folder once per session, for module-scoped fixtures (read it, never write)."""
+    return write_easy_folder(tmp_path_factory.mktemp("easy_session") / "easy")
