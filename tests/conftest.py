@@ -114,3 +114,39 @@ def easy_folder(tmp_path) -> Path:
 def easy_folder_session(tmp_path_factory) -> Path:
     """The same folder once per session, for module-scoped fixtures (read it, never write)."""
     return write_easy_folder(tmp_path_factory.mktemp("easy_session") / "easy")
+
+
+def write_easy_segmentation(root: Path, n: int = 24, size: int = 32, seed: int = 0) -> Path:
+    """A mask dataset any segmenter learns in a few steps: a noisy grey background (class 0)
+    and two axis-aligned rectangles of side 10-18 whose class k+1 is the noisy colour
+    ``EASY_COLOURS[k]`` (k in 0..3), so each pixel's colour gives its class. Writes
+    ``train/`` (``n`` images) and ``val/`` (``n // 3``) with ``images/`` + ``masks/`` and a
+    ``data.yaml`` naming the 5 classes. Returns the YAML's path."""
+    rng = np.random.default_rng(seed)
+    for split, count in (("train", n), ("val", n // 3)):
+        (root / split / "images").mkdir(parents=True, exist_ok=True)
+        (root / split / "masks").mkdir(parents=True, exist_ok=True)
+        for i in range(count):
+            img = np.full((size, size, 3), 128.0) + rng.uniform(-30, 30)
+            mask = np.zeros((size, size), np.uint8)
+            for k in rng.choice(len(EASY_COLOURS), 2, replace=False):
+                w, h = rng.integers(10, 19, 2)
+                x, y = rng.integers(0, size - w + 1), rng.integers(0, size - h + 1)
+                img[y : y + h, x : x + w] = np.asarray(EASY_COLOURS[k]) + rng.uniform(-30, 30)
+                mask[y : y + h, x : x + w] = k + 1
+            img = np.clip(img + rng.normal(0, 25, img.shape), 0, 255).astype(np.uint8)
+            cv2.imwrite(str(root / split / "images" / f"{i}.png"), img[..., ::-1])
+            cv2.imwrite(str(root / split / "masks" / f"{i}.png"), mask)
+    names = ", ".join(["background"] + [f"c{k}" for k in range(len(EASY_COLOURS))])
+    (root / "data.yaml").write_text(
+        "train: {images: train/images, masks: train/masks}\n"
+        "val: {images: val/images, masks: val/masks}\n"
+        f"classes: [{names}]\n"
+    )
+    return root / "data.yaml"
+
+
+@pytest.fixture
+def easy_segmentation(tmp_path) -> Path:
+    """:func:`write_easy_segmentation` (24 train / 8 val images, 5 classes): its data.yaml."""
+    return write_easy_segmentation(tmp_path / "easy_seg")
