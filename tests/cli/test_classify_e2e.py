@@ -317,7 +317,7 @@ def test_csv_label_outside_class_list(tmp_path, capsys):
 
 @pytest.mark.parametrize("flag", ["--help", "-h", "help"])
 def test_top_level_help_prints_usage_and_exits_0(flag, capsys):
-    with pytest.raises(SystemExit) as e:
+    with pytest.raises(SystemExit, match="^0$") as e:
         main([flag])
     assert e.value.code == 0
     out = capsys.readouterr().out
