@@ -150,3 +150,45 @@ def write_easy_segmentation(root: Path, n: int = 24, size: int = 32, seed: int =
 def easy_segmentation(tmp_path) -> Path:
     """:func:`write_easy_segmentation` (24 train / 8 val images, 5 classes): its data.yaml."""
     return write_easy_segmentation(tmp_path / "easy_seg")
+
+
+def write_easy_detection(
+    root: Path, n: int = 32, size: int = 64, seed: int = 0, classes: int = 3
+) -> Path:
+    """A YOLO-format detection set any detector learns in a few steps: one big noisy square
+    (side 3/8 to 5/8 of ``size``: 24-40 px at 64) per image on a noisy grey background, its class k
+    the colour ``EASY_COLOURS[k]`` (k < ``classes``). Writes ``images/{train,val}`` and
+    ``labels/{train,val}`` (``n`` train, ``n // 4`` val images) and ``data.yaml``. Returns the
+    YAML's path."""
+    rng = np.random.default_rng(seed)
+    for split, count in (("train", n), ("val", max(1, n // 4))):
+        (root / "images" / split).mkdir(parents=True, exist_ok=True)
+        (root / "labels" / split).mkdir(parents=True, exist_ok=True)
+        for i in range(count):
+            img = np.full((size, size, 3), 128.0) + rng.uniform(-30, 30)
+            k = int(rng.integers(classes))
+            side = int(rng.integers(3 * size // 8, 5 * size // 8 + 1))
+            x, y = rng.integers(0, size - side + 1, 2)
+            img[y : y + side, x : x + side] = np.asarray(EASY_COLOURS[k]) + rng.uniform(-30, 30)
+            img = np.clip(img + rng.normal(0, 20, img.shape), 0, 255).astype(np.uint8)
+            cv2.imwrite(str(root / "images" / split / f"{i}.png"), img[..., ::-1])
+            c = (x + side / 2) / size, (y + side / 2) / size, side / size
+            line = f"{k} {c[0]:.6f} {c[1]:.6f} {c[2]:.6f} {c[2]:.6f}\n"
+            (root / "labels" / split / f"{i}.txt").write_text(line)
+    names = ", ".join(f"c{k}" for k in range(classes))
+    (root / "data.yaml").write_text(
+        f"path: {root}\ntrain: images/train\nval: images/val\nnames: [{names}]\n"
+    )
+    return root / "data.yaml"
+
+
+@pytest.fixture
+def easy_detection(tmp_path) -> Path:
+    """:func:`write_easy_detection` (32 train / 8 val images of 64 px, 3 classes): its YAML."""
+    return write_easy_detection(tmp_path / "easy_det")
+
+
+@pytest.fixture
+def easy_detection_128(tmp_path) -> Path:
+    """:func:`write_easy_detection` at 128 px (for stride-128 detectors such as FCOS)."""
+    return write_easy_detection(tmp_path / "easy_det_128", size=128)
