@@ -457,6 +457,7 @@ SMOKE_ROUND4 = (  # (test, slow?, the roll mutant's (file, old, new))
         False,
         _ROLL_SEGMENT,
     ),
+    ("tests/cli/test_segment_e2e.py::test_train_val_predict_segment", False, _ROLL_SEGMENT),
     (
         "tests/models/test_det_fcos.py::test_learns_easy_squares_through_the_detect_task",
         False,
