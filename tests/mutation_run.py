@@ -464,6 +464,11 @@ SMOKE_ROUND4 = (  # (test, slow?, the roll mutant's (file, old, new))
         _ROLL_DETECT,
     ),
     ("tests/cli/test_detect_e2e.py::test_yolo_learns_easy_squares", True, _ROLL_DETECT),
+    (
+        "tests/engine/test_zoo_trains.py::test_batchnorm_cnn_learns[mobilenet_v2]",
+        True,
+        _ROLL_CLASSIFY,
+    ),
 )
 for _test, _slow, _roll in SMOKE_ROUND4:
     _short = _test.split("::")[1]
