@@ -465,11 +465,6 @@ SMOKE_ROUND4 = (  # (test, slow?, the roll mutant's (file, old, new))
     ),
     ("tests/cli/test_detect_e2e.py::test_yolo_learns_easy_squares", True, _ROLL_DETECT),
     (
-        "tests/models/test_det_retinanet.py::test_learns_easy_squares_through_the_detect_task",
-        True,
-        _ROLL_DETECT,
-    ),
-    (
         "tests/engine/test_zoo_trains.py::test_batchnorm_cnn_learns[mobilenet_v2]",
         True,
         _ROLL_CLASSIFY,

@@ -198,20 +198,3 @@ def test_trains_through_the_detect_task(tmp_path):
     assert main(["train", "detect", *keys, f"out={tmp_path / 'run'}"]) == 0
     saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert saved["val_loss"] == saved["val_loss"] and 0 <= saved["map50"] <= 1
-
-
-@pytest.mark.slow
-def test_learns_easy_squares_through_the_detect_task(tmp_path, easy_detection_128):
-    """The one-epoch run above is plumbing (map50 ~0.1 on shapes:16); this one must learn:
-    20 epochs of 4 AdamW steps on the easy squares (tests/conftest.py: one big coloured square
-    an image, 3 classes, 32 train / 8 val at 128 px). Measured map50 over seeds 0-2 (data
-    and run): 0.36, 0.27, 0.28 in 20-22 s; lr=0: 0.002, 0.088, 0.077 (an untrained head
-    already overlaps some of the big squares), so the floor sits between: 0.18."""
-    tiny = "model_kwargs={fpn_channels: 32, backbone_kw: {widths: [16, 32, 64, 128]}}"
-    keys = [f"data={easy_detection_128}", "model=retinanet_resnet18_fpn", "imgsz=128",
-            "batch=8", "workers=0", "epochs=20", "progress=false", "plots=false", "mosaic=0",
-            "close_mosaic=0", "warmup_epochs=1", "optimizer=adamw", "lr=0.002", "hsv_h=0",
-            "hsv_s=0", "hsv_v=0", "val_interval=4", tiny]  # fmt: skip
-    assert main(["train", "detect", *keys, f"out={tmp_path / 'run'}"]) == 0
-    saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    assert saved["map50"] >= 0.18, saved["map50"]
