@@ -108,3 +108,87 @@ def write_easy_folder(root: Path, per_class: int = 16, size: int = 32, seed: int
 def easy_folder(tmp_path) -> Path:
     """:func:`write_easy_folder` with 16 images per class (64 images, 4 classes)."""
     return write_easy_folder(tmp_path / "easy")
+
+
+@pytest.fixture(scope="session")
+def easy_folder_session(tmp_path_factory) -> Path:
+    """The same folder once per session, for module-scoped fixtures (read it, never write)."""
+    return write_easy_folder(tmp_path_factory.mktemp("easy_session") / "easy")
+
+
+def write_easy_segmentation(root: Path, n: int = 24, size: int = 32, seed: int = 0) -> Path:
+    """A mask dataset any segmenter learns in a few steps: a noisy grey background (class 0)
+    and two axis-aligned rectangles of side 10-18 whose class k+1 is the noisy colour
+    ``EASY_COLOURS[k]`` (k in 0..3), so each pixel's colour gives its class. Writes
+    ``train/`` (``n`` images) and ``val/`` (``n // 3``) with ``images/`` + ``masks/`` and a
+    ``data.yaml`` naming the 5 classes. Returns the YAML's path."""
+    rng = np.random.default_rng(seed)
+    for split, count in (("train", n), ("val", n // 3)):
+        (root / split / "images").mkdir(parents=True, exist_ok=True)
+        (root / split / "masks").mkdir(parents=True, exist_ok=True)
+        for i in range(count):
+            img = np.full((size, size, 3), 128.0) + rng.uniform(-30, 30)
+            mask = np.zeros((size, size), np.uint8)
+            for k in rng.choice(len(EASY_COLOURS), 2, replace=False):
+                w, h = rng.integers(10, 19, 2)
+                x, y = rng.integers(0, size - w + 1), rng.integers(0, size - h + 1)
+                img[y : y + h, x : x + w] = np.asarray(EASY_COLOURS[k]) + rng.uniform(-30, 30)
+                mask[y : y + h, x : x + w] = k + 1
+            img = np.clip(img + rng.normal(0, 25, img.shape), 0, 255).astype(np.uint8)
+            cv2.imwrite(str(root / split / "images" / f"{i}.png"), img[..., ::-1])
+            cv2.imwrite(str(root / split / "masks" / f"{i}.png"), mask)
+    names = ", ".join(["background"] + [f"c{k}" for k in range(len(EASY_COLOURS))])
+    (root / "data.yaml").write_text(
+        "train: {images: train/images, masks: train/masks}\n"
+        "val: {images: val/images, masks: val/masks}\n"
+        f"classes: [{names}]\n"
+    )
+    return root / "data.yaml"
+
+
+@pytest.fixture
+def easy_segmentation(tmp_path) -> Path:
+    """:func:`write_easy_segmentation` (24 train / 8 val images, 5 classes): its data.yaml."""
+    return write_easy_segmentation(tmp_path / "easy_seg")
+
+
+def write_easy_detection(
+    root: Path, n: int = 32, size: int = 64, seed: int = 0, classes: int = 3
+) -> Path:
+    """A YOLO-format detection set any detector learns in a few steps: one big noisy square
+    (side 3/8 to 5/8 of ``size``: 24-40 px at 64) per image on a noisy grey background, its class k
+    the colour ``EASY_COLOURS[k]`` (k < ``classes``). Writes ``images/{train,val}`` and
+    ``labels/{train,val}`` (``n`` train, ``n // 4`` val images) and ``data.yaml``. Returns the
+    YAML's path."""
+    rng = np.random.default_rng(seed)
+    for split, count in (("train", n), ("val", max(1, n // 4))):
+        (root / "images" / split).mkdir(parents=True, exist_ok=True)
+        (root / "labels" / split).mkdir(parents=True, exist_ok=True)
+        for i in range(count):
+            img = np.full((size, size, 3), 128.0) + rng.uniform(-30, 30)
+            k = int(rng.integers(classes))
+            side = int(rng.integers(3 * size // 8, 5 * size // 8 + 1))
+            x, y = rng.integers(0, size - side + 1, 2)
+            img[y : y + side, x : x + side] = np.asarray(EASY_COLOURS[k]) + rng.uniform(-30, 30)
+            img = np.clip(img + rng.normal(0, 20, img.shape), 0, 255).astype(np.uint8)
+            cv2.imwrite(str(root / "images" / split / f"{i}.png"), img[..., ::-1])
+            c = (x + side / 2) / size, (y + side / 2) / size, side / size
+            line = f"{k} {c[0]:.6f} {c[1]:.6f} {c[2]:.6f} {c[2]:.6f}\n"
+            (root / "labels" / split / f"{i}.txt").write_text(line)
+    names = ", ".join(f"c{k}" for k in range(classes))
+    (root / "data.yaml").write_text(
+        f"path: {root}\ntrain: images/train\nval: images/val\nnames: [{names}]\n"
+    )
+    return root / "data.yaml"
+
+
+@pytest.fixture
+def easy_detection(tmp_path) -> Path:
+    """:func:`write_easy_detection` (32 train / 8 val images of 64 px, 3 classes): its YAML."""
+    return write_easy_detection(tmp_path / "easy_det")
+
+
+@pytest.fixture
+def easy_detection_128(tmp_path) -> Path:
+    """:func:`write_easy_detection` at 128 px (for stride-128 detectors such as FCOS)."""
+    return write_easy_detection(tmp_path / "easy_det_128", size=128)

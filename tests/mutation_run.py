@@ -2,6 +2,7 @@
 library, run the tests that guard that module, restore the file, and print a Markdown table.
 
     OMP_NUM_THREADS=1 python tests/mutation_run.py [--root DIR] [name-substring ...]
+    OMP_NUM_THREADS=1 python tests/mutation_run.py smoke4      # round 4 only (4th-round tests)
 
 ``--root`` runs against another checkout (e.g. an exported older commit, to see what the
 suite caught before; test files it lacks are left out). The library file is restored after
@@ -26,6 +27,7 @@ class Mutant(NamedTuple):
     old: str  # exact source text (must occur once)
     new: str
     tests: tuple[str, ...]  # pytest node ids / files that should kill it
+    slow: bool = False  # the tests are marked slow: run them with -m "slow or not slow"
 
 
 COCO_TESTS = ("tests/metrics/test_metrics_coco.py", "tests/metrics/test_coco_boundaries.py")
@@ -429,6 +431,60 @@ for _test in SMOKE_LEARNING:
     ]
 
 
+# round 4 (issue 25, class 8): the other tasks' smoke tests on easy data. Each test alone
+# must fail with the optimizer never stepping and with the targets misaligned, rolled by
+# one where that task's train_loss reads them.
+_ROLL_SEGMENT = (
+    "cvcraft/tasks/segment/task.py",
+    'y = batch["masks"].to(self.device, non_blocking=True)',
+    'y = batch["masks"].roll(1, 0).to(self.device, non_blocking=True)',
+)
+_ROLL_DETECT = (  # each image gets the next image's boxes and labels
+    "cvcraft/tasks/detect/task.py",
+    "targets = batch_targets(batch, self.device)",
+    "targets = batch_targets(batch, self.device)\n        targets = targets[1:] + targets[:1]",
+)
+_ROLL_RECOGNIZE = (  # the concatenated label sequence shifted by one character
+    "cvcraft/tasks/recognize/task.py",
+    'loss = ctc_loss(log_probs, batch["targets"].to(self.device), frames, tl,',
+    'loss = ctc_loss(log_probs, batch["targets"].roll(1).to(self.device), frames, tl,',
+)
+SMOKE_ROUND4 = (  # (test, slow?, the roll mutant's (file, old, new))
+    ("tests/cli/test_classify_e2e.py::test_run_folder_contents", False, _ROLL_CLASSIFY),
+    (
+        "tests/engine/test_segment_task.py::"
+        "test_trainer_learns_easy_masks_and_the_loss_takes_aux_outputs",
+        False,
+        _ROLL_SEGMENT,
+    ),
+    ("tests/cli/test_segment_e2e.py::test_train_val_predict_segment", False, _ROLL_SEGMENT),
+    (
+        "tests/models/test_det_fcos.py::test_learns_easy_squares_through_the_detect_task",
+        False,
+        _ROLL_DETECT,
+    ),
+    ("tests/cli/test_detect_e2e.py::test_yolo_learns_easy_squares", True, _ROLL_DETECT),
+    (
+        "tests/engine/test_zoo_trains.py::test_batchnorm_cnn_learns[mobilenet_v2]",
+        True,
+        _ROLL_CLASSIFY,
+    ),
+)
+for _test, _slow, _roll in SMOKE_ROUND4:
+    _short = _test.split("::")[1]
+    MUTANTS += [
+        Mutant(
+            f"smoke4 {_short}: the optimizer never steps",
+            "cvcraft/engine/trainer.py",
+            "        self.scaler.step(part.opt)\n",
+            "        pass\n",
+            (_test,),
+            _slow,
+        ),
+        Mutant(f"smoke4 {_short}: targets rolled by one within the batch", *_roll, (_test,), _slow),
+    ]
+
+
 def run(m: Mutant, root: Path) -> tuple[str, float, str]:
     """(killed|SURVIVED|ERROR, seconds, last pytest line) for one mutant."""
     tests = [t for t in m.tests if (root / t.split("::")[0]).exists()]
@@ -442,7 +498,8 @@ def run(m: Mutant, root: Path) -> tuple[str, float, str]:
         path.write_text(src.replace(m.old, m.new))
         t0 = time.perf_counter()
         p = subprocess.run(
-            [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *tests],
+            [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *tests]
+            + (["-m", "slow or not slow"] if m.slow else []),
             cwd=root,
             capture_output=True,
             text=True,

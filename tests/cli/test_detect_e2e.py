@@ -69,6 +69,23 @@ def test_predict_saves_drawings_and_coco_results(trained, tmp_path):
         assert 1 <= r["category_id"] <= 6
 
 
+# 20 epochs of 4 steps on the easy squares (tests/conftest.py: one big coloured square an
+# image, 3 classes, 32 train / 8 val at 64 px), colour jitter off (the class is the colour)
+EASY_KEYS = ["model=yolo_p", "imgsz=64", "batch=8", "epochs=20", "mosaic=0", "close_mosaic=0",
+             "warmup_epochs=0", "lr=0.01", "hsv_h=0", "hsv_s=0", "hsv_v=0", "workers=0",
+             "progress=false", "plots=false"]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_yolo_learns_easy_squares(tmp_path, easy_detection):
+    """The one-epoch run above ends at mAP 0 (plumbing only); this one must learn: measured
+    map50 over seeds 0-2 (data and run) 0.81, 0.67, 0.58 (map 0.50, 0.37, 0.25) in 16-21 s on
+    a loaded 2-core machine; lr=0: map50 0.0 for each seed."""
+    metrics = run(["train", "detect", f"data={easy_detection}", *EASY_KEYS,
+                   f"out={tmp_path / 'run'}"])  # fmt: skip
+    assert metrics["map50"] >= 0.3, metrics["map50"]
+
+
 def test_bad_input_is_one_clear_error(tmp_path, capsys):
     code = main(["train", "detect", "data=shapes:4", "mosaic=2", f"out={tmp_path / 'x'}"])
     assert code == 2

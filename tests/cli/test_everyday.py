@@ -514,7 +514,7 @@ def test_12_ctrl_c_before_the_first_checkpoint_promises_nothing(tmp_path, capsys
 def test_14_version_config_task_checkpoint_mode_and_convert_out(six_class_run, tmp_path, capsys):
     from cvcraft import __version__
 
-    with pytest.raises(SystemExit) as e:
+    with pytest.raises(SystemExit, match="^0$") as e:
         main(["--version"])
     assert e.value.code == 0 and capsys.readouterr().out.strip() == f"cvcraft {__version__}"
     # checkpoints get the mode every other file gets (umask applied), not mkstemp's 0600

@@ -5,6 +5,7 @@ import pytest
 
 from cvcraft.cli import main
 from cvcraft.engine.trainer import Trainer
+from cvcraft.errors import ConfigError
 
 FAST = ["imgsz=32", "workers=0", "progress=false", "plots=false"]
 
@@ -247,7 +248,7 @@ def test_10_the_pixel_limit_advice_is_a_knob_that_exists(tmp_path, monkeypatch, 
     assert read_image(root / "a" / "0.png").shape == (50, 100, 3)
     assert read_image(root / "a" / "0.png", max_pixels=5000).shape == (50, 100, 3)
     monkeypatch.setenv("CVCRAFT_MAX_PIXELS", "lots")
-    with pytest.raises(Exception, match="CVCRAFT_MAX_PIXELS='lots' must be a number of pixels"):
+    with pytest.raises(ConfigError, match="CVCRAFT_MAX_PIXELS='lots' must be a number of pixels"):
         read_image(root / "a" / "0.png")
 
 

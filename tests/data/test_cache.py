@@ -84,11 +84,11 @@ def test_bad_image_raises_or_is_skipped(folder, tmp_path):
 def test_interrupted_build_leaves_no_cache(folder, tmp_path, monkeypatch):
     def boom(path, **kw):
         if path.endswith("4.png"):
-            raise KeyboardInterrupt
+            raise KeyboardInterrupt("interrupted while reading 4.png")
         return read_image(path, **kw)
 
     monkeypatch.setattr(cache_mod, "read_image", boom)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt, match="while reading 4.png"):
         DecodedCache(read_imagefolder(folder), tmp_path / "cache", workers=1)
     assert os.listdir(tmp_path / "cache") == []
     monkeypatch.setattr(cache_mod, "read_image", read_image)

@@ -139,20 +139,24 @@ def test_config_keys_are_checked():
         task_config("segment", {"scale_min": 2, "scale_max": 1})
 
 
-def test_trainer_runs_one_epoch_and_the_loss_takes_aux_outputs(tmp_path):
+def test_trainer_learns_easy_masks_and_the_loss_takes_aux_outputs(tmp_path, easy_segmentation):
+    # the easy mask set (tests/conftest.py: class = the pixel's colour, 24 train / 8 val);
+    # measured mIoU over seeds 0-2 (data and run): 0.41, 0.39, 0.38; lr=0: 0.02-0.04; the
+    # all-background prediction scores 0.13-0.14 (background 67-72 % of the val pixels, 5 classes)
     cfg = task_config(
         "segment",
-        {"data": "shapes:16", "imgsz": 32, "epochs": 1, "batch": 8, "workers": 0,
+        {"data": str(easy_segmentation), "imgsz": 32, "epochs": 6, "batch": 4, "workers": 0,
+         "optimizer": "adamw", "lr": 0.01, "warmup_epochs": 0,
          "model_kwargs": {"base": 4, "depth": 2}, "progress": False, "plots": False,
-         "loss": "dice_ce", "class_weights": [0.5] + [1.0] * 6},
+         "loss": "dice_ce", "class_weights": [0.5] + [1.0] * 4},
     )  # fmt: skip
     task = SegmentTask(cfg)
-    metrics = Trainer(task, cfg, tmp_path).fit()
-    assert 0.0 <= metrics["miou"] <= 1.0 and "pixel_acc" in metrics
-    assert json.loads((tmp_path / "classes.json").read_text())[0] == "background"
+    metrics = Trainer(task, cfg, tmp_path / "run").fit()
+    assert metrics["miou"] >= 0.25 and "pixel_acc" in metrics, metrics
+    assert json.loads((tmp_path / "run" / "classes.json").read_text())[0] == "background"
     # the deep-supervision wrapper receives (main, [aux]) in train mode
-    logits = torch.randn(2, 7, 32, 32)
-    y = torch.randint(0, 7, (2, 32, 32))
+    logits = torch.randn(2, 5, 32, 32)
+    y = torch.randint(0, 5, (2, 32, 32))
     both = task.criterion((logits, [logits]), y)
     assert torch.allclose(both, task.criterion(logits, y) * (1 + cfg.aux_weight))
     with pytest.raises(ConfigError, match="class_weights"):

@@ -149,10 +149,15 @@ def test_create_model_loads_a_torchvision_file(tmp_path):
     torch.testing.assert_close(got["scores"], ref["scores"])
 
 
-def test_trains_through_the_detect_task(tmp_path):
+def test_learns_easy_squares_through_the_detect_task(tmp_path, easy_detection_128):
+    """5 epochs of 4 AdamW steps on the easy squares (tests/conftest.py: one big coloured
+    square an image, 3 classes, 32 train / 8 val at 128 px). Measured map50 over seeds 0-2
+    (data and run): 0.64, 0.20, 0.46 (7 epochs: 0.69, 0.16, 0.38); lr=0: 0.0 each."""
     tiny = "model_kwargs={fpn_channels: 32, backbone_kw: {widths: [16, 32, 64, 128]}}"
-    keys = ["data=shapes:16", "model=fcos_resnet18_fpn", "imgsz=128", "batch=4",
-            "workers=0", "epochs=1", "progress=false", "plots=false", "mosaic=0", tiny]  # fmt: skip
+    keys = [f"data={easy_detection_128}", "model=fcos_resnet18_fpn", "imgsz=128", "batch=8",
+            "workers=0", "epochs=5", "progress=false", "plots=false", "mosaic=0",
+            "close_mosaic=0", "warmup_epochs=0", "optimizer=adamw", "lr=0.004", "hsv_h=0",
+            "hsv_s=0", "hsv_v=0", tiny]  # fmt: skip
     assert main(["train", "detect", *keys, f"out={tmp_path / 'run'}"]) == 0
     saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    assert saved["val_loss"] == saved["val_loss"] and 0 <= saved["map50"] <= 1
+    assert saved["val_loss"] == saved["val_loss"] and saved["map50"] >= 0.1, saved["map50"]

@@ -185,7 +185,7 @@ def test_weights_of_another_class_count_or_network(tmp_path):
         other.box_head[2][1].weight, tv.head.regression_head.module_list[2][1].weight
     )
     # another network's file is refused, naming what does not fit
-    with pytest.raises(CheckpointError):
+    with pytest.raises(CheckpointError, match="do not fit model ssd300_vgg16"):
         create_model("ssd300_vgg16", weights=str(path))
 
 

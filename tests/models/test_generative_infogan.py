@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from cvcraft.cli import run
+from cvcraft.errors import ConfigError
 from cvcraft.losses.gan import info_loss
 from cvcraft.models import create_model
 
@@ -74,6 +75,6 @@ def test_infogan_trains_and_logs_the_mi_term(tmp_path):
     res = run(["predict", "generate", f"weights={out / 'best.pt'}", "n=3",
                f"out={tmp_path / 'p'}"])  # fmt: skip
     assert len(res) == 3
-    with pytest.raises(Exception, match="unconditional"):
+    with pytest.raises(ConfigError, match="unconditional"):
         run(["predict", "generate", f"weights={out / 'best.pt'}", "n=1", "class=1",
              f"out={tmp_path / 'q'}"])  # fmt: skip

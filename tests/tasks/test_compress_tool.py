@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from cvcraft.errors import ConfigError
 from cvcraft.tasks.compress_tool import run_prune, run_quantize
 from cvcraft.tasks.model_tools import load_classifier_any
 
@@ -63,8 +64,6 @@ def test_prune_finetunes_through_the_trainer(ckpt, tmp_path, method):
 
 
 def test_prune_finetune_needs_data(ckpt, tmp_path):
-    from cvcraft.errors import ConfigError
-
     with pytest.raises(ConfigError, match="finetune_epochs needs data="):
         run_prune({"weights": str(ckpt), "out": str(tmp_path / "p.pt"), "finetune_epochs": "1"})
 
@@ -95,5 +94,5 @@ def test_quantize_qat_finetunes_through_fake_quant(ckpt, tmp_path, monkeypatch):
     assert n_fq > 0
     model, _ = load_classifier_any(out, torch.device("cpu"))
     assert model(torch.randn(2, 3, 32, 32)).shape == (2, 6)
-    with pytest.raises(Exception, match="choose static, dynamic or qat"):
+    with pytest.raises(ConfigError, match="choose static, dynamic or qat"):
         run_quantize({"weights": str(ckpt), "data": DATA, "mode": "int4"})
