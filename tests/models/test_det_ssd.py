@@ -50,7 +50,9 @@ def _build(name, path, x):
     )
     tv = _randomize(tv.eval(), x)
     torch.save(tv.state_dict(), path)
-    return tv, create_model(name, num_classes=K, weights=str(path)).eval()
+    # torchvision's backbone takes normalized inputs: compare ours on the same tensors
+    ours = create_model(name, num_classes=K, weights=str(path), normalize_input=False)
+    return tv, ours.eval()
 
 
 @pytest.fixture(scope="module", params=["ssd300_vgg16", "ssdlite320_mobilenet_v3_large"])
@@ -226,3 +228,35 @@ def test_ssdlite_on_mobilenetv2_and_detect_task(tmp_path):
     assert main(["train", "detect", *keys, f"out={tmp_path / 'run'}"]) == 0
     saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert saved["val_loss"] == saved["val_loss"] and 0 <= saved["map50"] <= 1
+
+
+@pytest.mark.parametrize(
+    "name,mean,std",
+    [("ssd300_vgg16", (0.48235, 0.45882, 0.40784), (1 / 255,) * 3),
+     ("ssdlite320_mobilenet_v2", (0.5,) * 3, (0.5,) * 3)],
+)  # fmt: skip
+def test_zero_one_inputs_are_normalized_as_torchvision_does(name, mean, std):
+    """The detect task feeds 0-1 images; VGG (no BatchNorm) was built for torchvision's
+    mean-subtracted 0-255 pixels and did not learn from raw 0-1 ones. The default model must
+    equal the unnormalized one on torchvision's normalized tensor, and differ from it on 0-1."""
+    kw = (
+        {"num_classes": 2, "width": 0.125}
+        if name == "ssd300_vgg16"
+        else {"num_classes": 2, "width_mult": 0.5}
+    )
+    torch.manual_seed(0)
+    ours = create_model(name, **kw).eval()
+    raw = create_model(name, normalize_input=False, **kw).eval()
+    raw.load_state_dict(ours.state_dict())  # the same keys: the norm is not saved
+    x = torch.rand(1, 3, 300, 300)
+    m, s = torch.tensor(mean).view(1, 3, 1, 1), torch.tensor(std).view(1, 3, 1, 1)
+    with torch.no_grad():
+        a, b, c = ours(x), raw((x - m) / s), raw(x)
+    torch.testing.assert_close(a["cls_logits"], b["cls_logits"], rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(a["bbox_regression"], b["bbox_regression"], rtol=1e-4, atol=1e-4)
+    # relative: SSDLite's untrained logits are tiny (~1e-17) but still differ by ~70 %
+    assert (a["cls_logits"] - c["cls_logits"]).abs().max() > 0.1 * a["cls_logits"].abs().max()
+    grey = create_model(name, in_chans=1, **kw)
+    assert torch.allclose(grey.pixel_mean.flatten(), torch.tensor(sum(mean) / 3))
+    with pytest.raises(ConfigError, match="input_norm: need 3 means"):
+        create_model(name, input_norm=((0.5, 0.5), (1.0, 1.0)), **kw)

@@ -1,31 +1,19 @@
-"""SSD300-VGG16 trains end to end on the shapes through the detect task (slow).
+"""SSD300-VGG16 learns the shapes (slow): an overfit check (``det_overfit``) of the CPU-sized
+trunk (``width=0.0625``: every VGG/extra layer at 1/16 of its channels, floor 8) at its own
+300 px: 16 scenes, 150 AdamW steps, map50 on those scenes.
 
-A CPU-sized trunk (``width=0.0625``: every VGG/extra layer at 1/16 of its channels, floor 8)
-at its own 300 px, 240 shapes (192 train), 6 epochs of AdamW. Measured on a 2-core machine
-at load average ~15 (docs/ssd.md, BENCHMARKS.md): train loss 21.7 -> 6.38, val loss 7.16
-(epoch 3) -> 6.26, map50 0.0063 (map 0.0016) in 987 s of training -- 90 steps are far too
-few for SSD from scratch to localise, so the test checks that it learns (the loss falls by
-more than half) rather than a map50 floor.
+Measured (2026-12-06, load ~4, one thread, ~60 s; BENCHMARKS.md, "Torchvision's detectors"):
+map50 0.77 / 0.89 (seeds 0 / 1). Before the input fix (raw 0-1 pixels into the BatchNorm-free
+VGG, ``normalize_input=False`` now) the same run gave 0.10, and a 90-step run through the
+detect task 0.006: the model could not learn, it was not only under-trained.
 """
 
-import csv
-
 import pytest
-
-from cvcraft.cli import run
-
-KEYS = ["data=shapes:240", "model=ssd300_vgg16", "imgsz=300", "epochs=6", "batch=16",
-        "optimizer=adamw", "lr=0.004", "warmup_epochs=1", "mosaic=0", "close_mosaic=0",
-        "workers=0", "val_interval=3", "progress=false", "plots=false",
-        "model_kwargs={width: 0.0625}"]  # fmt: skip
+from det_overfit import overfit_map50
 
 
 @pytest.mark.slow
-def test_ssd300_learns_shapes(tmp_path):
-    metrics = run(["train", "detect", *KEYS, f"out={tmp_path / 'run'}"])
-    rows = list(csv.DictReader((tmp_path / "run" / "metrics.csv").open()))
-    losses = [float(r["train_loss"]) for r in rows]
-    assert losses[-1] < 0.5 * losses[0]  # measured 0.29
-    vals = [float(r["val_loss"]) for r in rows if r["val_loss"]]
-    assert vals[-1] < vals[0]
-    assert 0 <= metrics["map50"] <= 1 and metrics["map"] <= metrics["map50"]
+def test_ssd300_overfits_shapes():
+    m50 = overfit_map50("ssd300_vgg16", {"width": 0.0625}, scenes=16, imgsz=300, steps=150,
+                        batch=8, lr=0.003)  # fmt: skip
+    assert m50 >= 0.4  # measured 0.77 / 0.89; raw 0-1 inputs 0.10; untrained 0.0

@@ -92,3 +92,28 @@ def test_multiple_anchors_per_gt():
     iou = wh_iou(torch.tensor([[30.0, 60.0]]), torch.cat(anchors))[0]
     expected = int(((iou > 0.213) | (iou == iou.max())).sum())
     assert sum(len(x["img"]) for x in lv) == expected >= 2
+
+
+def test_scaled_yolov4_assignment_option():
+    from cvcraft.models.detection.yolo_anchor_loss import build_anchor_targets
+
+    paper = create_model("yolov4_small", num_classes=1)
+    scaled = create_model("yolov4_small", num_classes=1, coding="v5", match="ratio")
+    assert (paper.param, paper.criterion.match) == ("v4", "iou")
+    assert (scaled.param, scaled.criterion.match) == ("v5", "ratio")
+    box = torch.tensor([[100.0, 100, 130, 160]])  # centre (115, 130): off every cell centre
+    t = [{"boxes": box, "labels": torch.tensor([0])}]
+    grids = [(40, 40), (20, 20), (10, 10)]
+    n = {}
+    for m in (paper, scaled):
+        lv = build_anchor_targets(t, m.level_anchors(), m.strides, grids, m.criterion.match)
+        n[m.criterion.match] = sum(len(x["img"]) for x in lv)
+    assert n["ratio"] >= 3 * n["iou"]  # neighbour cells and looser shapes: many more positives
+    out = scaled(torch.rand(1, 3, 64, 64))
+    loss, items = scaled.loss(out, [{"boxes": torch.tensor([[4.0, 4, 30, 40]]),
+                                     "labels": torch.tensor([0])}])  # fmt: skip
+    assert torch.isfinite(loss) and items["box"] > 0
+    with pytest.raises(ConfigError, match="only coding=v5"):
+        create_model("yolov4_small", match="ratio")
+    with pytest.raises(ConfigError, match="coding="):
+        create_model("yolov4_small", coding="v2")

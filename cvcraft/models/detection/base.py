@@ -2,8 +2,9 @@
 
 A detector is an ``nn.Module`` with three entry points:
 
-- ``forward(images, targets=None)``: ``images`` float (N, 3, H, W), already normalized by
-  the model's own convention (0-1 inputs; see ``input_scale``). Returns the raw outputs in
+- ``forward(images, targets=None)``: ``images`` float (N, 3, H, W), 0-1 (what the detect
+  task feeds); a model built for another input scale maps 0-1 to it itself (SSD's
+  ``input_norm``: a BatchNorm-free trunk does not learn otherwise). Returns the raw outputs in
   whatever structure the model likes. ``targets`` is passed during training only; one-stage
   models ignore it, two-stage models (Faster R-CNN) need it to sample proposals.
 - ``loss(outputs, targets) -> (total, items)``: ``targets`` is a list of N dicts with

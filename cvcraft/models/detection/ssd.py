@@ -25,9 +25,15 @@ Pieces:
 Every constant is torchvision's ``ssd300_vgg16``, so ``from_torchvision_state_dict`` loads its
 weights and gives its default boxes, detections and losses (tests). Our labels 0..K-1 are
 torchvision's 1..K (its class 0 is background): COCO's 91 logits are ``num_classes=90``.
-Inputs are already-normalized images (torchvision subtracts the per-channel mean in 0-255
-units: mean (0.48235, 0.45882, 0.40784), std 1/255); at the 300 px it was designed for the
-default boxes sit on torchvision's steps, at any other size on the feature cells.
+Inputs are 0-1 images, as for every detector here (``detection.base``); the model maps them
+to torchvision's convention itself (``input_norm``: the per-channel mean subtracted in 0-255
+units, mean (0.48235, 0.45882, 0.40784), std 1/255). That matters: VGG has no BatchNorm,
+so its Xavier-initialised layers see 255x smaller, uncentred activations on raw 0-1 inputs,
+and the deeper maps barely move from their biases (on 32 shapes scenes the width-1/16 model
+did not learn at all in 300 steps, see BENCHMARKS.md). ``normalize_input=False`` (the
+factory) takes already-normalized inputs, as torchvision's ``backbone`` does. At the 300 px
+it was designed for the default boxes sit on torchvision's steps, at any other size on the
+feature cells.
 """
 
 from __future__ import annotations
@@ -56,6 +62,7 @@ __all__ = [
     "SSD",
     "L2Norm",
     "VGG16SSDTrunk",
+    "channel_norm",
     "from_torchvision_state_dict",
     "scoring_heads",
     "ssd300_vgg16",
@@ -185,6 +192,8 @@ class SSD(Detector):
         steps: per-map pixel steps of the centres at ``input_size`` (None: the feature cells).
         iou_thr: matching threshold; neg_pos_ratio: hard negatives per positive.
         conf, iou, max_det, topk_candidates: post-processing defaults.
+        input_norm: (mean, std) per channel applied to the 0-1 input in ``forward``
+            (``(x - mean) / std``), or None for inputs already normalized.
 
     ``forward`` returns a dict: ``cls_logits`` (B, N, K + 1), ``bbox_regression`` (B, N, 4),
     ``anchors`` (N, 4) default boxes xyxy, ``image_size`` (H, W).
@@ -210,6 +219,7 @@ class SSD(Detector):
         iou: float = 0.45,
         max_det: int = 200,
         topk_candidates: int = 400,
+        input_norm: tuple[Sequence[float], Sequence[float]] | None = None,
     ) -> None:
         super().__init__()
         if num_classes < 1:
@@ -231,6 +241,18 @@ class SSD(Detector):
         self.iou_thr, self.neg_pos_ratio = iou_thr, neg_pos_ratio
         self.conf, self.iou, self.max_det = conf, iou, max_det
         self.topk_candidates = topk_candidates
+        self.input_norm = input_norm is not None
+        if input_norm is not None:
+            mean_v, std_v = ([float(v) for v in t] for t in input_norm)
+            if len(mean_v) != in_chans or len(std_v) != in_chans or min(std_v) <= 0:
+                raise ConfigError(
+                    f"SSD input_norm: need {in_chans} means and {in_chans} positive stds, got "
+                    f"{input_norm}"
+                )
+            mean, std = (torch.tensor(v).view(1, -1, 1, 1) for v in (mean_v, std_v))
+            # not in the state dict: torchvision's files (and ours) keep their keys
+            self.register_buffer("pixel_mean", mean, persistent=False)
+            self.register_buffer("pixel_std", std, persistent=False)
 
     def anchors(self, feats: Sequence[torch.Tensor], image_size: tuple[int, int]) -> torch.Tensor:
         """Default boxes (N, 4); on ``steps`` at the designed input size, else on the cells."""
@@ -249,6 +271,8 @@ class SSD(Detector):
                 f"{len(self.box_shapes)} feature maps (the last would be empty); use inputs of "
                 f"at least {least}x{least} (designed for {self.default_input_size[1]})"
             )
+        if self.input_norm:
+            images = (images - self.pixel_mean) / self.pixel_std
         feats = self.backbone(images)
         return {
             "cls_logits": _flatten_levels(self.cls_head, feats, self.num_classes + 1),
@@ -312,6 +336,16 @@ class SSD(Detector):
         return dets
 
 
+def channel_norm(
+    mean: Sequence[float], std: Sequence[float], in_chans: int
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """RGB (mean, std) for ``in_chans`` inputs: as they are for 3, else their averages
+    repeated (a grey image's channel is the mean of R, G, B)."""
+    if in_chans == 3:
+        return tuple(mean), tuple(std)
+    return (sum(mean) / 3,) * in_chans, (sum(std) / 3,) * in_chans
+
+
 def from_torchvision_state_dict(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Rename a torchvision ``ssd300_vgg16`` state dict to ours: ``features`` keep their
     indices, ``scale_weight`` is the L2Norm weight, ``extra.0`` holds pool4 + conv5_x and
@@ -348,10 +382,18 @@ SSD300_STEPS = [8, 16, 32, 64, 100, 300]
 
 @register_model(tv_twin="ssd300_vgg16", tv_converter=from_torchvision_state_dict,
                 default_cfg=_CFG)  # fmt: skip
-def ssd300_vgg16(num_classes: int = 90, in_chans: int = 3, width: float = 1.0, **kw: Any) -> SSD:
+def ssd300_vgg16(
+    num_classes: int = 90,
+    in_chans: int = 3,
+    width: float = 1.0,
+    normalize_input: bool = True,
+    **kw: Any,
+) -> SSD:
     """SSD300, VGG-16 trunk, torchvision's layout and defaults: 35.64M params at K=90 (91
     logits); ``width`` < 1 thins every layer for CPU runs; ``weights=`` takes torchvision's
-    state_dict files."""
+    state_dict files. Takes 0-1 images (``normalize_input=False``: already normalized)."""
+    if normalize_input:
+        kw.setdefault("input_norm", channel_norm(_CFG["mean"], _CFG["std"], in_chans))
     trunk = VGG16SSDTrunk(in_chans, width)
     anchors = [2 + 2 * len(r) for r in SSD300_RATIOS]
     cls = scoring_heads(trunk.out_channels, anchors, num_classes + 1)

@@ -20,7 +20,8 @@ Pieces (torchvision's ``ssdlite320_mobilenet_v3_large``):
 
 ``ssdlite320_mobilenet_v2`` is the paper's own trunk (MobileNetV2; C4 = block 14's expansion,
 576 ch, and the 1280-wide last conv); torchvision has no twin for it.
-Inputs are already-normalized images (torchvision: mean 0.5, std 0.5).
+Inputs are 0-1 images, mapped to torchvision's [-1, 1] (mean 0.5, std 0.5) in ``forward``;
+``normalize_input=False`` takes already-normalized inputs (``ssd``'s module docstring).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from torch import nn
 from cvcraft.errors import ConfigError
 from cvcraft.models.classification.mobilenetv2 import ConvNormAct, MobileNetV2
 from cvcraft.models.classification.mobilenetv3 import MobileNetV3
-from cvcraft.models.detection.ssd import SSD
+from cvcraft.models.detection.ssd import SSD, channel_norm
 from cvcraft.models.registry import register_model
 from cvcraft.ops.default_boxes import ssd_scales
 
@@ -122,7 +123,11 @@ def prediction_heads(
     )
 
 
-def _ssdlite(trunk: SSDLiteTrunk, num_classes: int, in_chans: int, **kw: Any) -> SSD:
+def _ssdlite(
+    trunk: SSDLiteTrunk, num_classes: int, in_chans: int, normalize_input: bool = True, **kw: Any
+) -> SSD:
+    if normalize_input:
+        kw.setdefault("input_norm", channel_norm(_CFG["mean"], _CFG["std"], in_chans))
     ratios = [[2, 3]] * 6
     anchors = [2 + 2 * len(r) for r in ratios]
     cls = prediction_heads(trunk.out_channels, anchors, num_classes + 1)
