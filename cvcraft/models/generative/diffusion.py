@@ -123,8 +123,8 @@ class DiffusionSchedule:
 
         ``clipped_eps``: the direction term uses ε re-derived from the clipped x̂_0,
         (x_t - √ᾱ_t x̂_0) / √(1 - ᾱ_t), so x_s is a point of the forward process of the x̂_0
-        it moves to (the DDIM paper's and guided-diffusion's sampler; diffusers'
-        ``use_clipped_model_output``); off, the raw ε̂ (diffusers' default)."""
+        it moves to (guided-diffusion's DDIM sampler; diffusers' ``use_clipped_model_output``);
+        off, the raw ε̂ (diffusers' default)."""
         a_t = self.alphas_cumprod[t]
         a_s = self.alphas_cumprod[prev_t] if prev_t >= 0 else torch.tensor(1.0)
         x0 = self.predict_x0(x_t, t, eps)
