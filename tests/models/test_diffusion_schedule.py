@@ -74,6 +74,32 @@ def test_ddim_update(kind, eta):
         assert torch.allclose(got, want.prev_sample, atol=1e-6), (t, eta)
 
 
+@pytest.mark.parametrize("t", [999, 500, 20])
+def test_ddim_clipped_eps_equals_diffusers_clipped_model_output(t):
+    # x̂_0 far outside [-1, 1] (large ε̂ error at large t): the clipped-x̂_0 ε re-derivation
+    # equals diffusers' use_clipped_model_output=True and differs from the raw-ε̂ update
+    ours = DiffusionSchedule("linear", 1000)
+    ref = diffusers.DDIMScheduler(num_train_timesteps=1000)
+    ref.set_timesteps(50)
+    g = torch.Generator().manual_seed(6)
+    x_t, eps = torch.randn(2, 1, 6, 6, generator=g), torch.randn(2, 1, 6, 6, generator=g)
+    x0 = ours.predict_x0(x_t, t, eps)
+    a = ours.alphas_cumprod[t]
+    assert ((x_t - (1 - a).sqrt() * eps) / a.sqrt()).abs().max() > 1.5  # clipping is active
+    assert x0.abs().max() <= 1
+    prev = t - 20
+    want = ref.step(eps, t, x_t, use_clipped_model_output=True).prev_sample
+    got = ours.ddim_step(eps, t, prev, x_t, clipped_eps=True)
+    assert torch.allclose(got, want, atol=1e-5)
+    raw = ours.ddim_step(eps, t, prev, x_t)
+    assert (got - raw).abs().max() > 1e-2
+    # no clipping (latent diffusion): the re-derived ε is ε̂ itself
+    free = DiffusionSchedule("linear", 1000, clip_x0=False)
+    assert torch.allclose(
+        free.ddim_step(eps, t, prev, x_t, clipped_eps=True), free.ddim_step(eps, t, prev, x_t)
+    )
+
+
 def test_bad_input():
     with pytest.raises(ConfigError, match="not one of linear, cosine"):
         DiffusionSchedule("sigmoid")

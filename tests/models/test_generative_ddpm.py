@@ -32,11 +32,18 @@ def test_forward_modes_and_ddim_loop_by_hand():
     s, xt = m.schedule, x.clone()
     ts = s.ddim_timesteps(4)
     assert ts == [15, 10, 5, 0]
+    raw = xt.clone()
     with torch.no_grad():
         for i, t in enumerate(ts):
+            prev = ts[i + 1] if i + 1 < 4 else -1
             e = m.unet(xt, torch.full((2,), t), y)
-            xt = s.ddim_step(e, t, ts[i + 1] if i + 1 < 4 else -1, xt)
+            xt = s.ddim_step(e, t, prev, xt, clipped_eps=True)  # the default
+            raw = s.ddim_step(m.unet(raw, torch.full((2,), t), y), t, prev, raw)
     assert torch.allclose(out, xt.clamp(-1, 1), atol=1e-6)
+    # the untrained ε̂ overshoots x̂_0 out of [-1, 1]: the raw-ε̂ update is another path
+    assert not torch.allclose(out, raw.clamp(-1, 1), atol=1e-3)
+    m.clipped_eps = False
+    assert torch.allclose(m(x.flatten(1), y), raw.clamp(-1, 1), atol=1e-6)
 
 
 def test_bad_options():

@@ -130,6 +130,7 @@ class DDPM(nn.Module):
         guidance: float = 1.0,
         attention: bool = True,
         clip: bool = True,
+        clipped_eps: bool = True,
         **_: object,  # the task's GAN-only options (noise_dim, d_norm, spectral_norm)
     ) -> None:
         super().__init__()
@@ -141,6 +142,10 @@ class DDPM(nn.Module):
         # clip: x̂_0 and samples kept in the data range [-1, 1] (off for latent diffusion)
         self.schedule = DiffusionSchedule(beta_schedule, diffusion_steps, clip_x0=clip)
         self.clip = clip
+        # DDIM: the direction term from the ε of the clipped x̂_0 (see DiffusionSchedule.
+        # ddim_step); an under-trained ε̂ at large t overshoots x̂_0 far outside [-1, 1],
+        # and the raw ε̂ carries that error on into grey, speckled samples
+        self.clipped_eps = clipped_eps
         self.sampler, self.sample_steps, self.eta = sampler, sample_steps, eta
         self.guidance = guidance
         self.schedule.ddim_timesteps(sample_steps)  # validates the step count now
@@ -186,7 +191,8 @@ class DDPM(nn.Module):
         for i, t in enumerate(ts):
             eps = self.eps(x, torch.full((n,), t, device=x.device), labels)
             noise = torch.randn(x.shape, generator=g).to(x.device) if self.eta > 0 else None
-            x = s.ddim_step(eps, t, ts[i + 1] if i + 1 < len(ts) else -1, x, self.eta, noise)
+            prev = ts[i + 1] if i + 1 < len(ts) else -1
+            x = s.ddim_step(eps, t, prev, x, self.eta, noise, self.clipped_eps)
         return x.clamp(-1, 1) if self.clip else x
 
 

@@ -117,11 +117,19 @@ class DiffusionSchedule:
         x_t: torch.Tensor,
         eta: float = 0.0,
         noise: torch.Tensor | None = None,
+        clipped_eps: bool = False,
     ) -> torch.Tensor:
-        """One DDIM step x_t -> x_{prev_t}; ``prev_t`` < 0 means the clean end (ᾱ = 1)."""
+        """One DDIM step x_t -> x_{prev_t}; ``prev_t`` < 0 means the clean end (ᾱ = 1).
+
+        ``clipped_eps``: the direction term uses ε re-derived from the clipped x̂_0,
+        (x_t - √ᾱ_t x̂_0) / √(1 - ᾱ_t), so x_s is a point of the forward process of the x̂_0
+        it moves to (guided-diffusion's DDIM sampler; diffusers' ``use_clipped_model_output``);
+        off, the raw ε̂ (diffusers' default)."""
         a_t = self.alphas_cumprod[t]
         a_s = self.alphas_cumprod[prev_t] if prev_t >= 0 else torch.tensor(1.0)
         x0 = self.predict_x0(x_t, t, eps)
+        if clipped_eps and self.clip_x0:
+            eps = (x_t - a_t.sqrt() * x0) / (1 - a_t).sqrt()
         sigma = eta * ((1 - a_s) / (1 - a_t) * (1 - a_t / a_s)).sqrt()
         x_s = a_s.sqrt() * x0 + (1 - a_s - sigma**2).sqrt() * eps
         if eta > 0 and noise is not None:
