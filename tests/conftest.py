@@ -116,6 +116,36 @@ def easy_folder_session(tmp_path_factory) -> Path:
     return write_easy_folder(tmp_path_factory.mktemp("easy_session") / "easy")
 
 
+EASY_CHROMA = ((40, -20, -20), (-20, 40, -20), (-20, -20, 40), (30, 30, -60))
+
+
+def write_easy_chroma_folder(
+    root: Path, per_class: int = 32, size: int = 32, seed: int = 0
+) -> Path:
+    """An ImageFolder for metric learning: class k is grey 128 plus the chroma offset
+    ``EASY_CHROMA[k]``, and every image gets a random brightness shift of +-90 (all channels)
+    and per-pixel noise sd 20. The shift is larger than the chroma differences, so an
+    untrained network's features (close to pixel distances) rank by brightness, while one
+    linear direction (brightness out) separates the classes: a few steps of training learn
+    it. (The colour folder above is no use for retrieval: random features already retrieve
+    its colours.) Returns ``root``."""
+    rng = np.random.default_rng(seed)
+    for k, offset in enumerate(EASY_CHROMA):
+        (root / f"c{k}").mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            img = 128.0 + np.asarray(offset, np.float64) + rng.uniform(-90, 90)
+            img = img + rng.normal(0, 20, (size, size, 3))
+            bgr = np.clip(img, 0, 255).astype(np.uint8)[..., ::-1]
+            cv2.imwrite(str(root / f"c{k}" / f"{i}.png"), bgr)
+    return root
+
+
+@pytest.fixture
+def easy_chroma_folder(tmp_path) -> Path:
+    """:func:`write_easy_chroma_folder` with 32 images per class (128 images, 4 classes)."""
+    return write_easy_chroma_folder(tmp_path / "easy_chroma")
+
+
 def write_easy_segmentation(root: Path, n: int = 24, size: int = 32, seed: int = 0) -> Path:
     """A mask dataset any segmenter learns in a few steps: a noisy grey background (class 0)
     and two axis-aligned rectangles of side 10-18 whose class k+1 is the noisy colour
