@@ -493,6 +493,8 @@ _ROLL_EMBED = (  # each image gets the next image's identity
 )
 SMOKE_ROUND5 = (  # (test, slow?, the roll mutant's (file, old, new))
     ("tests/tasks/test_embed_task.py::test_learns_to_retrieve_easy_chroma", False, _ROLL_EMBED),
+    # instance uses the detect task's train_loss: boxes, labels and masks move together
+    ("tests/cli/test_instance_e2e.py::test_yolo_seg_learns_easy_squares", True, _ROLL_DETECT),
 )
 for _test, _slow, _roll in SMOKE_ROUND5:
     _short = _test.split("::")[1]
