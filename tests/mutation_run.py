@@ -491,10 +491,16 @@ _ROLL_EMBED = (  # each image gets the next image's identity
     'ids = batch["labels"].to(self.device)',
     'ids = batch["labels"].roll(1, 0).to(self.device)',
 )
+_ROLL_FUSE = (  # each fused image is scored against the next pair's sources
+    "cvcraft/tasks/fuse/task.py",
+    "loss, _ = self.criterion(model(x), x[:, :1], x[:, 1:])",
+    "loss, _ = self.criterion(model(x), x[:, :1].roll(1, 0), x[:, 1:].roll(1, 0))",
+)
 SMOKE_ROUND5 = (  # (test, slow?, the roll mutant's (file, old, new))
     ("tests/tasks/test_embed_task.py::test_learns_to_retrieve_easy_chroma", False, _ROLL_EMBED),
     # instance uses the detect task's train_loss: boxes, labels and masks move together
     ("tests/cli/test_instance_e2e.py::test_yolo_seg_learns_easy_squares", True, _ROLL_DETECT),
+    ("tests/cli/test_fuse_e2e.py::test_fuse_learns_synthetic_pairs", False, _ROLL_FUSE),
 )
 for _test, _slow, _roll in SMOKE_ROUND5:
     _short = _test.split("::")[1]
