@@ -496,11 +496,21 @@ _ROLL_FUSE = (  # each fused image is scored against the next pair's sources
     "loss, _ = self.criterion(model(x), x[:, :1], x[:, 1:])",
     "loss, _ = self.criterion(model(x), x[:, :1].roll(1, 0), x[:, 1:].roll(1, 0))",
 )
+_ROLL_GENERATE = (  # each reconstruction is scored against the next image
+    "cvcraft/tasks/generate/task.py",
+    "recon, kl = vae_terms(recon_x, x, mu, logvar, cfg.recon_std)",
+    "recon, kl = vae_terms(recon_x, x.roll(1, 0), mu, logvar, cfg.recon_std)",
+)
 SMOKE_ROUND5 = (  # (test, slow?, the roll mutant's (file, old, new))
     ("tests/tasks/test_embed_task.py::test_learns_to_retrieve_easy_chroma", False, _ROLL_EMBED),
     # instance uses the detect task's train_loss: boxes, labels and masks move together
     ("tests/cli/test_instance_e2e.py::test_yolo_seg_learns_easy_squares", True, _ROLL_DETECT),
     ("tests/cli/test_fuse_e2e.py::test_fuse_learns_synthetic_pairs", False, _ROLL_FUSE),
+    (
+        "tests/models/test_generative_autoencoders.py::test_autoencoder_learns_to_reconstruct",
+        False,
+        _ROLL_GENERATE,
+    ),
 )
 for _test, _slow, _roll in SMOKE_ROUND5:
     _short = _test.split("::")[1]
