@@ -116,6 +116,36 @@ def easy_folder_session(tmp_path_factory) -> Path:
     return write_easy_folder(tmp_path_factory.mktemp("easy_session") / "easy")
 
 
+EASY_CHROMA = ((40, -20, -20), (-20, 40, -20), (-20, -20, 40), (30, 30, -60))
+
+
+def write_easy_chroma_folder(
+    root: Path, per_class: int = 32, size: int = 32, seed: int = 0
+) -> Path:
+    """An ImageFolder for metric learning: class k is grey 128 plus the chroma offset
+    ``EASY_CHROMA[k]``, and every image gets a random brightness shift of +-90 (all channels)
+    and per-pixel noise sd 20. The shift is larger than the chroma differences, so an
+    untrained network's features (close to pixel distances) rank by brightness, while one
+    linear direction (brightness out) separates the classes: a few steps of training learn
+    it. (The colour folder above is no use for retrieval: random features already retrieve
+    its colours.) Returns ``root``."""
+    rng = np.random.default_rng(seed)
+    for k, offset in enumerate(EASY_CHROMA):
+        (root / f"c{k}").mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            img = 128.0 + np.asarray(offset, np.float64) + rng.uniform(-90, 90)
+            img = img + rng.normal(0, 20, (size, size, 3))
+            bgr = np.clip(img, 0, 255).astype(np.uint8)[..., ::-1]
+            cv2.imwrite(str(root / f"c{k}" / f"{i}.png"), bgr)
+    return root
+
+
+@pytest.fixture
+def easy_chroma_folder(tmp_path) -> Path:
+    """:func:`write_easy_chroma_folder` with 32 images per class (128 images, 4 classes)."""
+    return write_easy_chroma_folder(tmp_path / "easy_chroma")
+
+
 def write_easy_segmentation(root: Path, n: int = 24, size: int = 32, seed: int = 0) -> Path:
     """A mask dataset any segmenter learns in a few steps: a noisy grey background (class 0)
     and two axis-aligned rectangles of side 10-18 whose class k+1 is the noisy colour
@@ -153,13 +183,14 @@ def easy_segmentation(tmp_path) -> Path:
 
 
 def write_easy_detection(
-    root: Path, n: int = 32, size: int = 64, seed: int = 0, classes: int = 3
+    root: Path, n: int = 32, size: int = 64, seed: int = 0, classes: int = 3, polygons: bool = False
 ) -> Path:
     """A YOLO-format detection set any detector learns in a few steps: one big noisy square
     (side 3/8 to 5/8 of ``size``: 24-40 px at 64) per image on a noisy grey background, its class k
     the colour ``EASY_COLOURS[k]`` (k < ``classes``). Writes ``images/{train,val}`` and
-    ``labels/{train,val}`` (``n`` train, ``n // 4`` val images) and ``data.yaml``. Returns the
-    YAML's path."""
+    ``labels/{train,val}`` (``n`` train, ``n // 4`` val images) and ``data.yaml``. With
+    ``polygons`` each label is a YOLO-seg line (the class, then the square's four corners), an
+    instance segmentation set whose mask is the square. Returns the YAML's path."""
     rng = np.random.default_rng(seed)
     for split, count in (("train", n), ("val", max(1, n // 4))):
         (root / "images" / split).mkdir(parents=True, exist_ok=True)
@@ -174,6 +205,10 @@ def write_easy_detection(
             cv2.imwrite(str(root / "images" / split / f"{i}.png"), img[..., ::-1])
             c = (x + side / 2) / size, (y + side / 2) / size, side / size
             line = f"{k} {c[0]:.6f} {c[1]:.6f} {c[2]:.6f} {c[2]:.6f}\n"
+            if polygons:
+                x0, y0, x1, y1 = x / size, y / size, (x + side) / size, (y + side) / size
+                corners = (x0, y0, x1, y0, x1, y1, x0, y1)
+                line = f"{k} " + " ".join(f"{v:.6f}" for v in corners) + "\n"
             (root / "labels" / split / f"{i}.txt").write_text(line)
     names = ", ".join(f"c{k}" for k in range(classes))
     (root / "data.yaml").write_text(
@@ -186,6 +221,12 @@ def write_easy_detection(
 def easy_detection(tmp_path) -> Path:
     """:func:`write_easy_detection` (32 train / 8 val images of 64 px, 3 classes): its YAML."""
     return write_easy_detection(tmp_path / "easy_det")
+
+
+@pytest.fixture
+def easy_instance(tmp_path) -> Path:
+    """:func:`write_easy_detection` with YOLO-seg polygons (each mask is its square): its YAML."""
+    return write_easy_detection(tmp_path / "easy_inst", polygons=True)
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@ library, run the tests that guard that module, restore the file, and print a Mar
 
     OMP_NUM_THREADS=1 python tests/mutation_run.py [--root DIR] [name-substring ...]
     OMP_NUM_THREADS=1 python tests/mutation_run.py smoke4      # round 4 only (4th-round tests)
+    OMP_NUM_THREADS=1 python tests/mutation_run.py smoke5      # round 5 only (5th-round tests)
 
 ``--root`` runs against another checkout (e.g. an exported older commit, to see what the
 suite caught before; test files it lacks are left out). The library file is restored after
@@ -482,6 +483,47 @@ for _test, _slow, _roll in SMOKE_ROUND4:
             _slow,
         ),
         Mutant(f"smoke4 {_short}: targets rolled by one within the batch", *_roll, (_test,), _slow),
+    ]
+
+
+_ROLL_EMBED = (  # each image gets the next image's identity
+    "cvcraft/tasks/embed/task.py",
+    'ids = batch["labels"].to(self.device)',
+    'ids = batch["labels"].roll(1, 0).to(self.device)',
+)
+_ROLL_FUSE = (  # each fused image is scored against the next pair's sources
+    "cvcraft/tasks/fuse/task.py",
+    "loss, _ = self.criterion(model(x), x[:, :1], x[:, 1:])",
+    "loss, _ = self.criterion(model(x), x[:, :1].roll(1, 0), x[:, 1:].roll(1, 0))",
+)
+_ROLL_GENERATE = (  # each reconstruction is scored against the next image
+    "cvcraft/tasks/generate/task.py",
+    "recon, kl = vae_terms(recon_x, x, mu, logvar, cfg.recon_std)",
+    "recon, kl = vae_terms(recon_x, x.roll(1, 0), mu, logvar, cfg.recon_std)",
+)
+SMOKE_ROUND5 = (  # (test, slow?, the roll mutant's (file, old, new))
+    ("tests/tasks/test_embed_task.py::test_learns_to_retrieve_easy_chroma", False, _ROLL_EMBED),
+    # instance uses the detect task's train_loss: boxes, labels and masks move together
+    ("tests/cli/test_instance_e2e.py::test_yolo_seg_learns_easy_squares", True, _ROLL_DETECT),
+    ("tests/cli/test_fuse_e2e.py::test_fuse_learns_synthetic_pairs", False, _ROLL_FUSE),
+    (
+        "tests/models/test_generative_autoencoders.py::test_autoencoder_learns_to_reconstruct",
+        False,
+        _ROLL_GENERATE,
+    ),
+)
+for _test, _slow, _roll in SMOKE_ROUND5:
+    _short = _test.split("::")[1]
+    MUTANTS += [
+        Mutant(
+            f"smoke5 {_short}: the optimizer never steps",
+            "cvcraft/engine/trainer.py",
+            "        self.scaler.step(part.opt)\n",
+            "        pass\n",
+            (_test,),
+            _slow,
+        ),
+        Mutant(f"smoke5 {_short}: targets rolled by one within the batch", *_roll, (_test,), _slow),
     ]
 
 
