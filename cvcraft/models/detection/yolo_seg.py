@@ -30,7 +30,7 @@ from torch import nn
 
 from cvcraft.errors import ConfigError
 from cvcraft.models.detection.base import Detections, Target
-from cvcraft.models.detection.yolo import SCALES, YOLO, _conv
+from cvcraft.models.detection.yolo import SCALES, YOLO, _conv, pop_loss_options
 from cvcraft.models.registry import register_model
 from cvcraft.ops.nms import multiclass_nms
 from cvcraft.ops.proto_masks import assemble_masks, box_crop
@@ -186,10 +186,7 @@ class YOLOSeg(YOLO):
 
 
 def _yolo_seg(scale: str, num_classes: int, in_chans: int, **kw: Any) -> YOLOSeg:
-    loss_kw = dict(kw.pop("loss_kw", None) or {})
-    for k in ("assigner", "label_smoothing"):  # the task's loss options, as for YOLO
-        if k in kw:
-            loss_kw[k] = kw.pop(k)
+    loss_kw = pop_loss_options(kw)  # the task's loss options, as for YOLO
     return YOLOSeg(scale, num_classes, in_chans, loss_kw=loss_kw, **kw)
 
 
