@@ -471,19 +471,29 @@ SMOKE_ROUND4 = (  # (test, slow?, the roll mutant's (file, old, new))
         _ROLL_CLASSIFY,
     ),
 )
-for _test, _slow, _roll in SMOKE_ROUND4:
-    _short = _test.split("::")[1]
-    MUTANTS += [
-        Mutant(
-            f"smoke4 {_short}: the optimizer never steps",
-            "cvcraft/engine/trainer.py",
-            "        self.scaler.step(part.opt)\n",
-            "        pass\n",
-            (_test,),
-            _slow,
-        ),
-        Mutant(f"smoke4 {_short}: targets rolled by one within the batch", *_roll, (_test,), _slow),
-    ]
+
+
+def smoke_mutants(tag: str, rounds: tuple) -> list[Mutant]:
+    """The two mutants of each (test, slow?, roll) entry: the optimizer never steps, and the
+    targets rolled by one within the batch, each run against that test alone."""
+    out = []
+    for test, slow, roll in rounds:
+        short = test.split("::")[1]
+        out += [
+            Mutant(
+                f"{tag} {short}: the optimizer never steps",
+                "cvcraft/engine/trainer.py",
+                "        self.scaler.step(part.opt)\n",
+                "        pass\n",
+                (test,),
+                slow,
+            ),
+            Mutant(f"{tag} {short}: targets rolled by one within the batch", *roll, (test,), slow),
+        ]
+    return out
+
+
+MUTANTS += smoke_mutants("smoke4", SMOKE_ROUND4)
 
 
 _ROLL_EMBED = (  # each image gets the next image's identity
@@ -512,19 +522,7 @@ SMOKE_ROUND5 = (  # (test, slow?, the roll mutant's (file, old, new))
         _ROLL_GENERATE,
     ),
 )
-for _test, _slow, _roll in SMOKE_ROUND5:
-    _short = _test.split("::")[1]
-    MUTANTS += [
-        Mutant(
-            f"smoke5 {_short}: the optimizer never steps",
-            "cvcraft/engine/trainer.py",
-            "        self.scaler.step(part.opt)\n",
-            "        pass\n",
-            (_test,),
-            _slow,
-        ),
-        Mutant(f"smoke5 {_short}: targets rolled by one within the batch", *_roll, (_test,), _slow),
-    ]
+MUTANTS += smoke_mutants("smoke5", SMOKE_ROUND5)
 
 
 def run(m: Mutant, root: Path) -> tuple[str, float, str]:
