@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from cvcraft.tasks.detect import DEMO_PRESET as DETECT_DEMO_PRESET
 from cvcraft.tasks.instance.config import InstanceConfig
 from cvcraft.tasks.registry import TaskSpec, register_task
 
@@ -13,23 +14,10 @@ from cvcraft.tasks.registry import TaskSpec, register_task
 # 29 s per epoch waiting on each other where one spends 12.7 s (the data worker has the
 # second core). The measured mask AP50 and time are in BENCHMARKS.md.
 DEMO_PRESET: dict[str, Any] = {
-    "data": "shapes:2500",
+    **DETECT_DEMO_PRESET,
     "model": "yolo_seg_p",
-    "imgsz": 64,
     "epochs": 15,
     "threads": 1,
-    "batch": 16,
-    "optimizer": "adamw",
-    "lr": 0.004,
-    "weight_decay": 0.0005,
-    "warmup_epochs": 1.0,
-    "mosaic": 0.0,
-    "close_mosaic": 0,
-    "scale": 0.25,
-    "workers": 1,
-    "val_interval": 5,
-    "val_raw": False,
-    "name": "demo",
 }
 
 MODELS = (
