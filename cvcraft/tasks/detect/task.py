@@ -196,12 +196,7 @@ class DetectTask(BaseTask):
             note = count_bad_boxes(splits.train)
             if note:
                 print(f"data: train: {note}")
-        aug = DetectAugment(
-            mosaic=cfg.mosaic, mixup=cfg.mixup, degrees=cfg.degrees, translate=cfg.translate,
-            scale=cfg.scale, shear=cfg.shear, perspective=cfg.perspective,
-            fliplr=cfg.hflip, flipud=cfg.vflip,
-            hsv_h=cfg.hsv_h, hsv_s=cfg.hsv_s, hsv_v=cfg.hsv_v,
-        )  # fmt: skip
+        aug = augment_from_config(cfg)
         # Mosaic is off for the last close_mosaic epochs; the dataset reads the epoch from
         # each item's key, so persistent workers need no message to switch.
         self.train_ds = self.make_dataset(
@@ -667,14 +662,20 @@ def data_sources(data: str, imgsz: int | None, seed: int) -> tuple[Any, Any]:
     return splits.train, splits.val
 
 
-def train_preview(source: Any, imgsz: int, seed: int) -> Any:
-    """The training dataset ``cvcraft train detect`` builds with default keys: Mosaic,
-    affine, HSV and flips at the config's defaults (for ``cvcraft augment``)."""
-    cfg = DetectConfig(imgsz=imgsz, seed=seed)
-    aug = DetectAugment(
+def augment_from_config(cfg: DetectConfig) -> DetectAugment:
+    """The training augmentation a detect (or instance) config asks for: Mosaic, MixUp,
+    affine, flips and HSV at the config's values."""
+    return DetectAugment(
         mosaic=cfg.mosaic, mixup=cfg.mixup, degrees=cfg.degrees, translate=cfg.translate,
         scale=cfg.scale, shear=cfg.shear, perspective=cfg.perspective,
         fliplr=cfg.hflip, flipud=cfg.vflip,
         hsv_h=cfg.hsv_h, hsv_s=cfg.hsv_s, hsv_v=cfg.hsv_v,
     )  # fmt: skip
+
+
+def train_preview(source: Any, imgsz: int, seed: int) -> Any:
+    """The training dataset ``cvcraft train detect`` builds with default keys: Mosaic,
+    affine, HSV and flips at the config's defaults (for ``cvcraft augment``)."""
+    cfg = DetectConfig(imgsz=imgsz, seed=seed)
+    aug = augment_from_config(cfg)
     return detection_dataset(source, imgsz, aug, seed=seed)

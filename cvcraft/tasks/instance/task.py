@@ -28,9 +28,9 @@ from cvcraft.metrics.coco import METRIC_NAMES, COCOEvaluator
 from cvcraft.metrics.coco import SUMMARY_KEYS as COCO_KEYS
 from cvcraft.ops.masks import rle_encode
 from cvcraft.tasks.detect.task import (
-    DetectAugment,
     DetectionEvaluator,
     DetectTask,
+    augment_from_config,
     predict_detector,
 )
 from cvcraft.tasks.instance.config import InstanceConfig
@@ -148,11 +148,6 @@ def data_sources(data: str, imgsz: int | None, seed: int) -> tuple[Any, Any]:
 def train_preview(source: Any, imgsz: int, seed: int) -> Any:
     """The training dataset ``cvcraft train instance`` builds with default keys."""
     cfg = InstanceConfig(imgsz=imgsz, seed=seed)
-    aug = DetectAugment(
-        mosaic=cfg.mosaic, mixup=cfg.mixup, degrees=cfg.degrees, translate=cfg.translate,
-        scale=cfg.scale, shear=cfg.shear, perspective=cfg.perspective,
-        fliplr=cfg.hflip, flipud=cfg.vflip,
-        hsv_h=cfg.hsv_h, hsv_s=cfg.hsv_s, hsv_v=cfg.hsv_v,
-    )  # fmt: skip
+    aug = augment_from_config(cfg)
     data = getattr(source, "data", source)
     return instance_dataset(data, imgsz, aug, seed=seed)
