@@ -125,6 +125,9 @@ def bare_loop_ips(split: Path, args: argparse.Namespace) -> float:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     r = load_recipe("classify", args.recipe)
+    r.update(kv.split("=", 1) for kv in args.set)  # --set amp=true ... as the run gets them
+    amp = str(r.get("amp", False)).lower() == "true"
+    channels_last = str(r.get("channels_last", False)).lower() == "true"
     train = load_classification(str(split), cache=True).train
     batch, steps = int(r["batch"]), args.bare_steps
     n = min(len(train), batch * (steps + 1))
@@ -135,9 +138,11 @@ def bare_loop_ips(split: Path, args: argparse.Namespace) -> float:
     std = images.float().std((0, 2, 3), keepdim=True)
     model = create_model(r["model"], num_classes=10, **(r.get("model_kwargs") or {}))
     model.whiten.fit((images.float() - mean) / std)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.SGD(params, lr=r["lr"], momentum=r["momentum"], nesterov=True,
-                          weight_decay=r["weight_decay"])  # fmt: skip
+    opt = torch.optim.SGD(params, lr=float(r["lr"]), momentum=float(r["momentum"]), nesterov=True,
+                          weight_decay=float(r["weight_decay"]))  # fmt: skip
     aug = DeviceAugment(bool(r["alt_flip"]), int(r["device_translate"]), args.seed)
     la = Lookahead(int(r["lookahead"]), float(r["lookahead_decay"]))
     la.reset(model)
@@ -149,8 +154,10 @@ def bare_loop_ips(split: Path, args: argparse.Namespace) -> float:
             t0 = time.perf_counter()
         idx = torch.randint(0, n, (batch,), generator=g)
         x = (aug(images[idx], idx, 0, g).float() - mean) / std
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+            logits = model(x)
         loss = torch.nn.functional.cross_entropy(
-            model(x), labels[idx], label_smoothing=r["label_smoothing"]
+            logits.float(), labels[idx], label_smoothing=float(r["label_smoothing"])
         )
         loss.backward()
         opt.step()

@@ -53,7 +53,7 @@ def test_eval_equals_faster_rcnn_box_head_on_the_same_boxes(pair):
     x = torch.rand(2, 3, *SIZE)
     with torch.no_grad():
         out = fast(x)
-        logits, deltas = faster.box_head(faster.backbone(x), BOXES)
+        logits, deltas = faster.box_head(faster.backbone(faster.normalize(x)), BOXES)
         ref = {"proposals": BOXES, "cls_logits": logits, "box_deltas": deltas, "image_size": SIZE}
         dets, dets_ref = fast.postprocess(out, conf=0.0), faster.postprocess(ref, conf=0.0)
     assert torch.equal(out["cls_logits"], logits) and torch.equal(out["box_deltas"], deltas)
@@ -78,7 +78,9 @@ def test_training_loss_equals_faster_rcnn_roi_loss(pair):
     total, items = fast.loss(out, targets)
     torch.manual_seed(3)
     rois, labels, reg = faster.sample_rois(BOXES, targets)
-    cls, box = faster.roi_loss(*faster.box_head(faster.backbone(x), rois), labels, reg)
+    cls, box = faster.roi_loss(
+        *faster.box_head(faster.backbone(faster.normalize(x)), rois), labels, reg
+    )
     assert set(items) == {"cls", "box"}  # no RPN terms
     torch.testing.assert_close(total, cls + box, rtol=0, atol=0)
     total.backward()

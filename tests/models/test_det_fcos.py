@@ -11,6 +11,7 @@ from torchvision.models.detection import FCOS as TVFCOS
 from torchvision.models.detection.backbone_utils import BackboneWithFPN
 from torchvision.models.detection.image_list import ImageList
 from torchvision.ops.feature_pyramid_network import LastLevelP6P7
+from tv_detection import tv_whole
 
 from cvcraft.cli import main
 from cvcraft.errors import ConfigError
@@ -55,7 +56,9 @@ def pair():
                                {"layer2": "0", "layer3": "1", "layer4": "2"}, [128, 256, 512],
                                FPN_CH, extra_blocks=LastLevelP6P7(FPN_CH, FPN_CH))  # fmt: skip
     tv = _randomize(TVFCOS(backbone, num_classes=K)).eval()
-    ours = create_model("fcos_resnet18_fpn", num_classes=K, fpn_channels=FPN_CH).eval()
+    ours = create_model(  # fed what tv.backbone is fed: inputs already normalized
+        "fcos_resnet18_fpn", num_classes=K, fpn_channels=FPN_CH, normalize_input=False
+    ).eval()
     ours.load_state_dict(from_torchvision_state_dict(tv.state_dict()))
     return tv, ours
 
@@ -140,8 +143,8 @@ def test_create_model_loads_a_torchvision_file(tmp_path):
     path = tmp_path / "tv_fcos.pth"
     torch.save(sd, path)  # torchvision's COCO file has frozen-BN trunk statistics
     ours = create_model("fcos_resnet50_fpn", weights=str(path)).eval()
-    x = torch.randn(1, 3, *SIZE)
-    ref = _tv_detections(tv, x)[0]
+    x = torch.rand(1, 3, *SIZE)  # images as the detect task feeds them; ours normalizes
+    ref = tv_whole(tv, x, 0.05)[0]
     with torch.no_grad():
         got = ours.postprocess(ours(x))[0]
     assert len(got["boxes"]) > 10

@@ -47,6 +47,7 @@ def pair():
         "maskrcnn_resnet18_fpn", num_classes=C, fpn_channels=FPN_CH, representation=REP,
         mask_layers=(MW,) * 4, mask_dim=MW,
         rpn_pre_nms_top_n=(2000, 1000), rpn_post_nms_top_n=(2000, 1000),
+        normalize_input=False,  # fed what tv.backbone is fed: inputs already normalized
     ).eval()  # fmt: skip
     missing, unexpected = ours.load_state_dict(
         from_torchvision_state_dict(tv.state_dict()), strict=False

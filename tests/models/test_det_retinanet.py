@@ -11,6 +11,7 @@ from torchvision.models.detection import RetinaNet as TVRetinaNet
 from torchvision.models.detection.backbone_utils import BackboneWithFPN
 from torchvision.models.detection.image_list import ImageList
 from torchvision.ops.feature_pyramid_network import LastLevelP6P7
+from tv_detection import tv_whole
 
 from cvcraft.cli import main
 from cvcraft.errors import ConfigError
@@ -53,7 +54,9 @@ def pair():
     tv = _randomize(TVRetinaNet(backbone, num_classes=K)).eval()
     with torch.no_grad():  # scores spread over (0, 1) rather than all at the 0.01 prior
         tv.head.classification_head.cls_logits.bias.normal_(-1.0, 1.0)
-    ours = create_model("retinanet_resnet18_fpn", num_classes=K, fpn_channels=FPN_CH).eval()
+    ours = create_model(  # fed what tv.backbone is fed: inputs already normalized
+        "retinanet_resnet18_fpn", num_classes=K, fpn_channels=FPN_CH, normalize_input=False
+    ).eval()
     ours.load_state_dict(from_torchvision_state_dict(tv.state_dict()))
     return tv, ours
 
@@ -178,8 +181,8 @@ def test_create_model_loads_a_torchvision_file(tmp_path):
     path = tmp_path / "tv_retinanet.pth"
     torch.save(old, path)
     ours = create_model("retinanet_resnet50_fpn", weights=str(path)).eval()
-    x = torch.randn(1, 3, *SIZE)
-    ref = _tv_detections(tv, x, 0.3)[0]
+    x = torch.rand(1, 3, *SIZE)  # images as the detect task feeds them; ours normalizes
+    ref = tv_whole(tv, x, 0.3)[0]
     with torch.no_grad():
         got = ours.postprocess(ours(x), conf=0.3)[0]
     assert len(got["boxes"]) > 20

@@ -257,6 +257,6 @@ def test_zero_one_inputs_are_normalized_as_torchvision_does(name, mean, std):
     # relative: SSDLite's untrained logits are tiny (~1e-17) but still differ by ~70 %
     assert (a["cls_logits"] - c["cls_logits"]).abs().max() > 0.1 * a["cls_logits"].abs().max()
     grey = create_model(name, in_chans=1, **kw)
-    assert torch.allclose(grey.pixel_mean.flatten(), torch.tensor(sum(mean) / 3))
+    assert torch.allclose(grey.normalize.mean.flatten(), torch.tensor(sum(mean) / 3))
     with pytest.raises(ConfigError, match="input_norm: need 3 means"):
         create_model(name, input_norm=((0.5, 0.5), (1.0, 1.0)), **kw)

@@ -99,7 +99,7 @@ def test_faster_rcnn_ohem_sampler_takes_the_hardest_rois():
     ]  # fmt: skip
     out = m(x, targets)
     # by hand: all proposals + gts, assigned, scored, NMS on the loss, the 16 hardest
-    feats = m.backbone(x)
+    feats = m.backbone(m.normalize(x))
     cands = [torch.cat([p, t["boxes"]]) for p, t in zip(m(x)["proposals"], targets)]
     labels, reg = m._assign_all(cands, targets)
     with torch.no_grad():

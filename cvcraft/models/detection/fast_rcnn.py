@@ -177,7 +177,7 @@ class FastRCNN(FasterRCNN):
             p = torch.as_tensor(p).to(images).reshape(-1, 4)
             p = clip_boxes(p, *size)
             props.append(p[((p[:, 2:] - p[:, :2]) >= 1e-3).all(1)])  # drop empty boxes
-        feats = self.backbone(images)
+        feats = self.backbone(self.normalize(images))  # proposals came from the 0-1 images
         out: dict[str, Any] = {"image_size": size}
         self.roi_stage(feats, props, targets, out)
         return out, feats

@@ -46,7 +46,13 @@ from torch import nn
 from cvcraft.errors import ConfigError
 from cvcraft.losses.box import smooth_l1_loss
 from cvcraft.models.classification.resnet import ResNet
-from cvcraft.models.detection.base import Detections, Detector, Target, valid_targets
+from cvcraft.models.detection.base import (
+    Detections,
+    Detector,
+    Target,
+    imagenet_input_norm,
+    valid_targets,
+)
 from cvcraft.models.necks.fpn import FPN
 from cvcraft.models.registry import IMAGENET_MEAN, IMAGENET_STD, MODELS, register_model
 from cvcraft.models.weights import rename_keys
@@ -152,6 +158,8 @@ class FasterRCNN(Detector):
         norm_eval: keep the trunk's BatchNorm layers in eval mode (running statistics fixed,
             torchvision's FrozenBatchNorm in effect) -- what fine-tuning a pretrained trunk
             with detection-sized batches of 2-8 images wants; off when training from scratch.
+        normalize_input: map the 0-1 input with the ImageNet mean/std first (what
+            torchvision's transform does for its weights); False: inputs come normalized.
 
     ``forward`` returns a dict: ``rpn_logits`` (B, N_a), ``rpn_deltas`` (B, N_a, 4),
     ``anchors`` (N_a, 4), ``proposals`` [per image (R_i, 4)], ``cls_logits`` (sum R, C+1),
@@ -185,6 +193,7 @@ class FasterRCNN(Detector):
         norm_eval: bool = False,
         sampler: str = "random",
         ohem_nms: float = 0.7,
+        normalize_input: bool = True,
     ) -> None:
         super().__init__()
         if sampler not in SAMPLERS:
@@ -195,6 +204,7 @@ class FasterRCNN(Detector):
         self.stride = 32
         self.default_input_size = (in_chans, input_size, input_size)
         self.backbone = ResNetFPN(depth, in_chans, fpn_channels, **(backbone_kw or {}))
+        self.normalize = imagenet_input_norm(normalize_input, in_chans, "Faster R-CNN")
         self.base_anchors = [generate_anchors([s], anchor_ratios) for s in anchor_sizes]
         self.rpn = RPNHead(fpn_channels, len(anchor_ratios))
         self.fc6 = nn.Linear(fpn_channels * 7 * 7, representation)
@@ -363,7 +373,7 @@ class FasterRCNN(Detector):
     ) -> tuple[dict, list[torch.Tensor]]:
         """``forward``'s outputs and the pyramid P2..P6 (for further RoI heads: masks)."""
         size = (int(images.shape[-2]), int(images.shape[-1]))
-        feats = self.backbone(images)  # P2..P6
+        feats = self.backbone(self.normalize(images))  # P2..P6
         out, props = self.first_stage(images, feats, size)
         self.roi_stage(feats, props, targets, out)
         return out, feats

@@ -35,7 +35,7 @@ from torch import nn
 
 from cvcraft.errors import ConfigError
 from cvcraft.losses.box import iou_loss, sigmoid_focal_loss
-from cvcraft.models.detection.base import Detections, Target, valid_targets
+from cvcraft.models.detection.base import Detections, Target, imagenet_input_norm, valid_targets
 from cvcraft.models.detection.dense import (
     DenseDetector,
     level_topk_nms,
@@ -119,7 +119,8 @@ class FCOS(DenseDetector):
     """FCOS + FPN P3..P7 (module docstring). ``forward`` returns a dict: ``cls_logits``
     (B, N, K), ``bbox_regression`` (B, N, 4) edge distances in strides, ``bbox_ctrness``
     (B, N), ``anchors`` (N, 4) stride-sized boxes at the points, ``level_sizes``,
-    ``image_size``."""
+    ``image_size``. ``normalize_input``: map the 0-1 input with the ImageNet mean/std first
+    (what torchvision's transform does for its weights); False: inputs come normalized."""
 
     head_names = ("head.cls_logits",)
 
@@ -134,6 +135,7 @@ class FCOS(DenseDetector):
         topk_candidates: int = 1000,
         input_size: int = 800,
         norm_eval: bool = False,
+        normalize_input: bool = True,
     ) -> None:
         super().__init__()
         if num_classes < 1:
@@ -144,6 +146,7 @@ class FCOS(DenseDetector):
         self.stride = 128
         self.default_input_size = (in_chans, input_size, input_size)
         self.backbone = ResNetFPNP3P7(depth, in_chans, fpn_channels, **(backbone_kw or {}))
+        self.normalize = imagenet_input_norm(normalize_input, in_chans, "FCOS")
         self.base_anchors = [generate_anchors([s], [1.0]) for s in (8, 16, 32, 64, 128)]
         self.head = FCOSHead(fpn_channels, num_classes)
         self.radius, self.topk_candidates = center_sampling_radius, topk_candidates
@@ -151,7 +154,7 @@ class FCOS(DenseDetector):
 
     def forward(self, images: torch.Tensor, targets: list[Target] | None = None) -> dict:
         size = (int(images.shape[-2]), int(images.shape[-1]))
-        feats = self.backbone(images)  # P3..P7
+        feats = self.backbone(self.normalize(images))  # P3..P7
         cls, reg, ctr = self.head(feats)
         shapes = [tuple(f.shape[-2:]) for f in feats]
         strides = [(size[0] // h, size[1] // w) for h, w in shapes]

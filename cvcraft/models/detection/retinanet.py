@@ -41,7 +41,7 @@ from torch import nn
 
 from cvcraft.errors import ConfigError
 from cvcraft.losses.box import sigmoid_focal_loss
-from cvcraft.models.detection.base import Detections, Target, valid_targets
+from cvcraft.models.detection.base import Detections, Target, imagenet_input_norm, valid_targets
 from cvcraft.models.detection.dense import (
     DenseDetector,
     level_topk_nms,
@@ -140,6 +140,8 @@ class RetinaNet(DenseDetector):
         input_size: side of ``default_input_size``.
         norm_eval: keep the trunk's BatchNorm statistics fixed while training (torchvision's
             FrozenBatchNorm with pretrained trunks; off from scratch).
+        normalize_input: map the 0-1 input with the ImageNet mean/std first (what
+            torchvision's transform does for its weights); False: inputs come normalized.
 
     ``forward`` returns a dict: ``cls_logits`` (B, N, K), ``bbox_regression`` (B, N, 4),
     ``anchors`` (N, 4), ``level_sizes`` (anchors per level), ``image_size`` (H, W).
@@ -163,6 +165,7 @@ class RetinaNet(DenseDetector):
         topk_candidates: int = 1000,
         input_size: int = 800,
         norm_eval: bool = False,
+        normalize_input: bool = True,
     ) -> None:
         super().__init__()
         sizes = retinanet_anchor_sizes() if anchor_sizes is None else anchor_sizes
@@ -174,6 +177,7 @@ class RetinaNet(DenseDetector):
         self.stride = 128  # P7: input sides should be multiples of it for exact level sizes
         self.default_input_size = (in_chans, input_size, input_size)
         self.backbone = ResNetFPNP3P7(depth, in_chans, fpn_channels, **(backbone_kw or {}))
+        self.normalize = imagenet_input_norm(normalize_input, in_chans, "RetinaNet")
         self.base_anchors = [generate_anchors(s, anchor_ratios) for s in sizes]
         self.head = RetinaNetHead(fpn_channels, len(self.base_anchors[0]), num_classes)
         self.coder = DeltaCoder((1.0, 1.0, 1.0, 1.0))
@@ -189,7 +193,7 @@ class RetinaNet(DenseDetector):
 
     def forward(self, images: torch.Tensor, targets: list[Target] | None = None) -> dict:
         size = (int(images.shape[-2]), int(images.shape[-1]))
-        feats = self.backbone(images)  # P3..P7
+        feats = self.backbone(self.normalize(images))  # P3..P7
         logits, deltas = self.head(feats)
         a = len(self.base_anchors[0])
         return {

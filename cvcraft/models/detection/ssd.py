@@ -49,7 +49,14 @@ from torch import nn
 
 from cvcraft.errors import ConfigError
 from cvcraft.models.classification.vgg import CFGS
-from cvcraft.models.detection.base import Detections, Detector, Target, valid_targets
+from cvcraft.models.detection.base import (
+    Detections,
+    Detector,
+    InputNorm,
+    Target,
+    channel_norm,
+    valid_targets,
+)
 from cvcraft.models.detection.dense import class_nms
 from cvcraft.models.registry import register_model
 from cvcraft.ops.assigners import ssd_assign
@@ -62,7 +69,6 @@ __all__ = [
     "SSD",
     "L2Norm",
     "VGG16SSDTrunk",
-    "channel_norm",
     "from_torchvision_state_dict",
     "scoring_heads",
     "ssd300_vgg16",
@@ -241,18 +247,10 @@ class SSD(Detector):
         self.iou_thr, self.neg_pos_ratio = iou_thr, neg_pos_ratio
         self.conf, self.iou, self.max_det = conf, iou, max_det
         self.topk_candidates = topk_candidates
-        self.input_norm = input_norm is not None
-        if input_norm is not None:
-            mean_v, std_v = ([float(v) for v in t] for t in input_norm)
-            if len(mean_v) != in_chans or len(std_v) != in_chans or min(std_v) <= 0:
-                raise ConfigError(
-                    f"SSD input_norm: need {in_chans} means and {in_chans} positive stds, got "
-                    f"{input_norm}"
-                )
-            mean, std = (torch.tensor(v).view(1, -1, 1, 1) for v in (mean_v, std_v))
-            # not in the state dict: torchvision's files (and ours) keep their keys
-            self.register_buffer("pixel_mean", mean, persistent=False)
-            self.register_buffer("pixel_std", std, persistent=False)
+        # the 0-1 -> trunk scale map; not in the state dict (torchvision's files keep their keys)
+        self.normalize = (
+            nn.Identity() if input_norm is None else InputNorm(*input_norm, in_chans, "SSD")
+        )
 
     def anchors(self, feats: Sequence[torch.Tensor], image_size: tuple[int, int]) -> torch.Tensor:
         """Default boxes (N, 4); on ``steps`` at the designed input size, else on the cells."""
@@ -271,9 +269,7 @@ class SSD(Detector):
                 f"{len(self.box_shapes)} feature maps (the last would be empty); use inputs of "
                 f"at least {least}x{least} (designed for {self.default_input_size[1]})"
             )
-        if self.input_norm:
-            images = (images - self.pixel_mean) / self.pixel_std
-        feats = self.backbone(images)
+        feats = self.backbone(self.normalize(images))
         return {
             "cls_logits": _flatten_levels(self.cls_head, feats, self.num_classes + 1),
             "bbox_regression": _flatten_levels(self.box_head, feats, 4),
@@ -334,16 +330,6 @@ class SSD(Detector):
             labels = torch.arange(len(top), device=p.device)[:, None].expand_as(top)[keep]
             dets.append(class_nms(boxes[idx[keep]], top[keep], labels, conf, iou, max_det))
         return dets
-
-
-def channel_norm(
-    mean: Sequence[float], std: Sequence[float], in_chans: int
-) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """RGB (mean, std) for ``in_chans`` inputs: as they are for 3, else their averages
-    repeated (a grey image's channel is the mean of R, G, B)."""
-    if in_chans == 3:
-        return tuple(mean), tuple(std)
-    return (sum(mean) / 3,) * in_chans, (sum(std) / 3,) * in_chans
 
 
 def from_torchvision_state_dict(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -36,7 +36,8 @@ from torch import nn
 from cvcraft.errors import ConfigError
 from cvcraft.models.classification.mobilenetv2 import ConvNormAct, MobileNetV2
 from cvcraft.models.classification.mobilenetv3 import MobileNetV3
-from cvcraft.models.detection.ssd import SSD, channel_norm
+from cvcraft.models.detection.base import channel_norm
+from cvcraft.models.detection.ssd import SSD
 from cvcraft.models.registry import register_model
 from cvcraft.ops.default_boxes import ssd_scales
 
