@@ -125,9 +125,8 @@ def tv_pair(name: str):
 
     torch.manual_seed(0)
     tv = getattr(torchvision.models.detection, name)(weights=None, weights_backbone=None)
-    # both take the same normalized batch (SSD normalizes 0-1 inputs itself unless told not to)
-    kw = {"normalize_input": False} if name.startswith("ssd") else {}
-    ours = create_model(name, weights=tv.state_dict(), **kw).eval()  # 91 logits either way
+    # both take the same normalized batch (ours normalize 0-1 inputs unless told not to)
+    ours = create_model(name, weights=tv.state_dict(), normalize_input=False).eval()  # 91 logits
     return ours, tv.eval()
 
 
