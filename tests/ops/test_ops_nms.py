@@ -12,10 +12,11 @@ import torch
 import torchvision
 
 from cvcraft.errors import ConfigError
-from cvcraft.ops.nms import NMS_METHODS, batched_nms, multiclass_nms, nms
+from cvcraft.ops.nms import NMS_METHODS, PER_CLASS_ABOVE, batched_nms, multiclass_nms, nms
 
 # the module itself: the package attribute cvcraft.ops.nms is the nms() function
 nms_module = importlib.import_module("cvcraft.ops.nms")
+_class_offsets = nms_module._class_offsets
 
 
 def clustered_boxes(
@@ -137,6 +138,21 @@ def test_batched_greedy_matches_torchvision_with_ties(seed: int, n: int) -> None
     assert order == sorted(order)
     agnostic = batched_nms(boxes, scores, labels, thr, class_agnostic=True).keep
     assert torch.equal(agnostic, torchvision.ops.nms(boxes, scores, thr))
+
+
+@pytest.mark.parametrize("n", [PER_CLASS_ABOVE, PER_CLASS_ABOVE + 1])
+def test_batched_greedy_per_class_path_equals_the_offsets_path(n: int) -> None:
+    """At and just above the switch to one NMS per class: the same boxes in the same
+    best-first order (ties by input index) as one offset call over all classes."""
+    gen = torch.Generator().manual_seed(n)
+    boxes, _ = clustered_boxes(n, 7, torch.float32, objects=40)
+    scores = torch.randint(0, 50, (n,), generator=gen).float() / 49  # ties across classes
+    labels = torch.randint(0, 30, (n,), generator=gen)
+    got = batched_nms(boxes, scores, labels, 0.5).keep
+    order = torch.sort(scores, descending=True, stable=True).indices
+    ref = order[torchvision.ops.nms(_class_offsets(boxes[order], labels[order]),
+                                    torch.arange(n, 0, -1).float(), 0.5)]  # fmt: skip
+    assert torch.equal(got, ref)
 
 
 def test_score_threshold_max_det_and_top_k() -> None:
