@@ -414,22 +414,33 @@ _ROLL_FIXMATCH = (
     'y = batch["labels"].to(logits.device, non_blocking=True)\n    loss_u, mask = fix',
     'y = batch["labels"].roll(1).to(logits.device, non_blocking=True)\n    loss_u, mask = fix',
 )
-for _test in SMOKE_LEARNING:
-    _short = _test.split("::")[1]
-    MUTANTS += [
-        Mutant(
-            f"smoke {_short}: the optimizer never steps",
-            "cvcraft/engine/trainer.py",
-            "        self.scaler.step(part.opt)\n",
-            "        pass\n",
-            (_test,),
-        ),
-        Mutant(
-            f"smoke {_short}: labels rolled by one within the batch",
-            *_ROLL_FIXMATCH if "fixmatch" in _test else _ROLL_CLASSIFY,
-            (_test,),
-        ),
-    ]
+
+
+def smoke_mutants(tag: str, rounds: tuple, rolled: str = "targets") -> list[Mutant]:
+    """The two mutants of each (test, slow?, roll) entry: the optimizer never steps, and the
+    targets rolled by one within the batch, each run against that test alone."""
+    out = []
+    for test, slow, roll in rounds:
+        short = test.split("::")[1]
+        out += [
+            Mutant(
+                f"{tag} {short}: the optimizer never steps",
+                "cvcraft/engine/trainer.py",
+                "        self.scaler.step(part.opt)\n",
+                "        pass\n",
+                (test,),
+                slow,
+            ),
+            Mutant(f"{tag} {short}: {rolled} rolled by one within the batch", *roll, (test,), slow),
+        ]
+    return out
+
+
+SMOKE_ROUND3 = tuple(  # (test, slow?, the roll mutant's (file, old, new))
+    (test, False, _ROLL_FIXMATCH if "fixmatch" in test else _ROLL_CLASSIFY)
+    for test in SMOKE_LEARNING
+)
+MUTANTS += smoke_mutants("smoke", SMOKE_ROUND3, rolled="labels")
 
 
 # round 4 (issue 25, class 8): the other tasks' smoke tests on easy data. Each test alone
@@ -471,26 +482,6 @@ SMOKE_ROUND4 = (  # (test, slow?, the roll mutant's (file, old, new))
         _ROLL_CLASSIFY,
     ),
 )
-
-
-def smoke_mutants(tag: str, rounds: tuple) -> list[Mutant]:
-    """The two mutants of each (test, slow?, roll) entry: the optimizer never steps, and the
-    targets rolled by one within the batch, each run against that test alone."""
-    out = []
-    for test, slow, roll in rounds:
-        short = test.split("::")[1]
-        out += [
-            Mutant(
-                f"{tag} {short}: the optimizer never steps",
-                "cvcraft/engine/trainer.py",
-                "        self.scaler.step(part.opt)\n",
-                "        pass\n",
-                (test,),
-                slow,
-            ),
-            Mutant(f"{tag} {short}: targets rolled by one within the batch", *roll, (test,), slow),
-        ]
-    return out
 
 
 MUTANTS += smoke_mutants("smoke4", SMOKE_ROUND4)
