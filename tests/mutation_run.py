@@ -416,9 +416,12 @@ _ROLL_FIXMATCH = (
 )
 
 
-def smoke_mutants(tag: str, rounds: tuple, rolled: str = "targets") -> list[Mutant]:
-    """The two mutants of each (test, slow?, roll) entry: the optimizer never steps, and the
-    targets rolled by one within the batch, each run against that test alone."""
+def smoke_mutants(
+    tag: str, rounds: tuple, what: str = "targets rolled by one within the batch"
+) -> list[Mutant]:
+    """The two mutants of each (test, slow?, change) entry: the optimizer never steps, and
+    ``change`` (by default the targets rolled by one within the batch: ``what`` names it),
+    each run against that test alone."""
     out = []
     for test, slow, roll in rounds:
         short = test.split("::")[1]
@@ -431,7 +434,7 @@ def smoke_mutants(tag: str, rounds: tuple, rolled: str = "targets") -> list[Muta
                 (test,),
                 slow,
             ),
-            Mutant(f"{tag} {short}: {rolled} rolled by one within the batch", *roll, (test,), slow),
+            Mutant(f"{tag} {short}: {what}", *roll, (test,), slow),
         ]
     return out
 
@@ -440,7 +443,7 @@ SMOKE_ROUND3 = tuple(  # (test, slow?, the roll mutant's (file, old, new))
     (test, False, _ROLL_FIXMATCH if "fixmatch" in test else _ROLL_CLASSIFY)
     for test in SMOKE_LEARNING
 )
-MUTANTS += smoke_mutants("smoke", SMOKE_ROUND3, rolled="labels")
+MUTANTS += smoke_mutants("smoke", SMOKE_ROUND3, "labels rolled by one within the batch")
 
 
 # round 4 (issue 25, class 8): the other tasks' smoke tests on easy data. Each test alone
@@ -514,6 +517,97 @@ SMOKE_ROUND5 = (  # (test, slow?, the roll mutant's (file, old, new))
     ),
 )
 MUTANTS += smoke_mutants("smoke5", SMOKE_ROUND5)
+
+
+# round 7 (issue 25, class 8): distillation, adversarial training, DenseFuse's auto-encoder
+# and the GANs learn on easy data; bottom-up pose and YOLOv6/v7 through their slow tests.
+_ROLL_KD = (  # each image distils from the teacher's logits of the next image
+    "cvcraft/tasks/classify/task.py",
+    't_logits = self.teacher(batch["images"].to(self.device, non_blocking=True)).float()',
+    't_logits = self.teacher(batch["images"].to(self.device, non_blocking=True)).float()'
+    ".roll(1, 0)",
+)
+_ROLL_FUSE_AE = (  # each source image reconstructs the next one
+    "cvcraft/tasks/fuse/task.py",
+    "loss, _ = self.rec_criterion(model(singles), singles)",
+    "loss, _ = self.rec_criterion(model(singles), singles.roll(1, 0))",
+)
+_ROLL_POSE_BU = (  # each image's maps are drawn from the next image's people
+    "cvcraft/tasks/pose/task.py",
+    'loss = stage_loss(out, batch["keypoints"].to(self.device), self.skeleton,',
+    'loss = stage_loss(out, batch["keypoints"].roll(1, 0).to(self.device), self.skeleton,',
+)
+_KD_ADV = "tests/engine/test_classify_kd_adv.py::"
+SMOKE_ROUND7 = (  # (test, slow?, the roll mutant's (file, old, new))
+    (_KD_ADV + "test_pure_distillation_learns_the_teachers_classes", False, _ROLL_KD),
+    *(
+        (
+            _KD_ADV + f"test_adversarial_training_learns_the_easy_folder[{adv}]",
+            False,
+            _ROLL_CLASSIFY,
+        )
+        for adv in ("fgsm", "pgd", "trades")
+    ),
+    (
+        "tests/cli/test_fuse_autoencoder_e2e.py::test_auto_encoder_learns_to_reconstruct",
+        False,
+        _ROLL_FUSE_AE,
+    ),
+    (
+        "tests/cli/test_pose_openpose_learns.py::"
+        "test_openpose_small_learns_multi_person_stick_figures",
+        True,
+        _ROLL_POSE_BU,
+    ),
+    *(
+        (
+            f"tests/models/test_det_yolo67_shapes.py::test_detector_learns_shapes[{m}]",
+            True,
+            _ROLL_DETECT,
+        )
+        for m in ("yolov6_p", "yolov7_n")
+    ),
+)
+MUTANTS += smoke_mutants("smoke7", SMOKE_ROUND7)
+_SWAP_GAN = (  # D learns to call the fakes real and the real images fake
+    "cvcraft/tasks/generate/task.py",
+    "dl = d_loss(cfg.loss, disc(x_real, labels), fake_logits, cfg.label_smooth, targets)",
+    "dl = d_loss(cfg.loss, fake_logits, disc(x_real, labels), cfg.label_smooth, targets)",
+)
+MUTANTS += smoke_mutants(
+    "smoke7",
+    tuple(
+        (
+            f"tests/tasks/test_generate_task.py::test_gan_learns_the_pixel_moments[{m}]",
+            False,
+            _SWAP_GAN,
+        )
+        for m in ("biggan_small", "cgan", "dcgan")
+    ),
+    "the discriminator's real and fake sides swapped",
+)
+# SSD's learning check is an overfit loop outside the trainer (tests/models/det_overfit.py):
+# its mutants sit in the model's loss
+_SSD_OVERFIT = ("tests/models/test_det_ssd_shapes.py::test_ssd300_overfits_shapes",)
+MUTANTS += [
+    Mutant(
+        "smoke7 test_ssd300_overfits_shapes: matched anchors get the class index without the "
+        "background offset",
+        "cvcraft/models/detection/ssd.py",
+        "cls_t[i, prior] = labels[gt_idx] + 1  # 0 = background",
+        "cls_t[i, prior] = labels[gt_idx]  # 0 = background",
+        _SSD_OVERFIT,
+        True,
+    ),
+    Mutant(
+        "smoke7 test_ssd300_overfits_shapes: the box regression term dropped",
+        "cvcraft/models/detection/ssd.py",
+        'parts = {"cls": (ce[pos].sum() + ce[neg].sum()) / n_pos, "box": box_l / n_pos}',
+        'parts = {"cls": (ce[pos].sum() + ce[neg].sum()) / n_pos, "box": 0 * box_l / n_pos}',
+        _SSD_OVERFIT,
+        True,
+    ),
+]
 
 
 def run(m: Mutant, root: Path) -> tuple[str, float, str]:

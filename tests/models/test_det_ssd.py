@@ -227,6 +227,8 @@ def test_ssdlite_on_mobilenetv2_and_detect_task(tmp_path):
             "model_kwargs={width_mult: 0.5}"]  # fmt: skip
     assert main(["train", "detect", *keys, f"out={tmp_path / 'run'}"]) == 0
     saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    # plumbing only (one epoch): SSDLite is the SSD class with another trunk, and SSD's
+    # loss and decoding learn in the slow tests/models/test_det_ssd_shapes.py (with mutants)
     assert saved["val_loss"] == saved["val_loss"] and 0 <= saved["map50"] <= 1
 
 

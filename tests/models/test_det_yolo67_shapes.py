@@ -42,6 +42,7 @@ def test_centernet_overfits_shapes():
     assert m50 >= 0.6  # measured 1.00 / 0.88 (seeds 0 / 1); untrained 0.0
 
 
+# Plumbing only (one epoch on 16 scenes): the learning checks are the slow tests above.
 # yolov6 shares yolo_p's outputs and loss (its one-epoch run is covered by the slow test)
 @pytest.mark.parametrize("model", ["centernet_resnet18", "yolov7_n"])
 def test_one_epoch_through_the_detect_task(tmp_path, model):
