@@ -586,6 +586,23 @@ MUTANTS += smoke_mutants(
     ),
     "the discriminator's real and fake sides swapped",
 )
+_ROLL_POSE_JOINTS = (  # top-down: each heatmap channel trained on the next joint's position
+    "cvcraft/tasks/pose/task.py",
+    '        kp = batch["keypoints"].to(self.device)\n        target, weight = gaussian_heatmaps',
+    '        kp = batch["keypoints"].roll(1, 1).to(self.device)\n'
+    "        target, weight = gaussian_heatmaps",
+)
+MUTANTS += smoke_mutants(
+    "smoke7",
+    (
+        (
+            "tests/cli/test_pose_e2e.py::test_simplebaseline_learns_stick_figures",
+            True,
+            _ROLL_POSE_JOINTS,
+        ),
+    ),
+    "the joints' order rolled by one in the targets",
+)
 # SSD's learning check is an overfit loop outside the trainer (tests/models/det_overfit.py):
 # its mutants sit in the model's loss
 _SSD_OVERFIT = ("tests/models/test_det_ssd_shapes.py::test_ssd300_overfits_shapes",)

@@ -4,6 +4,7 @@ crop-to-image map the evaluator uses (oracle: numpy's inverse of the affine map)
 import json
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -53,3 +54,19 @@ def test_crop_coordinates_map_back_to_the_image():
         full = np.vstack([m[n], [0, 0, 1]])
         want = (np.linalg.inv(full) @ np.c_[xy[n], np.ones(17)].T).T[:, :2]
         np.testing.assert_allclose(got[n], want, rtol=1e-10)
+
+
+@pytest.mark.slow
+def test_simplebaseline_learns_stick_figures(tmp_path):
+    """A learning threshold for top-down pose (issue 25, class 8): 6 epochs on 256 stick
+    figures reach OKS map 0.28, 0.30, 0.30 over seeds 0-2 (data and run); lr=0 0.0 x 3. A
+    network trained on the next image's keypoints scores ~0.29 too (the person crops align
+    every figure, so a mean figure already fits), so the misalignment this test guards is
+    the joints' order: each heatmap trained on another joint (tests/MUTATIONS.md, fifth and
+    seventh rounds)."""
+    run = tmp_path / "run"
+    assert main(["train", "pose", "data=shapes:256", "imgsz=64", "epochs=6", "batch=16",
+                 "lr=0.005", "workers=0", "progress=false", "plots=false",
+                 "model_kwargs={deconv_channels: 16}", f"out={run}"]) == 0  # fmt: skip
+    m = json.loads((run / "metrics.json").read_text())
+    assert m["map"] >= 0.15, m["map"]
