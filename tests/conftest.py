@@ -46,6 +46,23 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+@pytest.fixture
+def require_shared():
+    """``require_shared(path)``: a file or folder under the shared data that a test needs.
+    Missing, it fails where the data is required (CI) and skips elsewhere, like
+    ``shared_data`` itself, so a renamed or lost file cannot turn CI's check into a skip."""
+
+    def check(path: Path) -> Path:
+        if not path.exists():
+            if shared_data_required():
+                pytest.fail(f"{path} is absent but CI / CVCRAFT_REQUIRE_DATA requires the "
+                            "shared data: restore it")  # fmt: skip
+            pytest.skip(f"{path} is absent")
+        return path
+
+    return check
+
+
 def randomize_norms_(model: nn.Module, seed: int = 0) -> nn.Module:
     """Random normalisation statistics and affine parameters, in place: BatchNorm (and
     torchvision's FrozenBatchNorm2d) running mean/var, weight and bias; LayerNorm/GroupNorm

@@ -5,23 +5,19 @@ import io
 import json
 
 import numpy as np
-import pytest
 
 from cvcraft.cli import main, run
 
 
-def _coco128(shared_data):
-    gt = shared_data / "coco128" / "annotations" / "instances_train2017.json"
-    if not gt.exists():
-        pytest.skip(f"{gt} absent")
-    return gt
+def _coco128(shared_data, require_shared):
+    return require_shared(shared_data / "coco128" / "annotations" / "instances_train2017.json")
 
 
-def test_eval_detect_equals_pycocotools(shared_data, tmp_path):
+def test_eval_detect_equals_pycocotools(shared_data, require_shared, tmp_path):
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
-    gt = _coco128(shared_data)
+    gt = _coco128(shared_data, require_shared)
     anns = json.loads(gt.read_text())["annotations"]
     rng = np.random.default_rng(0)
     preds = []
@@ -68,8 +64,8 @@ def test_eval_detect_equals_pycocotools(shared_data, tmp_path):
     np.testing.assert_allclose(list(ours.values()), ev.stats, atol=1e-4)
 
 
-def test_convert_then_check(shared_data, tmp_path, capsys):
-    gt = _coco128(shared_data)
+def test_convert_then_check(shared_data, require_shared, tmp_path, capsys):
+    gt = _coco128(shared_data, require_shared)
     out = tmp_path / "voc"
     assert main(["convert", "from=coco", "to=voc", f"src={gt}", f"dst={out}", "images=none"]) == 0
     assert len(list((out / "Annotations").glob("*.xml"))) == 128

@@ -210,10 +210,9 @@ def test_mosaic_in_dataset_keeps_masks_aligned():
     assert np.array_equal(s.semantic_mask, ref.semantic_mask)
 
 
-def test_coco128_semantic_masks(shared_data):
+def test_coco128_semantic_masks(shared_data, require_shared):
     root = shared_data / "coco128" / "semantic_segmentation"
-    if not root.exists():
-        pytest.skip(f"{root} is absent")
+    require_shared(root)
     splits = load_segmentation(str(root))
     assert splits.classes[0] == "unlabeled" and splits.classes[1] == "person"
     n_masks = len(list((root / "masks" / "train2017").glob("*.png")))

@@ -59,10 +59,9 @@ def _load_coco128(path: str) -> dict:
 
 
 @pytest.fixture
-def coco128(shared_data) -> dict:
+def coco128(shared_data, require_shared) -> dict:
     path = shared_data / "coco128" / "annotations" / "instances_train2017.json"
-    if not path.is_file():
-        pytest.skip(f"{path} is absent")
+    require_shared(path)
     return copy.deepcopy(_load_coco128(str(path)))
 
 

@@ -82,10 +82,9 @@ def _load_coco128(path: str, n_images: int) -> tuple[dict, tuple]:
 
 
 @pytest.fixture
-def coco128(shared_data):
+def coco128(shared_data, require_shared):
     path = shared_data / "coco128" / "annotations" / "instances_train2017.json"
-    if not path.is_file():
-        pytest.skip(f"{path} is absent")
+    require_shared(path)
     gt, masks = _load_coco128(str(path), 48)
     return copy.deepcopy(gt), masks
 

@@ -74,14 +74,13 @@ def _pycoco_ap50(gt, results):
     return e
 
 
-def test_101point_equals_pycocotools_ap50(shared_data):
+def test_101point_equals_pycocotools_ap50(shared_data, require_shared):
     """Equal by definition when: no crowd gts, area range "all", <= 100 detections per image
     and class, and no detection with IoU >= .5 to two gts of its class (then COCO's "best
     free gt" and VOC's "best gt" coincide). Detections breaking the last rule are dropped."""
     pytest.importorskip("pycocotools")
     path = shared_data / "coco128" / "annotations" / "instances_train2017.json"
-    if not path.is_file():
-        pytest.skip(f"{path} is absent")
+    require_shared(path)
     gt = json.loads(path.read_text())
     images = gt["images"][:64]
     keep = {im["id"] for im in images}

@@ -119,14 +119,13 @@ def test_kmeans_rejects_bad_input():
         kmeans_anchors(np.full((20, 2), 0.1), 3)  # normalized labels without img_size
 
 
-def test_kmeans_on_coco128_labels(shared_data):
+def test_kmeans_on_coco128_labels(shared_data, require_shared):
     from PIL import Image
 
     root = shared_data / "coco128"
     label_dir = root / "object_detection" / "labels" / "train2017"
     image_dir = root / "images" / "train2017"
-    if not label_dir.exists():
-        pytest.skip(f"{label_dir} is absent")
+    require_shared(label_dir)
     whs = []
     for txt in sorted(label_dir.glob("*.txt")):
         rows = np.loadtxt(txt, ndmin=2)

@@ -23,10 +23,9 @@ def _ref(polys, h, w):
     return pmask.decode(pmask.merge(pmask.frPyObjects(polys, h, w))).astype(bool)
 
 
-def test_polygons_pixel_identical_to_pycocotools_on_coco128(shared_data):
+def test_polygons_pixel_identical_to_pycocotools_on_coco128(shared_data, require_shared):
     path = shared_data / "coco128" / "annotations" / "instances_train2017.json"
-    if not path.is_file():
-        pytest.skip(f"{path} is absent")
+    require_shared(path)
     gt = json.loads(path.read_text())
     sizes = {im["id"]: (im["height"], im["width"]) for im in gt["images"]}
     n = 0
