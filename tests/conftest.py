@@ -36,31 +36,27 @@ def shared_data_required() -> bool:
                ("CI", "CVCRAFT_REQUIRE_DATA"))  # fmt: skip
 
 
+def present_or_skip(path: Path, what: str) -> Path:
+    """``path`` if it exists; missing, a failure where the shared data is required (CI) and a
+    skip elsewhere, so a renamed or lost file cannot turn CI's check into a skip."""
+    if not path.exists():
+        if shared_data_required():
+            pytest.fail(f"{what} {path} is absent but CI / CVCRAFT_REQUIRE_DATA requires it: "
+                        "put the shared data there")  # fmt: skip
+        pytest.skip(f"{what} {path} is absent (only on the project machines)")
+    return path
+
+
 @pytest.fixture
 def shared_data() -> Path:
-    if not SHARED_DATA.exists():
-        if shared_data_required():
-            pytest.fail(f"shared data folder {SHARED_DATA} is absent but CI / "
-                        "CVCRAFT_REQUIRE_DATA requires it: put the data there")  # fmt: skip
-        pytest.skip(f"shared data folder {SHARED_DATA} is absent (only on the project machines)")
-    return SHARED_DATA
+    return present_or_skip(SHARED_DATA, "shared data folder")
 
 
 @pytest.fixture
 def require_shared():
-    """``require_shared(path)``: a file or folder under the shared data that a test needs.
-    Missing, it fails where the data is required (CI) and skips elsewhere, like
-    ``shared_data`` itself, so a renamed or lost file cannot turn CI's check into a skip."""
-
-    def check(path: Path) -> Path:
-        if not path.exists():
-            if shared_data_required():
-                pytest.fail(f"{path} is absent but CI / CVCRAFT_REQUIRE_DATA requires the "
-                            "shared data: restore it")  # fmt: skip
-            pytest.skip(f"{path} is absent")
-        return path
-
-    return check
+    """``require_shared(path)``: a file or folder under the shared data that a test needs
+    (:func:`present_or_skip`)."""
+    return lambda path: present_or_skip(path, "shared data file")
 
 
 def randomize_norms_(model: nn.Module, seed: int = 0) -> nn.Module:
