@@ -67,6 +67,12 @@ RUNS: dict[str, list[str]] = {
                       "epochs=100", "val_interval=50", "ema_decay=0.999", "val_raw=true",
                       "cond_drop=0.1", "guidance=4", "bpd_t=4", "amp=true",
                       "model_kwargs={width: 32, sample_steps: 50}"],
+    # the GAN variants without a row before 2026-12-07
+    "infogan": ["model=infogan", "model_kwargs={width: 32}", "epochs=10", "val_interval=10"],
+    "biggan": ["model=biggan_small", "model_kwargs={width: 32}", "loss=hinge",
+               "spectral_norm=true", "d_lr=4e-4", "epochs=20", "val_interval=20"],
+    "wgan_clip": ["model=dcgan", "model_kwargs={width: 32}", "loss=wgan", "clip_value=0.01",
+                  "optimizer=rmsprop", "lr=5e-5", "n_critic=5", "epochs=20", "val_interval=20"],
     "ldm": ["model=ldm", "lr=0.002", "epochs=4", "val_interval=4", "noise_dim=16",
             "model_kwargs={width: 32, sample_steps: 20}"],
     "cldm": ["model=cldm", "lr=0.002", "epochs=6", "val_interval=6", "noise_dim=16",
@@ -75,7 +81,16 @@ RUNS: dict[str, list[str]] = {
                   "cond_drop=0.1", "guidance=3", "model_kwargs={width: 32, sample_steps: 20}"],
 }
 # fmt: on
-CONDITIONAL = {"cgan", "ddpm", "ddpm_raw", "ddpm_w32", "ddpm_w32_long", "cldm", "cldm_long"}
+CONDITIONAL = {
+    "cgan",
+    "biggan",
+    "ddpm",
+    "ddpm_raw",
+    "ddpm_w32",
+    "ddpm_w32_long",
+    "cldm",
+    "cldm_long",
+}
 
 
 def write_idx(folder: Path, prefix: str, images: np.ndarray, labels: np.ndarray) -> None:
