@@ -81,16 +81,6 @@ RUNS: dict[str, list[str]] = {
                   "cond_drop=0.1", "guidance=3", "model_kwargs={width: 32, sample_steps: 20}"],
 }
 # fmt: on
-CONDITIONAL = {
-    "cgan",
-    "biggan",
-    "ddpm",
-    "ddpm_raw",
-    "ddpm_w32",
-    "ddpm_w32_long",
-    "cldm",
-    "cldm_long",
-}
 
 
 def write_idx(folder: Path, prefix: str, images: np.ndarray, labels: np.ndarray) -> None:
@@ -130,9 +120,7 @@ def train_family(name: str, work: Path) -> dict:
     out = {k: m[k] for k in keys if k in m}
     # with val_raw=true (EMA on), the raw weights' metrics too
     out.update({k: v for k, v in m.items() if k.startswith("raw_") and k[4:] in keys})
-    out["args"] = ["train", "generate", *args]
-    if name not in CONDITIONAL:
-        out.pop("cond_acc", None)  # unconditional: the histogram is the statistic
+    out["args"] = ["train", "generate", *args]  # cond_acc only exists for conditional runs
     return out
 
 

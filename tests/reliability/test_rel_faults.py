@@ -113,8 +113,6 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path, wait_for):
 @pytest.mark.slow
 @pytest.mark.parametrize("task", ["detect", "segment"])
 def test_deterministic_rerun_other_tasks(tmp_path, task):
-    # (this test used to skip itself when ``cvcraft.engine.<task>`` was missing: the tasks
-    # moved to cvcraft.tasks long ago, so it skipped everywhere, CI included)
     args = [
         "train",
         task,
